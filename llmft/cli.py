@@ -1,0 +1,139 @@
+"""`llmft VERB [overrides] [-m]`: the command-line edge. Only this module and commands/ touch Hydra."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable
+
+VERBS = {
+    "train": "fine-tune a backbone on a task, write a run folder",
+    "eval": "re-evaluate a run's best checkpoint on a split or data set",
+    "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
+}
+_USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
+GROUPS = ("model", "task", "optimizer", "scheduler", "precision")
+
+USAGE = """usage: llmft VERB [KEY=VALUE ...] [-m] [--help]
+
+Verbs:
+{verbs}
+
+Config groups (pick one with GROUP=OPTION, override any field with GROUP.FIELD=VALUE):
+{groups}
+
+Examples:
+  llmft train task=sentiment
+  llmft train task=sentiment optimizer.lr=2e-5 scheduler=cosine trainer.epochs=3
+  llmft train -m task=sentiment optimizer.lr=1e-5,3e-5,5e-5
+  llmft train recipe=sentiment-minilm
+  llmft eval run=outputs/train/<day>/<time>
+  llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+
+`llmft VERB --help` shows that verb's full config. Errors print one line; set
+HYDRA_FULL_ERROR=1 to see the traceback.
+"""
+
+
+def _options(group_dir) -> list[str]:
+    return sorted(p.stem for p in group_dir.glob("*.yaml")) if group_dir.is_dir() else []
+
+
+def top_level_help() -> str:
+    from llmft.paths import conf_dir, recipes_dir
+
+    verbs = "\n".join(f"  {name:<10}{text}" for name, text in VERBS.items())
+    groups = [f"  {g:<11}{', '.join(_options(conf_dir() / g))}" for g in GROUPS]
+    groups.append(f"  {'recipe':<11}{', '.join(_options(recipes_dir()))}")
+    return USAGE.format(verbs=verbs, groups="\n".join(groups))
+
+
+def register_recipes() -> None:
+    """Each recipes/*.yaml becomes option `recipe=<stem>`, merged at the top level of the config."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from llmft.paths import recipes_dir
+
+    cs = ConfigStore.instance()
+    for path in sorted(recipes_dir().glob("*.yaml")):
+        cs.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+
+
+def _command(verb: str) -> Callable:
+    if verb == "train":
+        from llmft.commands.train import train_command as fn
+    elif verb == "eval":
+        from llmft.commands.eval import eval_command as fn
+    else:
+        from llmft.commands.generate import generate_command as fn
+    return _guarded(fn)
+
+
+def _guarded(fn: Callable) -> Callable:
+    """A user mistake inside a single run exits 2 with its one line; in a sweep the job fails and the rest go on."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from llmft.config import ConfigError
+        from llmft.errors import UserError
+
+        try:
+            return fn(cfg)
+        except (UserError, ConfigError) as ex:
+            if os.environ.get(_USER_FULL_ERROR) == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            print(f"error: {ex}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def run_verb(verb: str, args: list[str]) -> None:
+    """Run one verb through hydra.main with the given overrides and Hydra flags."""
+    import hydra
+
+    from llmft.config import register_configs
+    from llmft.paths import conf_dir
+
+    register_configs()
+    register_recipes()
+    fn = _command(verb)
+    sys.argv = [f"llmft {verb}", *args]
+    hydra.main(config_path=str(conf_dir()), config_name=verb, version_base="1.3")(fn)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(top_level_help())
+        return
+    verb, args = argv[0], argv[1:]
+    if verb not in VERBS:
+        from llmft.errors import closest
+
+        hint = closest(verb, VERBS)
+        print(f"error: unknown verb '{verb}'{hint}. Verbs: {', '.join(VERBS)}", file=sys.stderr)
+        sys.exit(2)
+    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ[_USER_FULL_ERROR] = "1" if show_traceback else "0"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
+    try:
+        run_verb(verb, args)
+    except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages
+        from llmft.errors import describe
+
+        message = describe(ex)
+        if message is None or show_traceback:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

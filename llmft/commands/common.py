@@ -1,0 +1,93 @@
+"""Helpers every verb uses at the Hydra edge: typed configs, the run folder, saved run configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmft.errors import UserError, unknown_key_message
+
+T = TypeVar("T")
+
+
+def _check_known_keys(node: Any, schema_node: Any, prefix: str = "") -> None:
+    """Reject keys the schema lacks (Hydra's `+key=value` bypasses struct mode)."""
+    if not isinstance(node, DictConfig) or not isinstance(schema_node, DictConfig):
+        return
+    known = set(schema_node.keys())  # not `in`: OmegaConf says a key holding ??? is absent
+    for key in node.keys():
+        if key == "hydra" and not prefix:
+            continue
+        full_key = f"{prefix}{key}"
+        if key not in known:
+            raise UserError(unknown_key_message(full_key, [str(k) for k in schema_node.keys()]))
+        _check_known_keys(node._get_node(key), schema_node._get_node(key), f"{full_key}.")
+
+
+def to_typed(cfg: DictConfig, schema: type[T]) -> T:
+    """Validate a composed config against its schema and return the dataclass (runs cross-field checks)."""
+    base = OmegaConf.structured(schema)
+    _check_known_keys(cfg, base)
+    merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def hydra_output_dir() -> Path:
+    """The run folder Hydra picked for this job (run or multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def user_overrides() -> list[str]:
+    """The overrides the user typed for this job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
+
+
+def load_run_config(run_dir: Path, schema: type[T]) -> T:
+    """A run folder's saved config, validated against today's schema (never trusted as code)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an llmft run folder: {path} is missing")
+    try:
+        saved = OmegaConf.load(path)
+        return to_typed(saved, schema)  # type: ignore[arg-type]
+    except UserError as ex:
+        raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex
+    except Exception as ex:  # omegaconf validation errors
+        from llmft.errors import describe
+
+        raise UserError(f"the config saved in {path} no longer validates: {describe(ex) or ex}") from ex
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for llmft's own progress: no per-library progress bars or chatty INFO logs."""
+    import logging
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("matplotlib", "PIL", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def checkpoint_dir(run_dir: Path, checkpoint: str) -> Path:
+    """`best`, `last`, or an explicit folder."""
+    folder = run_dir / "checkpoints" / checkpoint if checkpoint in ("best", "last") else Path(checkpoint)
+    if not folder.is_dir():
+        raise UserError(f"checkpoint not found: {folder} (did the run finish an evaluation?)")
+    return folder
+
+
+def label_names_of(model: Any) -> list[str]:
+    """The checkpoint's label names in id order."""
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    return [id2label[i] for i in range(len(id2label))]

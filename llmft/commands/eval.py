@@ -1,0 +1,91 @@
+"""`llmft eval run=<folder>`: score a run's checkpoint on a split of its data, or of other data given by overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmft.commands.common import (
+    checkpoint_dir,
+    hydra_output_dir,
+    label_names_of,
+    load_run_config,
+    quiet_libraries,
+    to_typed,
+    user_overrides,
+)
+from llmft.config import EvalConfig, TaskConfig, TrainConfig
+from llmft.errors import UserError
+
+
+def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig, overrides: list[str]) -> TaskConfig:
+    """The run's task config, with the user's `task=...` / `task.x.y=...` overrides applied on top."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    keys = [o.key_or_group for o in parsed if o.key_or_group == "task" or o.key_or_group.startswith("task.")]
+    if "task" in keys:
+        return config.task  # a whole new task group replaces the run's
+    task = OmegaConf.structured(saved)
+    for key in keys:
+        OmegaConf.update(task, key[len("task.") :], OmegaConf.select(cfg, key), merge=False)
+    return OmegaConf.to_object(task)  # type: ignore[return-value]
+
+
+def _role(split: str, task: TaskConfig) -> str:
+    roles = {"train": "train", "eval": "eval", "test": "test"}
+    roles.update({task.data.train_split: "train", task.data.eval_split: "eval", task.data.test_split: "test"})
+    if split not in roles:
+        raise UserError(f"unknown split '{split}'; choose one of: {', '.join(sorted(roles))}")
+    return roles[split]
+
+
+def eval_command(cfg: DictConfig) -> float:
+    config = to_typed(cfg, EvalConfig)
+    run_dir = Path(config.run)
+    saved = load_run_config(run_dir, TrainConfig)
+    task_cfg = _task_with_overrides(saved.task, config, cfg, user_overrides())
+    metrics = evaluate_run(config, run_dir, task_cfg, saved)
+    out = hydra_output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, "metrics": metrics}
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    from llmft.report import print_metrics
+
+    print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {out / 'eval.json'})", metrics)
+    return float(metrics.get(task_cfg.select_metric, float("nan")))
+
+
+def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> dict[str, Any]:
+    """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it."""
+    from llmft import backbone, data
+    from llmft.precision import resolve_device, resolve_precision
+    from llmft.tasks import get_task
+
+    quiet_libraries()
+    folder = checkpoint_dir(run_dir, config.checkpoint)
+    task = get_task(task_cfg)
+    model = backbone.load_finetuned(task.auto_class_name, folder)
+    tokenizer = backbone.load_finetuned_tokenizer(folder)
+    task_cfg.data.label_names = label_names_of(model)  # score with the checkpoint's label ids
+    role = _role(config.split, task_cfg)
+    split_name = {"train": task_cfg.data.train_split, "eval": task_cfg.data.eval_split, "test": task_cfg.data.test_split}[role]
+    if task_cfg.data.data_files is None and Path(task_cfg.data.path).expanduser().is_file():
+        task_cfg.data.data_files = {split_name: task_cfg.data.path}  # one file given to eval: score all of it
+    raw = data.load_raw(task_cfg.data)
+    if split_name in raw:
+        dataset = data.cap(raw[split_name], role, task_cfg.data)
+    else:
+        dataset = data.named_splits(raw, task_cfg.data)[role]
+    features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
+    device = resolve_device(config.trainer.device)
+    precision = resolve_precision(config.precision.mode, device)
+    loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed)
+    if config.trainer.limit_eval_batches > 0:
+        import itertools
+
+        loader = itertools.islice(loader, config.trainer.limit_eval_batches)
+    return task.evaluate(model.to(device), loader, precision)

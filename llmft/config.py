@@ -1,0 +1,207 @@
+"""Typed config schemas, registered in Hydra's ConfigStore.
+
+Every YAML file under conf/ and recipes/ is merged onto these dataclasses, so a typo'd key or a
+value of the wrong type fails at compose time, before any model or data is loaded. Cross-field
+checks live in `__post_init__` and run when the command calls `OmegaConf.to_object`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class SchedulerName(str, Enum):
+    constant = "constant"
+    linear = "linear"
+    cosine = "cosine"
+    exponential = "exponential"
+
+
+class PrecisionMode(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class MetricMode(str, Enum):
+    max = "max"
+    min = "min"
+
+
+class TaskFamily(str, Enum):
+    classification = "classification"
+
+
+class ConfigError(ValueError):
+    """A config that composes but is inconsistent; the message is one line for the user."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "builtin:minilm-l6"  # hub id, local folder, or builtin:<name>
+    revision: Optional[str] = None
+    tokenizer: Optional[str] = None  # defaults to name_or_path
+    trust_remote_code: bool = False
+    max_length: int = 128
+
+
+@dataclass
+class DataConfig:
+    path: str = "builtin:sentiment"  # hub id, local file/folder, or builtin:<name>
+    name: Optional[str] = None  # hub dataset configuration
+    revision: Optional[str] = None
+    data_files: Optional[dict[str, str]] = None  # split -> local file, overrides path lookup
+    text_columns: list[str] = field(default_factory=lambda: ["text"])  # one, or two for pairs
+    label_column: str = "label"
+    label_names: Optional[list[str]] = None  # None: read from the data set
+    train_split: str = "train"
+    eval_split: str = "validation"
+    test_split: str = "test"
+    carve_ratio: float = 0.1  # share of train carved off for a missing eval/test split
+    split_seed: int = 1234
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.text_columns) <= 2:
+            raise ConfigError(
+                f"task.data.text_columns takes one column or two (a sentence pair), got {self.text_columns}"
+            )
+        if not 0.0 < self.carve_ratio < 1.0:
+            raise ConfigError(f"task.data.carve_ratio must be in (0, 1), got {self.carve_ratio}")
+
+
+@dataclass
+class TaskConfig:
+    family: TaskFamily = TaskFamily.classification
+    data: DataConfig = field(default_factory=DataConfig)
+    select_metric: str = "accuracy"  # eval metric that picks the best checkpoint
+    select_mode: MetricMode = MetricMode.max
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.adamw
+    lr: float = 5e-5
+    weight_decay: float = 0.01  # never applied to biases and norm weights
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"optimizer.betas takes two numbers, got {self.betas}")
+
+
+@dataclass
+class SchedulerConfig:
+    name: SchedulerName = SchedulerName.linear
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps is 0
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of optimizer.lr
+    gamma: float = 0.999  # exponential decay per step
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"scheduler.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"scheduler.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class PrecisionConfig:
+    mode: PrecisionMode = PrecisionMode.auto
+
+
+@dataclass
+class TrainerConfig:
+    device: Device = Device.auto
+    epochs: int = 2
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum_steps: int = 1
+    max_grad_norm: Optional[float] = 1.0  # None: no clipping
+    max_steps: int = -1  # optimizer steps; -1: run all epochs
+    eval_every: int = 0  # optimizer steps between evals; 0: only at each epoch end
+    log_every: int = 10
+    limit_train_batches: int = -1  # micro-batches per epoch; -1: all
+    limit_eval_batches: int = -1
+    early_stopping_patience: int = 0  # evals without improvement before stopping; 0: off
+    num_workers: int = 0
+    save_last: bool = True  # checkpoints/last with optimizer/scheduler/RNG state
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError("trainer.max_grad_norm must be > 0, or null to turn clipping off")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 42
+    run_name: Optional[str] = None
+
+
+@dataclass
+class EvalConfig:
+    run: str = "???"  # a train run folder
+    checkpoint: str = "best"  # best | last | a folder
+    split: str = "test"  # which split of the task's data to score
+    task: TaskConfig = field(default_factory=TaskConfig)  # overrides apply onto the run's task
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 42
+
+
+@dataclass
+class GenerateConfig:
+    run: str = "???"  # a train run folder
+    checkpoint: str = "best"
+    prompt: Optional[str] = None
+    input: Optional[str] = None  # a JSONL file with one input per line
+    output: Optional[str] = None  # a JSONL file for the results; default: print them
+    batch_size: int = 32
+    device: Device = Device.auto
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.input is None):
+            raise ConfigError('generate needs exactly one of prompt="..." or input=<file.jsonl>')
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig}
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore; each primary YAML names `<verb>_schema` first."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for verb, schema in SCHEMAS.items():
+        cs.store(name=f"{verb}_schema", node=schema)

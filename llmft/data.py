@@ -1,0 +1,140 @@
+"""Load a data set (hub id, local file/folder, or builtin), name its splits, carve missing ones, batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from llmft.config import DataConfig
+from llmft.errors import UserError
+from llmft.paths import resources_dir
+
+BUILTIN_PREFIX = "builtin:"
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+ROLES = ("train", "eval", "test")
+
+
+def _format_of(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(f"unsupported data file type '{suffix}' for {path}; use one of {', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _files_in_folder(folder: Path, cfg: DataConfig) -> dict[str, str]:
+    """Files named after the configured splits (train.jsonl, validation.csv, ...) in a folder."""
+    files: dict[str, str] = {}
+    for split in (cfg.train_split, cfg.eval_split, cfg.test_split):
+        for suffix in FORMATS:
+            candidate = folder / f"{split}{suffix}"
+            if candidate.is_file():
+                files[split] = str(candidate)
+                break
+    if cfg.train_split not in files:
+        raise UserError(f"no {cfg.train_split}.<csv|json|jsonl|parquet> file in data folder {folder}")
+    return files
+
+
+def local_files(cfg: DataConfig) -> dict[str, str] | None:
+    """split -> file for local data, or None when `cfg.path` is a hub id."""
+    if cfg.data_files:
+        files = dict(cfg.data_files)
+    elif cfg.path.startswith(BUILTIN_PREFIX):
+        folder = resources_dir() / cfg.path[len(BUILTIN_PREFIX):]
+        if not folder.is_dir():
+            raise UserError(f"unknown builtin data set '{cfg.path}'")
+        return _files_in_folder(folder, cfg)
+    elif Path(cfg.path).expanduser().is_dir():
+        return _files_in_folder(Path(cfg.path).expanduser(), cfg)
+    elif Path(cfg.path).suffix.lower() in FORMATS or cfg.path.startswith((".", "/", "~")):
+        files = {cfg.train_split: cfg.path}
+    else:
+        return None
+    for split, file in files.items():
+        if not Path(file).expanduser().is_file():
+            raise UserError(f"data file not found: {file} (split '{split}')")
+    return {split: str(Path(file).expanduser()) for split, file in files.items()}
+
+
+def load_raw(cfg: DataConfig) -> Any:
+    """A DatasetDict with whichever splits the source has."""
+    import datasets
+
+    files = local_files(cfg)
+    try:
+        if files is not None:
+            formats = {_format_of(f) for f in files.values()}
+            if len(formats) > 1:
+                raise UserError(f"all data files must share one format, got {sorted(formats)}")
+            fmt = formats.pop()
+            kwargs = {"delimiter": "\t"} if all(f.endswith(".tsv") for f in files.values()) else {}
+            return datasets.load_dataset(fmt, data_files=files, **kwargs)
+        return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
+    except UserError:
+        raise
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as ex:
+        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+        raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
+    except UnicodeDecodeError as ex:
+        raise UserError(f"data set '{cfg.path}' is not valid UTF-8 text: {ex}") from ex
+    except Exception as ex:  # datasets wraps parser errors (e.g. bad JSON) in its own types
+        if type(ex).__module__.startswith("datasets"):
+            raise UserError(f"could not read data set '{cfg.path}': {str(ex).splitlines()[0]}") from ex
+        raise
+
+
+def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
+    """{'train', 'eval', 'test'} -> Dataset; a missing eval/test split is carved from train with a fixed seed."""
+    if cfg.train_split not in raw:
+        raise UserError(f"data set '{cfg.path}' has no split '{cfg.train_split}'; it has: {', '.join(raw)}")
+    train = raw[cfg.train_split]
+    out: dict[str, Any] = {}
+    for role, split in (("eval", cfg.eval_split), ("test", cfg.test_split)):
+        if split in raw and split != cfg.train_split:
+            out[role] = raw[split]
+            continue
+        if len(train) < 4:
+            raise UserError(f"split '{split}' is missing and train has too few rows ({len(train)}) to carve it")
+        parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
+        train, out[role] = parts["train"], parts["test"]
+    out["train"] = train
+    out = {role: cap(ds, role, cfg) for role, ds in out.items()}
+    for role in ROLES:
+        if len(out[role]) == 0:
+            raise UserError(f"the {role} split of data set '{cfg.path}' is empty")
+    return out
+
+
+def cap(ds: Any, role: str, cfg: DataConfig) -> Any:
+    """The first max_train_samples / max_eval_samples rows, when set (for smoke runs and tests)."""
+    limit = cfg.max_train_samples if role == "train" else cfg.max_eval_samples
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+
+
+def check_columns(ds: Any, columns: list[str], where: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        from llmft.errors import closest
+
+        hint = closest(missing[0], ds.column_names)
+        raise UserError(f"column '{missing[0]}' not found in {where}{hint}; columns: {', '.join(ds.column_names)}")
+
+
+def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
+    """The datasets fingerprint of each split, for the run manifest."""
+    return {role: getattr(ds, "_fingerprint", "") for role, ds in splits.items()}
+
+
+def make_loader(ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0) -> Any:
+    """A DataLoader; shuffling draws from its own seeded generator so runs repeat exactly."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate,
+        generator=generator,
+        num_workers=num_workers,
+    )

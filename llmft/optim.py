@@ -1,0 +1,63 @@
+"""Optimizers and learning-rate schedules from their typed configs."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from llmft.config import OptimizerConfig, OptimizerName, SchedulerConfig, SchedulerName
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: biases and norm weights (1-D tensors) are not decayed."""
+    decay, no_decay = [], []
+    for _, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(cfg: OptimizerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.name is OptimizerName.sgd:
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    betas = (cfg.betas[0], cfg.betas[1])
+    if cfg.name is OptimizerName.adam:
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps)
+
+
+def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:
+    return cfg.warmup_steps if cfg.warmup_steps > 0 else int(cfg.warmup_ratio * total_steps)
+
+
+def lr_multiplier(cfg: SchedulerConfig, total_steps: int) -> Callable[[int], float]:
+    """The factor on the base lr at optimizer step `step` (0-based): linear warmup, then the decay."""
+    warmup = warmup_steps(cfg, total_steps)
+    decay_steps = max(1, total_steps - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / decay_steps)
+        if cfg.name is SchedulerName.constant:
+            return 1.0
+        if cfg.name is SchedulerName.linear:
+            return 1.0 - progress
+        if cfg.name is SchedulerName.cosine:
+            cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+            return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+        return cfg.gamma ** (step - warmup)
+
+    return factor
+
+
+def build_scheduler(
+    cfg: SchedulerConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, total_steps))

@@ -1,0 +1,99 @@
+"""What a run tells people: metrics.jsonl, progress bars, the final table, the loss/metric plot."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step or eval to metrics.jsonl and keeps them for the plot."""
+
+    def __init__(self, path: Optional[Path]):
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Optional[Progress]]:
+    """A rich progress display (step, loss, lr, samples/s, ETA) or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    with progress:
+        yield progress
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in scalar_metrics(metrics).items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    if "confusion_matrix" in metrics:
+        table.add_row("confusion_matrix", str(metrics["confusion_matrix"]))
+    return table
+
+
+def print_metrics(title: str, metrics: dict[str, Any]) -> None:
+    Console().print(metrics_table(title, metrics))
+
+
+def plot_curves(records: list[dict[str, Any]], select_metric: str, path: Path) -> None:
+    """loss.png: train and eval loss against step, and the selection metric on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
+    evals = [r for r in records if "eval/loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train/loss", color="tab:blue")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval/loss"] for r in evals], "o-", label="eval/loss", color="tab:orange")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    key = f"eval/{select_metric}"
+    handles, labels = ax.get_legend_handles_labels()
+    if any(key in r for r in evals):
+        ax2 = ax.twinx()
+        ax2.plot([r["step"] for r in evals if key in r], [r[key] for r in evals if key in r], "s--", color="tab:green", label=key)
+        ax2.set_ylabel(select_metric)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="best")
+    ax.set_title("training curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Bundled resources for llmft (small data sets and the scripts that generate them)."""

@@ -1,0 +1,93 @@
+"""The ranked table at the end of a sweep: every job's overrides and its selection metric."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from hydra.experimental.callback import Callback
+
+
+@dataclass
+class JobRow:
+    job: str
+    overrides: str
+    metric: str
+    value: Optional[float]
+    status: str
+
+
+def _read_job(job_dir: Path) -> Optional[JobRow]:
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.is_file():
+        return None
+    overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or [])
+    result_file = job_dir / "eval.json"
+    if not result_file.is_file():
+        return JobRow(job_dir.name, overrides, "", None, "failed")
+    result = json.loads(result_file.read_text())
+    metric = result.get("select_metric", "")
+    value = result.get("select_value")
+    return JobRow(job_dir.name, overrides, metric, value, "ok")
+
+
+def collect(sweep_dir: Path) -> tuple[list[JobRow], str]:
+    """Read every job folder under a sweep folder and rank them best first."""
+    rows = [row for d in sorted(sweep_dir.iterdir()) if d.is_dir() and (row := _read_job(d))]
+    mode = "max"
+    for d in sweep_dir.iterdir():
+        result_file = d / "eval.json"
+        if result_file.is_file():
+            mode = json.loads(result_file.read_text()).get("select_mode", "max")
+            break
+    done = [r for r in rows if r.value is not None]
+    done.sort(key=lambda r: r.value, reverse=(mode == "max"))
+    return done + [r for r in rows if r.value is None], mode
+
+
+def write_summary(sweep_dir: Path) -> list[JobRow]:
+    """Write summary.csv and summary.md at the sweep root and print the table."""
+    rows, mode = collect(sweep_dir)
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "job", "overrides", "metric", "value", "status"])
+        for rank, r in enumerate(rows, 1):
+            writer.writerow([rank, r.job, r.overrides, r.metric, "" if r.value is None else r.value, r.status])
+    lines = [
+        f"Sweep {sweep_dir} — ranked by {rows[0].metric if rows else '?'} ({mode})",
+        "",
+        "| rank | job | overrides | metric | value | status |",
+        "|---:|---|---|---|---:|---|",
+    ]
+    for rank, r in enumerate(rows, 1):
+        value = "" if r.value is None else f"{r.value:.4f}"
+        lines.append(f"| {rank} | {r.job} | `{r.overrides}` | {r.metric} | {value} | {r.status} |")
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    _print_table(rows, sweep_dir)
+    return rows
+
+
+def _print_table(rows: list[JobRow], sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Sweep summary ({sweep_dir / 'summary.csv'})")
+    for name in ("rank", "job", "overrides", "metric", "value", "status"):
+        table.add_column(name)
+    for rank, r in enumerate(rows, 1):
+        value = "" if r.value is None else f"{r.value:.4f}"
+        table.add_row(str(rank), r.job, r.overrides, r.metric, value, r.status)
+    Console().print(table)
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: after the last job of a multirun, rank the jobs."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            write_summary(sweep_dir)

@@ -1,0 +1,173 @@
+"""Text and sentence-pair classification: labels, features, loss, evaluation and prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmft.config import DataConfig, ModelConfig, TaskConfig
+from llmft.data import check_columns
+from llmft.errors import UserError
+from llmft.precision import Precision
+
+
+def _label_names(train: Any, cfg: DataConfig) -> list[str]:
+    if cfg.label_names:
+        return [str(n) for n in cfg.label_names]
+    feature = train.features[cfg.label_column]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    values = train.unique(cfg.label_column)
+    if all(isinstance(v, str) for v in values):
+        return sorted(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return [str(i) for i in range(int(max(values)) + 1)]
+    raise UserError(f"labels in column '{cfg.label_column}' must be strings or integers; got {values[:5]}")
+
+
+def _to_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> Any:
+    """Map the label column to ids 0..n-1; a label outside the label set is an error naming it."""
+    index = {name: i for i, name in enumerate(names)}
+    feature = ds.features[cfg.label_column]
+    column = ds[cfg.label_column]
+    if hasattr(feature, "names"):  # ClassLabel: ids already, names may be overridden by config
+        column = [feature.names[v] if v >= 0 else None for v in column]
+    ids = []
+    for row, value in enumerate(column):
+        key = value if isinstance(value, str) else (names[value] if isinstance(value, int) and 0 <= value < len(names) else value)
+        if key not in index:
+            raise UserError(
+                f"label {value!r} in the {role} split (row {row}) is not in the label set {names}; "
+                "fix the data or set task.data.label_names"
+            )
+        ids.append(index[key])
+    return ds.remove_columns(cfg.label_column).add_column("labels", ids)
+
+
+@dataclass
+class ClassificationTask:
+    """Everything the classification family knows; the loop only sees batches and a loss."""
+
+    cfg: TaskConfig
+    label_names: list[str] = field(default_factory=list)
+
+    auto_class_name = "AutoModelForSequenceClassification"
+
+    @property
+    def data(self) -> DataConfig:
+        return self.cfg.data
+
+    # --- data -------------------------------------------------------------------------------
+    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        """Check columns, fix the label set from train, map labels to ids and tokenize every split."""
+        columns = [*self.data.text_columns, self.data.label_column]
+        for role, ds in splits.items():
+            check_columns(ds, columns, f"the {role} split of '{self.data.path}'")
+        self.label_names = _label_names(splits.get("train"), self.data)
+        if len(self.label_names) < 2:
+            raise UserError(f"classification needs at least two labels, found {self.label_names}")
+        out = {}
+        for role, ds in splits.items():
+            ds = _to_ids(ds, role, self.label_names, self.data)
+            out[role] = self._tokenize(ds, tokenizer, max_length, role)
+        return out
+
+    def _tokenize(self, ds: Any, tokenizer: Any, max_length: int, role: str) -> Any:
+        text_columns = list(self.data.text_columns)
+
+        def encode(batch: dict[str, list]) -> dict[str, Any]:
+            texts = [batch[c] for c in text_columns]
+            for column, values in zip(text_columns, texts):
+                if any(v is None for v in values):
+                    raise UserError(f"column '{column}' of the {role} split has empty (null) values")
+            return tokenizer(*texts, truncation=True, max_length=max_length)
+
+        keep = {"labels"}
+        drop = [c for c in ds.column_names if c not in keep]
+        return ds.map(encode, batched=True, remove_columns=drop, desc=f"tokenize {role}")
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    # --- model ------------------------------------------------------------------------------
+    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        from llmft.backbone import load_model
+
+        id2label = dict(enumerate(self.label_names))
+        model = load_model(
+            AutoModelForSequenceClassification,
+            weights,
+            tokenizer,
+            model_cfg,
+            num_labels=len(self.label_names),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+        )
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    # --- loss and evaluation ----------------------------------------------------------------
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        """How many items the loss of `batch` sums over (one per example)."""
+        return int(batch["labels"].numel())
+
+    @staticmethod
+    def loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed cross-entropy of a batch; the loop divides by the items in the whole accumulation group."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        logits = model(**inputs).logits
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+
+    @torch.no_grad()
+    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision) -> dict[str, Any]:
+        """Loss and classification metrics; keeps only per-example probabilities, never all logits' graphs."""
+        from llmft.metrics import classification_metrics
+
+        was_training = model.training
+        model.eval()
+        loss_total, n, probs, labels = 0.0, 0, [], []
+        for batch in batches:
+            batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            with precision.autocast():
+                logits = model(**inputs).logits.float()
+            loss_total += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
+            n += batch["labels"].numel()
+            probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
+        model.train(was_training)
+        if n == 0:
+            raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
+        metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs), self.label_names)
+        metrics["loss"] = loss_total / n
+        metrics["samples"] = n
+        return metrics
+
+
+@torch.no_grad()
+def predict(
+    model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Label name (from the model's id2label) and class probabilities for each row of text(s)."""
+    model.eval()
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        columns = list(zip(*chunk))
+        enc = tokenizer(*[list(c) for c in columns], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
+        for p in torch.softmax(logits, dim=-1).cpu().tolist():
+            best = max(range(len(p)), key=p.__getitem__)
+            out.append({"label": id2label[best], "score": p[best], "probabilities": {id2label[i]: v for i, v in enumerate(p)}})
+    return out
