@@ -97,7 +97,7 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
             raise UserError(f"split '{split}' is missing and train has too few rows ({len(train)}) to carve it")
         parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
         train, out[role] = parts["train"], parts["test"]
-    out["train"] = train
+    out = {"train": train, **out}
     out = {role: cap(ds, role, cfg) for role, ds in out.items()}
     for role in ROLES:
         if len(out[role]) == 0:
