@@ -92,6 +92,7 @@ class TaskConfig:
     data: DataConfig = field(default_factory=DataConfig)
     select_metric: str = "accuracy"  # eval metric that picks the best checkpoint
     select_mode: MetricMode = MetricMode.max
+    hub_metrics: list[str] = field(default_factory=list)  # extra metrics by name from the `evaluate` hub (online)
 
 
 @dataclass

@@ -52,8 +52,28 @@ def classification_metrics(
     return out
 
 
-def hub_metric(name: str, predictions: Sequence[Any], references: Sequence[Any], **kwargs: Any) -> dict[str, Any]:
-    """A metric from the `evaluate` hub by name (needs the network and `pip install llmft[hub-metrics]`)."""
-    import evaluate
+def load_hub_metrics(names: Sequence[str]) -> list[Any]:
+    """Metrics from the `evaluate` hub by name, loaded up front so a bad name fails before training."""
+    if not names:
+        return []
+    from llmft.errors import UserError
 
-    return dict(evaluate.load(name).compute(predictions=predictions, references=references, **kwargs))
+    try:
+        import evaluate
+    except ImportError as ex:
+        raise UserError(f"task.hub_metrics={list(names)} needs the evaluate package: pip install 'llmft[hub-metrics]'") from ex
+    loaded = []
+    for name in names:
+        try:
+            loaded.append(evaluate.load(name))
+        except Exception as ex:  # evaluate raises many types for a missing/offline metric script
+            raise UserError(f"could not load hub metric '{name}' (it needs the network): {str(ex).splitlines()[0]}") from ex
+    return loaded
+
+
+def hub_metric_values(metrics: Sequence[Any], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric in metrics:
+        for key, value in metric.compute(predictions=predictions, references=references).items():
+            out[f"hub/{metric.name}/{key}" if key in out else key] = value
+    return out

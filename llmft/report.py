@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console(stderr=True)
+T = TypeVar("T")
 
 
 class MetricsLog:
@@ -30,11 +31,17 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
+_active: list[Progress] = []  # the live display, so eval bars nest inside the training bar
+
+
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Optional[Progress]]:
     """A rich progress display (step, loss, lr, samples/s, ETA) or None when disabled."""
     if not enabled:
         yield None
+        return
+    if _active:
+        yield _active[-1]
         return
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -46,7 +53,25 @@ def progress_bar(enabled: bool) -> Iterator[Optional[Progress]]:
         console=console,
     )
     with progress:
-        yield progress
+        _active.append(progress)
+        try:
+            yield progress
+        finally:
+            _active.pop()
+
+
+def track(items: Iterable[T], total: Optional[int], description: str, enabled: bool) -> Iterator[T]:
+    """Iterate with a (nested, transient) progress bar."""
+    if not enabled:
+        yield from items
+        return
+    with progress_bar(True) as bar:
+        assert bar is not None
+        task = bar.add_task(description, total=total, info="")
+        for item in items:
+            yield item
+            bar.advance(task)
+        bar.remove_task(task)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -62,3 +62,9 @@ def test_help_lists_verbs_groups_and_options(tmp_path):
     verb_help = run_cli(["train", "--help"], cwd=tmp_path).stdout
     for text in ("optimizer: adam, adamw, sgd", "scheduler: constant, cosine, exponential, linear", "recipe:"):
         assert text in verb_help
+
+
+def test_hub_metric_needs_evaluate_or_the_network(tmp_path):
+    proc = run_cli(["train", "model=tiny-bert", "task.hub_metrics=[accuracy]"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "needs the evaluate package" in proc.stderr or "could not load hub metric 'accuracy'" in proc.stderr

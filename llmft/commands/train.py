@@ -32,7 +32,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: dict[str, Any] | None = 
     from llmft.manifest import write_manifest
     from llmft.optim import build_optimizer, build_scheduler, warmup_steps
     from llmft.precision import resolve_device, resolve_precision
-    from llmft.report import MetricsLog, console, plot_curves, print_metrics
+    from llmft.report import MetricsLog, console, plot_curves, print_metrics, track
     from llmft.tasks import get_task
 
     quiet_libraries()
@@ -75,7 +75,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: dict[str, Any] | None = 
     limit = trainer.limit_eval_batches
 
     def evaluate() -> dict[str, Any]:
-        return task.evaluate(model, _limited(eval_loader, limit), precision)
+        batches = track(_limited(eval_loader, limit), _count(eval_loader, limit), "eval", trainer.progress)
+        return task.evaluate(model, batches, precision)
 
     def on_best(step: int, metrics: dict[str, Any]) -> None:
         save_model(best_dir, model, tokenizer)
@@ -89,7 +90,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: dict[str, Any] | None = 
 
     del model, optimizer, scheduler
     best_model = backbone.load_finetuned(task.auto_class_name, best_dir).to(device)
-    test_metrics = task.evaluate(best_model, _limited(test_loader, limit), precision)
+    batches = track(_limited(test_loader, limit), _count(test_loader, limit), "test", trainer.progress)
+    test_metrics = task.evaluate(best_model, batches, precision)
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -108,6 +110,10 @@ def train(config: TrainConfig, out_dir: Path, resolved: dict[str, Any] | None = 
     del best_model
     gc.collect()  # multirun jobs share one process
     return float(result.best_value) if result.best_value is not None else float("nan")
+
+
+def _count(loader: Any, limit: int) -> int:
+    return min(len(loader), limit) if limit > 0 else len(loader)
 
 
 def _limited(loader: Any, limit: int) -> Any:

@@ -54,6 +54,12 @@ class ClassificationTask:
 
     cfg: TaskConfig
     label_names: list[str] = field(default_factory=list)
+    hub_metrics: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from llmft.metrics import load_hub_metrics
+
+        self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
     auto_class_name = "AutoModelForSequenceClassification"
 
@@ -148,7 +154,12 @@ class ClassificationTask:
         model.train(was_training)
         if n == 0:
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
-        metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs), self.label_names)
+        y_true, y_prob = np.concatenate(labels), np.concatenate(probs)
+        metrics = classification_metrics(y_true, y_prob, self.label_names)
+        if self.hub_metrics:
+            from llmft.metrics import hub_metric_values
+
+            metrics.update(hub_metric_values(self.hub_metrics, y_prob.argmax(axis=1).tolist(), y_true.tolist()))
         metrics["loss"] = loss_total / n
         metrics["samples"] = n
         return metrics
