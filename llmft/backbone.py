@@ -94,12 +94,21 @@ def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
 
 def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
     """A model with the task's head: pretrained weights when given, else a tiny random model (builtin)."""
+    from llmft.finetune import dropout_overrides
+
     if weights is None:
         config = _tiny_bert_config(len(tokenizer))
+        if cfg.dropout is not None:
+            head_kwargs.update(dropout_overrides(config, cfg.dropout))
         for key, value in head_kwargs.items():
             setattr(config, key, value)
         return auto_class.from_config(config)
     try:
+        if cfg.dropout is not None:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+            head_kwargs.update(dropout_overrides(config, cfg.dropout))
         return auto_class.from_pretrained(
             weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **head_kwargs
         )
@@ -119,9 +128,14 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     import transformers
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    if (folder / "adapter_config.json").is_file():  # a LoRA adapter saved without merging
+        import peft
+
+        auto_class = getattr(peft, auto_class_name.replace("AutoModel", "AutoPeftModel"))
+    elif (folder / "config.json").is_file():
+        auto_class = getattr(transformers, auto_class_name)
+    else:
         raise UserError(f"{folder} is not a model checkpoint (no config.json)")
-    auto_class = getattr(transformers, auto_class_name)
     try:
         return auto_class.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as ex:

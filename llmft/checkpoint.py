@@ -18,24 +18,46 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a folder via `write(tmp)` then swap it in, so a crash leaves the old folder or the new one."""
+def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: Optional[Path] = None) -> None:
+    """Write a folder via `write(tmp)`, fsync it, then swap it in: a crash leaves the old folder or the new one.
+
+    `keep_old_as`: move the folder being replaced there instead of deleting it.
+    """
+    import errno
+
+    from llmft.errors import UserError
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
     try:
         write(tmp)
         _fsync_tree(tmp)
-        old = target.parent / f".{target.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+    except OSError as ex:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if ex.errno == errno.ENOSPC:
+            raise UserError(f"disk full while saving {target}; the previous checkpoint there is kept. Free space and resume") from ex
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = keep_old_as or target.parent / f".{target.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)  # the commit point
+    _fsync_dir(target.parent)
+    if keep_old_as is None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_model(target: Path, model: Any, tokenizer: Any) -> None:
@@ -48,16 +70,51 @@ def save_model(target: Path, model: Any, tokenizer: Any) -> None:
     atomic_write_dir(target, write)
 
 
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def save_training_state(
-    target: Path,
+    root: Path,
     model: Any,
     tokenizer: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
-    progress: dict[str, Any],
-) -> None:
-    """Model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position."""
+    loop_state: dict[str, Any],
+    keep_last: int = 1,
+) -> Path:
+    """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
+
+    With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest are pruned.
+    """
+    import json
+
+    target = root / "last"
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True)
@@ -66,14 +123,45 @@ def save_training_state(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "progress": progress,
+            "rng": _rng_state(),
+            "loop": loop_state,
         }
         torch.save(state, folder / "trainer_state.pt")
+        (folder / "loop_state.json").write_text(json.dumps(loop_state, indent=2) + "\n")
 
-    atomic_write_dir(target, write)
+    keep_old_as = None
+    previous = target / "loop_state.json"
+    if keep_last > 1 and previous.is_file():
+        keep_old_as = root / f"step-{json.loads(previous.read_text())['step']:07d}"
+    atomic_write_dir(target, write, keep_old_as=keep_old_as)
+    for stale in sorted(root.glob("step-*"))[: max(0, len(list(root.glob("step-*"))) - (keep_last - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return target
 
 
-def load_training_state(folder: Path) -> Optional[dict[str, Any]]:
-    path = folder / "trainer_state.pt"
-    return torch.load(path, weights_only=True) if path.is_file() else None
+def restore_training_state(
+    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler
+) -> dict[str, Any]:
+    """Load weights and trainer state from a resumable checkpoint; returns the saved loop state."""
+    from safetensors.torch import load_file
+
+    from llmft.errors import UserError
+
+    state_file = folder / "trainer_state.pt"
+    if not state_file.is_file():
+        raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
+    adapter = folder / "adapter_model.safetensors"
+    if adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(adapter))
+    else:
+        missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        if unexpected or missing:
+            raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    return dict(state["loop"])

@@ -13,7 +13,7 @@ VERBS = {
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
-GROUPS = ("model", "task", "optimizer", "scheduler", "precision")
+GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision")
 
 USAGE = """usage: llmft VERB [KEY=VALUE ...] [-m] [--help]
 

@@ -47,6 +47,17 @@ class TaskFamily(str, Enum):
     classification = "classification"
 
 
+class NonFinite(str, Enum):
+    stop = "stop"  # stop with a message; the last good checkpoint stays
+    skip = "skip"  # drop the batch's update and go on (counted)
+
+
+class FinetuneMethod(str, Enum):
+    full = "full"
+    freeze = "freeze"
+    lora = "lora"
+
+
 class ConfigError(ValueError):
     """A config that composes but is inconsistent; the message is one line for the user."""
 
@@ -58,6 +69,11 @@ class ModelConfig:
     tokenizer: Optional[str] = None  # defaults to name_or_path
     trust_remote_code: bool = False
     max_length: int = 128
+    dropout: Optional[float] = None  # overrides the backbone's hidden/attention dropout when set
+
+    def __post_init__(self) -> None:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -93,6 +109,37 @@ class TaskConfig:
     select_metric: str = "accuracy"  # eval metric that picks the best checkpoint
     select_mode: MetricMode = MetricMode.max
     hub_metrics: list[str] = field(default_factory=list)  # extra metrics by name from the `evaluate` hub (online)
+    # imbalanced classification
+    class_weights: Optional[list[float]] = None  # one weight per label, in label order
+    balance_classes: bool = False  # weights from train label counts (n / (k * count)) when class_weights is unset
+    focal_gamma: float = 0.0  # > 0: focal loss
+    label_smoothing: float = 0.0
+    weighted_sampler: bool = False  # draw train rows with probability inverse to their class frequency
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.focal_gamma < 0:
+            raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
+
+
+@dataclass
+class FinetuneConfig:
+    method: FinetuneMethod = FinetuneMethod.full
+    freeze_embeddings: bool = False  # freeze: the embedding layer
+    freeze_layers: int = 0  # freeze: the first N transformer layers
+    head_only: bool = False  # freeze: everything but the task head (linear probe / transfer learning)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
+    merge: bool = True  # lora: merge the adapter into a plain HF checkpoint at the end
+
+    def __post_init__(self) -> None:
+        if self.freeze_layers < 0:
+            raise ConfigError(f"finetune.freeze_layers must be >= 0, got {self.freeze_layers}")
+        if self.lora_r < 1:
+            raise ConfigError(f"finetune.lora_r must be >= 1, got {self.lora_r}")
 
 
 @dataclass
@@ -148,12 +195,19 @@ class TrainerConfig:
     early_stopping_patience: int = 0  # evals without improvement before stopping; 0: off
     num_workers: int = 0
     save_last: bool = True  # checkpoints/last with optimizer/scheduler/RNG state
+    save_every: int = 0  # optimizer steps between resumable checkpoints; 0: each epoch end (and on stop)
+    keep_last: int = 1  # resumable checkpoints kept (older ones as checkpoints/step-N)
+    resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
+    nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
+    gradient_checkpointing: bool = False  # trade compute for activation memory
     progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.keep_last < 1 or self.save_every < 0:
+            raise ConfigError("trainer.keep_last must be >= 1 and trainer.save_every >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError("trainer.max_grad_norm must be > 0, or null to turn clipping off")
 
@@ -162,6 +216,7 @@ class TrainerConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)

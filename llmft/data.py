@@ -125,16 +125,57 @@ def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
     return {role: getattr(ds, "_fingerprint", "") for role, ds in splits.items()}
 
 
-def make_loader(ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0) -> Any:
-    """A DataLoader; shuffling draws from its own seeded generator so runs repeat exactly."""
+class EpochSampler:
+    """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
+    order from where it stopped without replaying the batches it already trained on."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None):
+        self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Any:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.weights is not None:  # weighted sampling with replacement (imbalanced classes)
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        elif self.shuffle:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        return iter(order[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def make_loader(
+    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None
+) -> Any:
+    """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochSampler(len(ds), seed, shuffle, weights),
         collate_fn=collate,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
+        worker_init_fn=_seed_worker,
     )
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Workers get seeds derived from the loader's generator (torch does that); numpy/random follow it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)

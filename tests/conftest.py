@@ -20,11 +20,12 @@ TINY = [
     "task.data.max_train_samples=2048",
     "task.data.max_eval_samples=128",
     "trainer.epochs=2",
-    "trainer.batch_size=32",
+    "trainer.batch_size=16",
+    "model.dropout=0.0",
     "trainer.progress=false",
-    "optimizer.lr=3e-3",
+    "optimizer.lr=1e-3",
 ]
-FAST = [*TINY[:-3], "trainer.epochs=1", "trainer.max_steps=3", "trainer.progress=false"]  # runs, learns nothing
+FAST = [*TINY[:3], "trainer.epochs=1", "trainer.max_steps=3", "trainer.progress=false"]  # runs, learns nothing
 
 
 def run_cli(args: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -52,5 +53,5 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def tiny_run(tmp_path_factory) -> Path:
     """One finished tiny training run, shared by the tests that inspect a run folder."""
     root = tmp_path_factory.mktemp("tiny_run")
-    run_cli(["train", *TINY, "trainer.eval_every=16", "trainer.log_every=8"], cwd=root)
+    run_cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
     return only_run_dir(root / "outputs")

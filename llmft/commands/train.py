@@ -1,115 +1,151 @@
-"""`llmft train`: config -> tokenizer, data, model, optimizer -> the loop -> best checkpoint scored on test."""
+"""`llmft train`: config -> run parts -> the loop -> best checkpoint scored on test. Also resumes runs."""
 
 from __future__ import annotations
 
 import gc
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.commands.common import hydra_output_dir, quiet_libraries, to_typed
-from llmft.config import TrainConfig
+from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
+from llmft.config import FinetuneMethod, TrainConfig
 
 
 def train_command(cfg: DictConfig) -> float:
-    """Hydra entry: validate the composed config, train in the job's folder, return the selection metric."""
+    """Hydra entry: validate the composed config, train (or resume) a run, return the selection metric."""
+    from llmft import resume
+
     config = to_typed(cfg, TrainConfig)
+    out_dir = hydra_output_dir()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     resolved.pop("hydra", None)
-    return train(config, hydra_output_dir(), resolved)
+    resume_from = None
+    if config.trainer.resume:
+        run_dir = resume.find_run(config.trainer.resume, out_dir.parent.parent)
+        if run_dir is None:
+            print("trainer.resume=auto: no unfinished run to resume; starting a new one", file=sys.stderr)
+        else:
+            resume.check_overrides(user_overrides())
+            saved = load_run_config(run_dir, TrainConfig)
+            saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
+            config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
+            resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
+    return train(config, out_dir, resolved, resume_from)
 
 
-def train(config: TrainConfig, out_dir: Path, resolved: dict[str, Any] | None = None) -> float:
-    """Run one training job into `out_dir`; returns the best eval value of the selection metric."""
-    import transformers
-
-    from llmft import backbone, data
-    from llmft.checkpoint import save_model, save_training_state
-    from llmft.loop import Selection, fit, total_steps
+def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
+    """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
+    value of the selection metric."""
+    from llmft import resume
+    from llmft.build import build_run
+    from llmft.checkpoint import restore_training_state, save_model, save_training_state
+    from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
-    from llmft.optim import build_optimizer, build_scheduler, warmup_steps
-    from llmft.precision import resolve_device, resolve_precision
-    from llmft.report import MetricsLog, console, plot_curves, print_metrics, track
-    from llmft.tasks import get_task
+    from llmft.report import MetricsLog, console, track
 
     quiet_libraries()
-    transformers.set_seed(config.seed)  # python, numpy, torch (and CUDA) RNGs
+    if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge and config.model.name_or_path == "builtin:tiny-bert":
+        from llmft.errors import UserError
+
+        raise UserError("finetune.merge=false keeps only the adapter, which needs a pretrained base; tiny-bert is random")
+    parts = build_run(config)
     trainer = config.trainer
-    device = resolve_device(trainer.device)
-    precision = resolve_precision(config.precision.mode, device)
-    task = get_task(config.task)
-
-    tokenizer_source, weights = backbone.resolve(config.model)
-    tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
-    splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
-    features = task.prepare(splits, tokenizer, config.model.max_length)
-    model = task.build_model(weights, tokenizer, config.model).to(device)
-
-    collate = task.collator(tokenizer)
-    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, trainer.num_workers)
-    eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, trainer.num_workers)
-    test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, trainer.num_workers)
-    num_steps = total_steps(len(train_loader), trainer)
-    optimizer = build_optimizer(config.optimizer, model)
-    scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
-
+    checkpoints = out_dir / "checkpoints"
+    best_dir = checkpoints / "best"
+    state = None
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    plan = {
-        "device": str(device),
-        "precision": precision.mode.value,
-        "train_examples": len(features["train"]),
-        "optimizer_steps": num_steps,
-        "warmup_steps": warmup_steps(config.scheduler, num_steps),
-        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps,
-        "trainable_parameters": trainable,
-        "labels": task.label_names,
-    }
-    write_manifest(out_dir / "run.json", resolved or OmegaConf.to_container(OmegaConf.structured(config)), config.seed, data.fingerprint(splits), {"plan": plan})
-    console.print(f"[bold]llmft train[/] -> {out_dir}  ({', '.join(f'{k}={v}' for k, v in plan.items() if k != 'labels')})")
+    if resume_from is not None:
+        resume.clean_partial_saves(checkpoints)
+        state = LoopState(**restore_training_state(resume_from, parts.model, parts.optimizer, parts.scheduler, parts.scaler))
+        resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
+        resume.note_resume(out_dir, state.step)
+        console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
+    else:
+        from llmft import data
 
-    best_dir = out_dir / "checkpoints" / "best"
+        config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
+        write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
+        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k not in ("labels", "train_label_counts"))
+        console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
+
     limit = trainer.limit_eval_batches
+    model, task = parts.model, parts.task
 
     def evaluate() -> dict[str, Any]:
-        batches = track(_limited(eval_loader, limit), _count(eval_loader, limit), "eval", trainer.progress)
-        return task.evaluate(model, batches, precision)
+        batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
+        return task.evaluate(model, batches, parts.precision)
 
-    def on_best(step: int, metrics: dict[str, Any]) -> None:
-        save_model(best_dir, model, tokenizer)
+    def save_state(loop_state: LoopState) -> None:
+        if trainer.save_last:
+            save_training_state(checkpoints, model, parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
+                                loop_state.to_dict(), trainer.keep_last)
 
-    log = MetricsLog(out_dir / "metrics.jsonl")
+    hooks = Hooks(
+        evaluate=evaluate,
+        on_best=lambda step, metrics: save_model(best_dir, model, parts.tokenizer),
+        save_state=save_state,
+        log=MetricsLog(out_dir / "metrics.jsonl"),
+    )
     selection = Selection(config.task.select_metric, config.task.select_mode)
-    result = fit(model, task, train_loader, optimizer, scheduler, precision, trainer, evaluate, selection, on_best, log, num_steps)
-    if trainer.save_last:
-        progress = {"step": result.steps, "best_value": result.best_value, "best_step": result.best_step}
-        save_training_state(out_dir / "checkpoints" / "last", model, tokenizer, optimizer, scheduler, precision.grad_scaler(), progress)
+    try:
+        state = fit(model, task, parts.train_loader, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
+                    trainer, selection, hooks, parts.num_steps, state)
+    except Interrupted as ex:
+        where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
+        print(f"error: {ex}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}", file=sys.stderr)
+        sys.exit(128 + ex.signum)
+    if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
+        _merge_best_adapter(model, parts.tokenizer, best_dir)
+    return _finish(config, out_dir, parts, state, hooks.log)
 
-    del model, optimizer, scheduler
-    best_model = backbone.load_finetuned(task.auto_class_name, best_dir).to(device)
-    batches = track(_limited(test_loader, limit), _count(test_loader, limit), "test", trainer.progress)
-    test_metrics = task.evaluate(best_model, batches, precision)
+
+def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
+    """Fold the best adapter into the backbone and save a plain Hugging Face checkpoint in its place."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from llmft.checkpoint import save_model
+
+    set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
+    save_model(best_dir, model.merge_and_unload(), tokenizer)
+
+
+def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any) -> float:
+    """Score the best checkpoint on the test split; write eval.json and loss.png; print the table."""
+    from llmft import backbone
+    from llmft.report import plot_curves, print_metrics, track
+
+    best_dir = out_dir / "checkpoints" / "best"
+    limit = config.trainer.limit_eval_batches
+    del parts.model, parts.optimizer, parts.scheduler
+    gc.collect()
+    best_model = backbone.load_finetuned(parts.task.auto_class_name, best_dir).to(parts.precision.device)
+    batches = track(_limited(parts.test_loader, limit), _count(parts.test_loader, limit), "test", config.trainer.progress)
+    test_metrics = parts.task.evaluate(best_model, batches, parts.precision)
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "stopped_early": result.stopped_early,
+        "best_step": state.best_step,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "skipped_steps": state.skipped_steps,
         "select_metric": config.task.select_metric,
         "select_mode": config.task.select_mode.value,
-        "select_value": result.best_value,
+        "select_value": state.best_value,
         "test_value": test_metrics.get(config.task.select_metric),
         "metrics": test_metrics,
     }
     (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_curves(log.records, config.task.select_metric, out_dir / "loss.png")
-    print_metrics(f"test metrics of the best checkpoint (step {result.best_step}) — {out_dir}", test_metrics)
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    plot_curves(records, config.task.select_metric, out_dir / "loss.png")
+    print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
     del best_model
     gc.collect()  # multirun jobs share one process
-    return float(result.best_value) if result.best_value is not None else float("nan")
+    return float(state.best_value) if state.best_value is not None else float("nan")
 
 
 def _count(loader: Any, limit: int) -> int:

@@ -55,6 +55,8 @@ class ClassificationTask:
     cfg: TaskConfig
     label_names: list[str] = field(default_factory=list)
     hub_metrics: list[Any] = field(default_factory=list)
+    class_weights: Optional[torch.Tensor] = None  # per-label loss weights (imbalanced data)
+    train_label_counts: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from llmft.metrics import load_hub_metrics
@@ -62,6 +64,7 @@ class ClassificationTask:
         self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
     auto_class_name = "AutoModelForSequenceClassification"
+    peft_task_type = "SEQ_CLS"
 
     @property
     def data(self) -> DataConfig:
@@ -80,7 +83,28 @@ class ClassificationTask:
         for role, ds in splits.items():
             ds = _to_ids(ds, role, self.label_names, self.data)
             out[role] = self._tokenize(ds, tokenizer, max_length, role)
+        if "train" in out:
+            labels = np.asarray(out["train"]["labels"])
+            self.train_label_counts = np.bincount(labels, minlength=len(self.label_names)).tolist()
+            self.class_weights = self._class_weights()
         return out
+
+    def _class_weights(self) -> Optional[torch.Tensor]:
+        if self.cfg.class_weights is not None:
+            if len(self.cfg.class_weights) != len(self.label_names):
+                raise UserError(f"task.class_weights has {len(self.cfg.class_weights)} values for {len(self.label_names)} labels {self.label_names}")
+            return torch.tensor(self.cfg.class_weights, dtype=torch.float32)
+        if self.cfg.balance_classes:
+            counts = torch.tensor(self.train_label_counts, dtype=torch.float32).clamp(min=1)
+            return counts.sum() / (len(counts) * counts)  # sklearn's "balanced"
+        return None
+
+    def sample_weights(self, train: Any) -> Optional[torch.Tensor]:
+        """Per-row weights for the weighted sampler: inverse class frequency."""
+        if not self.cfg.weighted_sampler:
+            return None
+        counts = torch.tensor(self.train_label_counts, dtype=torch.float64).clamp(min=1)
+        return (1.0 / counts)[torch.tensor(train["labels"])]
 
     def _tokenize(self, ds: Any, tokenizer: Any, max_length: int, role: str) -> Any:
         text_columns = list(self.data.text_columns)
@@ -127,12 +151,18 @@ class ClassificationTask:
         """How many items the loss of `batch` sums over (one per example)."""
         return int(batch["labels"].numel())
 
-    @staticmethod
-    def loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Summed cross-entropy of a batch; the loop divides by the items in the whole accumulation group."""
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed training loss of a batch (cross-entropy with optional class weights, label smoothing,
+        focal term); the loop divides by the items in the whole accumulation group."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = model(**inputs).logits
-        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        logits = model(**inputs).logits.float()
+        labels = batch["labels"]
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        per_example = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing, reduction="none")
+        if self.cfg.focal_gamma > 0:
+            p_true = torch.softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+            per_example = (1.0 - p_true) ** self.cfg.focal_gamma * per_example
+        return per_example.sum()
 
     @torch.no_grad()
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision) -> dict[str, Any]:

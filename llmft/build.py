@@ -1,0 +1,79 @@
+"""Turn a typed train config into everything a run needs: task, tokenizer, data, model, optimizer, loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from llmft import backbone, data, finetune
+from llmft.config import TrainConfig
+from llmft.loop import total_steps
+from llmft.optim import build_optimizer, build_scheduler, warmup_steps
+from llmft.precision import Precision, resolve_device, resolve_precision
+from llmft.tasks import get_task
+
+
+@dataclass
+class RunParts:
+    task: Any
+    tokenizer: Any
+    model: Any
+    splits: dict[str, Any]
+    train_loader: Any
+    eval_loader: Any
+    test_loader: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    precision: Precision
+    num_steps: int
+    plan: dict[str, Any]
+
+
+def build_run(config: TrainConfig) -> RunParts:
+    """Seeded, in a fixed order, so the same config builds the same run (resume relies on it)."""
+    import transformers
+
+    transformers.set_seed(config.seed)  # python, numpy, torch (and CUDA) RNGs
+    trainer = config.trainer
+    device = resolve_device(trainer.device)
+    precision = resolve_precision(config.precision.mode, device)
+    task = get_task(config.task)
+
+    tokenizer_source, weights = backbone.resolve(config.model)
+    tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
+    features = task.prepare(splits, tokenizer, config.model.max_length)
+    model = task.build_model(weights, tokenizer, config.model)
+    model = finetune.prepare(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
+
+    collate = task.collator(tokenizer)
+    workers = trainer.num_workers
+    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers,
+                                    task.sample_weights(features["train"]))
+    eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, workers)
+    test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, workers)
+    num_steps = total_steps(len(train_loader), trainer)
+    optimizer = build_optimizer(config.optimizer, model)
+    scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
+
+    trainable, total = finetune.parameter_counts(model)
+    plan = {
+        "device": str(device),
+        "precision": precision.mode.value,
+        "finetune": config.finetune.method.value,
+        "train_examples": len(features["train"]),
+        "optimizer_steps": num_steps,
+        "warmup_steps": warmup_steps(config.scheduler, num_steps),
+        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "labels": task.label_names,
+        "train_label_counts": task.train_label_counts,
+    }
+    if task.class_weights is not None:
+        plan["class_weights"] = [round(w, 4) for w in task.class_weights.tolist()]
+    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
+                    precision.grad_scaler(), precision, num_steps, plan)

@@ -1,0 +1,95 @@
+"""How much of the backbone trains: full fine-tuning, frozen parts (embeddings, first N layers, all but
+the head), or LoRA adapters through peft. Also the dropout override and gradient checkpointing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from llmft.config import FinetuneConfig, FinetuneMethod
+from llmft.errors import UserError
+
+DROPOUT_FIELDS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout", "attention_dropout",
+    "activation_dropout", "hidden_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "seq_classif_dropout",
+)
+
+
+def dropout_overrides(config: Any, p: float) -> dict[str, float]:
+    """The dropout fields this backbone's config has, all set to `p`."""
+    fields = {name: p for name in DROPOUT_FIELDS if hasattr(config, name)}
+    if not fields:
+        raise UserError(f"model.dropout: the {type(config).__name__} has no dropout setting to override")
+    return fields
+
+
+def _layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The backbone's stack of transformer blocks: its longest ModuleList (encoder.layer, layers, h, ...)."""
+    lists = [m for m in model.base_model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise UserError("finetune.freeze_layers: could not find the backbone's layer stack")
+    return max(lists, key=len)
+
+
+def _freeze(module: torch.nn.Module) -> None:
+    for param in module.parameters():
+        param.requires_grad_(False)
+
+
+def apply_freezing(model: torch.nn.Module, cfg: FinetuneConfig) -> None:
+    if cfg.head_only:
+        _freeze(model.base_model)  # what stays trainable is the task head outside the backbone
+        return
+    if cfg.freeze_embeddings:
+        embeddings = getattr(model.base_model, "embeddings", None) or model.get_input_embeddings()
+        _freeze(embeddings)
+    if cfg.freeze_layers:
+        layers = _layers(model)
+        if cfg.freeze_layers > len(layers):
+            raise UserError(f"finetune.freeze_layers={cfg.freeze_layers} but the backbone has {len(layers)} layers")
+        for layer in layers[: cfg.freeze_layers]:
+            _freeze(layer)
+
+
+def apply_lora(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as ex:
+        raise UserError("finetune=lora needs the peft package: pip install peft") from ex
+    lora = LoraConfig(
+        task_type=peft_task_type,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as ex:
+        raise UserError(f"finetune=lora: {str(ex).splitlines()[0]}; set finetune.lora_target_modules=[...]") from ex
+
+
+def prepare(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool) -> Any:
+    """Apply the fine-tuning method; returns the model to train (a PeftModel for LoRA)."""
+    if gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise UserError(f"trainer.gradient_checkpointing: {type(model).__name__} does not support it")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.method is FinetuneMethod.freeze:
+        apply_freezing(model, cfg)
+    elif cfg.method is FinetuneMethod.lora:
+        model = apply_lora(model, cfg, peft_task_type)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UserError("nothing left to train: the finetune settings froze every parameter")
+    return model
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config")
