@@ -34,7 +34,7 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
         if is_finished(run_dir):
             raise UserError(f"trainer.resume: {resume} already finished (it has eval.json); start a new run instead")
         return run_dir
-    candidates = [p.parent.parent for p in runs_root.glob("*/*/checkpoints/last/trainer_state.pt")]
+    candidates = [p.parents[2] for p in runs_root.glob("*/*/checkpoints/last/trainer_state.pt")]
     unfinished = [p for p in candidates if not is_finished(p)]
     return max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
 
