@@ -76,7 +76,7 @@ def _check_local(name: str) -> None:
 def _load_error(what: str, source: str, ex: Exception) -> UserError:
     first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
     if "trust_remote_code" in str(ex):
-        return UserError(f"{what} '{source}' needs custom code from the hub; if you trust it, set model.trust_remote_code=true")
+        return UserError(f"{what} '{source}' needs custom code that is not part of transformers; if you trust its source, set model.trust_remote_code=true")
     return UserError(f"could not load {what} '{source}': {first} (a hub id needs the network, or a local folder)")
 
 
@@ -128,18 +128,32 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     import transformers
 
     folder = Path(folder)
-    if (folder / "adapter_config.json").is_file():  # a LoRA adapter saved without merging
-        import peft
-
-        auto_class = getattr(peft, auto_class_name.replace("AutoModel", "AutoPeftModel"))
-    elif (folder / "config.json").is_file():
-        auto_class = getattr(transformers, auto_class_name)
-    else:
+    if (folder / "adapter_config.json").is_file():
+        return _load_adapter(getattr(transformers, auto_class_name), folder)
+    if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is not a model checkpoint (no config.json)")
     try:
-        return auto_class.from_pretrained(folder, trust_remote_code=False)
+        return getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
+
+
+def _load_adapter(auto_class: Any, folder: Path) -> Any:
+    """A LoRA adapter saved without merging: its base model (with the run's head config) plus the adapter."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoConfig
+
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"adapter {folder} does not name its base model; it cannot be loaded on its own")
+    config = AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
+    try:
+        model = auto_class.from_pretrained(base, config=config, trust_remote_code=False)
+    except (OSError, ValueError) as ex:
+        raise _load_error("adapter base model", base, ex) from ex
+    return PeftModel.from_pretrained(model, folder)
 
 
 def load_finetuned_tokenizer(folder: Path) -> Any:

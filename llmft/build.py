@@ -47,6 +47,11 @@ def build_run(config: TrainConfig) -> RunParts:
     splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
     features = task.prepare(splits, tokenizer, config.model.max_length)
     model = task.build_model(weights, tokenizer, config.model)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and config.model.max_length > positions:
+        from llmft.errors import UserError
+
+        raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     model = finetune.prepare(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
 
     collate = task.collator(tokenizer)
@@ -72,6 +77,7 @@ def build_run(config: TrainConfig) -> RunParts:
         "total_parameters": total,
         "labels": task.label_names,
         "train_label_counts": task.train_label_counts,
+        "data": task.data_stats,
     }
     if task.class_weights is not None:
         plan["class_weights"] = [round(w, 4) for w in task.class_weights.tolist()]

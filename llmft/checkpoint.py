@@ -66,6 +66,8 @@ def save_model(target: Path, model: Any, tokenizer: Any) -> None:
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
+        if hasattr(model, "peft_config"):  # an adapter: keep the head's config (labels) beside it
+            model.get_base_model().config.save_pretrained(folder)
 
     atomic_write_dir(target, write)
 

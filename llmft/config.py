@@ -47,6 +47,11 @@ class TaskFamily(str, Enum):
     classification = "classification"
 
 
+class EmptyTexts(str, Enum):
+    drop = "drop"  # drop rows whose text is empty or whitespace-only (counted)
+    error = "error"
+
+
 class NonFinite(str, Enum):
     stop = "stop"  # stop with a message; the last good checkpoint stays
     skip = "skip"  # drop the batch's update and go on (counted)
@@ -92,6 +97,7 @@ class DataConfig:
     split_seed: int = 1234
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
+    empty_texts: EmptyTexts = EmptyTexts.drop
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.text_columns) <= 2:

@@ -72,15 +72,27 @@ def load_raw(cfg: DataConfig) -> Any:
         return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
     except UserError:
         raise
+    except UnicodeDecodeError as ex:
+        raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as ex:
         first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
-    except UnicodeDecodeError as ex:
-        raise UserError(f"data set '{cfg.path}' is not valid UTF-8 text: {ex}") from ex
-    except Exception as ex:  # datasets wraps parser errors (e.g. bad JSON) in its own types
+    except Exception as ex:  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
         if type(ex).__module__.startswith("datasets"):
-            raise UserError(f"could not read data set '{cfg.path}': {str(ex).splitlines()[0]}") from ex
+            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
         raise
+
+
+def _root_cause(ex: BaseException) -> str:
+    cause: BaseException | None = ex
+    while cause is not None:
+        if isinstance(cause, UnicodeDecodeError):
+            return f"it is not valid UTF-8 text ({cause.reason} at byte {cause.start}); re-save it as UTF-8"
+        if cause.__cause__ is None and cause.__context__ is None:
+            break
+        cause = cause.__cause__ or cause.__context__
+    first = str(cause or ex).strip().splitlines()
+    return first[0] if first else type(ex).__name__
 
 
 def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
@@ -103,6 +115,25 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
         if len(out[role]) == 0:
             raise UserError(f"the {role} split of data set '{cfg.path}' is empty")
     return out
+
+
+def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:
+    """Rows whose text is missing, empty or whitespace-only: dropped and counted, or an error (config)."""
+    from llmft.config import EmptyTexts
+
+    def blank(row: dict[str, Any]) -> bool:
+        return any(not isinstance(row[c], str) or not row[c].strip() for c in columns)
+
+    empty = [i for i, row in enumerate(ds.select_columns(columns)) if blank(row)]
+    if not empty:
+        return ds, 0
+    if cfg.empty_texts is EmptyTexts.error:
+        raise UserError(f"the {role} split has {len(empty)} empty or whitespace-only texts (first: row {empty[0]}); "
+                        "clean the data or set task.data.empty_texts=drop")
+    if len(empty) == len(ds):
+        raise UserError(f"every text in the {role} split is empty")
+    drop = set(empty)
+    return ds.select([i for i in range(len(ds)) if i not in drop]), len(empty)
 
 
 def cap(ds: Any, role: str, cfg: DataConfig) -> Any:

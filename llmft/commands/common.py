@@ -77,6 +77,7 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     for name in ("matplotlib", "PIL", "urllib3", "filelock", "fsspec"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("datasets").setLevel(logging.CRITICAL)  # its read errors reach the user as our one-line error
 
 
 def checkpoint_dir(run_dir: Path, checkpoint: str) -> Path:

@@ -69,8 +69,9 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
         write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
-        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k not in ("labels", "train_label_counts"))
+        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k not in ("labels", "train_label_counts", "data"))
         console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
+        _print_data_stats(parts.plan["data"])
 
     limit = trainer.limit_eval_batches
     model, task = parts.model, parts.task
@@ -146,6 +147,15 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any
     del best_model
     gc.collect()  # multirun jobs share one process
     return float(state.best_value) if state.best_value is not None else float("nan")
+
+
+def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
+    from llmft.report import console
+
+    for role, counts in stats.items():
+        if counts.get("dropped_empty") or counts.get("truncated"):
+            console.print(f"  {role}: {counts['rows']} rows; dropped {counts['dropped_empty']} empty texts; "
+                          f"truncated {counts['truncated']} to model.max_length")
 
 
 def _count(loader: Any, limit: int) -> int:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import DataConfig, ModelConfig, TaskConfig
-from llmft.data import check_columns
+from llmft.data import check_columns, drop_empty_texts
 from llmft.errors import UserError
 from llmft.precision import Precision
 
@@ -57,6 +57,7 @@ class ClassificationTask:
     hub_metrics: list[Any] = field(default_factory=list)
     class_weights: Optional[torch.Tensor] = None  # per-label loss weights (imbalanced data)
     train_label_counts: list[int] = field(default_factory=list)
+    data_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # per split: dropped_empty, truncated
 
     def __post_init__(self) -> None:
         from llmft.metrics import load_hub_metrics
@@ -81,8 +82,12 @@ class ClassificationTask:
             raise UserError(f"classification needs at least two labels, found {self.label_names}")
         out = {}
         for role, ds in splits.items():
+            ds, dropped = drop_empty_texts(ds, list(self.data.text_columns), role, self.data)
             ds = _to_ids(ds, role, self.label_names, self.data)
             out[role] = self._tokenize(ds, tokenizer, max_length, role)
+            truncated = int(sum(out[role]["truncated"]))
+            out[role] = out[role].remove_columns("truncated")
+            self.data_stats[role] = {"rows": len(out[role]), "dropped_empty": dropped, "truncated": truncated}
         if "train" in out:
             labels = np.asarray(out["train"]["labels"])
             self.train_label_counts = np.bincount(labels, minlength=len(self.label_names)).tolist()
@@ -111,10 +116,10 @@ class ClassificationTask:
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
             texts = [batch[c] for c in text_columns]
-            for column, values in zip(text_columns, texts):
-                if any(v is None for v in values):
-                    raise UserError(f"column '{column}' of the {role} split has empty (null) values")
-            return tokenizer(*texts, truncation=True, max_length=max_length)
+            features = tokenizer(*texts, truncation=True, max_length=max_length)
+            longer = tokenizer(*texts, truncation=True, max_length=max_length + 1)["input_ids"]
+            features["truncated"] = [len(ids) > max_length for ids in longer]  # counted, reported in the run plan
+            return features
 
         keep = {"labels"}
         drop = [c for c in ds.column_names if c not in keep]
