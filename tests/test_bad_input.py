@@ -111,3 +111,11 @@ def test_generate_input_mistakes(tmp_path, tiny_run, bad):
         path = tmp_path / "in.jsonl"
         path.write_text('{"text": "fine"}\n{"txt": "oops"}\n')
         _fails(["generate", f"run={tiny_run}", f"input={path}"], tmp_path, f"{path}:2 has no text field 'text'")
+
+
+def test_a_run_config_cannot_smuggle_code(tmp_path, tiny_run):
+    evil = tmp_path / "evil-run"
+    (evil / ".hydra").mkdir(parents=True)
+    config = (tiny_run / ".hydra" / "config.yaml").read_text().replace("model:\n", "model:\n  _target_: os.system\n", 1)
+    (evil / ".hydra" / "config.yaml").write_text(config)
+    _fails(["generate", f"run={evil}", "prompt=hi"], tmp_path, "no longer validates", "model._target_")

@@ -155,3 +155,12 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
         atomic_write_dir(target, full_disk)
     assert (target / "weights").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_sigterm_is_a_stop_request_too():
+    from llmft.loop import stop_requests
+
+    with stop_requests() as requested:
+        signal.raise_signal(signal.SIGTERM)  # handled: the loop stops after its current step
+    assert requested == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored after the loop
