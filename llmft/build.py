@@ -56,8 +56,8 @@ def build_run(config: TrainConfig) -> RunParts:
 
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
-    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers,
-                                    task.sample_weights(features["train"]))
+    weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
+    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights)
     eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, workers)
     test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, workers)
     num_steps = total_steps(len(train_loader), trainer)
@@ -75,11 +75,7 @@ def build_run(config: TrainConfig) -> RunParts:
         "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps,
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "labels": task.label_names,
-        "train_label_counts": task.train_label_counts,
-        "data": task.data_stats,
+        **task.plan_info(),
     }
-    if task.class_weights is not None:
-        plan["class_weights"] = [round(w, 4) for w in task.class_weights.tolist()]
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan)

@@ -45,6 +45,22 @@ class MetricMode(str, Enum):
 
 class TaskFamily(str, Enum):
     classification = "classification"
+    causal_lm = "causal_lm"  # decoder-only: instruction SFT, text generation, prompted summarization/translation/QA
+    seq2seq = "seq2seq"  # encoder-decoder: summarization, translation, generative QA
+    extractive_qa = "extractive_qa"  # encoder + span head, SQuAD-style
+
+
+class TextMetric(str, Enum):
+    none = "none"  # loss/perplexity only
+    rouge = "rouge"
+    bleu = "bleu"  # BLEU and chrF
+    squad = "squad"  # exact match and F1
+    exact_match = "exact_match"
+
+
+class Side(str, Enum):
+    left = "left"
+    right = "right"
 
 
 class EmptyTexts(str, Enum):
@@ -109,6 +125,25 @@ class DataConfig:
 
 
 @dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    do_sample: bool = False  # false: greedy (or beam search with num_beams > 1)
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)  # cut the output at the first of these strings
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
+            raise ConfigError("generation.max_new_tokens, num_beams and batch_size must be >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("generation.temperature must be > 0 and top_p in (0, 1]")
+
+
+@dataclass
 class TaskConfig:
     family: TaskFamily = TaskFamily.classification
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,6 +156,18 @@ class TaskConfig:
     focal_gamma: float = 0.0  # > 0: focal loss
     label_smoothing: float = 0.0
     weighted_sampler: bool = False  # draw train rows with probability inverse to their class frequency
+    # generative tasks
+    prompt_template: Optional[str] = None  # "{column}" placeholders over a row; None: no prompt (textgen)
+    response_column: Optional[str] = None  # the supervised text (target)
+    messages_column: Optional[str] = None  # chat rows: [{role, content}, ...]; only assistant turns supervised
+    use_chat_template: bool = True  # wrap prompt/response in the tokenizer's chat template when it has one
+    text_metric: TextMetric = TextMetric.none  # computed on generated text during eval
+    eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
+    max_target_length: int = 128  # seq2seq targets
+    truncation_side: Side = Side.right  # which end of a too-long input is cut
+    doc_stride: int = 64  # extractive QA: overlap between windows of a long context
+    max_answer_length: int = 30  # extractive QA: longest span in tokens
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -244,7 +291,9 @@ class EvalConfig:
 
 @dataclass
 class GenerateConfig:
-    run: str = "???"  # a train run folder
+    run: Optional[str] = None  # a train run folder (or give model=...)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or generate with a model: model=smollm2-135m
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"
     prompt: Optional[str] = None
     input: Optional[str] = None  # a JSONL file with one input per line
@@ -255,6 +304,8 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.input is None):
             raise ConfigError('generate needs exactly one of prompt="..." or input=<file.jsonl>')
+        if (self.run is None) == (not self.model.name_or_path):
+            raise ConfigError("generate needs exactly one of run=<run folder> or model=<model option>")
 
 
 SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig}

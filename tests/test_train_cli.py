@@ -118,12 +118,32 @@ def test_sweep_writes_each_job_and_a_ranked_summary(tmp_path):
     assert "| rank |" in (sweep / "summary.md").read_text()
 
 
+TINY_BY_FAMILY = {"classification": "tiny-bert", "extractive_qa": "tiny-bert", "causal_lm": "tiny-gpt2", "seq2seq": "tiny-t5"}
+
+
+def _recipe_family(recipe: str) -> str:
+    from hydra import compose, initialize_config_dir
+
+    from llmft.cli import register_recipes
+    from llmft.config import register_configs
+    from llmft.paths import conf_dir
+
+    register_configs()
+    register_recipes()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("train", overrides=[f"recipe={recipe}"]).task.family.value
+
+
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(__file__).parents[1] / "recipes").glob("*.yaml")))
 def test_every_recipe_runs_shrunk(recipe, tmp_path):
-    run_cli(["train", f"recipe={recipe}", *FAST, "trainer.eval_every=0"], cwd=tmp_path)
+    tiny = TINY_BY_FAMILY[_recipe_family(recipe)]
+    shrink = [f"model={tiny}", "model.max_length=96", "task.data.max_train_samples=64", "task.data.max_eval_samples=16",
+              "task.eval_generate_samples=4", "task.generation.max_new_tokens=4", "trainer.epochs=1", "trainer.max_steps=3",
+              "trainer.batch_size=8", "trainer.eval_every=0", "trainer.progress=false"]
+    run_cli(["train", f"recipe={recipe}", *shrink], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     config = json.loads((run / "run.json").read_text())["config"]
-    assert config["model"]["name_or_path"] == "builtin:tiny-bert"  # the command line wins over the recipe
+    assert config["model"]["name_or_path"] == f"builtin:{tiny}"  # the command line wins over the recipe
     assert config["trainer"]["max_steps"] == 3
     assert (run / "checkpoints" / "best" / "config.json").is_file()
 

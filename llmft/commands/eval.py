@@ -17,7 +17,7 @@ from llmft.commands.common import (
     to_typed,
     user_overrides,
 )
-from llmft.config import EvalConfig, TaskConfig, TrainConfig
+from llmft.config import EvalConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
 
 
@@ -70,7 +70,8 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     task = get_task(task_cfg)
     model = backbone.load_finetuned(task.auto_class_name, folder)
     tokenizer = backbone.load_finetuned_tokenizer(folder)
-    task_cfg.data.label_names = label_names_of(model)  # score with the checkpoint's label ids
+    if task_cfg.family is TaskFamily.classification:
+        task_cfg.data.label_names = label_names_of(model)  # score with the checkpoint's label ids
     role = _role(config.split, task_cfg)
     split_name = {"train": task_cfg.data.train_split, "eval": task_cfg.data.eval_split, "test": task_cfg.data.test_split}[role]
     if task_cfg.data.data_files is None and Path(task_cfg.data.path).expanduser().is_file():
@@ -88,4 +89,6 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
         import itertools
 
         loader = itertools.islice(loader, config.trainer.limit_eval_batches)
-    return task.evaluate(model.to(device), loader, precision)
+    metrics = task.evaluate(model.to(device), loader, precision, role=role)
+    metrics.pop("samples_table", None)
+    return metrics

@@ -14,6 +14,10 @@ from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libra
 from llmft.config import FinetuneMethod, TrainConfig
 
 
+PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
+                "trainable_parameters", "total_parameters", "format")
+
+
 def train_command(cfg: DictConfig) -> float:
     """Hydra entry: validate the composed config, train (or resume) a run, return the selection metric."""
     from llmft import resume
@@ -69,7 +73,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
         write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
-        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k not in ("labels", "train_label_counts", "data"))
+        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
         console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
         _print_data_stats(parts.plan["data"])
 
@@ -78,7 +82,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     def evaluate() -> dict[str, Any]:
         batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
-        return task.evaluate(model, batches, parts.precision)
+        return _keep_samples(task.evaluate(model, batches, parts.precision, role="eval"), out_dir / "generations-eval.jsonl")
 
     def save_state(loop_state: LoopState) -> None:
         if trainer.save_last:
@@ -126,7 +130,7 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any
     gc.collect()
     best_model = backbone.load_finetuned(parts.task.auto_class_name, best_dir).to(parts.precision.device)
     batches = track(_limited(parts.test_loader, limit), _count(parts.test_loader, limit), "test", config.trainer.progress)
-    test_metrics = parts.task.evaluate(best_model, batches, parts.precision)
+    test_metrics = _keep_samples(parts.task.evaluate(best_model, batches, parts.precision, role="test"), out_dir / "generations-test.jsonl")
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -149,13 +153,21 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any
     return float(state.best_value) if state.best_value is not None else float("nan")
 
 
+def _keep_samples(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write the (input, reference, prediction) rows of a generation-based eval; keep the numbers."""
+    table = metrics.pop("samples_table", None)
+    if table:
+        path.write_text("".join(json.dumps(row) + "\n" for row in table), encoding="utf-8")
+    return metrics
+
+
 def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
     from llmft.report import console
 
     for role, counts in stats.items():
-        if counts.get("dropped_empty") or counts.get("truncated"):
-            console.print(f"  {role}: {counts['rows']} rows; dropped {counts['dropped_empty']} empty texts; "
-                          f"truncated {counts['truncated']} to model.max_length")
+        notes = {k: v for k, v in counts.items() if k in ("dropped_empty", "truncated", "dropped_unsupervised", "unanswerable") and v}
+        if notes:
+            console.print(f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items()))
 
 
 def _count(loader: Any, limit: int) -> int:

@@ -13,4 +13,14 @@ def get_task(cfg: TaskConfig) -> Any:
         from llmft.tasks.classification import ClassificationTask
 
         return ClassificationTask(cfg)
-    raise NotImplementedError(f"task family {cfg.family}")  # the Enum makes this unreachable from config
+    if cfg.family is TaskFamily.causal_lm:
+        from llmft.tasks.causal_lm import CausalLMTask
+
+        return CausalLMTask(cfg)
+    if cfg.family is TaskFamily.seq2seq:
+        from llmft.tasks.seq2seq import Seq2SeqTask
+
+        return Seq2SeqTask(cfg)
+    from llmft.tasks.extractive_qa import ExtractiveQATask
+
+    return ExtractiveQATask(cfg)

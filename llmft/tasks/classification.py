@@ -104,6 +104,12 @@ class ClassificationTask:
             return counts.sum() / (len(counts) * counts)  # sklearn's "balanced"
         return None
 
+    def plan_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"labels": self.label_names, "train_label_counts": self.train_label_counts, "data": self.data_stats}
+        if self.class_weights is not None:
+            info["class_weights"] = [round(w, 4) for w in self.class_weights.tolist()]
+        return info
+
     def sample_weights(self, train: Any) -> Optional[torch.Tensor]:
         """Per-row weights for the weighted sampler: inverse class frequency."""
         if not self.cfg.weighted_sampler:
@@ -170,7 +176,7 @@ class ClassificationTask:
         return per_example.sum()
 
     @torch.no_grad()
-    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision) -> dict[str, Any]:
+    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
         """Loss and classification metrics; keeps only per-example probabilities, never all logits' graphs."""
         from llmft.metrics import classification_metrics
 

@@ -1,0 +1,149 @@
+"""Decoder-only language modelling: instruction/chat SFT (prompt masked out of the loss), raw-text
+continued pre-training, and prompted summarization / translation / generative QA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import torch
+
+from llmft.config import ModelConfig, Side, TaskConfig
+from llmft.data import check_columns
+from llmft.errors import UserError
+from llmft.precision import Precision
+from llmft.tasks.text_common import Example, chat_messages, generation_metrics, loss_and_perplexity, to_example, token_loss_sum
+
+IGNORE = -100
+
+
+def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant turns (what is supervised)."""
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not full.startswith(before) or not full.startswith(through):
+            raise UserError("the tokenizer's chat template renders turns inconsistently; set task.use_chat_template=false")
+        spans.append((len(before), len(through)))
+    return full, spans
+
+
+def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    """Labels of the joint tokenization: a token is supervised when it starts inside a supervised span."""
+    return [tid if any(lo <= start < hi for lo, hi in spans) else IGNORE for tid, (start, _) in zip(ids, offsets)]
+
+
+@dataclass
+class CausalLMTask:
+    cfg: TaskConfig
+    tokenizer: Any = None
+    max_length: int = 512
+    examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
+    data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+
+    auto_class_name = "AutoModelForCausalLM"
+    peft_task_type = "CAUSAL_LM"
+
+    @property
+    def chat(self) -> bool:
+        return bool(self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def prompt_has_special_tokens(self) -> bool:
+        return self.chat
+
+    def plan_info(self) -> dict[str, Any]:
+        mode = "chat" if self.cfg.messages_column else "prompt/response" if self.cfg.prompt_template else "raw text"
+        return {"format": mode, "chat_template": self.chat, "data": self.data_stats}
+
+    # --- text -> tokens ---------------------------------------------------------------------
+    def text_and_spans(self, row: dict[str, Any]) -> tuple[str, list[tuple[int, int]], bool]:
+        """(full text, supervised char spans, append EOS?) for one row."""
+        if self.cfg.messages_column:
+            if not self.chat:
+                raise UserError("chat rows (task.messages_column) need a tokenizer with a chat template")
+            text, spans = supervised_spans_for_chat(self.tokenizer, row[self.cfg.messages_column])
+            return text, spans, False
+        example = to_example(row, self.cfg)
+        if self.cfg.prompt_template is None:  # raw text: every token supervised
+            return example.response, [(0, len(example.response))], True
+        if self.chat:
+            text, spans = supervised_spans_for_chat(self.tokenizer, chat_messages(example))
+            return text, spans, False
+        return example.prompt + example.response, [(len(example.prompt), len(example.prompt) + len(example.response))], True
+
+    def encode(self, row: dict[str, Any]) -> dict[str, Any]:
+        text, spans, add_eos = self.text_and_spans(row)
+        enc = self.tokenizer(text, add_special_tokens=not self.chat, return_offsets_mapping=True)
+        ids, labels = list(enc["input_ids"]), labels_from_offsets(enc["offset_mapping"], enc["input_ids"], spans)
+        if add_eos:  # the model must learn to stop, even when pad == eos: labels are set here, not from pad masks
+            ids.append(self.tokenizer.eos_token_id)
+            labels.append(self.tokenizer.eos_token_id)
+        truncated = len(ids) > self.max_length
+        if truncated:
+            keep = slice(-self.max_length, None) if self.cfg.truncation_side is Side.left else slice(0, self.max_length)
+            ids, labels = ids[keep], labels[keep]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated,
+                "supervised": sum(1 for x in labels[1:] if x != IGNORE)}
+
+    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        self.tokenizer, self.max_length = tokenizer, max_length
+        tokenizer.padding_side = "right"
+        needed = [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
+        out = {}
+        for role, ds in splits.items():
+            check_columns(ds, needed, f"the {role} split of '{self.cfg.data.path}'")
+            if role != "train" and not self.cfg.messages_column:
+                self.examples[role] = [to_example(ds[i], self.cfg) for i in range(min(len(ds), self.cfg.eval_generate_samples))]
+            features = ds.map(self.encode, remove_columns=ds.column_names, desc=f"tokenize {role}")
+            unsupervised = sum(1 for n in features["supervised"] if n == 0)
+            if unsupervised == len(features):
+                raise UserError(f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "
+                                "raise model.max_length or set task.truncation_side=left")
+            if unsupervised:
+                features = features.filter(lambda n: n > 0, input_columns="supervised")
+            self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
+                                     "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
+            out[role] = features.remove_columns(["truncated", "supervised"])
+        return out
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+
+    def generation_prompt(self, example: Example) -> str:
+        if self.chat:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return example.prompt
+
+    # --- model, loss, eval --------------------------------------------------------------------
+    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        from llmft.backbone import load_model
+
+        model = load_model(AutoModelForCausalLM, weights, tokenizer, model_cfg)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        """Supervised next-token positions in the batch (the unit of the loss)."""
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return token_loss_sum(logits[:, :-1], batch["labels"][:, 1:])
+
+    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
+        metrics = loss_and_perplexity(model, batches, precision, self)
+        metrics.update(generation_metrics(self, model, role, precision))
+        return metrics

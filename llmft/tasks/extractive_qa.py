@@ -1,0 +1,146 @@
+"""Extractive QA on an encoder (AutoModelForQuestionAnswering), SQuAD-style rows: long contexts are split
+into overlapping windows (doc_stride); answers are mapped to tokens and back through offsets; unanswerable
+questions point at the first token. Metric: SQuAD exact match / F1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmft.config import ModelConfig, TaskConfig
+from llmft.data import check_columns
+from llmft.precision import Precision
+
+COLUMNS = ("question", "context", "answers")
+
+
+@dataclass
+class ExtractiveQATask:
+    cfg: TaskConfig
+    tokenizer: Any = None
+    max_length: int = 384
+    data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: offsets and example of each window
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    auto_class_name = "AutoModelForQuestionAnswering"
+    peft_task_type = "QUESTION_ANS"
+
+    def plan_info(self) -> dict[str, Any]:
+        return {"format": "extractive QA", "data": self.data_stats}
+
+    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        self.tokenizer, self.max_length = tokenizer, max_length
+        out = {}
+        for role, ds in splits.items():
+            check_columns(ds, list(COLUMNS), f"the {role} split of '{self.cfg.data.path}'")
+            rows = ds.to_list()
+            enc = tokenizer([r["question"].lstrip() for r in rows], [r["context"] for r in rows], truncation="only_second",
+                            max_length=max_length, stride=self.cfg.doc_stride, return_overflowing_tokens=True,
+                            return_offsets_mapping=True)
+            starts, ends, offsets = [], [], []
+            for w, example_index in enumerate(enc["overflow_to_sample_mapping"]):
+                sequence_ids = enc.sequence_ids(w)
+                window_offsets = [o if sequence_ids[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][w])]
+                offsets.append(window_offsets)
+                start, end = _answer_tokens(rows[example_index]["answers"], window_offsets)
+                starts.append(start)
+                ends.append(end)
+            from datasets import Dataset
+
+            columns = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+            out[role] = Dataset.from_dict({**columns, "start_positions": starts, "end_positions": ends})
+            self.windows[role] = {"offsets": offsets, "example": list(enc["overflow_to_sample_mapping"])}
+            self.rows[role] = rows
+            self.data_stats[role] = {"rows": len(rows), "windows": len(starts),
+                                     "unanswerable": sum(1 for r in rows if not r["answers"]["text"])}
+        return out
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
+        from transformers import AutoModelForQuestionAnswering
+
+        from llmft.backbone import load_model
+
+        return load_model(AutoModelForQuestionAnswering, weights, tokenizer, model_cfg)
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["start_positions"].numel())
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+        out = model(**inputs)
+        start = F.cross_entropy(out.start_logits.float(), batch["start_positions"], reduction="sum")
+        end = F.cross_entropy(out.end_logits.float(), batch["end_positions"], reduction="sum")
+        return (start + end) / 2
+
+    @torch.no_grad()
+    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
+        from llmft.text_metrics import squad_em_f1
+
+        was_training = model.training
+        model.eval()
+        total, count, starts, ends = 0.0, 0, [], []
+        for batch in batches:
+            batch = {k: v.to(precision.device) for k, v in batch.items()}
+            with precision.autocast():
+                out = model(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
+            total += float(F.cross_entropy(out.start_logits.float(), batch["start_positions"], reduction="sum")
+                           + F.cross_entropy(out.end_logits.float(), batch["end_positions"], reduction="sum")) / 2
+            count += self.count(batch)
+            starts += [row.float().cpu().numpy() for row in out.start_logits]
+            ends += [row.float().cpu().numpy() for row in out.end_logits]
+        model.train(was_training)
+        predictions = self.postprocess(role, starts, ends)
+        scored = sorted(predictions)  # examples whose windows were all scored (limit_eval_batches may cut some)
+        rows = self.rows[role]
+        metrics: dict[str, Any] = squad_em_f1([predictions[i] for i in scored], [rows[i]["answers"]["text"] for i in scored])
+        metrics.update(loss=total / max(count, 1), examples=len(scored))
+        metrics["samples_table"] = [{"input": rows[i]["question"], "reference": rows[i]["answers"]["text"], "prediction": predictions[i]}
+                                    for i in scored[:20]]
+        return metrics
+
+    def postprocess(self, role: str, starts: list[np.ndarray], ends: list[np.ndarray]) -> dict[int, str]:
+        """Best answer text per example over its windows; '' when the no-answer score wins."""
+        windows, rows = self.windows[role], self.rows[role]
+        best: dict[int, tuple[float, str]] = {}
+        null: dict[int, float] = {}
+        for w, (start_logits, end_logits) in enumerate(zip(starts, ends)):
+            example, offsets = windows["example"][w], windows["offsets"][w]
+            null[example] = min(null.get(example, np.inf), float(start_logits[0] + end_logits[0]))
+            context = rows[example]["context"]
+            for s in np.argsort(start_logits)[-20:]:
+                for e in np.argsort(end_logits)[-20:]:
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if e < s or e - s + 1 > self.cfg.max_answer_length:
+                        continue
+                    score = float(start_logits[s] + end_logits[e])
+                    if score > best.get(example, (-np.inf, ""))[0]:
+                        best[example] = (score, context[offsets[s][0] : offsets[e][1]])
+        complete = set(windows["example"][: len(starts)]) - ({windows["example"][len(starts)]} if len(starts) < len(windows["example"]) else set())
+        return {i: (best[i][1] if i in best and best[i][0] > null[i] else "") for i in complete}
+
+
+def _answer_tokens(answers: dict[str, list], offsets: list[Optional[tuple[int, int]]]) -> tuple[int, int]:
+    """Token start/end of the first answer inside this window, or (0, 0) (the first token) when it is not."""
+    if not answers["text"]:
+        return 0, 0
+    start_char = answers["answer_start"][0]
+    end_char = start_char + len(answers["text"][0])
+    context_tokens = [k for k, o in enumerate(offsets) if o is not None]
+    if not context_tokens or offsets[context_tokens[0]][0] > start_char or offsets[context_tokens[-1]][1] < end_char:
+        return 0, 0
+    start = next(k for k in context_tokens if offsets[k][1] > start_char)
+    end = next(k for k in reversed(context_tokens) if offsets[k][0] < end_char)
+    return start, end

@@ -1,0 +1,85 @@
+"""Encoder-decoder text-to-text: summarization, translation, generative QA (AutoModelForSeq2SeqLM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import torch
+
+from llmft.config import ModelConfig, TaskConfig
+from llmft.errors import UserError
+from llmft.precision import Precision
+from llmft.tasks.text_common import Example, generation_metrics, loss_and_perplexity, to_example, token_loss_sum
+
+IGNORE = -100
+
+
+@dataclass
+class Seq2SeqTask:
+    cfg: TaskConfig
+    tokenizer: Any = None
+    max_length: int = 512
+    examples: dict[str, list[Example]] = field(default_factory=dict)
+    data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+
+    auto_class_name = "AutoModelForSeq2SeqLM"
+    peft_task_type = "SEQ_2_SEQ_LM"
+    prompt_has_special_tokens = False
+
+    def plan_info(self) -> dict[str, Any]:
+        return {"format": "source -> target", "data": self.data_stats}
+
+    def source(self, example: Example, row: dict[str, Any]) -> str:
+        return example.prompt if self.cfg.prompt_template else str(row[self.cfg.data.text_columns[0]])
+
+    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        self.tokenizer, self.max_length = tokenizer, max_length
+        tokenizer.truncation_side = self.cfg.truncation_side.value
+        out = {}
+        for role, ds in splits.items():
+            rows = ds.to_list()
+            examples = [to_example(r, self.cfg) for r in rows]
+            sources = [self.source(e, r) for e, r in zip(examples, rows)]
+            if role != "train":
+                self.examples[role] = [Example(s, e.response, e.references) for s, e in zip(sources, examples)][: self.cfg.eval_generate_samples]
+            enc = tokenizer(sources, truncation=True, max_length=max_length)
+            longer = tokenizer(sources, truncation=True, max_length=max_length + 1)["input_ids"]
+            targets = tokenizer(text_target=[e.response for e in examples], truncation=True, max_length=self.cfg.max_target_length)
+            if not any(len(t) for t in targets["input_ids"]):
+                raise UserError(f"no target token in the {role} split is supervised")
+            from datasets import Dataset
+
+            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": targets["input_ids"]})
+            self.data_stats[role] = {"rows": len(rows), "truncated": sum(len(ids) > max_length for ids in longer),
+                                     "supervised_tokens": sum(len(t) for t in targets["input_ids"])}
+        return out
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+
+    def generation_prompt(self, example: Example) -> str:
+        return example.prompt
+
+    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
+        from transformers import AutoModelForSeq2SeqLM
+
+        from llmft.backbone import load_model
+
+        return load_model(AutoModelForSeq2SeqLM, weights, tokenizer, model_cfg)
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
+        return token_loss_sum(logits, batch["labels"])
+
+    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
+        metrics = loss_and_perplexity(model, batches, precision, self)
+        metrics.update(generation_metrics(self, model, role, precision))
+        return metrics

@@ -1,0 +1,118 @@
+"""Shared by the generative families: rows -> prompt/reference text, token-level loss, generation-based eval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from llmft.config import TaskConfig, TextMetric
+from llmft.errors import UserError
+from llmft.precision import Precision
+
+
+@dataclass
+class Example:
+    """One row as text: what the model sees, what it should produce, and what the metric compares to."""
+
+    prompt: str
+    response: str
+    references: list[str] = field(default_factory=list)
+
+
+def prompt_text(row: dict[str, Any], cfg: TaskConfig) -> str:
+    if cfg.prompt_template is None:
+        return ""
+    try:
+        return cfg.prompt_template.format(**row)
+    except KeyError as ex:
+        raise UserError(f"task.prompt_template names column {ex} which the data does not have; columns: {', '.join(row)}") from ex
+
+
+def response_texts(row: dict[str, Any], cfg: TaskConfig) -> list[str]:
+    """The target text(s) of a row; SQuAD-style `answers` give several references (none: unanswerable)."""
+    column = cfg.response_column or cfg.data.text_columns[0]
+    if column not in row:
+        raise UserError(f"response column '{column}' not found; columns: {', '.join(row)}")
+    value = row[column]
+    if isinstance(value, dict) and "text" in value:
+        return [str(t) for t in value["text"]]
+    if not isinstance(value, str):
+        raise UserError(f"column '{column}' must hold text, got {type(value).__name__}")
+    return [value]
+
+
+def to_example(row: dict[str, Any], cfg: TaskConfig) -> Example:
+    references = response_texts(row, cfg)
+    return Example(prompt_text(row, cfg), references[0] if references else "", references)
+
+
+def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over supervised positions (labels != -100)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
+
+
+def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions)."""
+    from llmft import text_metrics
+
+    firsts = [r[0] if r else "" for r in references]
+    if metric is TextMetric.rouge:
+        return text_metrics.rouge(predictions, firsts)
+    if metric is TextMetric.bleu:
+        return text_metrics.bleu_chrf(predictions, firsts)
+    if metric is TextMetric.squad:
+        return text_metrics.squad_em_f1(predictions, references)
+    if metric is TextMetric.exact_match:
+        return {"exact_match": 100.0 * sum(p.strip() == f.strip() for p, f in zip(predictions, firsts)) / max(len(firsts), 1)}
+    return {}
+
+
+@torch.no_grad()
+def loss_and_perplexity(
+    model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, loss_fn: Any
+) -> dict[str, float]:
+    """Token-weighted eval loss and perplexity = exp(total loss / total supervised tokens)."""
+    from llmft.text_metrics import perplexity
+
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in batches:
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with precision.autocast():
+            total += float(loss_fn.loss_sum(model, batch))
+        tokens += loss_fn.count(batch)
+    model.train(was_training)
+    if tokens == 0:
+        raise UserError("evaluation saw no supervised tokens; check the eval split and trainer.limit_eval_batches")
+    return {"loss": total / tokens, "perplexity": perplexity(total, tokens), "tokens": tokens}
+
+
+def generation_metrics(task: Any, model: Any, role: str, precision: Precision) -> dict[str, Any]:
+    """Generate for the first `eval_generate_samples` rows of a split and score them; keeps a sample table."""
+    from llmft.generation import generate
+
+    cfg: TaskConfig = task.cfg
+    examples = task.examples.get(role, [])[: cfg.eval_generate_samples]
+    if cfg.text_metric is TextMetric.none or not examples:
+        return {}
+    prompts = [task.generation_prompt(e) for e in examples]
+    predictions = generate(model, task.tokenizer, prompts, cfg.generation, precision.device, task.max_length,
+                           add_special_tokens=task.prompt_has_special_tokens is False)
+    metrics: dict[str, Any] = dict(text_metric_values(cfg.text_metric, predictions, [e.references for e in examples]))
+    metrics["generated"] = len(predictions)
+    metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, predictions)]
+    return metrics
+
+
+def finite_or_inf(value: float) -> float:
+    return value if math.isfinite(value) else float("inf")
