@@ -139,7 +139,7 @@ def test_every_recipe_runs_shrunk(recipe, tmp_path):
     tiny = TINY_BY_FAMILY[_recipe_family(recipe)]
     shrink = [f"model={tiny}", "model.max_length=96", "task.data.max_train_samples=64", "task.data.max_eval_samples=16",
               "task.eval_generate_samples=4", "task.generation.max_new_tokens=4", "trainer.epochs=1", "trainer.max_steps=3",
-              "trainer.batch_size=8", "trainer.eval_every=0", "trainer.progress=false"]
+              "trainer.batch_size=8", "trainer.eval_every=0", "trainer.progress=false", "finetune.lora_target_modules=null"]
     run_cli(["train", f"recipe={recipe}", *shrink], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     config = json.loads((run / "run.json").read_text())["config"]
