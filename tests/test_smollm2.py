@@ -50,3 +50,13 @@ def test_converted_model_answers_offline(tmp_path, monkeypatch):
     answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
     assert len(re.findall(r"[A-Za-z]+", answer)) >= 5, answer
+
+
+@pytest.mark.slow
+def test_generate_verb_with_smollm2_is_fluent_offline(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli(["generate", "model=smollm2-135m", "prompt=What is the capital of France?", "generation.max_new_tokens=30"],
+                  cwd=tmp_path, timeout=900).stdout
+    assert "Paris" in out
+    assert len([w for w in out.split() if w.isalpha()]) >= 4
