@@ -93,7 +93,11 @@ def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
     if task in ("summarization", "translation", "generative-qa", "qa"):
         assert (run / "generations-test.jsonl").is_file()
     if task == "qa":
-        return  # an extractive QA checkpoint is scored by eval; it does not generate text
+        rows = [{"question": "Where was Emil born?", "context": "Emil Ambler was born in Kelport in 1970."}]
+        out = run_cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'q.jsonl', rows)}"], cwd=tmp_path).stdout
+        answer = json.loads(out.strip().splitlines()[-1])["answer"]
+        assert answer == "" or answer in rows[0]["context"]  # a span of the context, or no answer
+        return
     prompt = {"textgen": "Belbrook is", "chat": "What is 2 + 3?", "summarization": "Mayor Ana Fox opened a bridge in Pelport.",
               "translation": "The dog ran.", "generative-qa": "Who?"}[task]
     out = run_cli(["generate", f"run={run}", f"prompt={prompt}", "generation.max_new_tokens=8"], cwd=tmp_path)

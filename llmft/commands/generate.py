@@ -90,6 +90,12 @@ def generate_command(cfg: DictConfig) -> None:
     model = model.to(device)
     if task_cfg.family is TaskFamily.classification:
         results = _classify(config, task_cfg, model, tokenizer, max_length, device)
+    elif task_cfg.family is TaskFamily.extractive_qa:
+        if config.input is None:
+            raise UserError("extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields")
+        rows = read_jsonl(Path(config.input), ["question", "context"])
+        task.max_length = max_length
+        results = [{**r, "answer": a} for r, a in zip(rows, task.predict(model, tokenizer, rows, config.batch_size, device))]
     else:
         results = _generate(config, task, task_cfg, model, tokenizer, max_length, device, cfg)
     if config.output:
@@ -97,7 +103,7 @@ def generate_command(cfg: DictConfig) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(json.dumps(r) + "\n" for r in results), encoding="utf-8")
         print(f"wrote {len(results)} results to {out}", file=sys.stderr)
-    elif config.input or task_cfg.family is TaskFamily.classification:
+    elif config.input or task_cfg.family in (TaskFamily.classification, TaskFamily.extractive_qa):
         for r in results:
             print(json.dumps(r))
 

@@ -78,11 +78,7 @@ class ExtractiveQATask:
         return int(batch["start_positions"].numel())
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
-        out = model(**inputs)
-        start = F.cross_entropy(out.start_logits.float(), batch["start_positions"], reduction="sum")
-        end = F.cross_entropy(out.end_logits.float(), batch["end_positions"], reduction="sum")
-        return (start + end) / 2
+        return _span_loss(model(**_inputs(batch)), batch)
 
     @torch.no_grad()
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
@@ -94,9 +90,8 @@ class ExtractiveQATask:
         for batch in batches:
             batch = {k: v.to(precision.device) for k, v in batch.items()}
             with precision.autocast():
-                out = model(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
-            total += float(F.cross_entropy(out.start_logits.float(), batch["start_positions"], reduction="sum")
-                           + F.cross_entropy(out.end_logits.float(), batch["end_positions"], reduction="sum")) / 2
+                out = model(**_inputs(batch))
+            total += float(_span_loss(out, batch))
             count += self.count(batch)
             starts += [row.float().cpu().numpy() for row in out.start_logits]
             ends += [row.float().cpu().numpy() for row in out.end_logits]
@@ -109,6 +104,25 @@ class ExtractiveQATask:
         metrics["samples_table"] = [{"input": rows[i]["question"], "reference": rows[i]["answers"]["text"], "prediction": predictions[i]}
                                     for i in scored[:20]]
         return metrics
+
+    @torch.no_grad()
+    def predict(self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
+        """Answer text for each {question, context} row ('' when the model says it is unanswerable)."""
+        from datasets import Dataset
+
+        from llmft.data import make_loader
+
+        blank = [{"question": r["question"], "context": r["context"], "answers": {"text": [], "answer_start": []}} for r in rows]
+        features = self.prepare({"predict": Dataset.from_list(blank)}, tokenizer, self.max_length)["predict"]
+        loader = make_loader(features, batch_size, self.collator(tokenizer), False, 0)
+        model.eval()
+        starts, ends = [], []
+        for batch in loader:
+            out = model(**_inputs({k: v.to(device) for k, v in batch.items()}))
+            starts += [row.float().cpu().numpy() for row in out.start_logits]
+            ends += [row.float().cpu().numpy() for row in out.end_logits]
+        answers = self.postprocess("predict", starts, ends)
+        return [answers.get(i, "") for i in range(len(rows))]
 
     def postprocess(self, role: str, starts: list[np.ndarray], ends: list[np.ndarray]) -> dict[int, str]:
         """Best answer text per example over its windows; '' when the no-answer score wins."""
@@ -130,6 +144,17 @@ class ExtractiveQATask:
                         best[example] = (score, context[offsets[s][0] : offsets[e][1]])
         complete = set(windows["example"][: len(starts)]) - ({windows["example"][len(starts)]} if len(starts) < len(windows["example"]) else set())
         return {i: (best[i][1] if i in best and best[i][0] > null[i] else "") for i in complete}
+
+
+def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+
+
+def _span_loss(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed cross-entropy of the start and end positions, averaged over the two."""
+    start = F.cross_entropy(out.start_logits.float(), batch["start_positions"], reduction="sum")
+    end = F.cross_entropy(out.end_logits.float(), batch["end_positions"], reduction="sum")
+    return (start + end) / 2
 
 
 def _answer_tokens(answers: dict[str, list], offsets: list[Optional[tuple[int, int]]]) -> tuple[int, int]:
