@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from llmft import backbone, data, finetune
+from llmft import backbone, data, distributed, finetune
 from llmft.config import TrainConfig
 from llmft.loop import total_steps
 from llmft.optim import build_optimizer, build_scheduler, warmup_steps
@@ -30,6 +30,7 @@ class RunParts:
     precision: Precision
     num_steps: int
     plan: dict[str, Any]
+    dist: distributed.Dist
 
 
 def build_run(config: TrainConfig) -> RunParts:
@@ -40,12 +41,17 @@ def build_run(config: TrainConfig) -> RunParts:
     trainer = config.trainer
     device = resolve_device(trainer.device)
     precision = resolve_precision(config.precision.mode, device)
+    dist = distributed.setup(device.type)
     task = get_task(config.task)
 
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
+    if not dist.main:
+        dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache
     features = task.prepare(splits, tokenizer, config.model.max_length)
+    if dist.main:
+        dist.barrier()
     model = task.build_model(weights, tokenizer, config.model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and config.model.max_length > positions:
@@ -57,14 +63,16 @@ def build_run(config: TrainConfig) -> RunParts:
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
-    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights)
+    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
+                                    dist.rank, dist.world)
     eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, workers)
     test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, workers)
     num_steps = total_steps(len(train_loader), trainer)
     optimizer = build_optimizer(config.optimizer, model)
+    model = distributed.wrap(model, dist, device)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
 
-    trainable, total = finetune.parameter_counts(model)
+    trainable, total = finetune.parameter_counts(distributed.unwrap(model))
     plan = {
         "device": str(device),
         "precision": precision.mode.value,
@@ -72,10 +80,11 @@ def build_run(config: TrainConfig) -> RunParts:
         "train_examples": len(features["train"]),
         "optimizer_steps": num_steps,
         "warmup_steps": warmup_steps(config.scheduler, num_steps),
-        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps,
+        "processes": dist.world,
+        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps * dist.world,  # the global batch
         "trainable_parameters": trainable,
         "total_parameters": total,
         **task.plan_info(),
     }
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan)
+                    precision.grad_scaler(), precision, num_steps, plan, dist)

@@ -103,6 +103,11 @@ def run_verb(verb: str, args: list[str]) -> None:
     register_configs()
     register_recipes()
     fn = _command(verb)
+    rank = int(os.environ.get("RANK", 0))
+    if rank > 0 and "-m" not in args and "--multirun" not in args:  # torchrun: rank 0 owns the run folder
+        import tempfile
+
+        args = [*args, "hydra.output_subdir=null", f"hydra.run.dir={tempfile.mkdtemp(prefix=f'llmft-rank{rank}-')}"]
     sys.argv = [f"llmft {verb}", *args]
     hydra.main(config_path=str(conf_dir()), config_name=verb, version_base="1.3")(fn)()
 

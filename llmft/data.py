@@ -160,9 +160,15 @@ class EpochSampler:
     """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
     order from where it stopped without replaying the batches it already trained on."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None):
+    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None, rank: int = 0, world: int = 1):
         self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
+        self.rank, self.world = rank, world
         self.epoch, self.start = 0, 0
+
+    @property
+    def shard_size(self) -> int:
+        """Rows this rank sees per epoch (the order is padded by wrapping so every rank sees as many)."""
+        return -(-self.size // self.world)
 
     def set_position(self, epoch: int, start: int) -> None:
         self.epoch, self.start = epoch, start
@@ -177,14 +183,18 @@ class EpochSampler:
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
+        if self.world > 1:  # rank r takes every world-th row: the union of one step's rank batches is the global batch
+            padded = torch.cat([order, order[: self.shard_size * self.world - self.size]])
+            order = padded[self.rank :: self.world]
         return iter(order[self.start :].tolist())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.shard_size - self.start
 
 
 def make_loader(
-    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None
+    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None,
+    rank: int = 0, world: int = 1,
 ) -> Any:
     """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched."""
     import torch
@@ -192,7 +202,7 @@ def make_loader(
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=EpochSampler(len(ds), seed, shuffle, weights),
+        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,

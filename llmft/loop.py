@@ -6,6 +6,7 @@ It knows nothing about tasks: it sees batches, a summed loss with its item count
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import signal
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
+from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
 from llmft.report import MetricsLog, progress_bar, scalar_metrics
@@ -138,11 +140,16 @@ def fit(
     hooks: Hooks,
     num_steps: int,
     state: Optional[LoopState] = None,
+    dist: Optional[Dist] = None,
 ) -> LoopState:
-    """Train until `num_steps` optimizer steps, the last epoch, or early stopping; resumes from `state`."""
+    """Train until `num_steps` optimizer steps, the last epoch, or early stopping; resumes from `state`.
+
+    Under torchrun each rank trains on its shard; the loss is normalised by the items of the whole
+    global batch, so N processes with batch B follow the same curve as one process with batch N*B."""
     state = state or LoopState()
+    dist = dist or Dist()
     device = precision.device
-    per_epoch = batches_per_epoch(math.ceil(loader.sampler.size / loader.batch_size), cfg)
+    per_epoch = batches_per_epoch(math.ceil(loader.sampler.shard_size / loader.batch_size), cfg)
     model.train()
     window = {"loss": torch.zeros((), device=device), "steps": 0, "items": 0, "start": time.perf_counter()}
 
@@ -162,7 +169,7 @@ def fit(
 
     def log_window(bar: Any, task_id: Any) -> None:
         elapsed = max(time.perf_counter() - window["start"], 1e-9)
-        mean_loss = window["loss"].item() / max(window["steps"], 1)  # the one host sync per log interval
+        mean_loss = dist.sum(window["loss"]).item() / max(window["steps"], 1)  # the one host sync per log interval
         record = {"step": state.step, "epoch": state.epoch, "train/loss": mean_loss,
                   "train/lr": scheduler.get_last_lr()[0], "train/samples_per_s": window["items"] / elapsed}
         if precision.mode is PrecisionMode.fp16:
@@ -180,16 +187,19 @@ def fit(
                 continue
             loader.sampler.set_position(state.epoch, state.batches_done * loader.batch_size)
             for group in _groups(loader, per_epoch - state.batches_done, cfg.grad_accum_steps):
-                items = sum(loss_fn.count(b) for b in group)  # normalise by the whole group, not per micro-batch
+                local_items = sum(loss_fn.count(b) for b in group)  # normalise by the whole group, not per micro-batch
+                items = int(dist.sum(torch.tensor(local_items, device=device)).item()) if dist.enabled else local_items
                 group_loss = torch.zeros((), device=device)
-                for batch in group:
+                for i, batch in enumerate(group):
                     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                    with precision.autocast():
+                    sync = contextlib.nullcontext() if i == len(group) - 1 or not dist.enabled else model.no_sync()
+                    with sync, precision.autocast():
                         loss = loss_fn.loss_sum(model, batch) / max(items, 1)
-                    scaler.scale(loss).backward()
+                    with sync:
+                        scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
                     group_loss += loss.detach()
                 state.batches_done += len(group)
-                if precision.mode is not PrecisionMode.fp16 and not torch.isfinite(group_loss):
+                if precision.mode is not PrecisionMode.fp16 and not torch.isfinite(dist.sum(group_loss)):
                     optimizer.zero_grad(set_to_none=True)
                     if cfg.nonfinite is NonFinite.stop:
                         raise NonFiniteLoss(

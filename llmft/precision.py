@@ -31,9 +31,12 @@ class Precision:
 def resolve_device(device: Device) -> torch.device:
     if device is Device.cuda and not torch.cuda.is_available():
         raise UserError("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
+    import os
+
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))  # torchrun: one GPU per process
     if device is Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device.value)
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(f"cuda:{local_rank}" if device is Device.cuda else "cpu")
 
 
 def resolve_precision(mode: PrecisionMode, device: torch.device) -> Precision:

@@ -47,6 +47,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft import resume
     from llmft.build import build_run
     from llmft.checkpoint import restore_training_state, save_model, save_training_state
+    from llmft.distributed import teardown, unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
     from llmft.report import MetricsLog, console, track
@@ -57,20 +58,26 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         raise UserError("finetune.merge=false keeps only the adapter, which needs a pretrained base; tiny-bert is random")
     parts = build_run(config)
+    dist = parts.dist
+    out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
     trainer = config.trainer
+    trainer.progress = trainer.progress and dist.main
     checkpoints = out_dir / "checkpoints"
     best_dir = checkpoints / "best"
     state = None
-    out_dir.mkdir(parents=True, exist_ok=True)
     if resume_from is not None:
-        resume.clean_partial_saves(checkpoints)
-        state = LoopState(**restore_training_state(resume_from, parts.model, parts.optimizer, parts.scheduler, parts.scaler))
-        resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
-        resume.note_resume(out_dir, state.step)
-        console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
-    else:
+        if dist.main:
+            resume.clean_partial_saves(checkpoints)
+        dist.barrier()
+        state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler))
+        if dist.main:
+            resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
+            resume.note_resume(out_dir, state.step)
+            console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
+    elif dist.main:
         from llmft import data
 
+        out_dir.mkdir(parents=True, exist_ok=True)
         config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
         write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
         plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
@@ -81,31 +88,44 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     model, task = parts.model, parts.task
 
     def evaluate() -> dict[str, Any]:
-        batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
-        return _keep_samples(task.evaluate(model, batches, parts.precision, role="eval"), out_dir / "generations-eval.jsonl")
+        """Rank 0 scores the whole eval split (metrics equal a single process's); every rank gets the numbers."""
+        metrics: dict[str, Any] = {}
+        if dist.main:
+            batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
+            metrics = _keep_samples(task.evaluate(unwrap(model), batches, parts.precision, role="eval"), out_dir / "generations-eval.jsonl")
+        return dist.broadcast(metrics)
+
+    def on_best(step: int, metrics: dict[str, Any]) -> None:
+        if dist.main:
+            save_model(best_dir, unwrap(model), parts.tokenizer)
+        dist.barrier()
 
     def save_state(loop_state: LoopState) -> None:
-        if trainer.save_last:
-            save_training_state(checkpoints, model, parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
+        if trainer.save_last and dist.main:
+            save_training_state(checkpoints, unwrap(model), parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
                                 loop_state.to_dict(), trainer.keep_last)
+        dist.barrier()
 
-    hooks = Hooks(
-        evaluate=evaluate,
-        on_best=lambda step, metrics: save_model(best_dir, model, parts.tokenizer),
-        save_state=save_state,
-        log=MetricsLog(out_dir / "metrics.jsonl"),
-    )
+    hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
+                  log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None))
     selection = Selection(config.task.select_metric, config.task.select_mode)
     try:
         state = fit(model, task, parts.train_loader, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
-                    trainer, selection, hooks, parts.num_steps, state)
+                    trainer, selection, hooks, parts.num_steps, state, dist)
     except Interrupted as ex:
         where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
-        print(f"error: {ex}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}", file=sys.stderr)
+        if dist.main:
+            print(f"error: {ex}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}", file=sys.stderr)
         sys.exit(128 + ex.signum)
-    if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
-        _merge_best_adapter(model, parts.tokenizer, best_dir)
-    return _finish(config, out_dir, parts, state, hooks.log)
+    value = float("nan")
+    if dist.main:
+        if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
+            _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
+        value = _finish(config, out_dir, parts, state, hooks.log)
+    dist.barrier()
+    value = dist.broadcast(value)
+    teardown(dist)
+    return value
 
 
 def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:

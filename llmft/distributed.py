@@ -1,0 +1,77 @@
+"""Data-parallel training under torchrun: process group setup, rank queries and the few collectives the
+loop needs. A single process (no WORLD_SIZE) gets a no-op `Dist` with rank 0 of 1."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks (a new tensor; the input is left alone)."""
+        if not self.enabled:
+            return value
+        out = value.detach().clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def world_from_env() -> Dist:
+    """What torchrun says about this process (without touching the process group)."""
+    return Dist(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)),
+                local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def setup(device_type: str) -> Dist:
+    """Join the process group when launched by torchrun: gloo on CPU, nccl on CUDA."""
+    dist = world_from_env()
+    if dist.enabled and not torch.distributed.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(dist.local_rank)
+        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return dist
+
+
+def wrap(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
+    if not dist.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def teardown(dist: Dist) -> None:
+    if dist.enabled and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
