@@ -11,6 +11,7 @@ VERBS = {
     "train": "fine-tune a backbone on a task, write a run folder",
     "eval": "re-evaluate a run's best checkpoint on a split or data set",
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
+    "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
 GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision")
@@ -30,6 +31,10 @@ Examples:
   llmft train recipe=sentiment-minilm
   llmft eval run=outputs/train/<day>/<time>
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+  llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
+  llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
+  llmft sweep-report outputs/train-multirun/<day>/<time>
+  torchrun --nproc-per-node 2 -m llmft train task=sentiment                 # data-parallel
 
 `llmft VERB --help` shows that verb's full config. Errors print one line; set
 HYDRA_FULL_ERROR=1 to see the traceback.
@@ -59,6 +64,16 @@ def register_recipes() -> None:
     cs = ConfigStore.instance()
     for path in sorted(recipes_dir().glob("*.yaml")):
         cs.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+
+
+def _register_resolvers() -> None:
+    """`${llmft_direction:${task.select_mode}}`: an Optuna direction from the selection metric's mode."""
+    from omegaconf import OmegaConf
+
+    def direction(mode: Any) -> str:
+        return "maximize" if getattr(mode, "value", mode) == "max" else "minimize"
+
+    OmegaConf.register_new_resolver("llmft_direction", direction, replace=True)
 
 
 def _command(verb: str) -> Callable:
@@ -102,6 +117,7 @@ def run_verb(verb: str, args: list[str]) -> None:
 
     register_configs()
     register_recipes()
+    _register_resolvers()
     fn = _command(verb)
     rank = int(os.environ.get("RANK", 0))
     if rank > 0 and "-m" not in args and "--multirun" not in args:  # torchrun: rank 0 owns the run folder
@@ -112,18 +128,39 @@ def run_verb(verb: str, args: list[str]) -> None:
     hydra.main(config_path=str(conf_dir()), config_name=verb, version_base="1.3")(fn)()
 
 
+def _sweep_report(args: list[str]) -> None:
+    from pathlib import Path
+
+    from llmft.errors import UserError
+
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: llmft sweep-report <multirun folder>", file=sys.stderr)
+        sys.exit(2)
+    from llmft.sweep import write_summary
+
+    try:
+        write_summary(Path(args[0]))
+    except UserError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(top_level_help())
         return
     verb, args = argv[0], argv[1:]
+    args = ["trainer.dry_run=true" if a == "--dry-run" else a for a in args]
     if verb not in VERBS:
         from llmft.errors import closest
 
         hint = closest(verb, VERBS)
         print(f"error: unknown verb '{verb}'{hint}. Verbs: {', '.join(VERBS)}", file=sys.stderr)
         sys.exit(2)
+    if verb == "sweep-report":
+        _sweep_report(args)
+        return
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ[_USER_FULL_ERROR] = "1" if show_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer

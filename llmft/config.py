@@ -253,6 +253,7 @@ class TrainerConfig:
     resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
+    dry_run: bool = False  # build everything, print what the run would do, train nothing
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -122,3 +122,17 @@ def plot_curves(records: list[dict[str, Any]], select_metric: str, path: Path) -
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    """The dry-run table: one row per planned quantity, data statistics per split."""
+    table = Table(title="llmft train — dry run (nothing trained)")
+    table.add_column("item")
+    table.add_column("value")
+    for key, value in plan.items():
+        if key == "data" and isinstance(value, dict):
+            for role, stats in value.items():
+                table.add_row(f"data/{role}", ", ".join(f"{k}={v}" for k, v in stats.items()))
+            continue
+        table.add_row(key, str(value))
+    Console().print(table)

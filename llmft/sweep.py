@@ -36,8 +36,12 @@ def _read_job(job_dir: Path) -> Optional[JobRow]:
 
 
 def collect(sweep_dir: Path) -> tuple[list[JobRow], str]:
-    """Read every job folder under a sweep folder and rank them best first."""
-    rows = [row for d in sorted(sweep_dir.iterdir()) if d.is_dir() and (row := _read_job(d))]
+    """Read every job folder under a sweep folder and rank them best first (showing only what was swept)."""
+    rows = [row for d in sorted(sweep_dir.iterdir(), key=_job_order) if d.is_dir() and (row := _read_job(d))]
+    if len(rows) > 1:
+        common = set.intersection(*(set(r.overrides.split()) for r in rows))
+        for r in rows:
+            r.overrides = " ".join(o for o in r.overrides.split() if o not in common)
     mode = "max"
     for d in sweep_dir.iterdir():
         result_file = d / "eval.json"
@@ -49,9 +53,18 @@ def collect(sweep_dir: Path) -> tuple[list[JobRow], str]:
     return done + [r for r in rows if r.value is None], mode
 
 
+def _job_order(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
+
+
 def write_summary(sweep_dir: Path) -> list[JobRow]:
-    """Write summary.csv and summary.md at the sweep root and print the table."""
+    """Write summary.csv, summary.md and summary.png at the sweep root and print the table."""
+    if not sweep_dir.is_dir():
+        from llmft.errors import UserError
+
+        raise UserError(f"sweep folder not found: {sweep_dir}")
     rows, mode = collect(sweep_dir)
+    _plot(rows, sweep_dir / "summary.png")
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["rank", "job", "overrides", "metric", "value", "status"])
@@ -69,6 +82,37 @@ def write_summary(sweep_dir: Path) -> list[JobRow]:
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     _print_table(rows, sweep_dir)
     return rows
+
+
+def _plot(rows: list[JobRow], path: Path) -> None:
+    """The selection metric against each numeric swept value (one panel per swept key)."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        for override in r.overrides.split():
+            key, _, value = override.partition("=")
+            try:
+                if r.value is not None:
+                    points.setdefault(key, []).append((float(value), r.value))
+            except ValueError:
+                continue
+    if not points:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.5), squeeze=False)
+    for ax, (key, xy) in zip(axes[0], sorted(points.items())):
+        xy.sort()
+        ax.plot([x for x, _ in xy], [y for _, y in xy], "o-")
+        if min(x for x, _ in xy) > 0 and max(x for x, _ in xy) / min(x for x, _ in xy) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(rows[0].metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _print_table(rows: list[JobRow], sweep_dir: Path) -> None:

@@ -58,6 +58,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         raise UserError("finetune.merge=false keeps only the adapter, which needs a pretrained base; tiny-bert is random")
     parts = build_run(config)
+    if config.trainer.dry_run:
+        return _dry_run(parts, config)
     dist = parts.dist
     out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
     trainer = config.trainer
@@ -128,6 +130,20 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     return value
 
 
+def _dry_run(parts: Any, config: TrainConfig) -> float:
+    """Print the plan (parameters, batch, steps, data) and a memory estimate; train nothing."""
+    from llmft.report import print_plan
+
+    plan = dict(parts.plan)
+    trainable = plan["trainable_parameters"]
+    optimizer_slots = {"sgd": 1 if config.optimizer.momentum else 0, "adam": 2, "adamw": 2}[config.optimizer.name.value]
+    bytes_needed = 4 * (plan["total_parameters"] + trainable * (1 + optimizer_slots))  # fp32 weights, grads, optimizer state
+    plan["estimated_memory_gib"] = round(bytes_needed / 2**30, 3)
+    plan["memory_note"] = "weights + gradients + optimizer state in fp32; activations come on top"
+    print_plan(plan)
+    return float("nan")
+
+
 def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
     """Fold the best adapter into the backbone and save a plain Hugging Face checkpoint in its place."""
     from peft import set_peft_model_state_dict
@@ -165,6 +181,9 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any
         "metrics": test_metrics,
     }
     (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from llmft.model_card import write_model_card
+
+    write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary)
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     plot_curves(records, config.task.select_metric, out_dir / "loss.png")
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
