@@ -14,7 +14,7 @@ VERBS = {
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
-GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision")
+GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision", "logger")
 
 USAGE = """usage: llmft VERB [KEY=VALUE ...] [-m] [--help]
 

@@ -68,6 +68,13 @@ class EmptyTexts(str, Enum):
     error = "error"
 
 
+class LoggerKind(str, Enum):
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+    mlflow = "mlflow"
+
+
 class NonFinite(str, Enum):
     stop = "stop"  # stop with a message; the last good checkpoint stays
     skip = "skip"  # drop the batch's update and go on (counted)
@@ -228,6 +235,14 @@ class SchedulerConfig:
 
 
 @dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.none
+    project: str = "llmft"  # wandb project / mlflow experiment
+    run_name: Optional[str] = None  # default: the run folder's name
+    tracking_uri: Optional[str] = None  # mlflow; default: <run folder>/mlruns
+
+
+@dataclass
 class PrecisionConfig:
     mode: PrecisionMode = PrecisionMode.auto
 
@@ -275,6 +290,7 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 42
     run_name: Optional[str] = None
 

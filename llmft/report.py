@@ -18,8 +18,8 @@ T = TypeVar("T")
 class MetricsLog:
     """Appends one JSON object per logged step or eval to metrics.jsonl and keeps them for the plot."""
 
-    def __init__(self, path: Optional[Path]):
-        self.path = path
+    def __init__(self, path: Optional[Path], sink: Any = None):
+        self.path, self.sink = path, sink  # sink: an experiment tracker (llmft.loggers) fed the same records
         self.records: list[dict[str, Any]] = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +29,12 @@ class MetricsLog:
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.sink is not None:
+            self.sink.log(record)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
 
 _active: list[Progress] = []  # the live display, so eval bars nest inside the training bar

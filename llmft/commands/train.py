@@ -108,8 +108,13 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
                                 loop_state.to_dict(), trainer.keep_last)
         dist.barrier()
 
+    sink = None
+    if dist.main:
+        from llmft.loggers import build_sink
+
+        sink = build_sink(config.logger, out_dir, resolved or {})
     hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
-                  log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None))
+                  log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink))
     selection = Selection(config.task.select_metric, config.task.select_mode)
     try:
         state = fit(model, task, parts.train_loader, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
@@ -124,6 +129,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
             _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
         value = _finish(config, out_dir, parts, state, hooks.log)
+    hooks.log.close()
     dist.barrier()
     value = dist.broadcast(value)
     teardown(dist)
