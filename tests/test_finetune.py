@@ -86,6 +86,7 @@ def test_lora_run_merges_into_a_plain_checkpoint(tmp_path):
     assert pipeline("text-classification", model=str(best), device="cpu")("fine")[0]["label"] in ("negative", "positive")
 
 
+@pytest.mark.slow  # loads the 22.7M MiniLM
 def test_lora_adapter_without_merge_on_a_pretrained_base(tmp_path):
     args = ["train", "model=minilm-l6", "task.data.max_train_samples=32", "task.data.max_eval_samples=16", "trainer.batch_size=8",
             "trainer.max_steps=2", "trainer.progress=false", "finetune=lora", "finetune.merge=false"]

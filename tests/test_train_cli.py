@@ -134,6 +134,7 @@ def _recipe_family(recipe: str) -> str:
         return compose("train", overrides=[f"recipe={recipe}"]).task.family.value
 
 
+@pytest.mark.slow  # ~80 s for all; every recipe also composes and validates in the default suite (test_compose)
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(__file__).parents[1] / "recipes").glob("*.yaml")))
 def test_every_recipe_runs_shrunk(recipe, tmp_path):
     tiny = TINY_BY_FAMILY[_recipe_family(recipe)]
