@@ -72,6 +72,11 @@ def save_model(target: Path, model: Any, tokenizer: Any) -> None:
     atomic_write_dir(target, write)
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch, CUDA, numpy, python), as tensors and plain values."""
+    return _rng_state()
+
+
 def _rng_state() -> dict[str, Any]:
     import random
 
@@ -109,6 +114,7 @@ def save_training_state(
     scaler: torch.amp.GradScaler,
     loop_state: dict[str, Any],
     keep_last: int = 1,
+    rng_per_rank: Optional[list[dict[str, Any]]] = None,
 ) -> Path:
     """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
 
@@ -126,6 +132,7 @@ def save_training_state(
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "rng": _rng_state(),
+            "rng_per_rank": rng_per_rank or [],  # torchrun: every rank's dropout stream, restored rank by rank
             "loop": loop_state,
         }
         torch.save(state, folder / "trainer_state.pt")
@@ -141,8 +148,17 @@ def save_training_state(
     return target
 
 
+def _is_tied(model: Any, name: str, missing: set[str]) -> bool:
+    """True when parameter `name` shares its storage with a parameter that was loaded."""
+    tensors = {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
+    target = tensors.get(name)
+    return target is not None and any(
+        other != name and other not in missing and t.data_ptr() == target.data_ptr() for other, t in tensors.items()
+    )
+
+
 def restore_training_state(
-    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler
+    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, rank: int = 0
 ) -> dict[str, Any]:
     """Load weights and trainer state from a resumable checkpoint; returns the saved loop state."""
     from safetensors.torch import load_file
@@ -159,11 +175,13 @@ def restore_training_state(
         set_peft_model_state_dict(model, load_file(adapter))
     else:
         missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        missing = [k for k in missing if not _is_tied(model, k, set(missing))]  # save_pretrained drops tied copies
         if unexpected or missing:
             raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    _set_rng_state(state["rng"])
+    per_rank = state.get("rng_per_rank") or []
+    _set_rng_state(per_rank[rank] if rank < len(per_rank) else state["rng"])
     return dict(state["loop"])

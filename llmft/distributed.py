@@ -36,6 +36,23 @@ class Dist:
         torch.distributed.all_reduce(out)
         return out
 
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (on every rank)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def gather_tensors(self, obj: Any) -> list[Any]:
+        """Like `gather` for objects holding tensors (sent as torch.save bytes: tensors in pickled
+        collectives do not round-trip on every backend)."""
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return [torch.load(io.BytesIO(b), weights_only=True) for b in self.gather(buffer.getvalue())]
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
         if not self.enabled:

@@ -232,10 +232,13 @@ def fit(
                 finished = state.step >= num_steps or state.stopped_early
                 if epoch_end:
                     state.epoch, state.batches_done = state.epoch + 1, 0
-                if (cfg.save_every > 0 and state.step % cfg.save_every == 0) or epoch_end or finished or requested:
+                stop = bool(requested)
+                if dist.enabled:  # every rank stops after the same step, even if the signal reached them apart
+                    stop = dist.sum(torch.tensor(float(stop))).item() > 0
+                if (cfg.save_every > 0 and state.step % cfg.save_every == 0) or epoch_end or finished or stop:
                     hooks.save_state(state)
-                if requested:
-                    raise Interrupted(requested[0], state.step)
+                if stop:
+                    raise Interrupted(requested[0] if requested else signal.SIGTERM, state.step)
                 if finished or epoch_end:
                     break
     return state

@@ -43,3 +43,39 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert plan["processes"] == 2 and plan["effective_batch_size"] == 8
     m1, m2 = (json.loads((r / "eval.json").read_text())["metrics"] for r in (one, two))
     assert m2["perplexity"] == pytest.approx(m1["perplexity"], rel=1e-5)
+
+
+def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
+    import signal
+    import time
+
+    # dropout on: each rank's RNG stream must come back on resume
+    args = [*[a for a in RUN if not a.startswith(("model.dropout", "trainer.max_steps"))], "trainer.max_steps=16",
+            "trainer.save_every=3", "trainer.batch_size=4"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    unbroken.mkdir(), broken.mkdir()
+    proc = _torchrun(args, unbroken)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+
+    proc = _torchrun(args, broken)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        logs = list(broken.glob("outputs/train/*/*/metrics.jsonl"))
+        if logs and any(json.loads(x).get("step", 0) >= 5 for x in logs[0].read_text().splitlines() if x.endswith("}")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+    run = only_run_dir(broken / "outputs")
+    stopped = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"]
+    assert 3 <= stopped < 16
+    proc = _torchrun([f"trainer.resume={run}", "trainer.progress=false"], broken)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    assert _curve(run) == _curve(only_run_dir(unbroken / "outputs"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,10 @@ def train_command(cfg: DictConfig) -> float:
     resolved.pop("hydra", None)
     resume_from = None
     if config.trainer.resume:
+        if config.trainer.resume == "auto" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            from llmft.errors import UserError
+
+            raise UserError("under torchrun, resume a named run: trainer.resume=<run folder>")
         run_dir = resume.find_run(config.trainer.resume, out_dir.parent.parent)
         if run_dir is None:
             print("trainer.resume=auto: no unfinished run to resume; starting a new one", file=sys.stderr)
@@ -46,7 +51,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     value of the selection metric."""
     from llmft import resume
     from llmft.build import build_run
-    from llmft.checkpoint import restore_training_state, save_model, save_training_state
+    from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
     from llmft.distributed import teardown, unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
@@ -71,7 +76,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         if dist.main:
             resume.clean_partial_saves(checkpoints)
         dist.barrier()
-        state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler))
+        state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler,
+                                                   dist.rank))
         if dist.main:
             resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
             resume.note_resume(out_dir, state.step)
@@ -103,9 +109,10 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         dist.barrier()
 
     def save_state(loop_state: LoopState) -> None:
+        rngs = dist.gather_tensors(rng_state()) if dist.enabled else None
         if trainer.save_last and dist.main:
             save_training_state(checkpoints, unwrap(model), parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
-                                loop_state.to_dict(), trainer.keep_last)
+                                loop_state.to_dict(), trainer.keep_last, rngs)
         dist.barrier()
 
     sink = None
