@@ -239,7 +239,7 @@ class LoggerConfig:
     kind: LoggerKind = LoggerKind.none
     project: str = "llmft"  # wandb project / mlflow experiment
     run_name: Optional[str] = None  # default: the run folder's name
-    tracking_uri: Optional[str] = None  # mlflow; default: <run folder>/mlruns
+    tracking_uri: Optional[str] = None  # mlflow; default: sqlite:///<run folder>/mlflow.db
 
 
 @dataclass

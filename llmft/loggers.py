@@ -68,7 +68,7 @@ class MlflowSink:
         except ImportError as ex:
             raise UserError("logger=mlflow needs the mlflow package: pip install mlflow") from ex
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(cfg.tracking_uri or (out_dir / "mlruns").resolve().as_uri())
+        mlflow.set_tracking_uri(cfg.tracking_uri or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}")
         mlflow.set_experiment(cfg.project)
         mlflow.start_run(run_name=cfg.run_name or out_dir.name)
         mlflow.log_params({k: str(v)[:250] for k, v in _flat(config).items()})
