@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from llmft import backbone, data, distributed, finetune
-from llmft.config import TrainConfig
+from llmft.config import Strategy, TrainConfig
 from llmft.loop import total_steps
 from llmft.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.precision import Precision, resolve_device, resolve_precision
@@ -68,8 +68,8 @@ def build_run(config: TrainConfig) -> RunParts:
     eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, workers)
     test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, workers)
     num_steps = total_steps(len(train_loader), trainer)
+    model = distributed.wrap(model, dist, device, fsdp=trainer.strategy is Strategy.fsdp)
     optimizer = build_optimizer(config.optimizer, model)
-    model = distributed.wrap(model, dist, device)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
 
     trainable, total = finetune.parameter_counts(distributed.unwrap(model))

@@ -60,11 +60,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def save_model(target: Path, model: Any, tokenizer: Any) -> None:
-    """`save_pretrained` of model and tokenizer: loadable by transformers alone."""
+def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None) -> None:
+    """`save_pretrained` of model and tokenizer: loadable by transformers alone. `state_dict`: the full
+    weights gathered from a sharded (FSDP) model."""
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True)
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         if hasattr(model, "peft_config"):  # an adapter: keep the head's config (labels) beside it
             model.get_base_model().config.save_pretrained(folder)

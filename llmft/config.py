@@ -68,6 +68,11 @@ class EmptyTexts(str, Enum):
     error = "error"
 
 
+class Strategy(str, Enum):
+    ddp = "ddp"  # torchrun: replicate the model, all-reduce gradients
+    fsdp = "fsdp"  # torchrun: shard parameters, gradients and optimizer state (FSDP2 fully_shard)
+
+
 class LoggerKind(str, Enum):
     none = "none"
     tensorboard = "tensorboard"
@@ -269,6 +274,7 @@ class TrainerConfig:
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
     dry_run: bool = False  # build everything, print what the run would do, train nothing
+    strategy: Strategy = Strategy.ddp  # under torchrun
     progress: bool = True
 
     def __post_init__(self) -> None:

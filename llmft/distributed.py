@@ -78,11 +78,28 @@ def setup(device_type: str) -> Dist:
     return dist
 
 
-def wrap(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, dist: Dist, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
+    """DDP, or FSDP2 (each transformer block sharded, then the root). Build the optimizer afterwards."""
     if not dist.enabled:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        from llmft.finetune import _layers
+
+        for layer in _layers(model):
+            fully_shard(layer)
+        fully_shard(model)
         return model
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's weights on CPU (a collective under FSDP: every rank must call it)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -79,3 +79,18 @@ def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
     proc = _torchrun([f"trainer.resume={run}", "trainer.progress=false"], broken)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     assert _curve(run) == _curve(only_run_dir(unbroken / "outputs"))
+
+
+def test_fsdp_matches_one_process_and_saves_a_full_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    single, sharded = tmp_path / "single", tmp_path / "fsdp"
+    single.mkdir(), sharded.mkdir()
+    run_cli(["train", *RUN, "trainer.batch_size=8"], cwd=single)
+    proc = _torchrun([*RUN, "trainer.batch_size=4", "trainer.strategy=fsdp"], sharded)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    one, two = only_run_dir(single / "outputs"), only_run_dir(sharded / "outputs")
+    assert _curve(two)[0] == pytest.approx(_curve(one)[0], abs=1e-4)
+    assert _curve(two)[1] == pytest.approx(_curve(one)[1], abs=1e-4)
+    model = AutoModelForCausalLM.from_pretrained(two / "checkpoints" / "best")  # gathered full weights, plain HF format
+    assert sum(p.numel() for p in model.parameters()) == json.loads((two / "run.json").read_text())["plan"]["total_parameters"]

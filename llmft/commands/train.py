@@ -12,7 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
-from llmft.config import FinetuneMethod, TrainConfig
+from llmft.config import FinetuneMethod, Strategy, TrainConfig
 
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
@@ -30,6 +30,10 @@ def train_command(cfg: DictConfig) -> float:
     resolved.pop("hydra", None)
     resume_from = None
     if config.trainer.resume:
+        if config.trainer.strategy is Strategy.fsdp and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            from llmft.errors import UserError
+
+            raise UserError("trainer.resume is not supported with trainer.strategy=fsdp yet; use ddp to resume")
         if config.trainer.resume == "auto" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
             from llmft.errors import UserError
 
@@ -52,6 +56,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft import resume
     from llmft.build import build_run
     from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
+    from llmft import distributed
     from llmft.distributed import teardown, unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
@@ -95,20 +100,29 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     limit = trainer.limit_eval_batches
     model, task = parts.model, parts.task
 
+    fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
+
     def evaluate() -> dict[str, Any]:
-        """Rank 0 scores the whole eval split (metrics equal a single process's); every rank gets the numbers."""
+        """Rank 0 scores the whole eval split (metrics equal a single process's); every rank gets the numbers.
+        Under FSDP every rank runs the same batches (a sharded model needs all ranks for each forward)."""
         metrics: dict[str, Any] = {}
-        if dist.main:
+        if dist.main or fsdp:
             batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
-            metrics = _keep_samples(task.evaluate(unwrap(model), batches, parts.precision, role="eval"), out_dir / "generations-eval.jsonl")
+            metrics = task.evaluate(unwrap(model), batches, parts.precision, role="eval")
+            table = metrics.pop("samples_table", None)
+            if dist.main:
+                _keep_samples({"samples_table": table}, out_dir / "generations-eval.jsonl")
         return dist.broadcast(metrics)
 
     def on_best(step: int, metrics: dict[str, Any]) -> None:
+        weights = distributed.full_state_dict(model) if fsdp else None  # a collective: every rank gathers
         if dist.main:
-            save_model(best_dir, unwrap(model), parts.tokenizer)
+            save_model(best_dir, unwrap(model), parts.tokenizer, state_dict=weights)
         dist.barrier()
 
     def save_state(loop_state: LoopState) -> None:
+        if fsdp:
+            return  # resumable checkpoints are written for ddp and single-process runs (see README)
         rngs = dist.gather_tensors(rng_state()) if dist.enabled else None
         if trainer.save_last and dist.main:
             save_training_state(checkpoints, unwrap(model), parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
