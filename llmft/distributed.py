@@ -68,8 +68,17 @@ def world_from_env() -> Dist:
                 local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def _export_slurm_env() -> None:
+    """Under a submitit/SLURM launcher with several tasks, set the torch.distributed variables from SLURM's."""
+    if int(os.environ.get("SLURM_NTASKS", 1)) > 1 and "RANK" not in os.environ:
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def setup(device_type: str) -> Dist:
-    """Join the process group when launched by torchrun: gloo on CPU, nccl on CUDA."""
+    """Join the process group when launched by torchrun (or SLURM tasks): gloo on CPU, nccl on CUDA."""
+    _export_slurm_env()
     dist = world_from_env()
     if dist.enabled and not torch.distributed.is_initialized():
         if device_type == "cuda":

@@ -42,3 +42,18 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     assert {r["overrides"] for r in _ranked(sweep)} == {"optimizer.lr=0.0001", "optimizer.lr=0.001"}
     again = run_cli(["sweep-report", str(sweep)], cwd=tmp_path)
     assert "optimizer.lr=0.001" in again.stdout
+
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from llmft.cli import register_recipes
+    from llmft.config import register_configs
+    from llmft.paths import conf_dir
+
+    register_configs()
+    register_recipes()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=llmft-slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher.tasks_per_node == 8 and "submitit" in cfg.hydra.launcher._target_
