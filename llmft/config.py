@@ -275,6 +275,7 @@ class TrainerConfig:
     gradient_checkpointing: bool = False  # trade compute for activation memory
     dry_run: bool = False  # build everything, print what the run would do, train nothing
     strategy: Strategy = Strategy.ddp  # under torchrun
+    dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 evaluates alone)
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -76,14 +76,17 @@ def _export_slurm_env() -> None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def setup(device_type: str) -> Dist:
+def setup(device_type: str, timeout_minutes: int = 60) -> Dist:
     """Join the process group when launched by torchrun (or SLURM tasks): gloo on CPU, nccl on CUDA."""
     _export_slurm_env()
     dist = world_from_env()
     if dist.enabled and not torch.distributed.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(dist.local_rank)
-        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        from datetime import timedelta
+
+        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                             timeout=timedelta(minutes=timeout_minutes))
     return dist
 
 
