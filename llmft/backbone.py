@@ -23,6 +23,14 @@ def _builtin(name: str) -> tuple[str, str | None]:
     return tokenizer_fn(), (weights_fn() if weights_fn else None)
 
 
+def is_random(cfg: ModelConfig) -> bool:
+    """A builtin test model built from a config (no pretrained weights to reload an adapter onto)."""
+    from llmft.builtin_models import BUILTIN_MODELS
+
+    key = cfg.name_or_path[len(BUILTIN_PREFIX):]
+    return cfg.name_or_path.startswith(BUILTIN_PREFIX) and key in BUILTIN_MODELS and BUILTIN_MODELS[key][1] is None
+
+
 def resolve(cfg: ModelConfig) -> tuple[str, str | None]:
     """(tokenizer source, weights source or None) for a model config."""
     if cfg.name_or_path.startswith(BUILTIN_PREFIX):

@@ -75,10 +75,6 @@ def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[di
 
 def rng_state() -> dict[str, Any]:
     """This process's RNG states (torch, CUDA, numpy, python), as tensors and plain values."""
-    return _rng_state()
-
-
-def _rng_state() -> dict[str, Any]:
     import random
 
     import numpy as np
@@ -132,7 +128,7 @@ def save_training_state(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "rng_per_rank": rng_per_rank or [],  # torchrun: every rank's dropout stream, restored rank by rank
             "loop": loop_state,
         }

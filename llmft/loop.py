@@ -79,7 +79,7 @@ class Interrupted(Exception):
 
 
 class NonFiniteLoss(UserError):
-    pass
+    """The loss became NaN/inf in fp32/bf16 (fp16 overflow is the GradScaler's to skip)."""
 
 
 def steps_per_epoch(num_batches: int, cfg: TrainerConfig) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, TINY, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, run_cli, write_jsonl
 
 SENTENCES = [
     "An absolute delight from start to finish, I loved it.",

@@ -92,3 +92,16 @@ def label_names_of(model: Any) -> list[str]:
     """The checkpoint's label names in id order."""
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     return [id2label[i] for i in range(len(id2label))]
+
+
+def apply_user_overrides(saved: Any, cfg: DictConfig, prefix: str) -> Any:
+    """`saved` (a dataclass from a run folder) with the user's `<prefix>.x.y=...` overrides applied, the
+    values taken from the composed, already-validated `cfg`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    node = OmegaConf.structured(saved)
+    for override in OverridesParser.create().parse_overrides(user_overrides()):
+        key = override.key_or_group
+        if key.startswith(f"{prefix}."):
+            OmegaConf.update(node, key[len(prefix) + 1 :], OmegaConf.select(cfg, key), merge=False)
+    return OmegaConf.to_object(node)

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from llmft.commands.common import (
+    apply_user_overrides,
     checkpoint_dir,
     hydra_output_dir,
     label_names_of,
@@ -21,18 +22,11 @@ from llmft.config import EvalConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
 
 
-def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig, overrides: list[str]) -> TaskConfig:
+def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig) -> TaskConfig:
     """The run's task config, with the user's `task=...` / `task.x.y=...` overrides applied on top."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    keys = [o.key_or_group for o in parsed if o.key_or_group == "task" or o.key_or_group.startswith("task.")]
-    if "task" in keys:
+    if any(o.lstrip("+~").split("=", 1)[0] == "task" for o in user_overrides()):
         return config.task  # a whole new task group replaces the run's
-    task = OmegaConf.structured(saved)
-    for key in keys:
-        OmegaConf.update(task, key[len("task.") :], OmegaConf.select(cfg, key), merge=False)
-    return OmegaConf.to_object(task)  # type: ignore[return-value]
+    return apply_user_overrides(saved, cfg, "task")
 
 
 def _role(split: str, task: TaskConfig) -> str:
@@ -47,7 +41,7 @@ def eval_command(cfg: DictConfig) -> float:
     config = to_typed(cfg, EvalConfig)
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
-    task_cfg = _task_with_overrides(saved.task, config, cfg, user_overrides())
+    task_cfg = _task_with_overrides(saved.task, config, cfg)
     metrics = evaluate_run(config, run_dir, task_cfg, saved)
     out = hydra_output_dir()
     out.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from llmft.commands.common import checkpoint_dir, load_run_config, quiet_libraries, to_typed, user_overrides
-from llmft.config import GenerateConfig, GenerationConfig, TaskConfig, TaskFamily, TrainConfig
+from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
+from llmft.config import GenerateConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
 
 
@@ -49,19 +49,10 @@ def _template_fields(template: str | None) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template or "") if f]
 
 
-def _generation_config(base: GenerationConfig, cfg: DictConfig) -> GenerationConfig:
-    """The run's generation settings with the user's `generation.*` overrides on top."""
-    node = OmegaConf.structured(base)
-    for override in user_overrides():
-        key = override.lstrip("+").split("=", 1)[0]
-        if key.startswith("generation."):
-            OmegaConf.update(node, key[len("generation.") :], OmegaConf.select(cfg, key), merge=False)
-    return OmegaConf.to_object(node)  # type: ignore[return-value]
-
-
 def generate_command(cfg: DictConfig) -> None:
     from llmft import backbone
     from llmft.precision import resolve_device
+    from llmft.tasks import get_task
 
     config = to_typed(cfg, GenerateConfig)
     quiet_libraries()
@@ -71,16 +62,12 @@ def generate_command(cfg: DictConfig) -> None:
         saved = load_run_config(run_dir, TrainConfig)
         task_cfg, max_length = saved.task, saved.model.max_length
         folder = checkpoint_dir(run_dir, config.checkpoint)
-        from llmft.tasks import get_task
-
         task = get_task(task_cfg)
         model = backbone.load_finetuned(task.auto_class_name, folder)
         tokenizer = backbone.load_finetuned_tokenizer(folder)
     else:
         task_cfg = TaskConfig(family=TaskFamily.causal_lm, prompt_template="{prompt}", response_column="prompt")
         max_length = config.model.max_length
-        from llmft.tasks import get_task
-
         task = get_task(task_cfg)
         tokenizer_source, weights = backbone.resolve(config.model)
         tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
@@ -137,7 +124,7 @@ def _generate(config: GenerateConfig, task: Any, task_cfg: TaskConfig, model: An
         rows = read_jsonl(Path(config.input), fields or [task_cfg.data.text_columns[0]])  # type: ignore[arg-type]
         prompts = [prompt_text(r, task_cfg) if fields else r[task_cfg.data.text_columns[0]] for r in rows]
     texts = [task.generation_prompt(Example(p, "")) for p in prompts]
-    gen_cfg = _generation_config(task_cfg.generation, cfg)
+    gen_cfg = apply_user_overrides(task_cfg.generation, cfg, "generation")
     streamer = None
     if config.prompt is not None and not config.output:
         from transformers import TextStreamer

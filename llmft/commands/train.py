@@ -63,10 +63,13 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft.report import MetricsLog, console, track
 
     quiet_libraries()
-    if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge and config.model.name_or_path == "builtin:tiny-bert":
-        from llmft.errors import UserError
+    if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge:
+        from llmft.backbone import is_random
 
-        raise UserError("finetune.merge=false keeps only the adapter, which needs a pretrained base; tiny-bert is random")
+        if is_random(config.model):
+            from llmft.errors import UserError
+
+            raise UserError(f"finetune.merge=false keeps only the adapter, which needs a pretrained base; {config.model.name_or_path} is random")
     parts = build_run(config)
     if config.trainer.dry_run:
         return _dry_run(parts, config)
@@ -149,7 +152,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     if dist.main:
         if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
             _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
-        value = _finish(config, out_dir, parts, state, hooks.log)
+        value = _finish(config, out_dir, parts, state)
     hooks.log.close()
     dist.barrier()
     value = dist.broadcast(value)
@@ -182,7 +185,7 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
     save_model(best_dir, model.merge_and_unload(), tokenizer)
 
 
-def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, log: Any) -> float:
+def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any) -> float:
     """Score the best checkpoint on the test split; write eval.json and loss.png; print the table."""
     from llmft import backbone
     from llmft.report import plot_curves, print_metrics, track

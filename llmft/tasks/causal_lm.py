@@ -44,7 +44,6 @@ class CausalLMTask:
     max_length: int = 512
     examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
-    label_names: list[str] = field(default_factory=list)
 
     auto_class_name = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"

@@ -24,7 +24,6 @@ class ExtractiveQATask:
     tokenizer: Any = None
     max_length: int = 384
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
-    label_names: list[str] = field(default_factory=list)
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: offsets and example of each window
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 

@@ -22,7 +22,6 @@ class Seq2SeqTask:
     max_length: int = 512
     examples: dict[str, list[Example]] = field(default_factory=dict)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
-    label_names: list[str] = field(default_factory=list)
 
     auto_class_name = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
