@@ -118,6 +118,12 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def teardown(dist: Dist) -> None:
-    if dist.enabled and torch.distributed.is_initialized():
+def teardown() -> None:
+    """Destroy the process group once the DDP/FSDP model is gone. Call it after the frame holding the wrapped model
+    has returned: if a DDP reducer drops the group's last reference, the group is destroyed while the GIL is held and
+    a gloo worker freeing a Python-owned tensor deadlocks against it (pytorch/pytorch#56297)."""
+    import gc
+
+    gc.collect()
+    if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

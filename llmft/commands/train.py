@@ -47,7 +47,12 @@ def train_command(cfg: DictConfig) -> float:
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
             resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
-    return train(config, out_dir, resolved, resume_from)
+    from llmft.distributed import teardown
+
+    try:
+        return train(config, out_dir, resolved, resume_from)
+    finally:
+        teardown()  # after train()'s frame, with the wrapped model, is gone
 
 
 def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
@@ -57,7 +62,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft.build import build_run
     from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
     from llmft import distributed
-    from llmft.distributed import teardown, unwrap
+    from llmft.distributed import unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
     from llmft.report import MetricsLog, console, track
@@ -155,9 +160,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         value = _finish(config, out_dir, parts, state)
     hooks.log.close()
     dist.barrier()
-    value = dist.broadcast(value)
-    teardown(dist)
-    return value
+    return dist.broadcast(value)
 
 
 def _dry_run(parts: Any, config: TrainConfig) -> float:
