@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from llmft import backbone, data, distributed, finetune
-from llmft.config import Strategy, TrainConfig
+from llmft.config import Strategy, TaskFamily, TrainConfig
 from llmft.loop import total_steps
 from llmft.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.precision import Precision, resolve_device, resolve_precision
@@ -59,14 +59,18 @@ def build_run(config: TrainConfig) -> RunParts:
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     model = finetune.prepare(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
+    if config.task.packing:
+        _check_packing(model, tokenizer, config.task.family)
+    if trainer.compile:
+        model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
-                                    dist.rank, dist.world)
-    eval_loader = data.make_loader(features["eval"], trainer.eval_batch_size, collate, False, config.seed, workers)
-    test_loader = data.make_loader(features["test"], trainer.eval_batch_size, collate, False, config.seed, workers)
+                                    dist.rank, dist.world, by_length=trainer.group_by_length)
+    eval_loader, test_loader = (data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers,
+                                                 by_length=task.eval_order_free) for role in ("eval", "test"))
     num_steps = total_steps(len(train_loader), trainer)
     model = distributed.wrap(model, dist, device, fsdp=trainer.strategy is Strategy.fsdp)
     optimizer = build_optimizer(config.optimizer, model)
@@ -88,3 +92,14 @@ def build_run(config: TrainConfig) -> RunParts:
     }
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist)
+
+
+def _check_packing(model: Any, tokenizer: Any, family: TaskFamily) -> None:
+    from llmft.errors import UserError
+    from llmft.packing import attends_within_examples
+
+    if family is not TaskFamily.causal_lm:
+        raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {family.value}")
+    if not attends_within_examples(model, len(tokenizer)):
+        raise UserError(f"{type(model).__name__} lets packed examples attend to each other (it ignores packed position "
+                        "ids); set task.packing=false for this backbone")

@@ -176,6 +176,7 @@ class TaskConfig:
     text_metric: TextMetric = TextMetric.none  # computed on generated text during eval
     eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
     max_target_length: int = 128  # seq2seq targets
+    packing: bool = False  # causal_lm training: several examples per row (positions restart, attention stays within each)
     truncation_side: Side = Side.right  # which end of a too-long input is cut
     doc_stride: int = 64  # extractive QA: overlap between windows of a long context
     max_answer_length: int = 30  # extractive QA: longest span in tokens
@@ -216,6 +217,7 @@ class OptimizerConfig:
     eps: float = 1e-8
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
+    fused: Optional[bool] = None  # the fused (one-kernel) implementation; None: fused where torch has it for the device
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -273,6 +275,8 @@ class TrainerConfig:
     resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
+    group_by_length: bool = False  # training batches of similar-length rows (bucketed, still shuffled): less padding
+    compile: bool = False  # torch.compile the model (first steps pay the compilation)
     dry_run: bool = False  # build everything, print what the run would do, train nothing
     strategy: Strategy = Strategy.ddp  # under torchrun
     dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 evaluates alone)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from llmft.config import DataConfig
 from llmft.errors import UserError
@@ -160,9 +160,11 @@ class EpochSampler:
     """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
     order from where it stopped without replaying the batches it already trained on."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None, rank: int = 0, world: int = 1):
+    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None, rank: int = 0, world: int = 1,
+                 lengths: Optional[list[int]] = None, batch_size: int = 1):
         self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
         self.rank, self.world = rank, world
+        self.lengths, self.batch_size = lengths, batch_size  # lengths: group rows of similar length into batches
         self.epoch, self.start = 0, 0
 
     @property
@@ -183,6 +185,8 @@ class EpochSampler:
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
+        if self.lengths is not None:
+            order = group_by_length(order, self.lengths, self.batch_size * self.world, generator if self.shuffle else None)
         if self.world > 1:  # rank r takes every world-th row: the union of one step's rank batches is the global batch
             padded = torch.cat([order, order[: self.shard_size * self.world - self.size]])
             order = padded[self.rank :: self.world]
@@ -192,17 +196,41 @@ class EpochSampler:
         return self.shard_size - self.start
 
 
-def make_loader(
-    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None,
-    rank: int = 0, world: int = 1,
-) -> Any:
-    """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched."""
+def group_by_length(order: Any, lengths: list[int], batch: int, generator: Any = None, window: int = 50) -> Any:
+    """Reorder so each run of `batch` rows has similar lengths (less padding). Training keeps its randomness: the
+    shuffled order is cut into windows of `window` batches, each window sorted by length, and the batches shuffled,
+    except that the batch holding the longest row goes first (an out-of-memory shows at step 1, not hours in).
+    Without a generator (eval) the whole order is sorted, longest first."""
     import torch
 
+    size = torch.tensor(lengths)
+    if generator is None or len(order) == 0:
+        return order[torch.argsort(size[order], descending=True, stable=True)]
+    chunks = [c[torch.argsort(size[c], descending=True, stable=True)] for c in order.split(batch * window)]
+    batches = list(torch.cat(chunks).split(batch))
+    first = max(range(len(batches)), key=lambda i: int(size[batches[i][0]]))
+    rest = [batches[i] for i in range(len(batches)) if i != first]
+    perm = torch.randperm(len(rest), generator=generator).tolist()
+    return torch.cat([batches[first], *[rest[i] for i in perm]])
+
+
+def row_lengths(ds: Any) -> list[int]:
+    return [len(ids) for ids in ds["input_ids"]]
+
+
+def make_loader(
+    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None,
+    rank: int = 0, world: int = 1, by_length: bool = False,
+) -> Any:
+    """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
+    `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first)."""
+    import torch
+
+    lengths = row_lengths(ds) if by_length else None
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world),
+        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,

@@ -78,7 +78,8 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
-    loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed)
+    loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
+                             by_length=task.eval_order_free)
     if config.trainer.limit_eval_batches > 0:
         import itertools
 

@@ -45,6 +45,7 @@ class CausalLMTask:
     examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
     auto_class_name = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
 
@@ -58,7 +59,7 @@ class CausalLMTask:
 
     def plan_info(self) -> dict[str, Any]:
         mode = "chat" if self.cfg.messages_column else "prompt/response" if self.cfg.prompt_template else "raw text"
-        return {"format": mode, "chat_template": self.chat, "data": self.data_stats}
+        return {"format": mode, "chat_template": self.chat, "packing": self.cfg.packing, "data": self.data_stats}
 
     # --- text -> tokens ---------------------------------------------------------------------
     def text_and_spans(self, row: dict[str, Any]) -> tuple[str, list[tuple[int, int]], bool]:
@@ -108,13 +109,28 @@ class CausalLMTask:
                 features = features.filter(lambda n: n > 0, input_columns="supervised")
             self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
                                      "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
-            out[role] = features.remove_columns(["truncated", "supervised"])
+            out[role] = features.remove_columns(["truncated", "supervised", "attention_mask"])
+            if role == "train" and self.cfg.packing:
+                from llmft.packing import pack
+
+                out[role] = pack(out[role], max_length)
+                self.data_stats[role]["packed_rows"] = len(out[role])
         return out
 
     def collator(self, tokenizer: Any) -> Any:
-        from transformers import DataCollatorForSeq2Seq
+        """Dynamic padding per batch; packed rows (with position ids) are padded without an attention mask."""
+        from llmft.packing import collate_packed
 
-        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+        def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+            if "position_ids" in rows[0]:
+                return collate_packed(rows, tokenizer.pad_token_id)
+            width = max(len(r["input_ids"]) for r in rows)
+            ids = [r["input_ids"] + [tokenizer.pad_token_id] * (width - len(r["input_ids"])) for r in rows]
+            mask = [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+            labels = [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]
+            return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+
+        return collate
 
     def generation_prompt(self, example: Example) -> str:
         if self.chat:
@@ -139,7 +155,8 @@ class CausalLMTask:
         return int((batch["labels"][:, 1:] != IGNORE).sum())
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+        logits = model(**inputs, use_cache=False).logits  # no cache: it would also switch off packed-sequence masking
         return token_loss_sum(logits[:, :-1], batch["labels"][:, 1:])
 
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:

@@ -64,6 +64,7 @@ class ClassificationTask:
 
         self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
+    eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
 

@@ -27,6 +27,7 @@ class ExtractiveQATask:
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: offsets and example of each window
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    eval_order_free = False  # predictions are matched to windows by position
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
 

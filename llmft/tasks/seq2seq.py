@@ -23,6 +23,7 @@ class Seq2SeqTask:
     examples: dict[str, list[Example]] = field(default_factory=dict)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
     auto_class_name = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
     prompt_has_special_tokens = False
