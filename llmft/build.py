@@ -69,8 +69,13 @@ def build_run(config: TrainConfig) -> RunParts:
     weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                     dist.rank, dist.world, by_length=trainer.group_by_length)
-    eval_loader, test_loader = (data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers,
-                                                 by_length=task.eval_order_free) for role in ("eval", "test"))
+    # eval is sharded over ranks and gathered (under FSDP every rank runs the same eval batches: each forward needs all
+    # ranks); the test split is scored after training by plain (unwrapped) models, so it is always sharded
+    eval_shard = dist.enabled and trainer.strategy is not Strategy.fsdp
+    eval_loader, test_loader = (
+        data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers, rank=dist.rank if shard else 0,
+                         world=dist.world if shard else 1, by_length=task.eval_order_free, wrap=False)
+        for role, shard in (("eval", eval_shard), ("test", dist.enabled)))
     num_steps = total_steps(len(train_loader), trainer)
     model = distributed.wrap(model, dist, device, fsdp=trainer.strategy is Strategy.fsdp)
     optimizer = build_optimizer(config.optimizer, model)

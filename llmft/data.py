@@ -161,16 +161,17 @@ class EpochSampler:
     order from where it stopped without replaying the batches it already trained on."""
 
     def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None, rank: int = 0, world: int = 1,
-                 lengths: Optional[list[int]] = None, batch_size: int = 1):
+                 lengths: Optional[list[int]] = None, batch_size: int = 1, wrap: bool = True):
         self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.wrap = rank, world, wrap  # wrap: pad the order so every rank gets as many rows
         self.lengths, self.batch_size = lengths, batch_size  # lengths: group rows of similar length into batches
         self.epoch, self.start = 0, 0
 
     @property
     def shard_size(self) -> int:
-        """Rows this rank sees per epoch (the order is padded by wrapping so every rank sees as many)."""
-        return -(-self.size // self.world)
+        """Rows this rank sees per epoch (training pads the order by wrapping so every rank sees as many; an eval
+        shard is exact: every row is scored once)."""
+        return -(-self.size // self.world) if self.wrap else len(range(self.rank, self.size, self.world))
 
     def set_position(self, epoch: int, start: int) -> None:
         self.epoch, self.start = epoch, start
@@ -188,7 +189,7 @@ class EpochSampler:
         if self.lengths is not None:
             order = group_by_length(order, self.lengths, self.batch_size * self.world, generator if self.shuffle else None)
         if self.world > 1:  # rank r takes every world-th row: the union of one step's rank batches is the global batch
-            padded = torch.cat([order, order[: self.shard_size * self.world - self.size]])
+            padded = torch.cat([order, order[: self.shard_size * self.world - self.size]]) if self.wrap else order
             order = padded[self.rank :: self.world]
         return iter(order[self.start :].tolist())
 
@@ -220,7 +221,7 @@ def row_lengths(ds: Any) -> list[int]:
 
 def make_loader(
     ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None,
-    rank: int = 0, world: int = 1, by_length: bool = False,
+    rank: int = 0, world: int = 1, by_length: bool = False, wrap: bool = True,
 ) -> Any:
     """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
     `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first)."""
@@ -230,7 +231,7 @@ def make_loader(
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size),
+        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,

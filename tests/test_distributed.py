@@ -45,6 +45,26 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert m2["perplexity"] == pytest.approx(m1["perplexity"], rel=1e-5)
 
 
+def test_sharded_evaluation_gives_single_process_metrics(tmp_path):
+    """Each rank scores its shard of eval and test; the gathered metrics (accuracy, F1, ROC-AUC, loss) equal one process's."""
+    args = ["task=sentiment", "model=tiny-bert", "model.dropout=0.0", "task.data.max_train_samples=64", "task.data.max_eval_samples=101",
+            "trainer.max_steps=4", "trainer.eval_every=2", "trainer.progress=false", "trainer.eval_batch_size=16"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir(), ddp.mkdir()
+    run_cli(["train", *args, "trainer.batch_size=8"], cwd=single)
+    proc = _torchrun([*args, "trainer.batch_size=4"], ddp)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    one, two = only_run_dir(single / "outputs"), only_run_dir(ddp / "outputs")
+    evals = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if "eval/accuracy" in x] for r in (one, two)]
+    for a, b in zip(*evals):
+        assert b["eval/samples"] == a["eval/samples"] == 101  # every row once: the uneven shards are not padded
+        for key in ("eval/accuracy", "eval/f1_macro", "eval/roc_auc", "eval/loss"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5)
+    m1, m2 = (json.loads((r / "eval.json").read_text())["metrics"] for r in (one, two))
+    assert m2["samples"] == m1["samples"]
+    assert m2["accuracy"] == pytest.approx(m1["accuracy"]) and m2["roc_auc"] == pytest.approx(m1["roc_auc"], abs=1e-5)
+
+
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -52,6 +72,7 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # three torchrun jobs; CI runs the slow tests too
 def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
     import signal
     import time

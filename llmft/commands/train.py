@@ -111,15 +111,17 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
 
     def evaluate() -> dict[str, Any]:
-        """Rank 0 scores the whole eval split (metrics equal a single process's); every rank gets the numbers.
-        Under FSDP every rank runs the same batches (a sharded model needs all ranks for each forward)."""
-        metrics: dict[str, Any] = {}
-        if dist.main or fsdp:
-            batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
+        """Each rank scores its shard of the eval split and the partials are gathered, so the metrics equal a single
+        process's. Under FSDP every rank runs the same batches (a sharded model needs all ranks for each forward)."""
+        batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
+        if fsdp:
             metrics = task.evaluate(unwrap(model), batches, parts.precision, role="eval")
-            table = metrics.pop("samples_table", None)
-            if dist.main:
-                _keep_samples({"samples_table": table}, out_dir / "generations-eval.jsonl")
+        else:
+            partials = dist.gather(task.eval_partial(unwrap(model), batches, parts.precision, "eval", dist))  # every rank
+            metrics = task.eval_metrics(partials, "eval") if dist.main else {}
+        table = metrics.pop("samples_table", None)
+        if dist.main:
+            _keep_samples({"samples_table": table}, out_dir / "generations-eval.jsonl")
         return dist.broadcast(metrics)
 
     def on_best(step: int, metrics: dict[str, Any]) -> None:
@@ -154,10 +156,12 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             print(f"error: {ex}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}", file=sys.stderr)
         sys.exit(128 + ex.signum)
     value = float("nan")
+    if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
+        _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
+    del model
+    test_metrics = _score_test(config, best_dir, parts, dist)
     if dist.main:
-        if config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
-            _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
-        value = _finish(config, out_dir, parts, state)
+        value = _finish(config, out_dir, parts, state, test_metrics)
     hooks.log.close()
     dist.barrier()
     return dist.broadcast(value)
@@ -188,18 +192,29 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
     save_model(best_dir, model.merge_and_unload(), tokenizer)
 
 
-def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any) -> float:
-    """Score the best checkpoint on the test split; write eval.json and loss.png; print the table."""
+def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> dict[str, Any]:
+    """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics."""
     from llmft import backbone
-    from llmft.report import plot_curves, print_metrics, track
+    from llmft.report import track
 
-    best_dir = out_dir / "checkpoints" / "best"
     limit = config.trainer.limit_eval_batches
-    del parts.model, parts.optimizer, parts.scheduler
+    parts.model = parts.optimizer = parts.scheduler = None
     gc.collect()
+    dist.barrier()  # the best checkpoint (merged, for LoRA) is on disk
     best_model = backbone.load_finetuned(parts.task.auto_class_name, best_dir).to(parts.precision.device)
     batches = track(_limited(parts.test_loader, limit), _count(parts.test_loader, limit), "test", config.trainer.progress)
-    test_metrics = _keep_samples(parts.task.evaluate(best_model, batches, parts.precision, role="test"), out_dir / "generations-test.jsonl")
+    partials = dist.gather(parts.task.eval_partial(best_model, batches, parts.precision, "test", dist))
+    del best_model
+    gc.collect()  # multirun jobs share one process
+    return parts.task.eval_metrics(partials, "test") if dist.main else {}
+
+
+def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
+    """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
+    from llmft.report import plot_curves, print_metrics
+
+    best_dir = out_dir / "checkpoints" / "best"
+    test_metrics = _keep_samples(test_metrics, out_dir / "generations-test.jsonl")
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -220,8 +235,6 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any) -> float
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     plot_curves(records, config.task.select_metric, out_dir / "loss.png")
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
-    del best_model
-    gc.collect()  # multirun jobs share one process
     return float(state.best_value) if state.best_value is not None else float("nan")
 
 

@@ -10,9 +10,10 @@ import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.data import check_columns
+from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
-from llmft.tasks.text_common import Example, chat_messages, generation_metrics, loss_and_perplexity, to_example, token_loss_sum
+from llmft.tasks.text_common import Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
 
 IGNORE = -100
 
@@ -157,9 +158,16 @@ class CausalLMTask:
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
         logits = model(**inputs, use_cache=False).logits  # no cache: it would also switch off packed-sequence masking
-        return token_loss_sum(logits[:, :-1], batch["labels"][:, 1:])
+        # position t predicts token t+1: shift the labels, not the logits (slicing the logits would copy them all)
+        targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        return token_loss_sum(logits, targets)
 
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        metrics = loss_and_perplexity(model, batches, precision, self)
-        metrics.update(generation_metrics(self, model, role, precision))
-        return metrics
+        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
+
+    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
+                     dist: Optional[Dist] = None) -> dict[str, Any]:
+        return generative_partial(self, model, batches, precision, role, dist)
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        return generative_metrics(self, partials, role)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig, ModelConfig, TaskConfig
 from llmft.data import check_columns, drop_empty_texts
+from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
 
@@ -176,11 +177,13 @@ class ClassificationTask:
             per_example = (1.0 - p_true) ** self.cfg.focal_gamma * per_example
         return per_example.sum()
 
-    @torch.no_grad()
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        """Loss and classification metrics; keeps only per-example probabilities, never all logits' graphs."""
-        from llmft.metrics import classification_metrics
+        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
 
+    @torch.no_grad()
+    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
+                     dist: Optional[Dist] = None) -> dict[str, Any]:
+        """One shard's summed loss, labels and class probabilities (never the logits' graphs)."""
         was_training = model.training
         model.eval()
         loss_total, n, probs, labels = 0.0, 0, [], []
@@ -194,15 +197,23 @@ class ClassificationTask:
             probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
             labels.append(batch["labels"].cpu().numpy())
         model.train(was_training)
+        return {"loss": loss_total, "n": n, "probs": probs, "labels": labels}
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        """Loss and classification metrics over every shard's partial."""
+        from llmft.metrics import classification_metrics
+
+        n = sum(p["n"] for p in partials)
         if n == 0:
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
-        y_true, y_prob = np.concatenate(labels), np.concatenate(probs)
+        y_true = np.concatenate([x for p in partials for x in p["labels"]])
+        y_prob = np.concatenate([x for p in partials for x in p["probs"]])
         metrics = classification_metrics(y_true, y_prob, self.label_names)
         if self.hub_metrics:
             from llmft.metrics import hub_metric_values
 
             metrics.update(hub_metric_values(self.hub_metrics, y_prob.argmax(axis=1).tolist(), y_true.tolist()))
-        metrics["loss"] = loss_total / n
+        metrics["loss"] = sum(p["loss"] for p in partials) / n
         metrics["samples"] = n
         return metrics
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from llmft.config import ModelConfig, TaskConfig
 from llmft.data import check_columns
+from llmft.distributed import Dist
 from llmft.precision import Precision
 
 COLUMNS = ("question", "context", "answers")
@@ -27,7 +28,7 @@ class ExtractiveQATask:
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: offsets and example of each window
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    eval_order_free = False  # predictions are matched to windows by position
+    eval_order_free = True  # eval metrics do not depend on row order: windows carry their index
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
 
@@ -54,7 +55,7 @@ class ExtractiveQATask:
             from datasets import Dataset
 
             columns = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-            out[role] = Dataset.from_dict({**columns, "start_positions": starts, "end_positions": ends})
+            out[role] = Dataset.from_dict({**columns, "start_positions": starts, "end_positions": ends, "window": list(range(len(starts)))})
             self.windows[role] = {"offsets": offsets, "example": list(enc["overflow_to_sample_mapping"])}
             self.rows[role] = rows
             self.data_stats[role] = {"rows": len(rows), "windows": len(starts),
@@ -80,27 +81,36 @@ class ExtractiveQATask:
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _span_loss(model(**_inputs(batch)), batch)
 
-    @torch.no_grad()
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        from llmft.text_metrics import squad_em_f1
+        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
 
+    @torch.no_grad()
+    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
+                     dist: Optional[Dist] = None) -> dict[str, Any]:
+        """One shard's span loss and the start/end logits of each window it scored, by window index."""
         was_training = model.training
         model.eval()
-        total, count, starts, ends = 0.0, 0, [], []
+        total, count, logits = 0.0, 0, {}
         for batch in batches:
             batch = {k: v.to(precision.device) for k, v in batch.items()}
             with precision.autocast():
                 out = model(**_inputs(batch))
             total += float(_span_loss(out, batch))
             count += self.count(batch)
-            starts += [row.float().cpu().numpy() for row in out.start_logits]
-            ends += [row.float().cpu().numpy() for row in out.end_logits]
+            for w, start, end in zip(batch["window"].tolist(), out.start_logits, out.end_logits):
+                logits[w] = (start.float().cpu().numpy(), end.float().cpu().numpy())
         model.train(was_training)
-        predictions = self.postprocess(role, starts, ends)
-        scored = sorted(predictions)  # examples whose windows were all scored (limit_eval_batches may cut some)
+        return {"loss": total, "count": count, "logits": logits}
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        """SQuAD EM/F1 over the examples whose windows were all scored (limit_eval_batches may cut some)."""
+        from llmft.text_metrics import squad_em_f1
+
+        predictions = self.postprocess(role, {w: pair for p in partials for w, pair in p["logits"].items()})
+        scored = sorted(predictions)
         rows = self.rows[role]
         metrics: dict[str, Any] = squad_em_f1([predictions[i] for i in scored], [rows[i]["answers"]["text"] for i in scored])
-        metrics.update(loss=total / max(count, 1), examples=len(scored))
+        metrics.update(loss=sum(p["loss"] for p in partials) / max(sum(p["count"] for p in partials), 1), examples=len(scored))
         metrics["samples_table"] = [{"input": rows[i]["question"], "reference": rows[i]["answers"]["text"], "prediction": predictions[i]}
                                     for i in scored[:20]]
         return metrics
@@ -116,20 +126,21 @@ class ExtractiveQATask:
         features = self.prepare({"predict": Dataset.from_list(blank)}, tokenizer, self.max_length)["predict"]
         loader = make_loader(features, batch_size, self.collator(tokenizer), False, 0)
         model.eval()
-        starts, ends = [], []
+        logits = {}
         for batch in loader:
             out = model(**_inputs({k: v.to(device) for k, v in batch.items()}))
-            starts += [row.float().cpu().numpy() for row in out.start_logits]
-            ends += [row.float().cpu().numpy() for row in out.end_logits]
-        answers = self.postprocess("predict", starts, ends)
+            for w, start, end in zip(batch["window"].tolist(), out.start_logits, out.end_logits):
+                logits[w] = (start.float().cpu().numpy(), end.float().cpu().numpy())
+        answers = self.postprocess("predict", logits)
         return [answers.get(i, "") for i in range(len(rows))]
 
-    def postprocess(self, role: str, starts: list[np.ndarray], ends: list[np.ndarray]) -> dict[int, str]:
-        """Best answer text per example over its windows; '' when the no-answer score wins."""
+    def postprocess(self, role: str, logits: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, str]:
+        """Best answer text per example over its windows ({window: (start logits, end logits)}); '' when the no-answer
+        score wins. Only examples whose windows were all scored get an answer."""
         windows, rows = self.windows[role], self.rows[role]
         best: dict[int, tuple[float, str]] = {}
         null: dict[int, float] = {}
-        for w, (start_logits, end_logits) in enumerate(zip(starts, ends)):
+        for w, (start_logits, end_logits) in sorted(logits.items()):
             example, offsets = windows["example"][w], windows["offsets"][w]
             null[example] = min(null.get(example, np.inf), float(start_logits[0] + end_logits[0]))
             context = rows[example]["context"]
@@ -142,12 +153,13 @@ class ExtractiveQATask:
                     score = float(start_logits[s] + end_logits[e])
                     if score > best.get(example, (-np.inf, ""))[0]:
                         best[example] = (score, context[offsets[s][0] : offsets[e][1]])
-        complete = set(windows["example"][: len(starts)]) - ({windows["example"][len(starts)]} if len(starts) < len(windows["example"]) else set())
+        missing = {example for w, example in enumerate(windows["example"]) if w not in logits}
+        complete = set(null) - missing
         return {i: (best[i][1] if i in best and best[i][0] > null[i] else "") for i in complete}
 
 
 def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")}
+    return {k: v for k, v in batch.items() if k not in ("start_positions", "end_positions", "window")}
 
 
 def _span_loss(out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

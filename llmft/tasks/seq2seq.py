@@ -8,9 +8,10 @@ from typing import Any, Iterable, Optional
 import torch
 
 from llmft.config import ModelConfig, TaskConfig
+from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
-from llmft.tasks.text_common import Example, generation_metrics, loss_and_perplexity, to_example, token_loss_sum
+from llmft.tasks.text_common import Example, generative_metrics, generative_partial, to_example, token_loss_sum
 
 IGNORE = -100
 
@@ -80,6 +81,11 @@ class Seq2SeqTask:
         return token_loss_sum(logits, batch["labels"])
 
     def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        metrics = loss_and_perplexity(model, batches, precision, self)
-        metrics.update(generation_metrics(self, model, role, precision))
-        return metrics
+        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
+
+    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
+                     dist: Optional[Dist] = None) -> dict[str, Any]:
+        return generative_partial(self, model, batches, precision, role, dist)
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        return generative_metrics(self, partials, role)

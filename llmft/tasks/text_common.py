@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import TaskConfig, TextMetric
+from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
 
@@ -77,12 +78,8 @@ def text_metric_values(metric: TextMetric, predictions: list[str], references: l
 
 
 @torch.no_grad()
-def loss_and_perplexity(
-    model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, loss_fn: Any
-) -> dict[str, float]:
-    """Token-weighted eval loss and perplexity = exp(total loss / total supervised tokens)."""
-    from llmft.text_metrics import perplexity
-
+def loss_partial(model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, loss_fn: Any) -> dict[str, Any]:
+    """One shard's summed token loss and supervised-token count."""
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
@@ -92,25 +89,46 @@ def loss_and_perplexity(
             total += float(loss_fn.loss_sum(model, batch))
         tokens += loss_fn.count(batch)
     model.train(was_training)
-    if tokens == 0:
-        raise UserError("evaluation saw no supervised tokens; check the eval split and trainer.limit_eval_batches")
-    return {"loss": total / tokens, "perplexity": perplexity(total, tokens), "tokens": tokens}
+    return {"loss": total, "tokens": tokens}
 
 
-def generation_metrics(task: Any, model: Any, role: str, precision: Precision) -> dict[str, Any]:
-    """Generate for the first `eval_generate_samples` rows of a split and score them; keeps a sample table."""
+def generation_partial(task: Any, model: Any, role: str, precision: Precision, dist: Optional[Dist] = None) -> dict[str, Any]:
+    """Generate for this shard's share (every world-th) of the first `eval_generate_samples` rows of a split."""
     from llmft.generation import generate
 
     cfg: TaskConfig = task.cfg
+    dist = dist or Dist()
     examples = task.examples.get(role, [])[: cfg.eval_generate_samples]
     if cfg.text_metric is TextMetric.none or not examples:
-        return {}
-    prompts = [task.generation_prompt(e) for e in examples]
+        return {"predictions": {}}
+    mine = list(range(dist.rank, len(examples), dist.world))
+    prompts = [task.generation_prompt(examples[i]) for i in mine]
     predictions = generate(model, task.tokenizer, prompts, cfg.generation, precision.device, task.max_length,
-                           add_special_tokens=task.prompt_has_special_tokens is False)
-    metrics: dict[str, Any] = dict(text_metric_values(cfg.text_metric, predictions, [e.references for e in examples]))
-    metrics["generated"] = len(predictions)
-    metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, predictions)]
+                           add_special_tokens=task.prompt_has_special_tokens is False) if prompts else []
+    return {"predictions": dict(zip(mine, predictions))}
+
+
+def generative_partial(task: Any, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str,
+                       dist: Optional[Dist] = None) -> dict[str, Any]:
+    return {**loss_partial(model, batches, precision, task), **generation_partial(task, model, role, precision, dist)}
+
+
+def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    """Token-weighted loss and perplexity (exp of total loss / supervised tokens), and the text metric on the
+    generated rows, over every shard's partial; keeps a sample table."""
+    from llmft.text_metrics import perplexity
+
+    total, tokens = sum(p["loss"] for p in partials), sum(p["tokens"] for p in partials)
+    if tokens == 0:
+        raise UserError("evaluation saw no supervised tokens; check the eval split and trainer.limit_eval_batches")
+    metrics: dict[str, Any] = {"loss": total / tokens, "perplexity": perplexity(total, tokens), "tokens": tokens}
+    predictions = {i: text for p in partials for i, text in p["predictions"].items()}
+    if predictions:
+        examples = [task.examples[role][i] for i in sorted(predictions)]
+        texts = [predictions[i] for i in sorted(predictions)]
+        metrics.update(text_metric_values(task.cfg.text_metric, texts, [e.references for e in examples]))
+        metrics["generated"] = len(texts)
+        metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)]
     return metrics
 
 

@@ -1,0 +1,63 @@
+"""A bare PyTorch loop doing the same math: the same features and model, shuffled batches padded per batch, AdamW,
+linear decay, clipping at 1.0, forward with labels. Nothing else: the practical limit of the machine."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from scenarios import Meter, Scenario, compose
+
+
+def _pad(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {"input_ids": torch.tensor([r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]),
+             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows])}
+    labels = [r["labels"] for r in rows]
+    if isinstance(labels[0], list):
+        labels = [x + [-100] * (width - len(x)) for x in labels]
+    batch["labels"] = torch.tensor(labels)
+    return batch
+
+
+def run(scenario: Scenario, start: float) -> dict[str, Any]:
+    from llmft.build import build_run
+
+    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+    parts = build_run(config)  # only for the model and the tokenized features every implementation shares
+    model, pad_id = parts.model, parts.tokenizer.pad_token_id
+    train, dev = parts.train_loader.dataset, parts.eval_loader.dataset
+    loader = torch.utils.data.DataLoader(train, batch_size=config.trainer.batch_size, shuffle=True,
+                                         collate_fn=lambda rows: _pad(rows, pad_id))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / scenario.steps)
+    meter, step = Meter(start), 0
+    model.train()
+    while step < scenario.steps:
+        for batch in loader:
+            meter.batch(batch)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step == scenario.steps:
+                meter.events.append((time.perf_counter(), 0, 0))
+                break
+    out = meter.result(scenario.warmup, scenario.steps)
+    model.eval()
+    t0, correct, losses = time.perf_counter(), 0, []
+    with torch.no_grad():
+        for rows in (dev.select(range(i, min(i + 64, len(dev)))) for i in range(0, len(dev), 64)):
+            batch = _pad(list(rows), pad_id)
+            result = model(**batch)
+            losses.append(float(result.loss))
+            if result.logits.ndim == 2:
+                correct += int((result.logits.argmax(-1) == batch["labels"]).sum())
+    out["eval_samples_per_s"] = len(dev) / (time.perf_counter() - t0)
+    out["dev"] = correct / len(dev) if result.logits.ndim == 2 else sum(losses) / len(losses)  # accuracy, or eval loss
+    return out

@@ -1,0 +1,46 @@
+"""llmft: the real build (tokenizer, data, model, optimizer, loaders) and the real loop, with its speed options on."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from scenarios import Meter, Scenario, compose
+
+
+class _Metered:
+    """The train loader, timestamping each batch the loop takes."""
+
+    def __init__(self, loader: Any, meter: Meter):
+        self.loader, self.meter = loader, meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            self.meter.batch(batch)
+            yield batch
+
+
+def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any]:
+    from llmft.build import build_run
+    from llmft.config import MetricMode
+    from llmft.loop import Hooks, Selection, fit
+
+    extra = [*(scenario.llmft_extra if options else []), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
+    config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
+                      "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+    parts = build_run(config)
+    meter = Meter(start)
+    hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None)  # eval is timed on its own below
+    fit(parts.model, parts.task, _Metered(parts.train_loader, meter), parts.optimizer, parts.scheduler, parts.scaler,
+        parts.precision, config.trainer, Selection("loss", MetricMode.min), hooks, parts.num_steps, None, parts.dist)
+    meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
+    out = meter.result(scenario.warmup, scenario.steps)
+    t0 = time.perf_counter()
+    metrics = parts.task.evaluate(parts.model, iter(parts.eval_loader), parts.precision, role="eval")
+    out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)
+    out["dev"] = metrics.get("accuracy", metrics.get("loss"))
+    return out

@@ -1,0 +1,62 @@
+"""transformers.Trainer as users run it: the same features, model, batch size, optimizer (AdamW), linear decay and
+clipping; its default collator (padding per batch) and no packing or length grouping."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from scenarios import Meter, Scenario, compose
+
+
+def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    from llmft.build import build_run
+
+    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+    parts = build_run(config)
+    generative = isinstance(parts.train_loader.dataset[0]["labels"], list)
+    collate = (DataCollatorForSeq2Seq(parts.tokenizer, label_pad_token_id=-100) if generative
+               else DataCollatorWithPadding(parts.tokenizer))
+    meter = Meter(start)
+
+    class Steps(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            meter.events.append((time.perf_counter(), 0, 0))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            meter.events.append((time.perf_counter(), 0, 0))
+
+    counts: list[tuple[int, int]] = []
+
+    def metered(rows: list[dict[str, Any]]) -> Any:  # counts what each step trains on
+        batch = collate(rows)
+        counts.append((len(rows), int(batch["attention_mask"].sum())))
+        return batch
+
+    args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=config.trainer.batch_size,
+                             per_device_eval_batch_size=64, learning_rate=config.optimizer.lr,
+                             weight_decay=config.optimizer.weight_decay, max_steps=scenario.steps, lr_scheduler_type="linear",
+                             max_grad_norm=1.0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
+                             dataloader_num_workers=0, seed=config.seed, use_cpu=parts.precision.device.type == "cpu",
+                             disable_tqdm=True)
+    trainer = Trainer(model=parts.model, args=args, train_dataset=parts.train_loader.dataset, data_collator=metered, callbacks=[Steps()])
+    trainer.train()
+    # step k begins after its batch is built; pair each step-begin time with that step's counts
+    train_counts = counts[: scenario.steps]
+    meter.events = [(t, *c) for (t, _, _), c in zip(meter.events, [*train_counts, (0, 0)])]
+    out = meter.result(scenario.warmup, scenario.steps)
+    dev = parts.eval_loader.dataset
+    trainer.data_collator = collate
+    t0 = time.perf_counter()
+    metrics = trainer.evaluate(dev)
+    out["eval_samples_per_s"] = len(dev) / (time.perf_counter() - t0)
+    out["dev"] = metrics["eval_loss"] if generative else _accuracy(trainer, dev)  # eval loss, or accuracy
+    return out
+
+
+def _accuracy(trainer: Any, dev: Any) -> float:
+    prediction = trainer.predict(dev)
+    return float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())

@@ -1,0 +1,133 @@
+"""The benchmark scenarios and what every implementation measures the same way.
+
+Each scenario fixes model, data, batch size, sequence length, optimizer and precision. The three implementations
+(llmft, a bare PyTorch loop, transformers.Trainer) train on the same tokenized features, built once by llmft's own
+task code, so they differ only in how they batch and step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CACHE = Path.home() / ".cache" / "llmft" / "bench"
+
+
+@dataclass
+class Scenario:
+    name: str
+    overrides: list[str]  # llmft config of the run (what all three implementations train)
+    steps: int  # optimizer steps timed
+    warmup: int  # first steps left out of the steady-state figures
+    eval_rows: int
+    llmft_extra: list[str] = field(default_factory=list)  # llmft's speed options (packing, length grouping)
+    note: str = ""
+
+
+COMMON = ["trainer.progress=false", "model.dropout=0.0", "optimizer=adamw", "scheduler=linear", "precision=fp32"]
+
+SCENARIOS = {
+    "cls": Scenario("cls", [*COMMON, "task=sentiment", "model=minilm-l6", "trainer.batch_size=32", "optimizer.lr=5e-5"],
+                    steps=188, warmup=5, eval_rows=500, llmft_extra=["trainer.group_by_length=true"],
+                    note="MiniLM-L6 (22.7M) sentiment, short variable-length reviews, batch 32, 188 steps (2 epochs, "
+                         "the main job's training); dev = accuracy on the 500 validation rows"),
+    "sft-tiny": Scenario("sft-tiny", [*COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=256", "trainer.batch_size=16",
+                                      "optimizer.lr=1e-3", "task.data.path=@skewed", "task.use_chat_template=false"],
+                         steps=60, warmup=5, eval_rows=128, llmft_extra=["task.packing=true"],
+                         note="tiny GPT-2 (0.25M) SFT on a length-skewed corpus, batch 16, max_length 256; dev = eval loss"),
+    "sft-smollm2": Scenario("sft-smollm2", [*COMMON, "task=sft", "model=smollm2-135m", "model.max_length=256",
+                                            "trainer.batch_size=8", "optimizer.lr=2e-5", "task.data.path=@skewed",
+                                            "task.use_chat_template=false"],
+                            steps=5, warmup=1, eval_rows=32, llmft_extra=["task.packing=true"],
+                            note="SmolLM2-135M SFT on the length-skewed corpus, batch 8, max_length 256"),
+}
+
+
+def skewed_corpus(rows: int = 2400, seed: int = 0) -> Path:
+    """Prompt/response rows whose lengths follow a long-tailed (log-normal) law: most short, a few long, as in
+    real instruction data. Written once to the cache."""
+    path = CACHE / f"skewed-{rows}-{seed}"
+    if (path / "train.jsonl").is_file():
+        return path
+    rng = random.Random(seed)
+    words = "the a model data train token loss batch step value small large quick brown fox jumps over lazy dog".split()
+    path.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", rows), ("validation", 200), ("test", 200)):
+        with open(path / f"{split}.jsonl", "w") as f:
+            for _ in range(n):
+                words_in = min(int(rng.lognormvariate(3.0, 0.9)), 300)
+                text = " ".join(rng.choice(words) for _ in range(max(words_in, 2)))
+                cut = max(1, len(text.split()) // 3)
+                f.write(json.dumps({"prompt": " ".join(text.split()[:cut]), "response": " ".join(text.split()[cut:])}) + "\n")
+    return path
+
+
+def resolve(overrides: list[str]) -> list[str]:
+    return [o.replace("@skewed", str(skewed_corpus())) for o in overrides]
+
+
+def compose(overrides: list[str]) -> Any:
+    """The typed TrainConfig the llmft CLI would build from these overrides."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from llmft.cli import register_recipes
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig, register_configs
+    from llmft.paths import conf_dir
+
+    register_configs()
+    register_recipes()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return to_typed(hydra_compose("train", overrides=resolve(overrides)), TrainConfig)
+
+
+class Meter:
+    """Timestamps each batch the training loop takes, with its samples and real (non-pad) tokens. A batch is taken
+    when the previous step has finished, so the gaps are step times."""
+
+    def __init__(self, start: float):
+        self.start, self.events = start, []  # (time, samples, tokens)
+
+    def batch(self, batch: dict[str, Any]) -> None:
+        self.events.append((time.perf_counter(), *samples_and_tokens(batch)))
+
+    def result(self, warmup: int, steps: int) -> dict[str, float]:
+        """Steady state over steps warmup..steps (the batch of step k is taken when step k-1 has ended)."""
+        events = self.events[: steps + 1]
+        first_step = events[1][0] if len(events) > 1 else float("nan")  # taken when step 1 has finished
+        timed = events[warmup:]
+        elapsed = timed[-1][0] - timed[0][0]
+        samples = sum(e[1] for e in timed[:-1])
+        tokens = sum(e[2] for e in timed[:-1])
+        return {"samples_per_s": samples / elapsed, "tokens_per_s": tokens / elapsed, "step_s": elapsed / (len(timed) - 1),
+                "time_to_first_step_s": first_step - self.start}
+
+
+def samples_and_tokens(batch: dict[str, Any]) -> tuple[int, int]:
+    """Examples and real tokens in a batch: from the attention mask, or for packed rows (no mask) from the restarts
+    of the position ids and the last supervised position of each row (padding is never supervised)."""
+    if "attention_mask" in batch:
+        return len(batch["input_ids"]), int(batch["attention_mask"].sum())
+    labels, positions = batch["labels"], batch["position_ids"]
+    samples = tokens = 0
+    for row_labels, row_positions in zip(labels, positions):
+        supervised = (row_labels != -100).nonzero()
+        real = int(supervised[-1]) + 1 if len(supervised) else 0
+        tokens += real
+        samples += int((row_positions[:real] == 0).sum())
+    return samples, tokens
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cuda_peak_mib() -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
