@@ -151,6 +151,30 @@ def check_columns(ds: Any, columns: list[str], where: str) -> None:
         raise UserError(f"column '{missing[0]}' not found in {where}{hint}; columns: {', '.join(ds.column_names)}")
 
 
+def cached_map(ds: Any, function: Callable, key: str, tokenizer: Any, **kwargs: Any) -> Any:
+    """`ds.map` under a fingerprint made of what the result depends on: the data's own fingerprint, `key` (the task
+    config and max length), the tokenizer's content and llmft's tokenization code. datasets then finds the result of
+    an earlier run in its cache instead of tokenizing again (hashing a closure over a tokenizer is not stable across
+    processes, so datasets' own guess would miss)."""
+    import hashlib
+
+    from llmft.paths import package_dir
+
+    digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}|{key}|{tokenizer_fingerprint(tokenizer)}".encode())
+    for source in sorted((package_dir() / "tasks").glob("*.py")) + [package_dir() / "data.py"]:
+        digest.update(source.read_bytes())
+    return ds.map(function, new_fingerprint=digest.hexdigest()[:32], **kwargs)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    content = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    extra = (tokenizer.chat_template, tokenizer.padding_side, tokenizer.truncation_side, tokenizer.all_special_tokens)
+    return hashlib.sha256(f"{content}|{extra}".encode()).hexdigest()
+
+
 def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
     """The datasets fingerprint of each split, for the run manifest."""
     return {role: getattr(ds, "_fingerprint", "") for role, ds in splits.items()}

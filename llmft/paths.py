@@ -27,3 +27,7 @@ def recipes_dir() -> Path:
 def resources_dir() -> Path:
     """Package data: the bundled data sets."""
     return PACKAGE_DIR / "resources"
+
+
+def package_dir() -> Path:
+    return Path(__file__).resolve().parent

@@ -54,3 +54,38 @@ def test_compiled_model_trains_from_the_cli(tmp_path):
     losses = [r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
     assert len(losses) == 4 and all(loss == loss for loss in losses)
     assert json.loads((run / "eval.json").read_text())["metrics"]["accuracy"] >= 0
+
+
+def test_a_second_run_on_the_same_data_does_not_tokenize_again(tmp_path, monkeypatch):
+    import uuid
+
+    from hydra import compose, initialize_config_dir
+
+    from conftest import write_jsonl
+    from llmft.build import build_run
+    from llmft.cli import register_recipes
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig, register_configs
+    from llmft.paths import conf_dir
+    from llmft.tasks.causal_lm import CausalLMTask
+
+    tag = uuid.uuid4().hex  # data no earlier run has seen
+    data = write_jsonl(tmp_path / "corpus.jsonl", [{"text": f"row {i} of {tag}: the quick brown fox"} for i in range(60)])
+    calls: list[int] = []
+    encode = CausalLMTask.encode
+    monkeypatch.setattr(CausalLMTask, "encode", lambda self, row: calls.append(1) or encode(self, row))
+    register_configs()
+    register_recipes()
+
+    def build(max_length: int) -> None:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=["task=textgen", "model=tiny-gpt2", f"task.data.path={data}", f"model.max_length={max_length}"])
+        build_run(to_typed(cfg, TrainConfig))  # a fresh task and tokenizer, as in a new process
+
+    build(64)
+    first = len(calls)
+    assert first == 60  # train, eval and test carved from the 60 rows
+    build(64)
+    assert len(calls) == first  # every split came from the cache
+    build(32)
+    assert len(calls) == 2 * first  # another max length: tokenized again

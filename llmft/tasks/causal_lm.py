@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional
 import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
-from llmft.data import check_columns
+from llmft.data import cached_map, check_columns
 from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
@@ -101,7 +101,8 @@ class CausalLMTask:
             check_columns(ds, needed, f"the {role} split of '{self.cfg.data.path}'")
             if role != "train" and not self.cfg.messages_column:
                 self.examples[role] = [to_example(ds[i], self.cfg) for i in range(min(len(ds), self.cfg.eval_generate_samples))]
-            features = ds.map(self.encode, remove_columns=ds.column_names, desc=f"tokenize {role}")
+            features = cached_map(ds, self.encode, f"causal_lm|{self.cfg}|{max_length}", tokenizer, remove_columns=ds.column_names,
+                                  desc=f"tokenize {role}")
             unsupervised = sum(1 for n in features["supervised"] if n == 0)
             if unsupervised == len(features):
                 raise UserError(f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import DataConfig, ModelConfig, TaskConfig
-from llmft.data import check_columns, drop_empty_texts
+from llmft.data import cached_map, check_columns, drop_empty_texts
 from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
@@ -131,7 +131,8 @@ class ClassificationTask:
 
         keep = {"labels"}
         drop = [c for c in ds.column_names if c not in keep]
-        return ds.map(encode, batched=True, remove_columns=drop, desc=f"tokenize {role}")
+        return cached_map(ds, encode, f"classification|{text_columns}|{max_length}", tokenizer, batched=True, remove_columns=drop,
+                          desc=f"tokenize {role}")
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorWithPadding
