@@ -26,27 +26,28 @@ def run(impl: str, start: float) -> dict[str, Any]:
     tokenizer = backbone.load_tokenizer(source, config.model)
     from transformers import AutoModelForCausalLM
 
-    model = backbone.load_model(AutoModelForCausalLM, weights, tokenizer, config.model).eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = backbone.load_model(AutoModelForCausalLM, weights, tokenizer, config.model).to(device).eval()
     rows = [json.loads(x) for x in (skewed_corpus() / "validation.jsonl").read_text().splitlines()][:PROMPTS]
     prompts = [r["prompt"] for r in rows]
     cfg = GenerationConfig(max_new_tokens=NEW_TOKENS, batch_size=BATCH)
     first = time.perf_counter()
     if impl == "llmft":
-        outputs = generate(model, tokenizer, prompts, cfg, torch.device("cpu"), 256)
+        outputs = generate(model, tokenizer, prompts, cfg, device, 256)
         new_tokens = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
     else:
-        new_tokens = _plain(model, tokenizer, prompts, BATCH if impl == "bare" else 1)
+        new_tokens = _plain(model, tokenizer, prompts, BATCH if impl == "bare" else 1, device)
     elapsed = time.perf_counter() - first
     return {"samples_per_s": len(prompts) / elapsed, "tokens_per_s": new_tokens / elapsed,
             "time_to_first_step_s": first - start, "eval_samples_per_s": len(prompts) / elapsed}
 
 
 @torch.no_grad()
-def _plain(model: Any, tokenizer: Any, prompts: list[str], batch: int) -> int:
+def _plain(model: Any, tokenizer: Any, prompts: list[str], batch: int, device: torch.device) -> int:
     tokenizer.padding_side = "left"
     new_tokens = 0
     for i in range(0, len(prompts), batch):
-        enc = tokenizer(prompts[i : i + batch], return_tensors="pt", padding=True)
+        enc = tokenizer(prompts[i : i + batch], return_tensors="pt", padding=True).to(device)
         out = model.generate(**enc, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         for text in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True):
             new_tokens += len(tokenizer(text.strip(), add_special_tokens=False)["input_ids"])

@@ -39,6 +39,8 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
         parts.precision, config.trainer, Selection("loss", MetricMode.min), hooks, parts.num_steps, None, parts.dist)
     meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
     out = meter.result(scenario.warmup, scenario.steps)
+    out["params"] = sum(p.numel() for p in parts.model.parameters())
+    parts.task.evaluate(parts.model, iter(parts.eval_loader), parts.precision, role="eval")  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
     metrics = parts.task.evaluate(parts.model, iter(parts.eval_loader), parts.precision, role="eval")
     out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)

@@ -41,15 +41,17 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
                              weight_decay=config.optimizer.weight_decay, max_steps=scenario.steps, lr_scheduler_type="linear",
                              max_grad_norm=1.0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
                              dataloader_num_workers=0, seed=config.seed, use_cpu=parts.precision.device.type == "cpu",
-                             disable_tqdm=True)
+                             disable_tqdm=True, bf16=config.precision.mode.value == "bf16")
     trainer = Trainer(model=parts.model, args=args, train_dataset=parts.train_loader.dataset, data_collator=metered, callbacks=[Steps()])
     trainer.train()
     # step k begins after its batch is built; pair each step-begin time with that step's counts
     train_counts = counts[: scenario.steps]
     meter.events = [(t, *c) for (t, _, _), c in zip(meter.events, [*train_counts, (0, 0)])]
     out = meter.result(scenario.warmup, scenario.steps)
+    out["params"] = sum(p.numel() for p in parts.model.parameters())
     dev = parts.eval_loader.dataset
     trainer.data_collator = collate
+    trainer.evaluate(dev)  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
     metrics = trainer.evaluate(dev)
     out["eval_samples_per_s"] = len(dev) / (time.perf_counter() - t0)

@@ -5,6 +5,7 @@ fresh process, and print medians with the ratios llmft / bare and llmft / Traine
     python bench/run.py sft-tiny sft-smollm2 --repeats 2 --markdown bench/results.md
     python bench/run.py gen
     python bench/run.py cls --impls llmft --llmft "trainer.compile=true"
+    python bench/run.py sft-0.5b --peak-tflops 989       # on a CUDA machine (H100 SXM, bf16): adds MFU
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 IMPLS = ("llmft", "llmft-plain", "bare", "trainer")  # llmft-plain: its speed options (packing, grouping) off
 COLUMNS = ("samples_per_s", "tokens_per_s", "step_s", "time_to_first_step_s", "peak_rss_mib", "cuda_peak_mib",
-           "eval_samples_per_s", "dev")
+           "eval_samples_per_s", "dev", "mfu")
 
 
 def child(impl: str, name: str) -> None:
     """One measurement in this process; prints one JSON line."""
     start = time.perf_counter()
     sys.path.insert(0, str(HERE))
-    from scenarios import SCENARIOS, cuda_peak_mib, peak_rss_mib
+    from scenarios import SCENARIOS, cuda_peak_mib, mfu, peak_rss_mib
 
     if name == "gen":
         import generation_bench
@@ -51,7 +52,7 @@ def child(impl: str, name: str) -> None:
 
             with tempfile.TemporaryDirectory() as tmp:
                 out = impl_trainer.run(scenario, start, tmp)
-    out.update(peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib())
+    out.update(peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib(), mfu=mfu(out.pop("params", 0), out.get("tokens_per_s", 0)))
     print("BENCH " + json.dumps(out), flush=True)
 
 
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("scenarios", nargs="*", default=["cls"], help="cls, sft-tiny, sft-smollm2, gen")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--impls", default=",".join(IMPLS), help="a subset, e.g. llmft,trainer")
+    parser.add_argument("--peak-tflops", default="", help="the accelerator's peak TFLOPS for the run's precision: adds MFU")
+    parser.add_argument("--all", default="", help="overrides for every implementation, e.g. 'seed=1'")
     parser.add_argument("--llmft", default="", help="extra llmft overrides, e.g. 'trainer.compile=true'")
     parser.add_argument("--markdown", type=Path, help="append the tables to this file")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "SCENARIO"), help=argparse.SUPPRESS)
@@ -110,6 +113,8 @@ def main() -> None:
         return child(*args.child)
     impls = args.impls.split(",")
     os.environ["LLMFT_BENCH_EXTRA"] = args.llmft
+    os.environ["LLMFT_BENCH_ALL"] = args.all
+    os.environ["LLMFT_BENCH_PEAK_TFLOPS"] = args.peak_tflops
     report = [f"machine: {machine()}; command: python bench/run.py {' '.join(sys.argv[1:])}", ""]
     for name in args.scenarios:
         runs: dict[str, list[dict]] = {impl: [] for impl in impls if name != "gen" or impl != "llmft-plain"}

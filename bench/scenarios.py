@@ -8,6 +8,7 @@ task code, so they differ only in how they batch and step.
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import time
@@ -45,6 +46,11 @@ SCENARIOS = {
                                             "task.use_chat_template=false"],
                             steps=5, warmup=1, eval_rows=32, llmft_extra=["task.packing=true"],
                             note="SmolLM2-135M SFT on the length-skewed corpus, batch 8, max_length 256"),
+    "sft-0.5b": Scenario("sft-0.5b", [*[c for c in COMMON if c != "precision=fp32"], "precision=bf16", "task=sft",
+                                      "model=qwen2.5-0.5b", "model.max_length=1024", "trainer.batch_size=8", "optimizer.lr=2e-5",
+                                      "task.data.path=@skewed", "task.use_chat_template=false"],
+                         steps=30, warmup=5, eval_rows=64, llmft_extra=["task.packing=true"],
+                         note="CUDA: Qwen2.5-0.5B bf16 SFT (hub download once); reports MFU with --peak-tflops"),
 }
 
 
@@ -68,7 +74,9 @@ def skewed_corpus(rows: int = 2400, seed: int = 0) -> Path:
 
 
 def resolve(overrides: list[str]) -> list[str]:
-    return [o.replace("@skewed", str(skewed_corpus())) for o in overrides]
+    """The scenario's overrides, then any given to every implementation (`run.py --all "seed=1"`)."""
+    every = os.environ.get("LLMFT_BENCH_ALL", "").split()
+    return [o.replace("@skewed", str(skewed_corpus())) for o in [*overrides, *every]]
 
 
 def compose(overrides: list[str]) -> Any:
@@ -121,6 +129,13 @@ def samples_and_tokens(batch: dict[str, Any]) -> tuple[int, int]:
         tokens += real
         samples += int((row_positions[:real] == 0).sum())
     return samples, tokens
+
+
+def mfu(params: int, tokens_per_s: float) -> float | None:
+    """Model FLOPs utilisation: 6 x parameters x tokens/s (forward + backward, attention left out) over the peak the
+    user gives (`run.py --peak-tflops 989` for an H100 SXM in bf16, dense)."""
+    peak = float(os.environ.get("LLMFT_BENCH_PEAK_TFLOPS", "0") or 0)
+    return 6 * params * tokens_per_s / (peak * 1e12) if peak > 0 else None
 
 
 def peak_rss_mib() -> float:

@@ -112,20 +112,23 @@ def save_training_state(
     loop_state: dict[str, Any],
     keep_last: int = 1,
     rng_per_rank: Optional[list[dict[str, Any]]] = None,
+    sharded: Optional[tuple[dict[str, Any], dict[str, Any]]] = None,
 ) -> Path:
     """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
 
     With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest are pruned.
+    `sharded`: (full model weights, full optimizer state by parameter name) gathered from an FSDP model.
     """
     import json
 
     target = root / "last"
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True)
+        model.save_pretrained(folder, safe_serialization=True, state_dict=sharded[0] if sharded else None)
         tokenizer.save_pretrained(folder)
         state = {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": sharded[1] if sharded else optimizer.state_dict(),
+            "optimizer_format": "full-by-name" if sharded else "torch",
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "rng": rng_state(),
@@ -155,9 +158,11 @@ def _is_tied(model: Any, name: str, missing: set[str]) -> bool:
 
 
 def restore_training_state(
-    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, rank: int = 0
+    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, rank: int = 0,
+    sharded: bool = False,
 ) -> dict[str, Any]:
-    """Load weights and trainer state from a resumable checkpoint; returns the saved loop state."""
+    """Load weights and trainer state from a resumable checkpoint; returns the saved loop state. `sharded`: the model
+    is FSDP-sharded; every rank loads the full weights and optimizer state and keeps its shard."""
     from safetensors.torch import load_file
 
     from llmft.errors import UserError
@@ -166,7 +171,16 @@ def restore_training_state(
     if not state_file.is_file():
         raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
     adapter = folder / "adapter_model.safetensors"
-    if adapter.is_file():
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+        state = torch.load(state_file, weights_only=True)
+        if state.get("optimizer_format") != "full-by-name":
+            raise UserError(f"{folder} was not written by an FSDP run; resume it with the strategy it was trained with")
+        full = StateDictOptions(full_state_dict=True, strict=False)  # tied weights are stored once
+        set_model_state_dict(model, load_file(folder / "model.safetensors"), options=full)
+        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=full)
+    elif adapter.is_file():
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model, load_file(adapter))
@@ -175,8 +189,11 @@ def restore_training_state(
         missing = [k for k in missing if not _is_tied(model, k, set(missing))]  # save_pretrained drops tied copies
         if unexpected or missing:
             raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
-    optimizer.load_state_dict(state["optimizer"])
+    if not sharded:
+        state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
+        if state.get("optimizer_format") == "full-by-name":
+            raise UserError(f"{folder} was written by an FSDP run; resume it under torchrun with trainer.strategy=fsdp")
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     per_rank = state.get("rng_per_rank") or []

@@ -160,18 +160,26 @@ def cached_map(ds: Any, function: Callable, key: str, tokenizer: Any, **kwargs: 
 
     from llmft.paths import package_dir
 
-    digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}|{key}|{tokenizer_fingerprint(tokenizer)}".encode())
+    content = tokenizer_fingerprint(tokenizer)
+    if content is None:  # not a transformers tokenizer: leave the hashing to datasets
+        return ds.map(function, **kwargs)
+    digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}|{key}|{content}".encode())
     for source in sorted((package_dir() / "tasks").glob("*.py")) + [package_dir() / "data.py"]:
         digest.update(source.read_bytes())
     return ds.map(function, new_fingerprint=digest.hexdigest()[:32], **kwargs)
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
+def tokenizer_fingerprint(tokenizer: Any) -> Optional[str]:
     import hashlib
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    content = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-    extra = (tokenizer.chat_template, tokenizer.padding_side, tokenizer.truncation_side, tokenizer.all_special_tokens)
+    if backend is not None:
+        content = backend.to_str()
+    elif hasattr(tokenizer, "get_vocab"):
+        content = repr(sorted(tokenizer.get_vocab().items()))
+    else:
+        return None
+    extra = [getattr(tokenizer, a, None) for a in ("chat_template", "padding_side", "truncation_side", "all_special_tokens")]
     return hashlib.sha256(f"{content}|{extra}".encode()).hexdigest()
 
 

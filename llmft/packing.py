@@ -33,21 +33,30 @@ def bins_best_fit(lengths: list[int], capacity: int) -> list[list[int]]:
 
 
 def pack(features: Any, max_length: int) -> Any:
-    """A dataset of packed rows (input_ids, labels, position_ids) from one of tokenized examples."""
+    """A dataset of packed rows (input_ids, labels, position_ids) from one of tokenized examples. Works on the Arrow
+    columns as flat numpy arrays: no Python list per token, whatever the size of the data."""
+    import numpy as np
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
-    ids, labels = features["input_ids"], features["labels"]
-    out: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for row in bins_best_fit([len(x) for x in ids], max_length):
-        row_ids, row_labels, positions = [], [], []
-        for i in sorted(row):  # data order inside a row
-            row_ids += ids[i]
-            row_labels += [IGNORE, *labels[i][1:]]  # the first token is context, as at the start of a row
-            positions += range(len(ids[i]))
-        out["input_ids"].append(row_ids)
-        out["labels"].append(row_labels)
-        out["position_ids"].append(positions)
-    return Dataset.from_dict(out)
+    table = features.with_format("arrow")[:]
+    ids, labels = (table.column(c).combine_chunks() for c in ("input_ids", "labels"))
+    starts = ids.offsets.to_numpy()[:-1].astype(np.int64) - ids.offsets[0].as_py()
+    lengths = np.diff(ids.offsets.to_numpy()).astype(np.int64)
+    flat_ids, flat_labels = ids.flatten().to_numpy(), labels.flatten().to_numpy().copy()
+    flat_labels[starts] = IGNORE  # the first token of an example is context, as at the start of a row
+    rows = [sorted(row) for row in bins_best_fit(lengths.tolist(), max_length)]  # data order inside a row
+    order = np.fromiter((i for row in rows for i in row), dtype=np.int64)
+    gather = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in order])
+    positions = np.concatenate([np.arange(lengths[i]) for i in order])
+    offsets = pa.array(np.concatenate([[0], np.cumsum([lengths[row].sum() for row in rows])]).astype(np.int32))
+
+    def column(values: Any) -> Any:
+        return pa.ListArray.from_arrays(offsets, pa.array(values))
+
+    return Dataset(InMemoryTable(pa.table({"input_ids": column(flat_ids[gather]), "labels": column(flat_labels[gather]),
+                                           "position_ids": column(positions)})))
 
 
 def collate_packed(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

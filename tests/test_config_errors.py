@@ -60,8 +60,9 @@ def test_help_lists_verbs_groups_and_options(tmp_path):
     for text in ("train", "eval", "generate", "optimizer", "adamw", "sgd", "cosine", "bf16", "minilm-l6", "sentiment", "recipe"):
         assert text in out
     verb_help = run_cli(["train", "--help"], cwd=tmp_path).stdout
-    for text in ("optimizer: adam, adamw, sgd", "scheduler: constant, cosine, exponential, linear", "recipe:"):
+    for text in ("optimizer: adam, adamw, sgd", "scheduler: constant, cosine, exponential, linear", "recipe:", "lr: 5.0e-05"):
         assert text in verb_help
+    assert "family: causal_lm" in run_cli(["train", "task=sft", "--help"], cwd=tmp_path).stdout  # the composed config
 
 
 def test_hub_metric_needs_evaluate_or_the_network(tmp_path):

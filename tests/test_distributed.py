@@ -102,6 +102,39 @@ def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
     assert _curve(run) == _curve(only_run_dir(unbroken / "outputs"))
 
 
+def _stop_after(args: list[str], cwd: Path, step: int) -> Path:
+    """Start a 2-process run, SIGTERM it once it has logged `step`; returns its run folder."""
+    import signal
+    import time
+
+    proc = _torchrun(args, cwd)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        logs = list(cwd.glob("outputs/train/*/*/metrics.jsonl"))
+        if logs and any(json.loads(x).get("step", 0) >= step for x in logs[0].read_text().splitlines() if x.endswith("}")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+    return only_run_dir(cwd / "outputs")
+
+
+@pytest.mark.slow
+def test_fsdp_run_stopped_and_resumed_matches_an_unbroken_one(tmp_path):
+    args = [*[a for a in RUN if not a.startswith("trainer.max_steps")], "trainer.max_steps=12", "trainer.save_every=3",
+            "trainer.batch_size=4", "trainer.strategy=fsdp"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    unbroken.mkdir(), broken.mkdir()
+    assert _torchrun(args, unbroken).wait(timeout=600) == 0
+    run = _stop_after(args, broken, 4)
+    stopped = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"]
+    assert 3 <= stopped < 12
+    proc = _torchrun([f"trainer.resume={run}", "trainer.progress=false"], broken)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    resumed, straight = _curve(run), _curve(only_run_dir(unbroken / "outputs"))
+    assert resumed[0] == pytest.approx(straight[0], abs=1e-6) and resumed[1] == pytest.approx(straight[1], abs=1e-6)
+
+
 def test_fsdp_matches_one_process_and_saves_a_full_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -30,10 +30,6 @@ def train_command(cfg: DictConfig) -> float:
     resolved.pop("hydra", None)
     resume_from = None
     if config.trainer.resume:
-        if config.trainer.strategy is Strategy.fsdp and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            from llmft.errors import UserError
-
-            raise UserError("trainer.resume is not supported with trainer.strategy=fsdp yet; use ddp to resume")
         if config.trainer.resume == "auto" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
             from llmft.errors import UserError
 
@@ -90,7 +86,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             resume.clean_partial_saves(checkpoints)
         dist.barrier()
         state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler,
-                                                   dist.rank))
+                                                   dist.rank, sharded=dist.enabled and trainer.strategy is Strategy.fsdp))
         if dist.main:
             resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
             resume.note_resume(out_dir, state.step)
@@ -131,12 +127,13 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         dist.barrier()
 
     def save_state(loop_state: LoopState) -> None:
-        if fsdp:
-            return  # resumable checkpoints are written for ddp and single-process runs (see README)
+        if not trainer.save_last:
+            return
         rngs = dist.gather_tensors(rng_state()) if dist.enabled else None
-        if trainer.save_last and dist.main:
+        sharded = (distributed.full_state_dict(model), distributed.full_optimizer_state(model, parts.optimizer)) if fsdp else None
+        if dist.main:  # collectives above: every rank gathers; rank 0 writes
             save_training_state(checkpoints, unwrap(model), parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
-                                loop_state.to_dict(), trainer.keep_last, rngs)
+                                loop_state.to_dict(), trainer.keep_last, rngs, sharded)
         dist.barrier()
 
     sink = None
