@@ -144,14 +144,20 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
                   log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink))
     selection = Selection(config.task.select_metric, config.task.select_mode)
+    stopped: Optional[tuple[int, str]] = None
     try:
         state = fit(model, task, parts.train_loader, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
                     trainer, selection, hooks, parts.num_steps, state, dist)
     except Interrupted as ex:
+        stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
+    if stopped is not None:
         where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
         if dist.main:
-            print(f"error: {ex}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}", file=sys.stderr)
-        sys.exit(128 + ex.signum)
+            print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}",
+                  file=sys.stderr)
+        del model  # freed before the process group goes (see distributed.teardown)
+        parts.model = None
+        sys.exit(128 + stopped[0])
     value = float("nan")
     if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
         _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
