@@ -25,6 +25,7 @@ class _Metered:
 
 
 def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any]:
+    from llmft import tasks
     from llmft.build import build_run
     from llmft.config import MetricMode
     from llmft.loop import Hooks, Selection, fit
@@ -40,9 +41,9 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in parts.model.parameters())
-    parts.task.evaluate(parts.model, iter(parts.eval_loader), parts.precision, role="eval")  # warm-up pass (first-touch costs)
+    tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
-    metrics = parts.task.evaluate(parts.model, iter(parts.eval_loader), parts.precision, role="eval")
+    metrics = tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")
     out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)
     out["dev"] = metrics.get("accuracy", metrics.get("loss"))
     return out

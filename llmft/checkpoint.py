@@ -170,13 +170,14 @@ def restore_training_state(
     state_file = folder / "trainer_state.pt"
     if not state_file.is_file():
         raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
+    state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
+    if (state.get("optimizer_format") == "full-by-name") != sharded:
+        written = "an FSDP run" if not sharded else "a run without FSDP"
+        raise UserError(f"{folder} was written by {written}; resume it with the trainer.strategy it was trained with")
     adapter = folder / "adapter_model.safetensors"
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
-        state = torch.load(state_file, weights_only=True)
-        if state.get("optimizer_format") != "full-by-name":
-            raise UserError(f"{folder} was not written by an FSDP run; resume it with the strategy it was trained with")
         full = StateDictOptions(full_state_dict=True, strict=False)  # tied weights are stored once
         set_model_state_dict(model, load_file(folder / "model.safetensors"), options=full)
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=full)
@@ -190,9 +191,6 @@ def restore_training_state(
         if unexpected or missing:
             raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     if not sharded:
-        state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
-        if state.get("optimizer_format") == "full-by-name":
-            raise UserError(f"{folder} was written by an FSDP run; resume it under torchrun with trainer.strategy=fsdp")
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])

@@ -45,12 +45,16 @@ def _options(group_dir) -> list[str]:
     return sorted(p.stem for p in group_dir.glob("*.yaml")) if group_dir.is_dir() else []
 
 
-def top_level_help() -> str:
+def group_options() -> dict[str, list[str]]:
+    """Each config group (and `recipe`) with its options, read from the shipped folders."""
     from llmft.paths import conf_dir, recipes_dir
 
+    return {**{g: _options(conf_dir() / g) for g in GROUPS}, "recipe": _options(recipes_dir())}
+
+
+def top_level_help() -> str:
     verbs = "\n".join(f"  {name:<10}{text}" for name, text in VERBS.items())
-    groups = [f"  {g:<11}{', '.join(_options(conf_dir() / g))}" for g in GROUPS]
-    groups.append(f"  {'recipe':<11}{', '.join(_options(recipes_dir()))}")
+    groups = [f"  {g:<11}{', '.join(options)}" for g, options in group_options().items()]
     return USAGE.format(verbs=verbs, groups="\n".join(groups))
 
 
@@ -60,16 +64,12 @@ def verb_help(verb: str, overrides: list[str]) -> str:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from llmft.config import register_configs
-    from llmft.paths import conf_dir, recipes_dir
+    from llmft.paths import conf_dir
 
-    register_configs()
-    register_recipes()
-    _register_resolvers()
+    _register_all()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(verb, overrides=overrides)
-    groups = [f"{g}: {', '.join(_options(conf_dir() / g))}" for g in sorted(GROUPS)]
-    groups.insert(sorted(GROUPS).index("scheduler"), f"recipe: {', '.join(_options(recipes_dir()))}")
+    groups = [f"{g}: {', '.join(options)}" for g, options in sorted(group_options().items())]
     return (f"llmft {verb} ({VERBS[verb]})\n\n== Configuration groups ==\nCompose your configuration from those groups "
             f"(group=option)\n\n" + "\n".join(groups) + "\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
             + OmegaConf.to_yaml(cfg) + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
@@ -85,6 +85,15 @@ def register_recipes() -> None:
     cs = ConfigStore.instance()
     for path in sorted(recipes_dir().glob("*.yaml")):
         cs.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+
+
+def _register_all() -> None:
+    """The schemas, the recipes and the resolvers every composition needs."""
+    from llmft.config import register_configs
+
+    register_configs()
+    register_recipes()
+    _register_resolvers()
 
 
 def _register_resolvers() -> None:
@@ -133,12 +142,9 @@ def run_verb(verb: str, args: list[str]) -> None:
     """Run one verb through hydra.main with the given overrides and Hydra flags."""
     import hydra
 
-    from llmft.config import register_configs
     from llmft.paths import conf_dir
 
-    register_configs()
-    register_recipes()
-    _register_resolvers()
+    _register_all()
     fn = _command(verb)
     rank = int(os.environ.get("RANK", 0))
     if rank > 0 and "-m" not in args and "--multirun" not in args:  # torchrun: rank 0 owns the run folder
@@ -182,19 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     if verb == "sweep-report":
         _sweep_report(args)
         return
-    wants_help = [a for a in args if a in ("-h", "--help")]
-    plain = [a for a in args if a not in ("-h", "--help")]
-    if wants_help and all("=" in a for a in plain):  # Hydra flags (-cd, -m, ...) keep Hydra's help
-        args = plain
-        help_only = True
-    else:
-        help_only = False
+    overrides = [a for a in args if a not in ("-h", "--help")]
+    help_only = len(overrides) < len(args) and all("=" in a for a in overrides)  # with Hydra flags (-cd, -m): Hydra's help
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ[_USER_FULL_ERROR] = "1" if show_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     try:
         if help_only:
-            print(verb_help(verb, args))
+            print(verb_help(verb, overrides))
             return
         run_verb(verb, args)
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages

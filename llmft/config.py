@@ -279,7 +279,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model (first steps pay the compilation)
     dry_run: bool = False  # build everything, print what the run would do, train nothing
     strategy: Strategy = Strategy.ddp  # under torchrun
-    dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 evaluates alone)
+    dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 writes checkpoints alone)
     progress: bool = True
 
     def __post_init__(self) -> None:

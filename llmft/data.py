@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -158,15 +159,24 @@ def cached_map(ds: Any, function: Callable, key: str, tokenizer: Any, **kwargs: 
     processes, so datasets' own guess would miss)."""
     import hashlib
 
-    from llmft.paths import package_dir
-
     content = tokenizer_fingerprint(tokenizer)
     if content is None:  # not a transformers tokenizer: leave the hashing to datasets
         return ds.map(function, **kwargs)
-    digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}|{key}|{content}".encode())
+    digest = hashlib.sha256(f"{getattr(ds, '_fingerprint', '')}|{key}|{content}|{_tokenization_code()}".encode())
+    return ds.map(function, new_fingerprint=digest.hexdigest()[:32], **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenization_code() -> str:
+    """A digest of llmft's tokenization code (the task modules and this one), read once per process."""
+    import hashlib
+
+    from llmft.paths import package_dir
+
+    digest = hashlib.sha256()
     for source in sorted((package_dir() / "tasks").glob("*.py")) + [package_dir() / "data.py"]:
         digest.update(source.read_bytes())
-    return ds.map(function, new_fingerprint=digest.hexdigest()[:32], **kwargs)
+    return digest.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> Optional[str]:
@@ -248,7 +258,10 @@ def group_by_length(order: Any, lengths: list[int], batch: int, generator: Any =
 
 
 def row_lengths(ds: Any) -> list[int]:
-    return [len(ids) for ids in ds["input_ids"]]
+    """Tokens per row, read from the Arrow list offsets (no Python list per row)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(ds.with_format("arrow")[:]["input_ids"]).to_pylist()
 
 
 def make_loader(

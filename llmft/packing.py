@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-IGNORE = -100
+from llmft.tasks.text_common import IGNORE
 
 
 def bins_best_fit(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -57,19 +57,6 @@ def pack(features: Any, max_length: int) -> Any:
 
     return Dataset(InMemoryTable(pa.table({"input_ids": column(flat_ids[gather]), "labels": column(flat_labels[gather]),
                                            "position_ids": column(positions)})))
-
-
-def collate_packed(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad packed rows. No attention mask: the padding gets positions of its own (a separate, unsupervised
-    segment), so the block-diagonal mask keeps real tokens from seeing it."""
-    width = max(len(r["input_ids"]) for r in rows)
-    batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
-    for r in rows:
-        pad = width - len(r["input_ids"])
-        batch["input_ids"].append(r["input_ids"] + [pad_id] * pad)
-        batch["labels"].append(r["labels"] + [IGNORE] * pad)
-        batch["position_ids"].append(r["position_ids"] + list(range(pad)))
-    return {k: torch.tensor(v) for k, v in batch.items()}
 
 
 @torch.no_grad()

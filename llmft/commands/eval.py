@@ -55,7 +55,7 @@ def eval_command(cfg: DictConfig) -> float:
 
 def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> dict[str, Any]:
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it."""
-    from llmft import backbone, data
+    from llmft import backbone, data, tasks
     from llmft.precision import resolve_device, resolve_precision
     from llmft.tasks import get_task
 
@@ -84,6 +84,6 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
         import itertools
 
         loader = itertools.islice(loader, config.trainer.limit_eval_batches)
-    metrics = task.evaluate(model.to(device), loader, precision, role=role)
+    metrics = tasks.evaluate(task, model.to(device), loader, precision, role=role)
     metrics.pop("samples_table", None)
     return metrics

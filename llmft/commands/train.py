@@ -57,7 +57,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft import resume
     from llmft.build import build_run
     from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
-    from llmft import distributed
+    from llmft import distributed, tasks
     from llmft.distributed import unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
     from llmft.manifest import write_manifest
@@ -78,6 +78,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
     trainer = config.trainer
     trainer.progress = trainer.progress and dist.main
+    fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
     checkpoints = out_dir / "checkpoints"
     best_dir = checkpoints / "best"
     state = None
@@ -86,7 +87,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             resume.clean_partial_saves(checkpoints)
         dist.barrier()
         state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler,
-                                                   dist.rank, sharded=dist.enabled and trainer.strategy is Strategy.fsdp))
+                                                   dist.rank, sharded=fsdp))
         if dist.main:
             resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
             resume.note_resume(out_dir, state.step)
@@ -104,14 +105,13 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     limit = trainer.limit_eval_batches
     model, task = parts.model, parts.task
 
-    fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
 
     def evaluate() -> dict[str, Any]:
         """Each rank scores its shard of the eval split and the partials are gathered, so the metrics equal a single
         process's. Under FSDP every rank runs the same batches (a sharded model needs all ranks for each forward)."""
         batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
         if fsdp:
-            metrics = task.evaluate(unwrap(model), batches, parts.precision, role="eval")
+            metrics = tasks.evaluate(task, unwrap(model), batches, parts.precision, role="eval")
         else:
             partials = dist.gather(task.eval_partial(unwrap(model), batches, parts.precision, "eval", dist))  # every rank
             metrics = task.eval_metrics(partials, "eval") if dist.main else {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from llmft.config import TaskConfig, TaskFamily
 
@@ -24,3 +24,9 @@ def get_task(cfg: TaskConfig) -> Any:
     from llmft.tasks.extractive_qa import ExtractiveQATask
 
     return ExtractiveQATask(cfg)
+
+
+def evaluate(task: Any, model: Any, batches: Iterable[Any], precision: Any, role: str = "eval") -> dict[str, Any]:
+    """A task's metrics over all `batches` in one process (under torchrun each rank's `eval_partial` is gathered and
+    `eval_metrics` runs once over all of them)."""
+    return task.eval_metrics([task.eval_partial(model, batches, precision, role)], role)

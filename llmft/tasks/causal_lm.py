@@ -4,18 +4,15 @@ continued pre-training, and prompted summarization / translation / generative QA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.data import cached_map, check_columns
-from llmft.distributed import Dist
 from llmft.errors import UserError
-from llmft.precision import Precision
-from llmft.tasks.text_common import Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
+from llmft.tasks.text_common import IGNORE, Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
 
-IGNORE = -100
 
 
 def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
@@ -120,17 +117,20 @@ class CausalLMTask:
         return out
 
     def collator(self, tokenizer: Any) -> Any:
-        """Dynamic padding per batch; packed rows (with position ids) are padded without an attention mask."""
-        from llmft.packing import collate_packed
+        """Right padding to the batch's longest row. Packed rows (with position ids) get no attention mask: their
+        padding gets positions of its own (a separate, unsupervised segment), so the block-diagonal mask transformers
+        builds from the positions keeps real tokens from seeing it."""
 
         def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-            if "position_ids" in rows[0]:
-                return collate_packed(rows, tokenizer.pad_token_id)
             width = max(len(r["input_ids"]) for r in rows)
-            ids = [r["input_ids"] + [tokenizer.pad_token_id] * (width - len(r["input_ids"])) for r in rows]
-            mask = [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-            labels = [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]
-            return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+            pads = [width - len(r["input_ids"]) for r in rows]
+            batch = {"input_ids": [r["input_ids"] + [tokenizer.pad_token_id] * p for r, p in zip(rows, pads)],
+                     "labels": [r["labels"] + [IGNORE] * p for r, p in zip(rows, pads)]}
+            if "position_ids" in rows[0]:
+                batch["position_ids"] = [r["position_ids"] + list(range(p)) for r, p in zip(rows, pads)]
+            else:
+                batch["attention_mask"] = [[1] * (width - p) + [0] * p for p in pads]
+            return {k: torch.tensor(v) for k, v in batch.items()}
 
         return collate
 
@@ -163,12 +163,5 @@ class CausalLMTask:
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
         return token_loss_sum(logits, targets)
 
-    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
-
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
-        return generative_partial(self, model, batches, precision, role, dist)
-
-    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
-        return generative_metrics(self, partials, role)
+    eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
+    eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

@@ -178,9 +178,6 @@ class ClassificationTask:
             per_example = (1.0 - p_true) ** self.cfg.focal_gamma * per_example
         return per_example.sum()
 
-    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
-
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
                      dist: Optional[Dist] = None) -> dict[str, Any]:

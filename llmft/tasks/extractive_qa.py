@@ -81,9 +81,6 @@ class ExtractiveQATask:
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _span_loss(model(**_inputs(batch)), batch)
 
-    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
-
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
                      dist: Optional[Dist] = None) -> dict[str, Any]:

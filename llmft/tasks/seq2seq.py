@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 
 from llmft.config import ModelConfig, TaskConfig
-from llmft.distributed import Dist
 from llmft.errors import UserError
-from llmft.precision import Precision
-from llmft.tasks.text_common import Example, generative_metrics, generative_partial, to_example, token_loss_sum
+from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, to_example, token_loss_sum
 
-IGNORE = -100
 
 
 @dataclass
@@ -80,12 +77,5 @@ class Seq2SeqTask:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
         return token_loss_sum(logits, batch["labels"])
 
-    def evaluate(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval") -> dict[str, Any]:
-        return self.eval_metrics([self.eval_partial(model, batches, precision, role)], role)
-
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
-        return generative_partial(self, model, batches, precision, role, dist)
-
-    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
-        return generative_metrics(self, partials, role)
+    eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
+    eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

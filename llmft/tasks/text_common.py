@@ -14,6 +14,8 @@ from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
 
+IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
+
 
 @dataclass
 class Example:
@@ -58,7 +60,7 @@ def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[s
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy over supervised positions (labels != -100)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
 
 def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
