@@ -28,7 +28,7 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     from llmft import tasks
     from llmft.build import build_run
     from llmft.config import MetricMode
-    from llmft.loop import Hooks, Selection, fit
+    from llmft.loop import Hooks, Selection, StepParts, fit
 
     extra = [*(scenario.llmft_extra if options else []), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
@@ -36,8 +36,9 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     parts = build_run(config)
     meter = Meter(start)
     hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None)  # eval is timed on its own below
-    fit(parts.model, parts.task, _Metered(parts.train_loader, meter), parts.optimizer, parts.scheduler, parts.scaler,
-        parts.precision, config.trainer, Selection("loss", MetricMode.min), hooks, parts.num_steps, None, parts.dist)
+    step = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, config.trainer,
+                     parts.dist)
+    fit(step, _Metered(parts.train_loader, meter), Selection("loss", MetricMode.min), hooks, parts.num_steps)
     meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in parts.model.parameters())

@@ -41,7 +41,7 @@ def build_run(config: TrainConfig) -> RunParts:
     trainer = config.trainer
     device = resolve_device(trainer.device)
     precision = resolve_precision(config.precision.mode, device)
-    dist = distributed.setup(device.type, trainer.dist_timeout_minutes)
+    dist = distributed.setup(device, trainer.dist_timeout_minutes)
     task = get_task(config.task)
 
     tokenizer_source, weights = backbone.resolve(config.model)

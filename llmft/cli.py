@@ -97,11 +97,15 @@ def _register_all() -> None:
 
 
 def _register_resolvers() -> None:
-    """`${llmft_direction:${task.select_mode}}`: an Optuna direction from the selection metric's mode."""
+    """`${llmft_direction:${task.select_mode},${task.select_metric}}`: an Optuna direction from the selection metric's
+    mode (when unset, from the metric itself: minimize a loss or perplexity)."""
     from omegaconf import OmegaConf
 
-    def direction(mode: Any) -> str:
-        return "maximize" if getattr(mode, "value", mode) == "max" else "minimize"
+    def direction(mode: Any, metric: Any = "accuracy") -> str:
+        from llmft.config import metric_mode
+
+        mode = getattr(mode, "value", mode) or metric_mode(str(metric)).value
+        return "maximize" if mode == "max" else "minimize"
 
     OmegaConf.register_new_resolver("llmft_direction", direction, replace=True)
 

@@ -91,6 +91,15 @@ class FinetuneMethod(str, Enum):
     lora = "lora"
 
 
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
+
+
+def metric_mode(metric: str) -> MetricMode:
+    """Which way a metric improves: down for losses and error rates (loss, perplexity, mse, ...), up for the rest."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return MetricMode.min if name in LOWER_IS_BETTER or name.endswith("_loss") else MetricMode.max
+
+
 class ConfigError(ValueError):
     """A config that composes but is inconsistent; the message is one line for the user."""
 
@@ -160,7 +169,7 @@ class TaskConfig:
     family: TaskFamily = TaskFamily.classification
     data: DataConfig = field(default_factory=DataConfig)
     select_metric: str = "accuracy"  # eval metric that picks the best checkpoint
-    select_mode: MetricMode = MetricMode.max
+    select_mode: Optional[MetricMode] = None  # None: from the metric (min for loss, perplexity, mse, ...; else max)
     hub_metrics: list[str] = field(default_factory=list)  # extra metrics by name from the `evaluate` hub (online)
     # imbalanced classification
     class_weights: Optional[list[float]] = None  # one weight per label, in label order
@@ -181,6 +190,11 @@ class TaskConfig:
     doc_stride: int = 64  # extractive QA: overlap between windows of a long context
     max_answer_length: int = 30  # extractive QA: longest span in tokens
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    @property
+    def selection_mode(self) -> MetricMode:
+        """`select_mode`, or the metric's own direction when it is unset."""
+        return self.select_mode or metric_mode(self.select_metric)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -262,7 +276,7 @@ class TrainerConfig:
     eval_batch_size: int = 64
     grad_accum_steps: int = 1
     max_grad_norm: Optional[float] = 1.0  # None: no clipping
-    max_steps: int = -1  # optimizer steps; -1: run all epochs
+    max_steps: int = -1  # optimizer steps: the run's length (epochs repeat as needed, `epochs` is ignored); -1: `epochs`
     eval_every: int = 0  # optimizer steps between evals; 0: only at each epoch end
     log_every: int = 10
     limit_train_batches: int = -1  # micro-batches per epoch; -1: all

@@ -4,17 +4,22 @@ loop needs. A single process (no WORLD_SIZE) gets a no-op `Dist` with rank 0 of 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import torch
 
 
 @dataclass
 class Dist:
+    """This process's place in the process group, and the device every collective's tensor lives on (NCCL has no CPU
+    collectives: a tensor handed to one must be on the process's GPU)."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def enabled(self) -> bool:
@@ -29,12 +34,18 @@ class Dist:
             torch.distributed.barrier()
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
-        """The sum over ranks (a new tensor; the input is left alone)."""
+        """The sum over ranks, on this process's device (a new tensor; the input is left alone)."""
         if not self.enabled:
             return value
-        out = value.detach().clone()
+        out = value.detach().to(self.device, copy=True)
         torch.distributed.all_reduce(out)
         return out
+
+    def sum_number(self, value: float) -> float:
+        """The sum of a host number over ranks (a sync point)."""
+        if not self.enabled:
+            return value
+        return self.sum(torch.tensor(float(value), dtype=torch.float64, device=self.device)).item()
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (on every rank)."""
@@ -62,10 +73,10 @@ class Dist:
         return box[0]
 
 
-def world_from_env() -> Dist:
+def world_from_env(device: torch.device = torch.device("cpu")) -> Dist:
     """What torchrun says about this process (without touching the process group)."""
     return Dist(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)),
-                local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+                local_rank=int(os.environ.get("LOCAL_RANK", 0)), device=device)
 
 
 def _export_slurm_env() -> None:
@@ -76,13 +87,15 @@ def _export_slurm_env() -> None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def setup(device_type: str, timeout_minutes: int = 60) -> Dist:
-    """Join the process group when launched by torchrun (or SLURM tasks): gloo on CPU, nccl on CUDA."""
+def setup(device: torch.device, timeout_minutes: int = 60) -> Dist:
+    """Join the process group when launched by torchrun (or SLURM tasks): gloo on CPU, nccl on CUDA. The returned
+    `Dist` puts every collective's tensor on `device`."""
     _export_slurm_env()
-    dist = world_from_env()
+    dist = world_from_env(device)
+    device_type = device.type
     if dist.enabled and not torch.distributed.is_initialized():
         if device_type == "cuda":
-            torch.cuda.set_device(dist.local_rank)
+            torch.cuda.set_device(device)
         from datetime import timedelta
 
         torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
@@ -105,6 +118,26 @@ def wrap(model: torch.nn.Module, dist: Dist, device: torch.device, fsdp: bool = 
         return model
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+@contextmanager
+def gradient_sync(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Gradient accumulation under DDP/FSDP: with `enabled=False` the backward pass skips the gradient all-reduce
+    (DDP `no_sync`) or reduce-scatter (FSDP2 `set_requires_gradient_sync`); gradients accumulate locally until the
+    last micro-batch, which syncs them all. Build one per micro-batch: a context manager is entered once."""
+    if enabled:
+        yield
+    elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):  # an FSDP2 module
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:  # one process: nothing to sync
+        yield
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -6,10 +6,10 @@ It knows nothing about tasks: it sees batches, a summed loss with its item count
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
-from llmft.distributed import Dist
+from llmft.distributed import Dist, gradient_sync
 from llmft.errors import UserError
 from llmft.precision import Precision
 from llmft.report import MetricsLog, progress_bar, scalar_metrics
@@ -55,6 +55,7 @@ class LoopState:
     stale_evals: int = 0
     skipped_steps: int = 0
     stopped_early: bool = False
+    log_windows: list[dict[str, Any]] = field(default_factory=list)  # each rank's unlogged steps, restored on resume
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,9 +92,9 @@ def batches_per_epoch(num_batches: int, cfg: TrainerConfig) -> int:
 
 
 def total_steps(num_batches: int, cfg: TrainerConfig) -> int:
-    """Optimizer steps the run will take (what the scheduler plans for)."""
-    planned = steps_per_epoch(num_batches, cfg) * cfg.epochs
-    return min(planned, cfg.max_steps) if cfg.max_steps > 0 else planned
+    """Optimizer steps the run will take (what the scheduler plans for): `max_steps` when set (as in transformers'
+    Trainer: epochs repeat as needed, `epochs` is ignored), else every epoch."""
+    return cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch(num_batches, cfg) * cfg.epochs
 
 
 @contextmanager
@@ -110,6 +111,9 @@ def stop_requests() -> Iterator[list[int]]:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
         requested.append(signum)
+        if signum == signal.SIGINT:
+            print("\nstopping after this step and saving a checkpoint; press Ctrl-C again to stop at once without saving",
+                  file=sys.stderr, flush=True)
 
     for s in previous:
         signal.signal(s, handler)
@@ -127,118 +131,186 @@ def _groups(loader: Iterable[Batch], remaining: int, accum: int) -> Iterator[lis
         yield group
 
 
+class LogWindow:
+    """What the loop adds up between two log records, on this process: the loss stays on the device (no host sync
+    until the log interval); its contents are saved with every checkpoint, so the first record after a resume
+    averages the same steps as an unbroken run's."""
+
+    def __init__(self, device: torch.device, saved: Optional[dict[str, Any]] = None):
+        saved = saved or {}
+        self.loss = torch.tensor(float(saved.get("loss", 0.0)), device=device)  # float32, like the sum it continues
+        self.steps, self.samples, self.tokens = (int(saved.get(k, 0)) for k in ("steps", "samples", "tokens"))
+        self.start = time.perf_counter() - float(saved.get("seconds", 0.0))
+
+    def add(self, group_loss: torch.Tensor, samples: int, tokens: int) -> None:
+        self.loss += group_loss
+        self.steps, self.samples, self.tokens = self.steps + 1, self.samples + samples, self.tokens + tokens
+
+    def saved(self) -> dict[str, Any]:
+        return {"loss": self.loss.item(), "steps": self.steps, "samples": self.samples, "tokens": self.tokens,
+                "seconds": time.perf_counter() - self.start}
+
+    def record(self, dist: Dist) -> dict[str, float]:
+        """Mean loss per step, samples/s and tokens/s over all processes (one collective: the sync point)."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        local = torch.stack([self.loss.double(), torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device),
+                             torch.tensor(float(self.tokens), dtype=torch.float64, device=self.loss.device)])
+        loss, samples, tokens = dist.sum(local).tolist()
+        record = {"train/loss": loss / max(self.steps, 1), "train/samples_per_s": samples / elapsed}
+        if tokens:
+            record["train/tokens_per_s"] = tokens / elapsed
+        return record
+
+
+def batch_volume(batch: Batch) -> tuple[int, int]:
+    """(samples, tokens) of a collated batch, counted on the host before it moves: rows, or for packed rows the examples
+    in them (where positions restart, padding segments excluded); tokens are the non-padding input tokens (0 when the
+    batch has no input ids)."""
+    from llmft.packing import packed_volume
+
+    if "position_ids" in batch and "labels" in batch:
+        return packed_volume(batch)
+    first = batch.get("input_ids", next(iter(batch.values())))
+    if "input_ids" not in batch:
+        return int(first.shape[0]), 0
+    mask = batch.get("attention_mask")
+    return int(first.shape[0]), int(mask.sum()) if mask is not None else int(first.numel())
+
+
+@dataclass
+class StepParts:
+    """What one optimizer step needs besides the batches."""
+
+    model: Any
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    precision: Precision
+    cfg: TrainerConfig
+    dist: Dist
+
+
+def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Optional[torch.Tensor]:
+    """Forward/backward over one accumulation group, then clip, step, update the scaler and the schedule. Returns the
+    group's loss (on the device), or None when a non-finite loss skipped the update. The loss is normalised by the
+    items of the whole global batch, so N processes with batch B follow the curve of one process with batch N*B."""
+    model, dist, precision, scaler, cfg = parts.model, parts.dist, parts.precision, parts.scaler, parts.cfg
+    local_items = sum(parts.loss_fn.count(b) for b in group)  # normalise by the whole group, not per micro-batch
+    items = int(dist.sum_number(local_items)) if dist.enabled else local_items
+    group_loss = torch.zeros((), device=precision.device)
+    for i, batch in enumerate(group):
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with gradient_sync(model, i == len(group) - 1):  # a fresh context per micro-batch, around forward and backward
+            with precision.autocast():
+                loss = parts.loss_fn.loss_sum(model, batch) / max(items, 1)
+            scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
+        group_loss += loss.detach()
+    if precision.mode is not PrecisionMode.fp16 and not torch.isfinite(dist.sum(group_loss)):
+        parts.optimizer.zero_grad(set_to_none=True)
+        if cfg.nonfinite is NonFinite.stop:
+            raise NonFiniteLoss(
+                f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}); "
+                "the last good checkpoint is kept. Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
+            )
+        state.skipped_steps += 1
+        return None
+    if cfg.max_grad_norm is not None:
+        scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    scale_before = scaler.get_scale() if scaler.is_enabled() else 0.0
+    scaler.step(parts.optimizer)
+    scaler.update()
+    if scaler.is_enabled() and scaler.get_scale() < scale_before:
+        state.skipped_steps += 1  # fp16 overflow: the GradScaler skipped this update, so the schedule does not advance
+    else:
+        parts.scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    return group_loss
+
+
 def fit(
-    model: Any,
-    loss_fn: LossFn,
+    parts: StepParts,
     loader: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    precision: Precision,
-    cfg: TrainerConfig,
     selection: Selection,
     hooks: Hooks,
     num_steps: int,
     state: Optional[LoopState] = None,
-    dist: Optional[Dist] = None,
 ) -> LoopState:
-    """Train until `num_steps` optimizer steps, the last epoch, or early stopping; resumes from `state`.
-
-    Under torchrun each rank trains on its shard; the loss is normalised by the items of the whole
-    global batch, so N processes with batch B follow the same curve as one process with batch N*B."""
+    """Train for `num_steps` optimizer steps (epochs repeat as needed) or until early stopping; resumes from `state`."""
     state = state or LoopState()
-    dist = dist or Dist()
-    device = precision.device
+    cfg, dist = parts.cfg, parts.dist
     per_epoch = batches_per_epoch(math.ceil(loader.sampler.shard_size / loader.batch_size), cfg)
-    model.train()
-    window = {"loss": torch.zeros((), device=device), "steps": 0, "items": 0, "start": time.perf_counter()}
-
-    def run_eval() -> None:
-        metrics = hooks.evaluate()
-        if selection.metric not in metrics:
-            raise UserError(f"select_metric '{selection.metric}' is not an eval metric; have: {', '.join(scalar_metrics(metrics))}")
-        hooks.log.write({"step": state.step, "epoch": state.epoch, **{f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}})
-        value = float(metrics[selection.metric])
-        if selection.better(value, state.best_value):
-            state.best_value, state.best_step, state.stale_evals = value, state.step, 0
-            hooks.on_best(state.step, metrics)
-        else:
-            state.stale_evals += 1
-        if cfg.early_stopping_patience > 0 and state.stale_evals >= cfg.early_stopping_patience:
-            state.stopped_early = True
-
-    def log_window(bar: Any, task_id: Any) -> None:
-        elapsed = max(time.perf_counter() - window["start"], 1e-9)
-        mean_loss = dist.sum(window["loss"]).item() / max(window["steps"], 1)  # the one host sync per log interval
-        record = {"step": state.step, "epoch": state.epoch, "train/loss": mean_loss,
-                  "train/lr": scheduler.get_last_lr()[0], "train/samples_per_s": window["items"] / elapsed}
-        if precision.mode is PrecisionMode.fp16:
-            record.update({"train/grad_scale": scaler.get_scale(), "train/skipped_steps": state.skipped_steps})
-        hooks.log.write(record)
-        if bar:
-            bar.update(task_id, info=f"loss {mean_loss:.4f} lr {record['train/lr']:.2e} {record['train/samples_per_s']:.1f} samples/s")
-        window.update(loss=torch.zeros((), device=device), steps=0, items=0, start=time.perf_counter())
-
+    parts.model.train()
+    saved = state.log_windows[dist.rank] if dist.rank < len(state.log_windows) else None
+    window = LogWindow(parts.precision.device, saved)
     with progress_bar(cfg.progress) as bar, stop_requests() as requested:
         task_id = bar.add_task("train", total=num_steps, completed=state.step, info="") if bar else None
-        while state.epoch < cfg.epochs and state.step < num_steps and not state.stopped_early:
+        while (cfg.max_steps > 0 or state.epoch < cfg.epochs) and state.step < num_steps and not state.stopped_early:
             if state.batches_done >= per_epoch:  # an epoch whose last group was skipped (non-finite loss)
                 state.epoch, state.batches_done = state.epoch + 1, 0
                 continue
             loader.sampler.set_position(state.epoch, state.batches_done * loader.batch_size)
             for group in _groups(loader, per_epoch - state.batches_done, cfg.grad_accum_steps):
-                local_items = sum(loss_fn.count(b) for b in group)  # normalise by the whole group, not per micro-batch
-                items = int(dist.sum(torch.tensor(local_items, device=device)).item()) if dist.enabled else local_items
-                group_loss = torch.zeros((), device=device)
-                for i, batch in enumerate(group):
-                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                    sync = contextlib.nullcontext() if i == len(group) - 1 or not dist.enabled else model.no_sync()
-                    with sync, precision.autocast():
-                        loss = loss_fn.loss_sum(model, batch) / max(items, 1)
-                    with sync:
-                        scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
-                    group_loss += loss.detach()
+                volume = [batch_volume(b) for b in group]
+                lr = parts.scheduler.get_last_lr()[0]  # the rate this step uses
+                group_loss = optimizer_step(parts, group, state)
                 state.batches_done += len(group)
-                if precision.mode is not PrecisionMode.fp16 and not torch.isfinite(dist.sum(group_loss)):
-                    optimizer.zero_grad(set_to_none=True)
-                    if cfg.nonfinite is NonFinite.stop:
-                        raise NonFiniteLoss(
-                            f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}); "
-                            "the last good checkpoint is kept. Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
-                        )
-                    state.skipped_steps += 1
+                if group_loss is None:
                     continue
-                if cfg.max_grad_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                scale_before = scaler.get_scale() if scaler.is_enabled() else 0.0
-                scaler.step(optimizer)
-                scaler.update()
-                if scaler.is_enabled() and scaler.get_scale() < scale_before:
-                    state.skipped_steps += 1  # fp16 overflow: GradScaler skipped this update
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-                window["loss"] += group_loss
-                window["steps"] += 1
-                window["items"] += items
+                window.add(group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
                 if bar:
                     bar.update(task_id, advance=1)
                 epoch_end = state.batches_done >= per_epoch
                 if state.step % cfg.log_every == 0 or state.step == num_steps or epoch_end:
-                    log_window(bar, task_id)
+                    _log(window, hooks, state, lr, parts, bar, task_id)
+                    window = LogWindow(parts.precision.device)
                 if (cfg.eval_every > 0 and state.step % cfg.eval_every == 0) or epoch_end or state.step == num_steps:
-                    run_eval()
-                finished = state.step >= num_steps or state.stopped_early
+                    _evaluate(hooks, selection, state, cfg)
                 if epoch_end:
                     state.epoch, state.batches_done = state.epoch + 1, 0
-                stop = bool(requested)
-                if dist.enabled:  # every rank stops after the same step, even if the signal reached them apart
-                    stop = dist.sum(torch.tensor(float(stop))).item() > 0
-                if (cfg.save_every > 0 and state.step % cfg.save_every == 0) or epoch_end or finished or stop:
-                    hooks.save_state(state)
-                if stop:
-                    raise Interrupted(requested[0] if requested else signal.SIGTERM, state.step)
-                if finished or epoch_end:
+                _after_step(state, window, hooks, requested, dist, cfg, epoch_end, num_steps)
+                if state.step >= num_steps or state.stopped_early or epoch_end:
                     break
     return state
+
+
+def _after_step(state: LoopState, window: LogWindow, hooks: Hooks, requested: list[int], dist: Dist, cfg: TrainerConfig,
+                epoch_end: bool, num_steps: int) -> None:
+    """Save a resumable checkpoint when due (with every rank's log window); stop every rank after the same step on a
+    signal, even if it reached them apart."""
+    stop = bool(requested)
+    if dist.enabled:
+        stop = dist.sum_number(float(stop)) > 0
+    finished = state.step >= num_steps or state.stopped_early
+    if (cfg.save_every > 0 and state.step % cfg.save_every == 0) or epoch_end or finished or stop:
+        state.log_windows = dist.gather(window.saved())  # a collective: every rank saves
+        hooks.save_state(state)
+    if stop:
+        raise Interrupted(requested[0] if requested else signal.SIGTERM, state.step)
+
+
+def _log(window: LogWindow, hooks: Hooks, state: LoopState, lr: float, parts: StepParts, bar: Any, task_id: Any) -> None:
+    record = {"step": state.step, "epoch": state.epoch, **window.record(parts.dist), "train/lr": lr}
+    if parts.precision.mode is PrecisionMode.fp16:
+        record.update({"train/grad_scale": parts.scaler.get_scale(), "train/skipped_steps": state.skipped_steps})
+    hooks.log.write(record)
+    if bar:
+        bar.update(task_id, info=f"loss {record['train/loss']:.4f} lr {lr:.2e} {record['train/samples_per_s']:.1f} samples/s")
+
+
+def _evaluate(hooks: Hooks, selection: Selection, state: LoopState, cfg: TrainerConfig) -> None:
+    """Score the eval split, keep the best checkpoint, count evals without improvement for early stopping."""
+    metrics = hooks.evaluate()
+    if selection.metric not in metrics:
+        raise UserError(f"select_metric '{selection.metric}' is not an eval metric; have: {', '.join(scalar_metrics(metrics))}")
+    hooks.log.write({"step": state.step, "epoch": state.epoch, **{f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}})
+    value = float(metrics[selection.metric])
+    if selection.better(value, state.best_value):
+        state.best_value, state.best_step, state.stale_evals = value, state.step, 0
+        hooks.on_best(state.step, metrics)
+    else:
+        state.stale_evals += 1
+    if cfg.early_stopping_patience > 0 and state.stale_evals >= cfg.early_stopping_patience:
+        state.stopped_early = True

@@ -46,7 +46,8 @@ def _fused_supported(groups: list[dict]) -> bool:
 
 
 def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:
-    return cfg.warmup_steps if cfg.warmup_steps > 0 else int(cfg.warmup_ratio * total_steps)
+    """`warmup_steps`, or `warmup_ratio` of the run rounded up (as transformers' Trainer: 0.29 x 100 -> 29)."""
+    return cfg.warmup_steps if cfg.warmup_steps > 0 else math.ceil(cfg.warmup_ratio * total_steps)
 
 
 def lr_multiplier(cfg: SchedulerConfig, total_steps: int) -> Callable[[int], float]:

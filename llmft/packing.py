@@ -59,6 +59,17 @@ def pack(features: Any, max_length: int) -> Any:
                                            "position_ids": column(positions)})))
 
 
+def packed_volume(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(examples, tokens) in a batch of packed rows: an example starts where positions restart; a segment without a
+    single target is the collator's padding, not an example."""
+    positions, labels = batch["position_ids"], batch["labels"]
+    segment = (positions == 0).cumsum(dim=1)
+    rows = torch.arange(positions.shape[0]).unsqueeze(1)
+    key = rows * (positions.shape[1] + 1) + segment  # one id per (row, segment)
+    examples = torch.unique(key[labels != IGNORE])
+    return int(examples.numel()), int(torch.isin(key, examples).sum())
+
+
 @torch.no_grad()
 def attends_within_examples(model: Any, vocab_size: int) -> bool:
     """Probe the backbone: the logits of an example packed after another must equal its logits alone. False for

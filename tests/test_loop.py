@@ -7,7 +7,8 @@ import torch
 
 from llmft.config import MetricMode, NonFinite, OptimizerConfig, OptimizerName, PrecisionMode, SchedulerConfig, SchedulerName, TrainerConfig
 from llmft.data import make_loader
-from llmft.loop import Hooks, NonFiniteLoss, Selection, fit
+from llmft.distributed import Dist
+from llmft.loop import Hooks, NonFiniteLoss, Selection, StepParts, fit
 from llmft.optim import build_optimizer, build_scheduler
 from llmft.precision import resolve_precision
 from llmft.report import MetricsLog
@@ -49,8 +50,8 @@ def _fit(rows, batch_size, accum=1, max_grad_norm=None, scores=None, steps=1, no
     scores = iter(scores or [0.0] * 100)
     saved: list[int] = []
     hooks = Hooks(evaluate=lambda: {"accuracy": next(scores)}, on_best=lambda step, m: saved.append(step), log=MetricsLog(None))
-    state = fit(model, loss or TokenLoss(), loader, opt, sched, precision.grad_scaler(), precision, cfg,
-                Selection("accuracy", MetricMode.max), hooks, steps)
+    parts = StepParts(model, loss or TokenLoss(), opt, sched, precision.grad_scaler(), precision, cfg, Dist())
+    state = fit(parts, loader, Selection("accuracy", MetricMode.max), hooks, steps)
     return model, hooks.log, state, saved
 
 

@@ -59,7 +59,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
     from llmft import distributed, tasks
     from llmft.distributed import unwrap
-    from llmft.loop import Hooks, Interrupted, LoopState, Selection, fit
+    from llmft.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
     from llmft.manifest import write_manifest
     from llmft.report import MetricsLog, console, track
 
@@ -143,13 +143,14 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         sink = build_sink(config.logger, out_dir, resolved or {})
     hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
                   log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink))
-    selection = Selection(config.task.select_metric, config.task.select_mode)
+    selection = Selection(config.task.select_metric, config.task.selection_mode)
     stopped: Optional[tuple[int, str]] = None
+    step_parts = StepParts(model, task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, trainer, dist)
     try:
-        state = fit(model, task, parts.train_loader, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
-                    trainer, selection, hooks, parts.num_steps, state, dist)
+        state = fit(step_parts, parts.train_loader, selection, hooks, parts.num_steps, state)
     except Interrupted as ex:
         stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
+    del step_parts  # it holds the wrapped model (see distributed.teardown)
     if stopped is not None:
         where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
         if dist.main:
@@ -226,7 +227,7 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
         "stopped_early": state.stopped_early,
         "skipped_steps": state.skipped_steps,
         "select_metric": config.task.select_metric,
-        "select_mode": config.task.select_mode.value,
+        "select_mode": config.task.selection_mode.value,
         "select_value": state.best_value,
         "test_value": test_metrics.get(config.task.select_metric),
         "metrics": test_metrics,
