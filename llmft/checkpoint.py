@@ -71,6 +71,7 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
         os.replace(target, old)
     os.replace(tmp, target)  # the commit point
     _fsync_dir(target.parent)
+    (target / COMPLETE).unlink(missing_ok=True)  # only temp folders need it; a checkpoint folder is shared as it is
     if keep_old_as is None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -93,6 +94,7 @@ def recover_swap(target: Path) -> Optional[Path]:
     if source is not None:
         os.replace(source, target)
         _fsync_dir(target.parent)
+        (target / COMPLETE).unlink(missing_ok=True)
     return source
 
 
