@@ -1,4 +1,5 @@
-"""Exact resume: find the run to continue, refuse changed configs, and cut its log back to the checkpoint."""
+"""Exact resume: find the run to continue, repair what a kill tore, refuse changed configs and damaged files, and cut
+its log back to the checkpoint."""
 
 from __future__ import annotations
 
@@ -81,14 +82,14 @@ def truncate_metrics(path: Path, step: int) -> None:
     tore in half is dropped too; a damaged line elsewhere is refused naming it."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [(number, line) for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
     kept = []
-    for number, line in enumerate(lines, 1):
+    for i, (number, line) in enumerate(lines):
         try:
             record = json.loads(line)
             record_step = int(record["step"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as ex:
-            if number == len(lines):
+            if i == len(lines) - 1:
                 print(f"note: dropped the torn last line of {path} (the run was killed while writing it)", file=sys.stderr)
                 break
             raise UserError(f"{path}:{number} is damaged (not a metrics record); delete that line and resume") from ex
