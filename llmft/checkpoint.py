@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+
+
+COMPLETE = ".complete"  # written last into a temp folder: everything in it is written and synced
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -18,10 +22,26 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give the folder and its files the modes the user's umask asks for: mkdtemp makes the folder 0700, and some
+    writers (safetensors) create files 0600, though a checkpoint is meant to be shared as any other file of the run."""
+    mask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: Optional[Path] = None) -> None:
     """Write a folder via `write(tmp)`, fsync it, then swap it in: a crash leaves the old folder or the new one.
 
-    `keep_old_as`: move the folder being replaced there instead of deleting it.
+    `keep_old_as`: move the folder being replaced there instead of deleting it. A kill between the two renames of the
+    swap leaves no `target`; `recover_swap` puts the newest whole copy back.
     """
     import errno
 
@@ -29,10 +49,13 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a checkpoint is meant to be shared
     try:
         write(tmp)
+        _apply_umask(tmp)
         _fsync_tree(tmp)
+        with open(tmp / COMPLETE, "w") as f:
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
     except OSError as ex:
         shutil.rmtree(tmp, ignore_errors=True)
         if ex.errno == errno.ENOSPC:
@@ -48,8 +71,31 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
         os.replace(target, old)
     os.replace(tmp, target)  # the commit point
     _fsync_dir(target.parent)
+    (target / COMPLETE).unlink(missing_ok=True)  # only temp folders need it; a checkpoint folder is shared as it is
     if keep_old_as is None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def swap_leftover(target: Path) -> Optional[Path]:
+    """The newest whole copy of `target` a swap left when killed between its renames: the complete temp folder (the save
+    being committed), else the folder it replaced. None when `target` exists or nothing whole is left."""
+    if target.exists():
+        return None
+    complete = [p for p in target.parent.glob(f".{target.name}.tmp-*") if (p / COMPLETE).is_file()]
+    if complete:
+        return max(complete, key=lambda p: p.stat().st_mtime)
+    old = target.parent / f".{target.name}.old"
+    return old if old.is_dir() else None
+
+
+def recover_swap(target: Path) -> Optional[Path]:
+    """Finish a swap a kill interrupted (see `swap_leftover`); returns the folder that became `target`, or None."""
+    source = swap_leftover(target)
+    if source is not None:
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        (target / COMPLETE).unlink(missing_ok=True)
+    return source
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -58,6 +104,78 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def resume_fix(folder: Path) -> str:
+    """What to do about a damaged file in a resumable checkpoint `folder`."""
+    older = sorted(Path(folder).parent.glob("step-*"))
+    if Path(folder).name == "last" and older:
+        return f"restore it from a copy, or move the older checkpoint {older[-1]} to {folder} and resume, or start a new run"
+    return "restore it from a copy, or start a new run"
+
+
+def check_weights(folder: Path, fix: str) -> None:
+    """Refuse, in one line naming the file and `fix`, a truncated or garbled *.safetensors in `folder` (reads headers only:
+    safetensors checks the header covers the whole file)."""
+    from safetensors import SafetensorError, safe_open
+
+    from llmft.errors import UserError
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as ex:
+            raise UserError(f"{path} is damaged ({_first_line(ex)}); {fix}") from ex
+
+
+def _first_line(ex: BaseException) -> str:
+    text = str(ex).strip()
+    return text.splitlines()[0] if text else type(ex).__name__
+
+
+def load_state_file(path: Path, fix: str) -> dict[str, Any]:
+    """torch.load with weights_only (tensors and plain containers, never pickled code); a damaged file or one that holds
+    code is refused in one line naming it."""
+    import pickle
+
+    from llmft.errors import UserError
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as ex:
+        code = re.findall(r"GLOBAL (\S+)", str(ex)) or _pickled_callables(path)
+        if code:
+            raise UserError(f"{path} holds pickled code ({', '.join(code[:3])}), not only tensors, and was refused: llmft "
+                            f"never loads code from a checkpoint, and never writes it into one; {fix}") from ex
+        raise UserError(f"{path} is damaged (not a torch state file: {_first_line(ex).split('.')[0]}); {fix}") from ex
+    except (RuntimeError, EOFError, OSError, ValueError) as ex:
+        raise UserError(f"{path} is damaged ({_first_line(ex).split('. ')[0]}); {fix}") from ex
+
+
+def _pickled_callables(path: Path) -> list[str]:
+    """The Python callables (other than torch's own) a pickle names: what unpickling it would import and may call.
+    Reads the pickle inside a torch.save zip too; [] when the bytes are not a whole pickle."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = next((archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")), b"")
+        else:
+            data = path.read_bytes()
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(".".join(strings[-2:]))
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # not a whole pickle: damaged, not code
+        return []
+    return [n for n in names if not n.startswith("torch.")]
 
 
 def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None) -> None:
@@ -170,7 +288,11 @@ def restore_training_state(
     state_file = folder / "trainer_state.pt"
     if not state_file.is_file():
         raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
-    state = torch.load(state_file, weights_only=True)  # tensors and plain containers only: no pickled code
+    fix = resume_fix(folder)
+    state = load_state_file(state_file, fix)  # tensors and plain containers only: no pickled code
+    if not isinstance(state, dict) or "loop" not in state:
+        raise UserError(f"{state_file} is damaged (not an llmft trainer state); {fix}")
+    check_weights(folder, fix)
     if (state.get("optimizer_format") == "full-by-name") != sharded:
         written = "an FSDP run" if not sharded else "a run without FSDP"
         raise UserError(f"{folder} was written by {written}; resume it with the trainer.strategy it was trained with")

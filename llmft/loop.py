@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -111,9 +111,9 @@ def stop_requests() -> Iterator[list[int]]:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
         requested.append(signum)
-        if signum == signal.SIGINT:
-            print("\nstopping after this step and saving a checkpoint; press Ctrl-C again to stop at once without saving",
-                  file=sys.stderr, flush=True)
+        again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
+        message = f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint; {again} to stop at once without saving\n"
+        os.write(2, message.encode())  # not print(): a handler may interrupt a write to sys.stderr (a reentrant call fails)
 
     for s in previous:
         signal.signal(s, handler)

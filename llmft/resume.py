@@ -1,25 +1,34 @@
-"""Exact resume: find the run to continue, refuse changed configs, and cut its log back to the checkpoint."""
+"""Exact resume: find the run to continue, repair what a kill tore, refuse changed configs and damaged files, and cut
+its log back to the checkpoint."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from llmft.errors import UserError
+from llmft.run_folder import RunFolder
 
 RESUME_KEY = "trainer.resume"
 ALLOWED_WITH_RESUME = ("trainer.resume", "trainer.progress", "trainer.device")
 
 
 def is_resumable(run_dir: Path) -> bool:
-    return (run_dir / "checkpoints" / "last" / "trainer_state.pt").is_file()
+    """A run with checkpoints/last, or with what a kill in the middle of its swap left (see `repair`)."""
+    from llmft.checkpoint import swap_leftover
+
+    last = RunFolder(run_dir).last
+    leftover = swap_leftover(last)
+    return (last / "trainer_state.pt").is_file() or (leftover is not None and (leftover / "trainer_state.pt").is_file())
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "eval.json").is_file()
+    return RunFolder(run_dir).eval_json.is_file()
 
 
 def find_run(resume: str, runs_root: Path) -> Optional[Path]:
@@ -34,9 +43,27 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
         if is_finished(run_dir):
             raise UserError(f"trainer.resume: {resume} already finished (it has eval.json); start a new run instead")
         return run_dir
-    candidates = [p.parents[2] for p in runs_root.glob("*/*/checkpoints/last/trainer_state.pt")]
-    unfinished = [p for p in candidates if not is_finished(p)]
+    candidates = [p.parent for p in runs_root.glob("*/*/checkpoints")]
+    unfinished = [p for p in candidates if is_resumable(p) and not is_finished(p)]
     return max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
+
+
+def repair(run: RunFolder) -> None:
+    """Before a resume, under the run's lock: finish checkpoint swaps a kill interrupted, and refuse damaged files with
+    one line naming the file (before hours of training would end in a traceback)."""
+    from llmft.checkpoint import check_weights, recover_swap, resume_fix
+
+    for folder in (run.last, run.best):
+        source = recover_swap(folder)
+        if source is not None:
+            print(f"note: {folder} was missing (a kill between the renames of a save); restored from {source.name}", file=sys.stderr)
+    if run.manifest.is_file():
+        try:
+            json.loads(run.manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+            raise UserError(f"{run.manifest} is damaged (not JSON: {ex}); restore it from a copy, or start a new run") from ex
+    for folder in (run.last, run.best):
+        check_weights(folder, resume_fix(folder))
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -51,11 +78,26 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop log records written after the checkpoint, so the resumed log reads like an unbroken one."""
+    """Drop log records written after the checkpoint, so the resumed log reads like an unbroken one. A last line a kill
+    tore in half is dropped too; a damaged line elsewhere is refused naming it."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    lines = [(number, line) for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    kept = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            record_step = int(record["step"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as ex:
+            if i == len(lines) - 1:
+                print(f"note: dropped the torn last line of {path} (the run was killed while writing it)", file=sys.stderr)
+                break
+            raise UserError(f"{path}:{number} is damaged (not a metrics record); delete that line and resume") from ex
+        if record_step <= step:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)  # a kill during the rewrite keeps the old log
 
 
 def clean_partial_saves(checkpoints: Path) -> None:

@@ -43,11 +43,20 @@ def train_command(cfg: DictConfig) -> float:
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
             resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
-    from llmft.distributed import teardown
+    from llmft.distributed import teardown, world_from_env
+    from llmft.run_folder import RunFolder
 
+    run = RunFolder(out_dir)
+    # under torchrun (or SLURM tasks, whose RANK is set later) rank 0 alone holds and repairs the run folder
+    holder = world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
+    if holder:
+        run.lock()
     try:
+        if holder and resume_from is not None:
+            resume.repair(run)
         return train(config, out_dir, resolved, resume_from)
     finally:
+        run.unlock()
         teardown()  # after train()'s frame, with the wrapped model, is gone
 
 

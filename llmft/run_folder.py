@@ -1,0 +1,95 @@
+"""A run folder: the names of the files in it, and the lock that keeps a second process from writing it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from llmft.errors import UserError
+
+LOCK_NAME = ".llmft.lock"
+
+
+@dataclass
+class RunFolder:
+    """One run's folder. `lock()` makes this process its only writer until `unlock()` or the process ends.
+
+    The lock is `fcntl.flock` on a file in the folder: the kernel drops it when the holder dies (even by kill -9), so a
+    stale lock never blocks a resume. The file holds the holder's pid and host, for the message a second process prints.
+    """
+
+    root: Path
+    _fd: Optional[int] = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last"
+
+    @property
+    def eval_json(self) -> Path:
+        return self.root / "eval.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def lock(self) -> "RunFolder":
+        """Hold the folder, or raise a one-line UserError naming the process that holds it."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666: the umask decides, as for every run file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as ex:
+            holder = os.pread(fd, 300, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if ex.errno in (errno.EAGAIN, errno.EACCES):
+                raise UserError(
+                    f"run folder {self.root} is in use by another llmft process ({holder or 'holder unknown'}): one process "
+                    "writes a run folder at a time; wait for it to end (or stop it) and resume, or train into another folder"
+                ) from ex
+            print(f"warning: cannot lock {self.root} ({ex.strerror}); make sure no other process writes it", file=sys.stderr)
+            return self  # a file system without locks (some network mounts): go on unprotected, as before
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {since}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def unlock(self) -> None:
+        """Let the folder go (the file stays: removing it would let two processes lock two different files)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunFolder":
+        return self.lock()
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
