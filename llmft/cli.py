@@ -142,6 +142,20 @@ def _guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+def _refuse_a_held_run_dir(args: list[str]) -> None:
+    """`hydra.run.dir=<a folder another llmft process holds>`: refuse before Hydra writes its `.hydra/` files there
+    (they would replace the holder's saved config)."""
+    from pathlib import Path
+
+    from llmft.run_folder import LOCK_NAME, RunFolder
+
+    for arg in args:
+        if arg.startswith("hydra.run.dir="):
+            folder = Path(arg.split("=", 1)[1])
+            if (folder / LOCK_NAME).is_file():
+                RunFolder(folder).lock().unlock()  # a one-line error naming the holder when it is held
+
+
 def run_verb(verb: str, args: list[str]) -> None:
     """Run one verb through hydra.main with the given overrides and Hydra flags."""
     import hydra
@@ -151,6 +165,8 @@ def run_verb(verb: str, args: list[str]) -> None:
     _register_all()
     fn = _command(verb)
     rank = int(os.environ.get("RANK", 0))
+    if verb == "train" and rank == 0:
+        _refuse_a_held_run_dir(args)
     if rank > 0 and "-m" not in args and "--multirun" not in args:  # torchrun: rank 0 owns the run folder
         import tempfile
 

@@ -92,17 +92,20 @@ def held_run(tmp_path_factory) -> SimpleNamespace:
     hold = cwd / "hold"
     first = _start(["train", *RUN], cwd, hold, at=2)
     run = _wait_for_step("outputs/train/*/*/metrics.jsonl", cwd, 2, first)
+    saved_config = {p.name: p.stat().st_mtime_ns for p in (run / ".hydra").iterdir()}
     second = run_cli(["train", *RUN, f"hydra.run.dir={run}"], cwd=cwd, check=False)
+    saved_config_after = {p.name: p.stat().st_mtime_ns for p in (run / ".hydra").iterdir()}
     first.send_signal(signal.SIGINT)
     time.sleep(0.5)  # the handler runs while the step is held
     hold.unlink()
     _, err = first.communicate(timeout=180)
-    return SimpleNamespace(run=run, first=first, first_err=err, second=second)
+    return SimpleNamespace(run=run, first=first, first_err=err, second=second, config_untouched=saved_config == saved_config_after)
 
 
 def test_a_second_train_on_a_held_run_folder_exits_2_naming_the_holder(held_run):
     line = _one_error_line(held_run.second, f"pid {held_run.first.pid}", "in use by another llmft process")
     assert str(held_run.run) in line
+    assert held_run.config_untouched  # refused before Hydra wrote its .hydra/ files over the holder's saved config
     steps = _steps(held_run.run)
     assert steps == list(range(1, len(steps) + 1)) and steps[-1] == _stopped_at(held_run.run)  # one writer, one log
     assert not (held_run.run / "eval.json").exists()
