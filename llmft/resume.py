@@ -32,8 +32,8 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def find_run(resume: str, runs_root: Path) -> Optional[Path]:
-    """The run folder to continue: an explicit folder, or for `auto` the newest unfinished resumable run
-    under `runs_root` (None when there is none: start fresh)."""
+    """The run folder to continue: an explicit folder, or for `auto` the newest unfinished resumable run under
+    `runs_root` that no other process holds (None when there is none: start fresh)."""
     if resume != "auto":
         run_dir = Path(resume).expanduser()
         if not run_dir.is_dir():
@@ -44,7 +44,7 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
             raise UserError(f"trainer.resume: {resume} already finished (it has eval.json); start a new run instead")
         return run_dir
     candidates = [p.parent for p in runs_root.glob("*/*/checkpoints")]
-    unfinished = [p for p in candidates if is_resumable(p) and not is_finished(p)]
+    unfinished = [p for p in candidates if is_resumable(p) and not is_finished(p) and not RunFolder(p).held()]
     return max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
 
 

@@ -82,6 +82,21 @@ class RunFolder:
         self._fd = fd
         return self
 
+    def held(self) -> bool:
+        """True while another process holds the folder (asks the kernel; takes nothing)."""
+        import fcntl
+
+        if not self.lock_file.is_file():
+            return False
+        fd = os.open(self.lock_file, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as ex:
+            return ex.errno in (errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)  # drops the probe's lock, if it got one
+        return False
+
     def unlock(self) -> None:
         """Let the folder go (the file stays: removing it would let two processes lock two different files)."""
         if self._fd is not None:

@@ -222,3 +222,29 @@ def test_a_damaged_run_file_is_one_line_naming_it(case, held_run, tmp_path):
     proc = run_cli([verb[0], *target, *verb[1:]], cwd=tmp_path, check=False)
     line = _one_error_line(proc, str(run / name), message)
     assert "restore it from a copy" in line or "start a new run" in line
+
+
+def test_resume_auto_passes_over_a_run_another_process_holds(tmp_path):
+    from llmft.resume import find_run
+    from llmft.run_folder import RunFolder
+
+    runs = []
+    for name in ("10-00-00", "11-00-00"):  # the second is the newer
+        run = tmp_path / "2026-01-01" / name
+        (run / "checkpoints" / "last").mkdir(parents=True)
+        (run / "checkpoints" / "last" / "trainer_state.pt").write_bytes(b"x")
+        runs.append(run)
+        time.sleep(0.01)
+    os.utime(runs[1], None)
+    assert find_run("auto", tmp_path) == runs[1]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llmft.run_folder import RunFolder\n"
+                               f"RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)", str(runs[1])],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert RunFolder(runs[1]).held()
+        assert find_run("auto", tmp_path) == runs[0]  # the newest run is in use: the one before it
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not RunFolder(runs[1]).held()
