@@ -91,8 +91,10 @@ def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
     import time
 
     # dropout on: each rank's RNG stream must come back on resume
-    args = [*[a for a in RUN if not a.startswith(("model.dropout", "trainer.max_steps"))], "trainer.max_steps=16",
-            "trainer.save_every=3", "trainer.batch_size=4"]
+    # accumulation on (each micro-batch but the last skips the sync) and log records every 5 steps, so the stop usually
+    # falls between two records: each rank's unlogged steps must come back too
+    args = [*[a for a in RUN if not a.startswith(("model.dropout", "trainer.max_steps", "trainer.log_every"))], "trainer.max_steps=16",
+            "trainer.save_every=3", "trainer.batch_size=2", "trainer.grad_accum_steps=2", "trainer.log_every=5"]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     proc = _torchrun(args, unbroken)
