@@ -62,12 +62,13 @@ def generate(
 
     A too-long prompt is cut on `truncation_side`, the side training cut on (decoders: left by default, keeping the
     prompt's end and its cue); a decoder's prompt keeps at most max_length - max_new_tokens tokens, so prompt and
-    answer fit the length the model was trained on. `add_special_tokens=False` when the prompt text already carries
-    them (a rendered chat template)."""
+    answer fit the length the model was trained on, but never less than half of max_length (a long answer asked of a
+    model with room beyond its training length). `add_special_tokens=False` when the prompt text already carries them
+    (a rendered chat template)."""
     was_training = model.training
     model.eval()
     decoder_only = not model.config.is_encoder_decoder
-    limit = max(1, max_length - cfg.max_new_tokens) if decoder_only else max_length
+    limit = max(max_length - cfg.max_new_tokens, (max_length + 1) // 2) if decoder_only else max_length
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left" if decoder_only else "right"  # decoder-only models continue from the last token
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]

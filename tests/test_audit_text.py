@@ -108,8 +108,8 @@ def test_chat_template_supervises_every_assistant_token(request, name):
     supervised = tokenizer.decode([t for t in f["labels"] if t != IGNORE])
     assert "five apples" in supervised and "two plus" not in supervised
     first = next(i for i, label in enumerate(f["labels"]) if label != IGNORE)
-    generation_ids = tokenizer(task.generation_prompt(Example("what is two plus three?", "")), add_special_tokens=False)["input_ids"]
-    assert generation_ids == f["input_ids"][:first]
+    generation_prompt = task.generation_prompt(Example("what is two plus three?", ""))
+    assert tokenizer(generation_prompt, add_special_tokens=False)["input_ids"] == f["input_ids"][:first]
 
 
 # --- 6: truncation sides ---------------------------------------------------------------------------------------------
@@ -169,6 +169,9 @@ def test_generation_cuts_the_prompt_on_the_training_side(tiny_tok, tiny_gpt2, mo
     assert seen[0].shape[1] == 48 - 8  # the prompt leaves room for the new tokens within model.max_length
     if side is Side.left:
         assert prompt.endswith("\nAnswer:")  # the cue survives
+        task.cfg.generation = GenerationConfig(max_new_tokens=40)
+        generation_partial(task, tiny_gpt2, "validation", resolve_precision(PrecisionMode.fp32, CPU))
+        assert seen[1].shape[1] == 24  # a long answer asked for: the prompt still keeps half of model.max_length
     else:
         assert prompt.startswith("Start of the story.")
 

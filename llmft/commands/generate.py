@@ -132,5 +132,6 @@ def _generate(config: GenerateConfig, task: Any, task_cfg: TaskConfig, model: An
 
         streamer = TextStreamer(tokenizer, skip_prompt=not model.config.is_encoder_decoder, skip_special_tokens=True)
     outputs = generate(model, tokenizer, texts, gen_cfg, device, max_length, streamer=streamer,
-                       add_special_tokens=not getattr(task, "prompt_has_special_tokens", False), truncation_side=task_cfg.truncation_side)
+                       add_special_tokens=not getattr(task, "prompt_has_special_tokens", False),
+                       truncation_side=task_cfg.truncation_side)  # cut as training cut
     return [{**row, "generation": out} for row, out in zip(rows, outputs)]

@@ -47,8 +47,10 @@ class Seq2SeqTask:
                 raise UserError(f"no target token in the {role} split is supervised")
             from datasets import Dataset
 
-            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
-            self.data_stats[role] = {"rows": len(rows), "truncated": sum(truncated), "supervised_tokens": sum(len(t) for t in labels)}
+            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                                           "labels": labels})
+            self.data_stats[role] = {"rows": len(rows), "truncated": sum(truncated),
+                                     "supervised_tokens": sum(len(t) for t in labels)}
         return out
 
     def targets(self, texts: list[str]) -> list[list[int]]:
@@ -64,6 +66,7 @@ class Seq2SeqTask:
                 ids = ids[:-1]
             out.append([*ids[: limit - 1], eos])
         return out
+
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorForSeq2Seq
 
@@ -89,4 +92,3 @@ class Seq2SeqTask:
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards
-
