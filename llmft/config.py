@@ -186,7 +186,9 @@ class TaskConfig:
     eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
     max_target_length: int = 128  # seq2seq targets
     packing: bool = False  # causal_lm training: several examples per row (positions restart, attention stays within each)
-    truncation_side: Side = Side.right  # which end of a too-long input is cut
+    # which end of a too-long input is cut; unset: left for decoders (keeps the end: the response, the prompt's cue,
+    # what generation continues), right otherwise. Seq2seq targets are always cut on the right.
+    truncation_side: Optional[Side] = None
     doc_stride: int = 64  # extractive QA: overlap between windows of a long context
     max_answer_length: int = 30  # extractive QA: longest span in tokens
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -201,6 +203,8 @@ class TaskConfig:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.truncation_side is None:
+            self.truncation_side = Side.left if self.family is TaskFamily.causal_lm else Side.right
 
 
 @dataclass

@@ -118,5 +118,6 @@ def test_eval_verb_on_a_generative_run(tmp_path):
 
 
 def test_no_supervised_token_is_refused(tmp_path):
-    proc = run_cli(["train", *COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=4", "trainer.max_steps=1"], cwd=tmp_path, check=False)
+    proc = run_cli(["train", *COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=4",
+                    "task.truncation_side=right", "trainer.max_steps=1"], cwd=tmp_path, check=False)  # right: keeps prompts only
     assert proc.returncode == 2 and "no token of the train split is supervised" in proc.stderr

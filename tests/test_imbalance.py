@@ -21,7 +21,7 @@ def _task(**kw):
     rows = Dataset.from_dict({"text": ["a"] * 100, "label": ["neg"] * 90 + ["pos"] * 10})
 
     class Tok:
-        def __call__(self, texts, truncation, max_length):
+        def __call__(self, texts, **kwargs):
             return {"input_ids": [[1, 2] for _ in texts]}
 
     task.prepare({"train": rows}, Tok(), 8)

@@ -12,6 +12,7 @@ from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.data import cached_map, check_columns
 from llmft.errors import UserError
 from llmft.tasks.text_common import IGNORE, Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
+from llmft.tasks.truncation import bounded_encoding
 
 
 
@@ -31,8 +32,12 @@ def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, str]]) ->
 
 
 def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: list[tuple[int, int]]) -> list[int]:
-    """Labels of the joint tokenization: a token is supervised when it starts inside a supervised span."""
-    return [tid if any(lo <= start < hi for lo, hi in spans) else IGNORE for tid, (start, _) in zip(ids, offsets)]
+    """Labels of the joint tokenization: a token is supervised when its characters overlap a supervised span. A prompt
+    that ends in a space ("Answer: ") gives its space to the response's first token (byte-level BPE's "Ġfive"), whose
+    offsets then start inside the prompt: it is still a response token. Tokens wholly inside the prompt are not;
+    an empty-width token (a special token) counts where it stands."""
+    return [tid if any(start < hi and max(end, start + 1) > lo for lo, hi in spans) else IGNORE
+            for tid, (start, end) in zip(ids, offsets)]
 
 
 @dataclass
@@ -77,14 +82,18 @@ class CausalLMTask:
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
         text, spans, add_eos = self.text_and_spans(row)
-        enc = self.tokenizer(text, add_special_tokens=not self.chat, return_offsets_mapping=True)
+        side = self.cfg.truncation_side
+        # a bounded piece from the kept end: a 10 MB row costs what max_length tokens do (offsets are relative to it)
+        enc, start = bounded_encoding(self.tokenizer, text, self.max_length, side, add_special_tokens=not self.chat,
+                                      return_offsets_mapping=True)
+        spans = [(lo - start, hi - start) for lo, hi in spans]
         ids, labels = list(enc["input_ids"]), labels_from_offsets(enc["offset_mapping"], enc["input_ids"], spans)
         if add_eos:  # the model must learn to stop, even when pad == eos: labels are set here, not from pad masks
             ids.append(self.tokenizer.eos_token_id)
             labels.append(self.tokenizer.eos_token_id)
         truncated = len(ids) > self.max_length
         if truncated:
-            keep = slice(-self.max_length, None) if self.cfg.truncation_side is Side.left else slice(0, self.max_length)
+            keep = slice(-self.max_length, None) if side is Side.left else slice(0, self.max_length)
             ids, labels = ids[keep], labels[keep]
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated,
                 "supervised": sum(1 for x in labels[1:] if x != IGNORE)}
@@ -135,10 +144,12 @@ class CausalLMTask:
         return collate
 
     def generation_prompt(self, example: Example) -> str:
-        if self.chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
-        return example.prompt
+        """The prompt as training saw it before its first target. Trailing spaces go: in training they were part of
+        the response's first token (" five"), which generation must produce, not continue from a lone space."""
+        if not self.chat:
+            return example.prompt.rstrip(" ")
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
+                                                  add_generation_prompt=True).rstrip(" ")
 
     # --- model, loss, eval --------------------------------------------------------------------
     def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.config import DataConfig, ModelConfig, TaskConfig
+from llmft.config import DataConfig, ModelConfig, Side, TaskConfig
 from llmft.data import cached_map, check_columns, drop_empty_texts
 from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
+from llmft.tasks.truncation import bounded_piece, char_budget, encode_rows, truncating_on
 
 
 def _label_names(train: Any, cfg: DataConfig) -> list[str]:
@@ -123,11 +124,8 @@ class ClassificationTask:
         text_columns = list(self.data.text_columns)
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
-            texts = [batch[c] for c in text_columns]
-            features = tokenizer(*texts, truncation=True, max_length=max_length)
-            longer = tokenizer(*texts, truncation=True, max_length=max_length + 1)["input_ids"]
-            features["truncated"] = [len(ids) > max_length for ids in longer]  # counted, reported in the run plan
-            return features
+            features, truncated = encode_rows(tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.truncation_side)
+            return {**features, "truncated": truncated}  # counted, reported in the run plan
 
         keep = {"labels"}
         drop = [c for c in ds.column_names if c not in keep]
@@ -218,16 +216,19 @@ class ClassificationTask:
 
 @torch.no_grad()
 def predict(
-    model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: torch.device
+    model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: torch.device,
+    side: Side = Side.right,
 ) -> list[dict[str, Any]]:
-    """Label name (from the model's id2label) and class probabilities for each row of text(s)."""
+    """Label name (from the model's id2label) and class probabilities for each row of text(s), truncated on `side`
+    (the training side) from bounded pieces of the texts."""
     model.eval()
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        columns = list(zip(*chunk))
-        enc = tokenizer(*[list(c) for c in columns], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        columns = [[bounded_piece(t, char_budget(max_length), side)[0] for t in c] for c in zip(*chunk)]
+        with truncating_on(tokenizer, side):
+            enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
         for p in torch.softmax(logits, dim=-1).cpu().tolist():
             best = max(range(len(p)), key=p.__getitem__)

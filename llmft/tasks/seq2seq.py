@@ -7,10 +7,10 @@ from typing import Any, Optional
 
 import torch
 
-from llmft.config import ModelConfig, TaskConfig
+from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.errors import UserError
 from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, to_example, token_loss_sum
-
+from llmft.tasks.truncation import encode_rows
 
 
 @dataclass
@@ -34,7 +34,6 @@ class Seq2SeqTask:
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
-        tokenizer.truncation_side = self.cfg.truncation_side.value
         out = {}
         for role, ds in splits.items():
             rows = ds.to_list()
@@ -42,16 +41,30 @@ class Seq2SeqTask:
             sources = [self.source(e, r) for e, r in zip(examples, rows)]
             if role != "train":
                 self.examples[role] = [Example(s, e.response, e.references) for s, e in zip(sources, examples)][: self.cfg.eval_generate_samples]
-            enc = tokenizer(sources, truncation=True, max_length=max_length)
-            longer = tokenizer(sources, truncation=True, max_length=max_length + 1)["input_ids"]
-            targets = tokenizer(text_target=[e.response for e in examples], truncation=True, max_length=self.cfg.max_target_length)
-            if not any(len(t) for t in targets["input_ids"]):
+            enc, truncated = encode_rows(tokenizer, [sources], max_length, self.cfg.truncation_side)
+            labels = self.targets([e.response for e in examples])
+            if not any(len(t) for t in labels):
                 raise UserError(f"no target token in the {role} split is supervised")
             from datasets import Dataset
 
-            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": targets["input_ids"]})
-            self.data_stats[role] = {"rows": len(rows), "truncated": sum(len(ids) > max_length for ids in longer),
-                                     "supervised_tokens": sum(len(t) for t in targets["input_ids"])}
+            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                                           "labels": labels})
+            self.data_stats[role] = {"rows": len(rows), "truncated": sum(truncated),
+                                     "supervised_tokens": sum(len(t) for t in labels)}
+        return out
+
+    def targets(self, texts: list[str]) -> list[list[int]]:
+        """Target ids cut on the right (a summary keeps its start whatever side the source is cut on), each ending in
+        exactly one EOS, whether or not the tokenizer appends one itself: the model must learn to stop."""
+        limit, eos = self.cfg.max_target_length, self.tokenizer.eos_token_id
+        enc, _ = encode_rows(self.tokenizer, [texts], limit, Side.right, as_target=True)
+        if eos is None:
+            return enc["input_ids"]
+        out = []
+        for ids in enc["input_ids"]:
+            while ids and ids[-1] == eos:
+                ids = ids[:-1]
+            out.append([*ids[: limit - 1], eos])
         return out
 
     def collator(self, tokenizer: Any) -> Any:

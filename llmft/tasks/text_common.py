@@ -106,7 +106,8 @@ def generation_partial(task: Any, model: Any, role: str, precision: Precision, d
     mine = list(range(dist.rank, len(examples), dist.world))
     prompts = [task.generation_prompt(examples[i]) for i in mine]
     predictions = generate(model, task.tokenizer, prompts, cfg.generation, precision.device, task.max_length,
-                           add_special_tokens=task.prompt_has_special_tokens is False) if prompts else []
+                           add_special_tokens=task.prompt_has_special_tokens is False,
+                           truncation_side=cfg.truncation_side) if prompts else []  # cut as training cut
     return {"predictions": dict(zip(mine, predictions))}
 
 
