@@ -194,6 +194,11 @@ class TaskConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     @property
+    def input_truncation_side(self) -> Side:
+        """`truncation_side`, or when unset: left for decoders (keeps the response and the prompt's cue), else right."""
+        return self.truncation_side or (Side.left if self.family is TaskFamily.causal_lm else Side.right)
+
+    @property
     def selection_mode(self) -> MetricMode:
         """`select_mode`, or the metric's own direction when it is unset."""
         return self.select_mode or metric_mode(self.select_metric)
@@ -203,8 +208,6 @@ class TaskConfig:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
-        if self.truncation_side is None:
-            self.truncation_side = Side.left if self.family is TaskFamily.causal_lm else Side.right
 
 
 @dataclass

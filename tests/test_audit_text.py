@@ -133,9 +133,20 @@ def test_seq2seq_targets_are_cut_on_the_right_whatever_the_source_side(tiny_tok)
 
 
 def test_decoders_truncate_on_the_left_by_default():
-    assert TaskConfig(family=TaskFamily.causal_lm).truncation_side is Side.left
-    assert TaskConfig(family=TaskFamily.seq2seq).truncation_side is Side.right
-    assert TaskConfig(family=TaskFamily.causal_lm, truncation_side=Side.right).truncation_side is Side.right
+    assert TaskConfig(family=TaskFamily.causal_lm).input_truncation_side is Side.left
+    assert TaskConfig(family=TaskFamily.seq2seq).input_truncation_side is Side.right
+    assert TaskConfig(family=TaskFamily.causal_lm, truncation_side=Side.right).input_truncation_side is Side.right
+    from test_compose import _compose
+
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig
+
+    def compose_typed(overrides):
+        return to_typed(_compose("train", overrides), TrainConfig)
+
+    assert compose_typed(["task=sft", "model=tiny-gpt2"]).task.input_truncation_side is Side.left  # through the real configs
+    assert compose_typed(["task=sentiment"]).task.input_truncation_side is Side.right
+    assert compose_typed(["task=sft", "task.truncation_side=right"]).task.input_truncation_side is Side.right
 
 
 def _spy_generate(model, monkeypatch, outputs: bool = False) -> list[torch.Tensor]:

@@ -106,7 +106,7 @@ def _classify(config: GenerateConfig, task_cfg: TaskConfig, model: Any, tokenize
     else:
         rows = read_jsonl(Path(config.input), columns)  # type: ignore[arg-type]
     predictions = predict(model, tokenizer, [[row[c] for c in columns] for row in rows], config.batch_size, max_length, device,
-                          task_cfg.truncation_side)
+                          task_cfg.input_truncation_side)
     return [{**row, **pred} for row, pred in zip(rows, predictions)]
 
 
@@ -133,5 +133,5 @@ def _generate(config: GenerateConfig, task: Any, task_cfg: TaskConfig, model: An
         streamer = TextStreamer(tokenizer, skip_prompt=not model.config.is_encoder_decoder, skip_special_tokens=True)
     outputs = generate(model, tokenizer, texts, gen_cfg, device, max_length, streamer=streamer,
                        add_special_tokens=not getattr(task, "prompt_has_special_tokens", False),
-                       truncation_side=task_cfg.truncation_side)  # cut as training cut
+                       truncation_side=task_cfg.input_truncation_side)  # cut as training cut
     return [{**row, "generation": out} for row, out in zip(rows, outputs)]

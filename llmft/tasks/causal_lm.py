@@ -82,7 +82,7 @@ class CausalLMTask:
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
         text, spans, add_eos = self.text_and_spans(row)
-        side = self.cfg.truncation_side
+        side = self.cfg.input_truncation_side
         # a bounded piece from the kept end: a 10 MB row costs what max_length tokens do (offsets are relative to it)
         enc, start = bounded_encoding(self.tokenizer, text, self.max_length, side, add_special_tokens=not self.chat,
                                       return_offsets_mapping=True)

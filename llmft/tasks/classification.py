@@ -124,7 +124,7 @@ class ClassificationTask:
         text_columns = list(self.data.text_columns)
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
-            features, truncated = encode_rows(tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.truncation_side)
+            features, truncated = encode_rows(tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.input_truncation_side)
             return {**features, "truncated": truncated}  # counted, reported in the run plan
 
         keep = {"labels"}

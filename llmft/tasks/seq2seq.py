@@ -41,7 +41,7 @@ class Seq2SeqTask:
             sources = [self.source(e, r) for e, r in zip(examples, rows)]
             if role != "train":
                 self.examples[role] = [Example(s, e.response, e.references) for s, e in zip(sources, examples)][: self.cfg.eval_generate_samples]
-            enc, truncated = encode_rows(tokenizer, [sources], max_length, self.cfg.truncation_side)
+            enc, truncated = encode_rows(tokenizer, [sources], max_length, self.cfg.input_truncation_side)
             labels = self.targets([e.response for e in examples])
             if not any(len(t) for t in labels):
                 raise UserError(f"no target token in the {role} split is supervised")

@@ -107,7 +107,7 @@ def generation_partial(task: Any, model: Any, role: str, precision: Precision, d
     prompts = [task.generation_prompt(examples[i]) for i in mine]
     predictions = generate(model, task.tokenizer, prompts, cfg.generation, precision.device, task.max_length,
                            add_special_tokens=task.prompt_has_special_tokens is False,
-                           truncation_side=cfg.truncation_side) if prompts else []  # cut as training cut
+                           truncation_side=cfg.input_truncation_side) if prompts else []  # cut as training cut
     return {"predictions": dict(zip(mine, predictions))}
 
 
