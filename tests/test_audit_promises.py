@@ -114,11 +114,13 @@ def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(t
     (mydir / "recipe" / "my-exp.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /optimizer: sgd\noptimizer:\n  lr: 0.003\ntrainer:\n  epochs: 4\n")
     (mydir / "recipe" / "no-header.yaml").write_text("optimizer:\n  lr: 0.003\n")
+    (mydir / "recipe" / "no-header-defaults.yaml").write_text("defaults:\n  - override /optimizer: sgd\n")
     (mydir / "recipe" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  epocs: 4\n")
     job = run_cli(["train", "-cd", str(mydir), "model=my-model", "recipe=my-exp", "--cfg", "job"], cwd=tmp_path).stdout
     assert "name_or_path: builtin:tiny-bert" in job and "max_length: 48" in job
     assert re.search(r"optimizer:\n  name: sgd\n  lr: 0\.003", job) and "epochs: 4" in job
-    for recipe, message in (("no-header", "make `# @package _global_` its first line"), ("typo", "did you mean 'epochs'")):
+    header = "make `# @package _global_` its first line"
+    for recipe, message in (("no-header", header), ("no-header-defaults", header), ("typo", "did you mean 'epochs'")):
         proc = run_cli(["train", "-cd", str(mydir), f"recipe={recipe}", "--cfg", "job"], cwd=tmp_path, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert message in proc.stderr.splitlines()[0], proc.stderr
@@ -190,16 +192,31 @@ def test_hub_sources_without_the_network_fail_in_one_line():
         assert name in str(error.value) and "\n" not in str(error.value)
 
 
-def test_bundled_sentiment_data_has_the_counts_the_readme_gives():
+def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_path):
     from llmft.paths import resources_dir
+    from llmft.resources import make_generative, make_sentiment
 
     counts = {s: len((resources_dir() / "sentiment" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")}
     assert counts == {"train": 3000, "validation": 500, "test": 1000}
+    make_sentiment.main(["--out", str(tmp_path / "sentiment")])
+    make_generative.main(["--out", str(tmp_path)])
+    shipped = sorted(p.relative_to(resources_dir()) for p in resources_dir().glob("*/*.jsonl"))
+    assert len(shipped) == 21
+    for name in shipped:
+        assert (tmp_path / name).read_bytes() == (resources_dir() / name).read_bytes(), name
+
+
+def test_every_module_the_readme_layout_names_exists():
+    paragraph = README.split("## Layout", 1)[1]
+    named = re.findall(r"`(\w+\.py)`", paragraph) + re.findall(r"`(\w+)/`", paragraph)
+    assert len(named) >= 25
+    missing = [n for n in named if not ((ROOT / "llmft" / n).exists() or (ROOT / n).exists())]
+    assert not missing, missing
 
 
 # --- A finished run: eval -m, the manifest, the model card, loss.png ---------------------------------------------------
 
-def test_eval_takes_m_over_splits_and_validation_scores_the_validation_split(tiny_run, tmp_path):
+def test_eval_and_generate_take_m_and_validation_scores_the_validation_split(tiny_run, tmp_path):
     run_cli(["eval", "-m", f"run={tiny_run}", "split=validation,test"], cwd=tmp_path)
     jobs = sorted(tmp_path.glob("outputs/eval-multirun/*/*/*/eval.json"))
     results = {r["split"]: r["metrics"] for r in map(json.loads, (p.read_text() for p in jobs))}
@@ -207,6 +224,8 @@ def test_eval_takes_m_over_splits_and_validation_scores_the_validation_split(tin
     assert set(results) == {"validation", "test"}
     assert results["validation"]["accuracy"] == pytest.approx(trained["select_value"])  # the best eval, on validation
     assert results["test"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])
+    out = run_cli(["generate", "-m", f"run={tiny_run}", "prompt=lovely,awful"], cwd=tmp_path).stdout  # generate takes -m too
+    assert sorted(json.loads(line)["text"] for line in out.splitlines() if line.startswith("{")) == ["awful", "lovely"]
 
 
 def test_manifest_and_model_card_record_code_packages_and_batch(tiny_run):
@@ -272,7 +291,7 @@ def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
     assert evals and all(r["eval/samples"] == 8 for r in evals)
 
 
-def test_lora_target_modules_choose_the_adapted_layers():
+def test_lora_target_modules_and_gradient_checkpointing_apply():
     from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
     from llmft.backbone import load_tokenizer, resolve
     from llmft.finetune import prepare
@@ -286,6 +305,8 @@ def test_lora_target_modules_choose_the_adapted_layers():
     model = prepare(model, FinetuneConfig(method=FinetuneMethod.lora, lora_target_modules=["query", "value"]), "SEQ_CLS", False)
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
     assert adapted == {"query", "value"}
+    checkpointed = prepare(task.build_model(weights, load_tokenizer(source, cfg), cfg), FinetuneConfig(), "SEQ_CLS", True)
+    assert checkpointed.is_activation_checkpointing  # trainer.gradient_checkpointing=true
 
 
 def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resumable():
