@@ -68,6 +68,15 @@ def _message_from_text(text: str) -> str:
     return f"{lines[0]} {detail}".strip() if lines else "invalid config"
 
 
+def _user_recipe_message(text: str) -> Optional[str]:
+    """A recipe in a `-cd` folder merges at the top level only with a package header; without one Hydra puts it
+    under `recipe.` and fails on its first key."""
+    where = re.match(r"In '(recipe/[^']+)'", text)
+    if where and ("@recipe." in text or "'recipe'" in text):
+        return f"in config file '{where.group(1)}': a recipe merges at the top level of the config; make `# @package _global_` its first line"
+    return None
+
+
 def describe(ex: BaseException) -> Optional[str]:
     """One line for a user mistake, or None if `ex` is a bug that deserves its traceback."""
     from hydra.errors import (
@@ -88,6 +97,9 @@ def describe(ex: BaseException) -> Optional[str]:
     if isinstance(ex, OmegaConfBaseException):
         return _omegaconf_message(ex)
     if isinstance(ex, ConfigCompositionException):
+        recipe = _user_recipe_message(str(ex))
+        if recipe:
+            return recipe
         cause = ex.__cause__
         if isinstance(cause, OmegaConfBaseException):
             return _omegaconf_message(cause) or str(ex).splitlines()[0]
