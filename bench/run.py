@@ -137,7 +137,7 @@ def main() -> None:
                 runs[impl].append(result)
                 print(f"{name} #{repeat + 1} {impl}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                                                       for k, v in result.items()}), file=sys.stderr)
-        report.append(table(name, runs))
+        report.append(table(f"{name} {args.all}".strip(), runs))  # the heading names overrides given to every implementation
         print(report[-1])
     if args.markdown:
         with open(args.markdown, "a") as f:

@@ -95,7 +95,7 @@ if wanted sft || wanted cls; then
     phase "build the model shapes" 120 bash -c "$PY bench/gpu/shapes.py $SHAPE_ARGS >> '$OUT_DIR/bench.log' 2>&1"
 fi
 if wanted sft; then
-    phase "bench $SFT bf16" 210 bash -c "$PY ${BENCH[*]} $SFT --impls llmft,llmft-plain,bare,trainer ${PEAK:+--peak-tflops $PEAK} >> '$OUT_DIR/bench.log' 2>&1"
+    phase "bench $SFT" 210 bash -c "$PY ${BENCH[*]} $SFT --impls llmft,llmft-plain,bare,trainer ${PEAK:+--peak-tflops $PEAK} >> '$OUT_DIR/bench.log' 2>&1"
 fi
 if wanted cls; then
     set -- $PRECISIONS
