@@ -340,6 +340,32 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
         torch.distributed.destroy_process_group()
 
 
+def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    import zipfile
+
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        meta = [f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+        archive.writestr(f"{name}-{version}.dist-info/METADATA", "\n".join(meta) + "\n")
+    return path
+
+
+def test_the_gpu_check_installs_only_the_wheels_this_python_lacks(tmp_path):
+    """bench/gpu/deps.py: a carried wheel whose package is missing is installed, with the carried wheels its requirements
+    need (also where the installed version is excluded); one that is present stays out; an unmet requirement is named."""
+    sys.path.insert(0, str(ROOT / "bench" / "gpu"))
+    from deps import plan
+
+    top = _wheel(tmp_path, "llmft_kit_top", "1.0", ["llmft_kit_dep>=2", "pytest>=1", "pytest<1; extra == 'x'"])
+    dep = _wheel(tmp_path, "llmft_kit_dep", "2.0", ["packaging>=999"])
+    present = _wheel(tmp_path, "pytest", "0.1", [])
+    chosen, unmet = plan([top, dep, present])
+    assert chosen == [dep, top]
+    assert unmet == [f"packaging>=999 (have {__import__('packaging').__version__})"]
+    pinned = _wheel(tmp_path, "llmft_kit_pin", "1.0", ["pytest==0.1"])  # the installed pytest is excluded: the carried one goes in
+    assert plan([pinned, present])[0] == [pinned, present]
+
+
 @pytest.mark.slow  # ten fresh processes on the CPU: about a minute on 2 cores; CI runs the slow tests too
 def test_the_gpu_check_dry_path_runs_on_cpu(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"

@@ -58,6 +58,8 @@ def plan(wheels: list[Path]) -> tuple[list[Path], list[str]]:
 def main() -> None:
     folder, target = Path(sys.argv[1]), Path(sys.argv[2])
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    if not wheels:
+        print(f"no carried wheels in {folder} (bench/gpu/fetch_wheels.sh makes them; name the folder in the run's carry)")
     chosen, unmet = plan(wheels)
     if chosen:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
