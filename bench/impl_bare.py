@@ -1,5 +1,6 @@
 """A bare PyTorch loop doing the same math: the same features and model, shuffled batches padded per batch, AdamW,
-linear decay, clipping at 1.0, forward with labels. Nothing else: the practical limit of the machine."""
+linear decay, clipping at 1.0, forward with labels under autocast (bf16, or fp16 with a GradScaler). Nothing else: the
+practical limit of the machine."""
 
 from __future__ import annotations
 
@@ -33,16 +34,22 @@ def run(scenario: Scenario, start: float) -> dict[str, Any]:
                                          collate_fn=lambda rows: _pad(rows, pad_id), pin_memory=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / scenario.steps)
-    meter, step, bf16 = Meter(start), 0, config.precision.mode.value == "bf16"
+    meter, step, skipped = Meter(start), 0, 0
+    dtype = parts.precision.dtype  # None (fp32), bfloat16 or float16, as llmft resolved `precision`
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)  # the nanoGPT recipe for fp16
     model.train()
     while step < scenario.steps:
         for batch in loader:
             meter.batch(batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = model(**{k: v.to(device, non_blocking=True) for k, v in batch.items()}).loss
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            scale = scaler.get_scale() if scaler.is_enabled() else 0.0
+            scaler.step(optimizer)
+            scaler.update()
+            skipped += int(scaler.is_enabled() and scaler.get_scale() < scale)
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -51,13 +58,16 @@ def run(scenario: Scenario, start: float) -> dict[str, Any]:
                 break
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in model.parameters())
+    if scaler.is_enabled():
+        out.update(grad_scale=scaler.get_scale(), skipped_steps=skipped)
     model.eval()
     for warm_up in (True, False):  # the first pass pays first-touch costs; the second is timed
         t0, correct, losses = time.perf_counter(), 0, []
         with torch.no_grad():
             for rows in (dev.select(range(i, min(i + 64, len(dev)))) for i in range(0, len(dev), 64)):
                 batch = {k: v.to(device) for k, v in _pad(list(rows), pad_id).items()}
-                result = model(**batch)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    result = model(**batch)
                 losses.append(float(result.loss))
                 if result.logits.ndim == 2:
                     correct += int((result.logits.argmax(-1) == batch["labels"]).sum())

@@ -38,10 +38,12 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None)  # eval is timed on its own below
     step = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, config.trainer,
                      parts.dist)
-    fit(step, _Metered(parts.train_loader, meter), Selection("loss", MetricMode.min), hooks, parts.num_steps)
+    state = fit(step, _Metered(parts.train_loader, meter), Selection("loss", MetricMode.min), hooks, parts.num_steps)
     meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in parts.model.parameters())
+    if parts.scaler.is_enabled():  # fp16
+        out.update(grad_scale=parts.scaler.get_scale(), skipped_steps=state.skipped_steps)
     tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
     metrics = tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")

@@ -22,9 +22,15 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
                else DataCollatorWithPadding(parts.tokenizer))
     meter = Meter(start)
 
+    skipped: list[bool] = []
+    trainer: Any = None
+
     class Steps(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             meter.events.append((time.perf_counter(), 0, 0))
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            skipped.append(bool(trainer.accelerator.optimizer_step_was_skipped))  # fp16: the GradScaler found inf/NaN
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             meter.events.append((time.perf_counter(), 0, 0))
@@ -41,7 +47,7 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
                              weight_decay=config.optimizer.weight_decay, max_steps=scenario.steps, lr_scheduler_type="linear",
                              max_grad_norm=1.0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
                              dataloader_num_workers=0, seed=config.seed, use_cpu=parts.precision.device.type == "cpu",
-                             disable_tqdm=True, bf16=config.precision.mode.value == "bf16")
+                             disable_tqdm=True, bf16=parts.precision.mode.value == "bf16", fp16=parts.precision.mode.value == "fp16")
     trainer = Trainer(model=parts.model, args=args, train_dataset=parts.train_loader.dataset, data_collator=metered, callbacks=[Steps()])
     trainer.train()
     # step k begins after its batch is built; pair each step-begin time with that step's counts
@@ -49,6 +55,9 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     meter.events = [(t, *c) for (t, _, _), c in zip(meter.events, [*train_counts, (0, 0)])]
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in parts.model.parameters())
+    scaler = getattr(trainer.accelerator, "scaler", None)
+    if scaler is not None and scaler.is_enabled():
+        out.update(grad_scale=scaler.get_scale(), skipped_steps=sum(skipped))
     dev = parts.eval_loader.dataset
     trainer.data_collator = collate
     trainer.evaluate(dev)  # warm-up pass (first-touch costs)

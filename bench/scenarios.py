@@ -11,6 +11,7 @@ import json
 import os
 import random
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ class Scenario:
     note: str = ""
 
 
-COMMON = ["trainer.progress=false", "model.dropout=0.0", "optimizer=adamw", "scheduler=linear", "precision=fp32"]
+COMMON_NO_PRECISION = ["trainer.progress=false", "model.dropout=0.0", "optimizer=adamw", "scheduler=linear"]
+COMMON = [*COMMON_NO_PRECISION, "precision=fp32"]
 
 SCENARIOS = {
     "cls": Scenario("cls", [*COMMON, "task=sentiment", "model=minilm-l6", "trainer.batch_size=32", "optimizer.lr=5e-5"],
@@ -51,6 +53,28 @@ SCENARIOS = {
                                       "task.data.path=@skewed", "task.use_chat_template=false"],
                          steps=30, warmup=5, eval_rows=64, llmft_extra=["task.packing=true"],
                          note="CUDA: Qwen2.5-0.5B bf16 SFT (hub download once); reports MFU with --peak-tflops"),
+    # The GPU check (bench/gpu/check.sh): real architectures' shapes with random weights (bench/gpu/shapes.py), no
+    # download. Precision comes from `--all precision=...` where a scenario does not fix it (auto: bf16 on a GPU).
+    "sft-0.5b-shape": Scenario("sft-0.5b-shape", [*COMMON_NO_PRECISION, "precision=bf16", "task=sft", "model.name_or_path=@shape:qwen2.5-0.5b",
+                                                  "model.max_length=2048", "trainer.batch_size=8", "optimizer.lr=2e-5",
+                                                  "task.data.path=@skewed", "task.use_chat_template=false"],
+                               steps=30, warmup=5, eval_rows=64, llmft_extra=["task.packing=true"],
+                               note="Qwen2.5-0.5B-shaped decoder (494M, random weights), bf16 SFT, batch 8, max_length 2048"),
+    "cls-base-shape": Scenario("cls-base-shape", [*COMMON_NO_PRECISION, "task=sentiment", "model.name_or_path=@shape:bert-base",
+                                                  "model.max_length=128", "trainer.batch_size=32", "optimizer.lr=5e-5"],
+                               steps=60, warmup=5, eval_rows=500, llmft_extra=["trainer.group_by_length=true"],
+                               note="BERT-base-shaped encoder (110M, random weights) sentiment, batch 32"),
+    "sft-shape-tiny": Scenario("sft-shape-tiny", [*COMMON_NO_PRECISION, "task=sft", "model.name_or_path=@shape-tiny:qwen2.5-0.5b",
+                                                  "model.max_length=256", "trainer.batch_size=4", "optimizer.lr=1e-3",
+                                                  "task.data.path=@skewed", "task.use_chat_template=false",
+                                                  "task.data.max_train_samples=256"],
+                               steps=6, warmup=2, eval_rows=16, llmft_extra=["task.packing=true"],
+                               note="the GPU check's CPU dry path: sft-0.5b-shape's architecture, a few small layers"),
+    "cls-shape-tiny": Scenario("cls-shape-tiny", [*COMMON_NO_PRECISION, "task=sentiment", "model.name_or_path=@shape-tiny:bert-base",
+                                                  "model.max_length=64", "trainer.batch_size=16", "optimizer.lr=1e-3",
+                                                  "task.data.max_train_samples=256"],
+                               steps=6, warmup=2, eval_rows=32, llmft_extra=["trainer.group_by_length=true"],
+                               note="the GPU check's CPU dry path: cls-base-shape's architecture, a few small layers"),
 }
 
 
@@ -76,7 +100,19 @@ def skewed_corpus(rows: int = 2400, seed: int = 0) -> Path:
 def resolve(overrides: list[str]) -> list[str]:
     """The scenario's overrides, then any given to every implementation (`run.py --all "seed=1"`)."""
     every = os.environ.get("LLMFT_BENCH_ALL", "").split()
-    return [o.replace("@skewed", str(skewed_corpus())) for o in [*overrides, *every]]
+    return [_placeholders(o) for o in [*overrides, *every]]
+
+
+def _placeholders(override: str) -> str:
+    """`@skewed`: the generated corpus; `@shape:NAME` / `@shape-tiny:NAME`: a model folder built by bench/gpu/shapes.py."""
+    if "@shape" in override:
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu"))
+        from shapes import shape_path
+
+        key, value = override.split("=", 1)
+        kind, name = value[1:].split(":", 1)
+        return f"{key}={shape_path(name, tiny=kind == 'shape-tiny')}"
+    return override.replace("@skewed", str(skewed_corpus()))
 
 
 def compose(overrides: list[str]) -> Any:
