@@ -93,8 +93,12 @@ def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelC
 
             config = AutoConfig.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
             head_kwargs.update(dropout_overrides(config, cfg.dropout))
+        import torch
+
+        # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
+        # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
         return auto_class.from_pretrained(
-            weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **head_kwargs
+            weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32, **head_kwargs
         )
     except ValueError as ex:
         if "Unrecognized configuration class" in str(ex):

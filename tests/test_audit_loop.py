@@ -153,3 +153,17 @@ def test_resume_between_log_records_gives_the_unbroken_log(tmp_path):
         return [(r["step"], r.get("train/loss"), r.get("train/lr"), r.get("eval/loss")) for r in _records(folder)]
 
     assert curve(run) == curve(only_run_dir(unbroken / "outputs"))  # the record at step 8 averages steps 5-8 in both
+
+
+def test_a_bf16_checkpoint_trains_on_fp32_weights(tmp_path, tiny_run):
+    """transformers 5 loads a checkpoint in its saved dtype; training must start from fp32 master weights anyway."""
+    from safetensors import safe_open
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    best = tiny_run / "checkpoints" / "best"
+    half = tmp_path / "bf16-model"
+    AutoModelForSequenceClassification.from_pretrained(best).to(torch.bfloat16).save_pretrained(half)
+    AutoTokenizer.from_pretrained(best).save_pretrained(half)
+    run_cli(["train", *FAST, f"model.name_or_path={half}", "trainer.max_steps=1"], cwd=tmp_path)
+    with safe_open(only_run_dir(tmp_path / "outputs") / "checkpoints" / "best" / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
