@@ -142,9 +142,12 @@ class LogWindow:
         self.steps, self.samples, self.tokens = (int(saved.get(k, 0)) for k in ("steps", "samples", "tokens"))
         self.start = time.perf_counter() - float(saved.get("seconds", 0.0))
 
-    def add(self, group_loss: torch.Tensor, samples: int, tokens: int) -> None:
-        self.loss += group_loss
-        self.steps, self.samples, self.tokens = self.steps + 1, self.samples + samples, self.tokens + tokens
+    def add(self, group_loss: Optional[torch.Tensor], samples: int, tokens: int) -> None:
+        """One step's work; `group_loss` None for a step the fp16 GradScaler skipped (its loss is inf: not averaged)."""
+        if group_loss is not None:
+            self.loss += group_loss
+            self.steps += 1
+        self.samples, self.tokens = self.samples + samples, self.tokens + tokens
 
     def saved(self) -> dict[str, Any]:
         return {"loss": self.loss.item(), "steps": self.steps, "samples": self.samples, "tokens": self.tokens,
@@ -156,7 +159,8 @@ class LogWindow:
         local = torch.stack([self.loss.double(), torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device),
                              torch.tensor(float(self.tokens), dtype=torch.float64, device=self.loss.device)])
         loss, samples, tokens = dist.sum(local).tolist()
-        record = {"train/loss": loss / max(self.steps, 1), "train/samples_per_s": samples / elapsed}
+        record = {"train/loss": loss / self.steps} if self.steps else {}  # none when every step of the window overflowed
+        record["train/samples_per_s"] = samples / elapsed
         if tokens:
             record["train/tokens_per_s"] = tokens / elapsed
         return record
@@ -254,12 +258,14 @@ def fit(
             for group in _groups(loader, per_epoch - state.batches_done, cfg.grad_accum_steps):
                 volume = [batch_volume(b) for b in group]
                 lr = parts.scheduler.get_last_lr()[0]  # the rate this step uses
+                skipped_before = state.skipped_steps
                 group_loss = optimizer_step(parts, group, state)
                 state.batches_done += len(group)
                 if group_loss is None:
                     continue
                 state.step += 1
-                window.add(group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
+                overflowed = state.skipped_steps > skipped_before  # fp16: the GradScaler skipped the update
+                window.add(None if overflowed else group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
                 if bar:
                     bar.update(task_id, advance=1)
                 epoch_end = state.batches_done >= per_epoch
@@ -297,7 +303,8 @@ def _log(window: LogWindow, hooks: Hooks, state: LoopState, lr: float, parts: St
         record.update({"train/grad_scale": parts.scaler.get_scale(), "train/skipped_steps": state.skipped_steps})
     hooks.log.write(record)
     if bar:
-        bar.update(task_id, info=f"loss {record['train/loss']:.4f} lr {lr:.2e} {record['train/samples_per_s']:.1f} samples/s")
+        bar.update(task_id, info=f"loss {record.get('train/loss', float('nan')):.4f} lr {lr:.2e} "
+                                 f"{record['train/samples_per_s']:.1f} samples/s")
 
 
 def _evaluate(hooks: Hooks, selection: Selection, state: LoopState, cfg: TrainerConfig) -> None:

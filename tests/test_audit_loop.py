@@ -5,6 +5,7 @@ samples/s and tokens/s, and a resumed log that equals an unbroken one when the c
 from __future__ import annotations
 
 import json
+import math
 import signal
 
 import pytest
@@ -83,6 +84,8 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_schedule():
     lrs = [r["train/lr"] for r in log.records if "train/lr" in r]
     assert lrs == pytest.approx([0.1, 0.075, 0.075, 0.05])  # the rate each step used; the skipped one did not move it
     assert [r["train/grad_scale"] for r in log.records if "train/lr" in r][1] == 512.0
+    assert "train/loss" not in log.records[1]  # the overflowed step's inf loss is not averaged into the log
+    assert all(math.isfinite(r["train/loss"]) for r in log.records if "train/loss" in r)
     assert torch.isfinite(model.weight).all()
 
 
