@@ -37,7 +37,14 @@ def _role(split: str, task: TaskConfig) -> str:
     return roles[split]
 
 
+def _refuse_model_override() -> None:
+    """`model` is in the eval config only because a `task=...` option may name its default model; eval loads the run's."""
+    if any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == "model" for o in user_overrides()):
+        raise UserError("llmft eval scores the run's own checkpoint: drop model=... (checkpoint=<folder> picks another checkpoint)")
+
+
 def eval_command(cfg: DictConfig) -> float:
+    _refuse_model_override()
     config = to_typed(cfg, EvalConfig)
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
