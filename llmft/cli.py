@@ -185,8 +185,9 @@ def _hydra_message(ex: BaseException) -> str | None:
         return f"Hydra refused {key or 'a config target'}: {' '.join(lines)}"
     if isinstance(ex, OSError) and ex.filename is not None:
         frames = [f for f in traceback.extract_tb(ex.__traceback__) if not f.filename.endswith(("pathlib.py", "os.py"))]
-        if frames and f"{os.sep}hydra{os.sep}" in frames[-1].filename and "mkdir" in (frames[-1].line or ""):
-            return (f"cannot create the output folder {ex.filename}: {ex.strerror}; "
+        if frames and f"{os.sep}hydra{os.sep}" in frames[-1].filename:  # Hydra makes the folder and writes .hydra/ in it
+            what = "create the output folder" if "mkdir" in (frames[-1].line or "") else "write in the output folder:"
+            return (f"cannot {what} {ex.filename}: {ex.strerror}; "
                     "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
     return None
 

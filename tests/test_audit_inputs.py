@@ -198,6 +198,11 @@ def test_every_task_defaults_to_a_model_that_fits_it():
     assert _compose("eval", ["run=x"]).model is None and _compose("eval", ["run=x", "task=sft"]).task.family.value == "causal_lm"
 
 
+def test_eval_takes_a_task_option_that_names_a_default_model_but_refuses_model(tmp_path):
+    _fails(["eval", "run=no-such-run", "task=sft"], tmp_path, "run folder not found: no-such-run")  # composes
+    _fails(["eval", "run=no-such-run", "model=tiny-gpt2"], tmp_path, "eval scores the run's own checkpoint: drop model=")
+
+
 def test_fitting_models_are_shipped_options():
     from llmft.backbone import FITTING_MODELS
     from llmft.paths import conf_dir
