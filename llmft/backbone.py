@@ -9,6 +9,13 @@ from llmft.config import ModelConfig
 from llmft.errors import UserError
 
 BUILTIN_PREFIX = "builtin:"
+# what each head needs, and the shipped `model=` options that fit it (offline ones first)
+FITTING_MODELS = {
+    "CausalLM": ("a decoder-only model", ["smollm2-135m", "tiny-gpt2", "gpt2", "qwen2.5-0.5b", "qwen2.5-0.5b-instruct", "llama-3.2-1b"]),
+    "Seq2SeqLM": ("an encoder-decoder model", ["tiny-t5", "t5-small", "flan-t5-base", "bart-base"]),
+    "SequenceClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+}
 
 
 def _builtin(name: str) -> tuple[str, str | None]:
@@ -78,48 +85,90 @@ def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelC
     """A model with the task's head: pretrained weights when given, else a tiny random model (builtin)."""
     from llmft.finetune import dropout_overrides
 
-    if weights is None:
-        from llmft.builtin_models import tiny_config
-
-        config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
-        if cfg.dropout is not None:
-            head_kwargs.update(dropout_overrides(config, cfg.dropout))
-        for key, value in head_kwargs.items():
-            setattr(config, key, value)
-        return auto_class.from_config(config)
     try:
-        if cfg.dropout is not None:
+        if weights is None:
+            from llmft.builtin_models import tiny_config
+
+            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
+            if cfg.dropout is not None:
+                head_kwargs.update(dropout_overrides(config, cfg.dropout))
+            for key, value in head_kwargs.items():
+                setattr(config, key, value)
+            model = auto_class.from_config(config)
+        else:
+            if cfg.dropout is not None:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+                head_kwargs.update(dropout_overrides(config, cfg.dropout))
+            import torch
+
+            # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
+            # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
+            model = auto_class.from_pretrained(
+                weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32, **head_kwargs
+            )
+    except ValueError as ex:
+        if "Unrecognized configuration class" in str(ex):
+            head = auto_class.__name__.replace("AutoModelFor", "")
+            raise mismatch_error(auto_class.__name__, cfg.name_or_path, f"it has no {head} head") from ex
+        raise _load_error("model", weights or cfg.name_or_path, ex) from ex
+    except OSError as ex:
+        raise _load_error("model", weights or cfg.name_or_path, ex) from ex
+    _check_decoder(auto_class.__name__, model.config, cfg.name_or_path)
+    return model
+
+
+def mismatch_error(auto_class_name: str, name: str, why: str) -> UserError:
+    """One line: the model does not fit the task's head, and the `model=` options that do."""
+    head = auto_class_name.replace("AutoModelFor", "")
+    what, options = FITTING_MODELS.get(head, ("another backbone", []))
+    fits = f", e.g. model={' / '.join(options)}" if options else ""
+    return UserError(f"model '{name}' does not fit this task: {why}; it needs {what} with a {head} head{fits}")
+
+
+def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: ModelConfig) -> None:
+    """Refuse, before any data is tokenized, a backbone that does not fit the task's head (read from its config)."""
+    from transformers.models.auto import modeling_auto
+
+    try:
+        if weights is None:
+            from llmft.builtin_models import tiny_config
+
+            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
+        else:
             from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-            head_kwargs.update(dropout_overrides(config, cfg.dropout))
-        import torch
+    except Exception:  # noqa: BLE001 - loading the model itself reports what is wrong with it
+        return
+    head = auto_class_name.replace("AutoModelFor", "")
+    names = {"CausalLM": "CAUSAL_LM", "Seq2SeqLM": "SEQ_TO_SEQ_CAUSAL_LM", "SequenceClassification": "SEQUENCE_CLASSIFICATION",
+             "QuestionAnswering": "QUESTION_ANSWERING"}.get(head)
+    mapping = getattr(modeling_auto, f"MODEL_FOR_{names}_MAPPING_NAMES", None) if names else None
+    custom = auto_class_name in (getattr(config, "auto_map", None) or {})  # trust_remote_code models bring their own head
+    if mapping is not None and not custom and config.model_type not in mapping:
+        raise mismatch_error(auto_class_name, cfg.name_or_path, f"{config.model_type} has no {head} head")
+    _check_decoder(auto_class_name, config, cfg.name_or_path)
 
-        # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
-        # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
-        return auto_class.from_pretrained(
-            weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32, **head_kwargs
-        )
-    except ValueError as ex:
-        if "Unrecognized configuration class" in str(ex):
-            raise UserError(
-                f"model '{weights}' has no {auto_class.__name__.replace('AutoModelFor', '')} head: "
-                "pick a backbone that fits the task (e.g. an encoder like BERT for classification)"
-            ) from ex
-        raise _load_error("model", weights, ex) from ex
-    except OSError as ex:
-        raise _load_error("model", weights, ex) from ex
+
+def _check_decoder(auto_class_name: str, config: Any, name: str) -> None:
+    """transformers gives encoders (BERT, RoBERTa...) a CausalLM head too, which cannot generate; refuse them."""
+    if auto_class_name != "AutoModelForCausalLM":
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    if config.is_encoder_decoder:
+        raise mismatch_error(auto_class_name, name, f"{config.model_type} is an encoder-decoder (it fits task.family=seq2seq)")
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
+        raise mismatch_error(auto_class_name, name, f"{config.model_type} is an encoder, which cannot generate text")
 
 
 def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
     import transformers
 
-    from llmft.checkpoint import check_weights
-
     folder = Path(folder)
-    # a truncated or garbled weights file: one line naming it, not safetensors' traceback
-    check_weights(folder, "restore it from a copy, or choose another checkpoint (checkpoint=best|last|<folder>)")
     if (folder / "adapter_config.json").is_file():
         return _load_adapter(getattr(transformers, auto_class_name), folder)
     if not (folder / "config.json").is_file():

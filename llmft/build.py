@@ -46,6 +46,7 @@ def build_run(config: TrainConfig) -> RunParts:
 
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
     splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
     if not dist.main:
         dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache

@@ -192,6 +192,26 @@ def _sweep_report(args: list[str]) -> None:
         sys.exit(2)
 
 
+def _hydra_message(ex: BaseException) -> str | None:
+    """One line for what fails inside Hydra before a verb runs: an output folder it cannot create, a target in the
+    config that it refuses to instantiate (e.g. a `hydra.callbacks` entry of a -cd config folder)."""
+    import traceback
+
+    from hydra.errors import InstantiationException
+
+    if isinstance(ex, InstantiationException):
+        lines = [line.strip() for line in str(ex).splitlines() if line.strip() and not line.strip().startswith("full_key:")]
+        key = next((line.split(":", 1)[1].strip() for line in str(ex).splitlines() if line.strip().startswith("full_key:")), None)
+        return f"Hydra refused {key or 'a config target'}: {' '.join(lines)}"
+    if isinstance(ex, OSError) and ex.filename is not None:
+        frames = [f for f in traceback.extract_tb(ex.__traceback__) if not f.filename.endswith(("pathlib.py", "os.py"))]
+        if frames and f"{os.sep}hydra{os.sep}" in frames[-1].filename:  # Hydra makes the folder and writes .hydra/ in it
+            what = "create the output folder" if "mkdir" in (frames[-1].line or "") else "write in the output folder:"
+            return (f"cannot {what} {ex.filename}: {ex.strerror}; "
+                    "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -221,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages
         from llmft.errors import describe
 
-        message = describe(ex)
+        message = describe(ex) or _hydra_message(ex)
         if message is None or show_traceback:
             raise
         print(f"error: {message}", file=sys.stderr)

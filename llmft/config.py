@@ -104,6 +104,10 @@ class ConfigError(ValueError):
     """A config that composes but is inconsistent; the message is one line for the user."""
 
 
+# sacrebleu's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS; a test keeps the two equal)
+BLEU_TOKENIZERS = ("13a", "none", "zh", "intl", "char", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200", "spBLEU-1K")
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str = "builtin:minilm-l6"  # hub id, local folder, or builtin:<name>
@@ -114,6 +118,8 @@ class ModelConfig:
     dropout: Optional[float] = None  # overrides the backbone's hidden/attention dropout when set
 
     def __post_init__(self) -> None:
+        if self.max_length < 1:
+            raise ConfigError(f"model.max_length must be >= 1 (tokens per row), got {self.max_length}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -183,6 +189,7 @@ class TaskConfig:
     messages_column: Optional[str] = None  # chat rows: [{role, content}, ...]; only assistant turns supervised
     use_chat_template: bool = True  # wrap prompt/response in the tokenizer's chat template when it has one
     text_metric: TextMetric = TextMetric.none  # computed on generated text during eval
+    bleu_tokenize: str = "13a"  # sacrebleu's BLEU tokenizer: 13a, zh (Chinese), ja-mecab (Japanese), intl, char, flores200, ...
     eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
     max_target_length: int = 128  # seq2seq targets
     packing: bool = False  # causal_lm training: several examples per row (positions restart, attention stays within each)
@@ -208,6 +215,11 @@ class TaskConfig:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.bleu_tokenize not in BLEU_TOKENIZERS:
+            from llmft.errors import closest
+
+            raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
+                              f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
 
 
 @dataclass
@@ -332,6 +344,7 @@ class EvalConfig:
     run: str = "???"  # a train run folder
     checkpoint: str = "best"  # best | last | a folder
     split: str = "test"  # which split of the task's data to score
+    model: Optional[ModelConfig] = None  # set only by a task option's default model (task=sft); eval loads the run's checkpoint
     task: TaskConfig = field(default_factory=TaskConfig)  # overrides apply onto the run's task
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

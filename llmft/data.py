@@ -13,6 +13,7 @@ from llmft.paths import resources_dir
 BUILTIN_PREFIX = "builtin:"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 ROLES = ("train", "eval", "test")
+ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
 
 
 def _format_of(path: str) -> str:
@@ -67,21 +68,67 @@ def load_raw(cfg: DataConfig) -> Any:
             formats = {_format_of(f) for f in files.values()}
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
+            _check_not_empty(files)
             fmt = formats.pop()
             kwargs = {"delimiter": "\t"} if all(f.endswith(".tsv") for f in files.values()) else {}
             return datasets.load_dataset(fmt, data_files=files, **kwargs)
         return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
     except UserError:
         raise
-    except UnicodeDecodeError as ex:
-        raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as ex:
-        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-        raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
-    except Exception as ex:  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
-        if type(ex).__module__.startswith("datasets"):
+    except Exception as ex:
+        if files is not None:
+            _raise_located(files, ex)
+        if isinstance(ex, UnicodeDecodeError):
+            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
+        if isinstance(ex, (FileNotFoundError, ValueError, ConnectionError, OSError)):
+            first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+            raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
+        if type(ex).__module__.startswith("datasets"):  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
             raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
         raise
+
+
+def _check_not_empty(files: dict[str, str]) -> None:
+    """A file with no text at all (datasets fails on it with a bare StopIteration)."""
+    for split, file in files.items():
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 16):
+                if chunk.strip():
+                    break
+            else:
+                raise UserError(f"data file {file} (split '{split}') is empty")
+
+
+def _raise_located(files: dict[str, str], ex: Exception) -> None:
+    """When a local file failed to load, find the line at fault ourselves (datasets names only a byte position):
+    a JSON line that does not parse, a file that has a header but no rows. Returns when nothing is found."""
+    import json
+
+    for split, file in files.items():
+        if _format_of(file) != "json":
+            continue
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return  # reported as not UTF-8 by the caller
+        if file.endswith(".json"):
+            try:
+                json.loads(text)
+                continue
+            except json.JSONDecodeError:
+                pass  # maybe JSON Lines under a .json name: check line by line
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as bad:
+                raise UserError(f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
+                                "each line of a .jsonl file must be one JSON object") from ex
+            if not isinstance(row, dict):
+                raise UserError(f"{file}, line {number}: a JSON {type(row).__name__}, not an object with one field per column") from ex
+    if "corresponds to no data" in str(ex):
+        raise UserError(f"data file(s) {', '.join(files.values())} have no rows") from ex
 
 
 def _root_cause(ex: BaseException) -> str:
@@ -102,8 +149,11 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
         raise UserError(f"data set '{cfg.path}' has no split '{cfg.train_split}'; it has: {', '.join(raw)}")
     train = raw[cfg.train_split]
     out: dict[str, Any] = {}
+    carve = [split for split in (cfg.eval_split, cfg.test_split) if split not in raw or split == cfg.train_split]
+    if carve and ROW_COLUMN not in train.column_names:  # the carve shuffles: keep each row's place in its file
+        train = train.add_column(ROW_COLUMN, list(range(len(train))))
     for role, split in (("eval", cfg.eval_split), ("test", cfg.test_split)):
-        if split in raw and split != cfg.train_split:
+        if split not in carve:
             out[role] = raw[split]
             continue
         if len(train) < 4:
@@ -129,12 +179,35 @@ def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) ->
     if not empty:
         return ds, 0
     if cfg.empty_texts is EmptyTexts.error:
-        raise UserError(f"the {role} split has {len(empty)} empty or whitespace-only texts (first: row {empty[0]}); "
+        raise UserError(f"the {role} split has {len(empty)} empty or whitespace-only texts (first: {row_origin(ds, empty[0], role, cfg)}); "
                         "clean the data or set task.data.empty_texts=drop")
     if len(empty) == len(ds):
         raise UserError(f"every text in the {role} split is empty")
     drop = set(empty)
     return ds.select([i for i in range(len(ds)) if i not in drop]), len(empty)
+
+
+def row_origin(ds: Any, index: int, role: str, cfg: DataConfig) -> str:
+    """Where row `index` of the `role` split came from, in the user's terms: 'line 31 of data.jsonl' (a JSON
+    Lines file), 'row 30 of data.csv' (counted after the header), or 'row 30 of split train' (a hub data set).
+    Rows carved off train carry their position in the train file (ROW_COLUMN); other splits keep file order."""
+    carved = ROW_COLUMN in ds.column_names
+    row = int(ds[index][ROW_COLUMN]) if carved else index
+    split = cfg.train_split if carved else {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    try:
+        file = (local_files(cfg) or {}).get(split)
+    except UserError:
+        file = None
+    if file is None:
+        return f"row {row + 1} of split '{split}'"
+    if file.endswith(".jsonl"):  # datasets skips blank lines: the row's line is the (row+1)-th non-blank one
+        with open(file, encoding="utf-8", errors="replace") as handle:
+            count = -1
+            for number, line in enumerate(handle, 1):
+                count += bool(line.strip())
+                if count == row:
+                    return f"line {number} of {file}"
+    return f"row {row + 1} of {file}"
 
 
 def cap(ds: Any, role: str, cfg: DataConfig) -> Any:
@@ -144,12 +217,13 @@ def cap(ds: Any, role: str, cfg: DataConfig) -> Any:
 
 
 def check_columns(ds: Any, columns: list[str], where: str) -> None:
-    missing = [c for c in columns if c not in ds.column_names]
+    names = [c for c in ds.column_names if c != ROW_COLUMN]
+    missing = [c for c in columns if c not in names]
     if missing:
         from llmft.errors import closest
 
-        hint = closest(missing[0], ds.column_names)
-        raise UserError(f"column '{missing[0]}' not found in {where}{hint}; columns: {', '.join(ds.column_names)}")
+        hint = closest(missing[0], names)
+        raise UserError(f"column '{missing[0]}' not found in {where}{hint}; columns: {', '.join(names)}")
 
 
 def cached_map(ds: Any, function: Callable, key: str, tokenizer: Any, **kwargs: Any) -> Any:

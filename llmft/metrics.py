@@ -12,8 +12,10 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """Accuracy, macro and per-class precision/recall/F1, ROC-AUC and the confusion matrix.
 
-    `probs` is (n, num_classes); predictions are its argmax. ROC-AUC is binary on the positive class
-    for two classes and macro one-vs-rest for more; it is omitted when a class is absent from `labels`.
+    `probs` is (n, num_classes); predictions are its argmax. Macro averages are scikit-learn's default: over
+    the classes present in the labels or the predictions (a class absent from both is not counted as 0);
+    per-class figures are given for every class. ROC-AUC is binary on the positive class for two classes
+    and macro one-vs-rest for more; it is omitted when a class is absent from `labels`.
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -25,9 +27,7 @@ def classification_metrics(
     y_true = np.asarray(labels)
     y_pred = probs.argmax(axis=1)
     classes = list(range(len(label_names)))
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, average="macro", zero_division=0
-    )
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
     per_p, per_r, per_f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, average=None, zero_division=0
     )

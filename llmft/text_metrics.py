@@ -7,14 +7,21 @@ Heavy libraries are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Abbreviations after which a period does not end a sentence (lower case, without their final period); single-letter
+# initials ("J. R. R. Tolkien") are recognised by punkt itself.
+ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "gen", "gov", "sen", "rep", "rev", "col", "capt", "lt", "sgt",
+    "u.s", "u.k", "u.n", "e.u", "u.s.a", "d.c", "a.m", "p.m", "e.g", "i.e", "vs", "approx", "dept", "fig",
+    "vol", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+})
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = frozenset(string.punctuation)
 
@@ -26,29 +33,61 @@ def _check_lengths(predictions: Sequence[object], references: Sequence[object]) 
         raise ValueError("no predictions to score")
 
 
-def bleu_chrf(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus BLEU and chrF from sacrebleu (0-100), one reference per prediction, default settings."""
+def bleu_chrf(predictions: list[str], references: list[str], tokenize: str = "13a") -> dict[str, float]:
+    """Corpus BLEU and chrF from sacrebleu (0-100), one reference per prediction, default settings except
+    BLEU's tokenizer (`tokenize`: sacrebleu's name, e.g. `13a`, `zh`, `ja-mecab`, `intl`, `char`, `flores200`)."""
     import sacrebleu
 
     _check_lengths(predictions, references)
     refs = [list(references)]
     return {
-        "bleu": float(sacrebleu.corpus_bleu(list(predictions), refs).score),
+        "bleu": float(sacrebleu.corpus_bleu(list(predictions), refs, tokenize=tokenize).score),
         "chrf": float(sacrebleu.corpus_chrf(list(predictions), refs).score),
     }
 
 
+def check_bleu_tokenizer(tokenize: str) -> None:
+    """Build sacrebleu's BLEU tokenizer `tokenize` now, so a missing extra (MeCab for `ja-mecab`, sentencepiece for
+    `flores200`) or a model download that needs the network fails before training, not at its first eval."""
+    from sacrebleu.metrics.bleu import BLEU
+
+    from llmft.errors import UserError
+
+    try:
+        BLEU(tokenize=tokenize)
+    except Exception as ex:  # ImportError, or sacrebleu's own error types for a missing extra or a failed download
+        detail = " ".join(str(ex).split()) or type(ex).__name__
+        raise UserError(f"task.bleu_tokenize={tokenize} cannot be used here: {detail}") from ex  # sacrebleu names the fix
+
+
+@functools.lru_cache(maxsize=1)
+def _sentence_splitter() -> Any:
+    """nltk's punkt algorithm with a fixed list of abbreviations (its trained English model is a separate
+    download, often absent offline; a fixed list also keeps scores the same on every machine)."""
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    params = PunktParameters()
+    params.abbrev_types = set(ABBREVIATIONS)
+    return PunktSentenceTokenizer(params)
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of `text`: split after '.', '!' or '?', but not after `Mr.`, `U.S.`, `p.m.` or initials."""
+    return [part.strip() for part in _sentence_splitter().tokenize(text.strip()) if part.strip()]
+
+
 def _sentences_on_lines(text: str) -> str:
     """One sentence per line, as rougeLsum expects (it splits summaries on newlines only)."""
-    return "\n".join(part for part in _SENTENCE_END.split(text.strip()) if part)
+    return "\n".join(sentences(text))
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     """ROUGE-1/2/L/Lsum F-measure (0-1), averaged over examples, with rouge-score and Porter stemming.
 
     rouge-score's rougeLsum treats each newline-separated line as a sentence, so for it every text is
-    first split into sentences (after '.', '!' or '?' followed by whitespace) and put one per line;
-    Hugging Face `evaluate` does the same with nltk. rouge1/rouge2/rougeL score the text unchanged.
+    first split into sentences (`sentences`: nltk's punkt, which does not split after `Mr.`, `U.S.` or
+    initials) and put one per line; Hugging Face `evaluate` does the same with nltk's trained punkt.
+    rouge1/rouge2/rougeL score the text unchanged.
     """
     from rouge_score import rouge_scorer
 

@@ -37,7 +37,18 @@ def _role(split: str, task: TaskConfig) -> str:
     return roles[split]
 
 
+def _without_model(cfg: DictConfig) -> DictConfig:
+    """The config less its `model` node, which is there only because a `task=...` option may name its default model
+    (task=sft); eval loads the run's own checkpoint, so a `model=` typed by the user is refused."""
+    if any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == "model" for o in user_overrides()):
+        raise UserError("llmft eval scores the run's own checkpoint: drop model=... (checkpoint=<folder> picks another checkpoint)")
+    from omegaconf import OmegaConf
+
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "model"])  # type: ignore[return-value]
+
+
 def eval_command(cfg: DictConfig) -> float:
+    cfg = _without_model(cfg)
     config = to_typed(cfg, EvalConfig)
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)

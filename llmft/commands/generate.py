@@ -4,6 +4,7 @@ class probabilities for a classifier; generated text (streamed for one prompt) f
 from __future__ import annotations
 
 import json
+import os
 import string
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ def read_jsonl(path: Path, columns: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def check_output(path: Path) -> None:
+    """`output=` must name a file that can be written; checked before any model is loaded."""
+    if path.is_dir():
+        raise UserError(f"output={path} is a folder; name a file, e.g. output={path / 'predictions.jsonl'}")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise UserError(f"cannot write output={path}: cannot create its folder {parent} ({ex.strerror})") from ex
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write output={path}: permission denied")
+
+
 def _template_fields(template: str | None) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template or "") if f]
 
@@ -55,6 +69,8 @@ def generate_command(cfg: DictConfig) -> None:
     from llmft.tasks import get_task
 
     config = to_typed(cfg, GenerateConfig)
+    if config.output:
+        check_output(Path(config.output))
     quiet_libraries()
     device = resolve_device(config.device)
     if config.run is not None:

@@ -10,11 +10,36 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import DataConfig, ModelConfig, Side, TaskConfig
-from llmft.data import cached_map, check_columns, drop_empty_texts
+from llmft.data import cached_map, check_columns, drop_empty_texts, row_origin
 from llmft.distributed import Dist
 from llmft.errors import UserError
 from llmft.precision import Precision
 from llmft.tasks.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+
+
+def _check_label_types(ds: Any, role: str, cfg: DataConfig) -> None:
+    """One column holds either strings or integers: a mix (which datasets keeps as raw JSON) names the first row
+    whose kind differs from the first row's, by its line in the user's file."""
+    if hasattr(ds.features[cfg.label_column], "names"):
+        return  # ClassLabel: integer ids by construction
+    column = ds[cfg.label_column]
+    kinds = [_label_kind(v) for v in column]
+    if not kinds or all(k == kinds[0] for k in kinds):
+        return
+    odd = next(i for i, k in enumerate(kinds) if k != kinds[0])
+    raise UserError(
+        f"labels in column '{cfg.label_column}' mix {kinds[0]} and {kinds[odd]}: {column[odd]!r} at "
+        f"{row_origin(ds, odd, role, cfg)} where {row_origin(ds, 0, role, cfg)} has {column[0]!r}; "
+        "write every label the same way (all names or all integer ids)"
+    )
+
+
+def _label_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "strings"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return "integers"
+    return f"{type(value).__name__} values"
 
 
 def _label_names(train: Any, cfg: DataConfig) -> list[str]:
@@ -32,7 +57,7 @@ def _label_names(train: Any, cfg: DataConfig) -> list[str]:
 
 
 def _to_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> Any:
-    """Map the label column to ids 0..n-1; a label outside the label set is an error naming it."""
+    """Map the label column to ids 0..n-1; a label outside the label set is an error naming it and its line."""
     index = {name: i for i, name in enumerate(names)}
     feature = ds.features[cfg.label_column]
     column = ds[cfg.label_column]
@@ -43,7 +68,7 @@ def _to_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> Any:
         key = value if isinstance(value, str) else (names[value] if isinstance(value, int) and 0 <= value < len(names) else value)
         if key not in index:
             raise UserError(
-                f"label {value!r} in the {role} split (row {row}) is not in the label set {names}; "
+                f"label {value!r} in the {role} split ({row_origin(ds, row, role, cfg)}) is not in the label set {names}; "
                 "fix the data or set task.data.label_names"
             )
         ids.append(index[key])
@@ -80,13 +105,14 @@ class ClassificationTask:
         columns = [*self.data.text_columns, self.data.label_column]
         for role, ds in splits.items():
             check_columns(ds, columns, f"the {role} split of '{self.data.path}'")
+            _check_label_types(ds, role, self.data)
         self.label_names = _label_names(splits.get("train"), self.data)
         if len(self.label_names) < 2:
             raise UserError(f"classification needs at least two labels, found {self.label_names}")
         out = {}
         for role, ds in splits.items():
+            ds = _to_ids(ds, role, self.label_names, self.data)  # before any row is dropped: rows keep their file order
             ds, dropped = drop_empty_texts(ds, list(self.data.text_columns), role, self.data)
-            ds = _to_ids(ds, role, self.label_names, self.data)
             out[role] = self._tokenize(ds, tokenizer, max_length, role)
             truncated = int(sum(out[role]["truncated"]))
             out[role] = out[role].remove_columns("truncated")

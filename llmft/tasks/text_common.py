@@ -63,15 +63,17 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
 
-def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions)."""
+def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]],
+                       bleu_tokenize: str = "13a") -> dict[str, float]:
+    """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
+    sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
     from llmft import text_metrics
 
     firsts = [r[0] if r else "" for r in references]
     if metric is TextMetric.rouge:
         return text_metrics.rouge(predictions, firsts)
     if metric is TextMetric.bleu:
-        return text_metrics.bleu_chrf(predictions, firsts)
+        return text_metrics.bleu_chrf(predictions, firsts, tokenize=bleu_tokenize)
     if metric is TextMetric.squad:
         return text_metrics.squad_em_f1(predictions, references)
     if metric is TextMetric.exact_match:
@@ -129,7 +131,7 @@ def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> 
     if predictions:
         examples = [task.examples[role][i] for i in sorted(predictions)]
         texts = [predictions[i] for i in sorted(predictions)]
-        metrics.update(text_metric_values(task.cfg.text_metric, texts, [e.references for e in examples]))
+        metrics.update(text_metric_values(task.cfg.text_metric, texts, [e.references for e in examples], task.cfg.bleu_tokenize))
         metrics["generated"] = len(texts)
         metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)]
     return metrics
