@@ -168,7 +168,11 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
     import transformers
 
+    from llmft.checkpoint import check_weights
+
     folder = Path(folder)
+    # a truncated or garbled weights file: one line naming it, not safetensors' traceback
+    check_weights(folder, "restore it from a copy, or choose another checkpoint (checkpoint=best|last|<folder>)")
     if (folder / "adapter_config.json").is_file():
         return _load_adapter(getattr(transformers, auto_class_name), folder)
     if not (folder / "config.json").is_file():

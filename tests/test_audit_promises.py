@@ -131,7 +131,9 @@ def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(t
 class _Tok:
     """Stands in for a tokenizer: two ids per text (the label logic is what is under test)."""
 
-    def __call__(self, texts, truncation, max_length, **kw):
+    truncation_side = "right"
+
+    def __call__(self, texts, *pairs, **kw):
         return {"input_ids": [[1, 2] for _ in texts]}
 
 
