@@ -156,5 +156,5 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def tiny_run(tmp_path_factory) -> Path:
     """One finished tiny training run, shared by the tests that inspect a run folder."""
     root = tmp_path_factory.mktemp("tiny_run")
-    run_cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
+    cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
     return only_run_dir(root / "outputs")
