@@ -58,9 +58,9 @@ def cli(args: list[str], cwd: Path, check: bool = True, env: dict | None = None)
         try:
             main(list(args))
             code = 0
-        except SystemExit as ex:
-            code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
-            if ex.code is not None and not isinstance(ex.code, int):
+        except SystemExit as ex:  # sys.exit(2) -> 2, sys.exit() -> 0, sys.exit("text") -> text on stderr and 1
+            code = 0 if ex.code is None else ex.code if isinstance(ex.code, int) else 1
+            if not isinstance(ex.code, (int, type(None))):
                 print(ex.code, file=sys.stderr)
         except Exception:  # noqa: BLE001 - what the interpreter does with an uncaught exception
             traceback.print_exc()
@@ -107,7 +107,7 @@ def _as_a_fresh_process(cwd: Path, env: dict | None, out: io.StringIO, err: io.S
             signal.signal(s, handler)
         GlobalHydra.instance().clear()
         os.chdir(saved_cwd)
-        sys.argv[:] = saved_argv
+        sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)
 
