@@ -1,12 +1,20 @@
-"""Shared fixtures: the real CLI as a subprocess, offline, in a temp folder; tiny data sets."""
+"""Shared fixtures: the real CLI (in this process, or as a subprocess where the process is tested), offline, in a
+temp folder; tiny data sets."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,6 +46,101 @@ def run_cli(args: list[str], cwd: Path, check: bool = True, env: dict | None = N
     return proc
 
 
+def cli(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`llmft ARGS` in `cwd`, run in this process through `llmft.cli.main` (what `python -m llmft` calls), so a call
+    does not pay ~4 s of interpreter start and torch/transformers/datasets imports. Exit status, stdout and stderr
+    are what the process would give: SystemExit's code, an uncaught exception's traceback with status 1, and warnings
+    printed to stderr. Use `run_cli` where the process itself is under test (signals, kill, torchrun, launchers)."""
+    from llmft.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _as_a_fresh_process(cwd, env, out, err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as ex:  # sys.exit(2) -> 2, sys.exit() -> 0, sys.exit("text") -> text on stderr and 1
+            code = 0 if ex.code is None else ex.code if isinstance(ex.code, int) else 1
+            if not isinstance(ex.code, (int, type(None))):
+                print(ex.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - what the interpreter does with an uncaught exception
+            traceback.print_exc()
+            code = 1
+    proc = subprocess.CompletedProcess(["llmft", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        pytest.fail(f"llmft {' '.join(args)} exited {code}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}")
+    return proc
+
+
+_CALL_STREAMS: list[tuple[io.StringIO, str]] = []  # each cli() call's stdout/stderr buffer and which it was
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process(cwd: Path, env: dict | None, out: io.StringIO, err: io.StringIO) -> Iterator[None]:
+    """Run a CLI call with its own cwd, environment, argv, stdout/stderr, warning filters and logging, and put
+    back everything it changes (Hydra sets HYDRA_FULL_ERROR, sys.argv and the root logger's handlers)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv[:], os.getcwd()
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_logging = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in _loggers()]
+    real = {"out": sys.stdout, "err": sys.stderr}
+    _CALL_STREAMS.extend([(out, "out"), (err, "err")])
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
+    GlobalHydra.instance().clear()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            _point_stream_handlers({id(real["out"]): out, id(real["err"]): err, **_call_streams(out, err)})
+            _default_warning_filters()
+            yield
+    finally:
+        _point_stream_handlers(_call_streams(real["out"], real["err"]))  # handlers made in the call: the real streams
+        for lg, level, handlers, propagate, disabled in saved_logging:
+            for h in lg.handlers:
+                if h not in handlers:  # the run's own (Hydra's console and <job>.log file handlers)
+                    h.close()
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate, lg.disabled = propagate, disabled
+        for s, handler in saved_signals.items():
+            signal.signal(s, handler)
+        GlobalHydra.instance().clear()
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _loggers() -> list[logging.Logger]:
+    return [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+
+
+def _call_streams(out: object, err: object) -> dict[int, object]:
+    """Each earlier call's buffer id -> the stream that should replace it."""
+    return {id(buffer): out if kind == "out" else err for buffer, kind in _CALL_STREAMS}
+
+
+def _point_stream_handlers(replace: dict[int, object]) -> None:
+    """Log handlers bound to the process's streams (transformers' own) or to an earlier call's buffers write where
+    `replace` says, as they would to a fresh process's stdout/stderr."""
+    for lg in _loggers():
+        for h in lg.handlers:
+            if isinstance(h, logging.StreamHandler) and id(h.stream) in replace:
+                h.setStream(replace[id(h.stream)])
+
+
+def _default_warning_filters() -> None:
+    """The warning filters and printer of a plain `python` process (pytest records warnings instead)."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+        warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def only_run_dir(root: Path) -> Path:
     runs = [p.parent for p in root.glob("**/run.json")]
     assert len(runs) == 1, runs
@@ -53,5 +156,5 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def tiny_run(tmp_path_factory) -> Path:
     """One finished tiny training run, shared by the tests that inspect a run folder."""
     root = tmp_path_factory.mktemp("tiny_run")
-    run_cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
+    cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
     return only_run_dir(root / "outputs")

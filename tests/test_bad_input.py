@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, cli, write_jsonl
 
 
 def _fails(args: list[str], cwd: Path, *messages: str) -> str:
-    proc = run_cli(args, cwd=cwd, check=False)
+    proc = cli(args, cwd=cwd, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     for message in messages:
@@ -44,7 +44,7 @@ def test_empty_texts_are_dropped_and_counted_or_refused(tmp_path):
     rows = _rows() + [{"text": "   ", "label": "neg"}, {"text": "", "label": "pos"}]
     data = write_jsonl(tmp_path / "data.jsonl", rows)
     _fails([*_classification(data), "task.data.empty_texts=error"], tmp_path, "2 empty or whitespace-only texts")
-    run_cli(_classification(data), cwd=tmp_path)
+    cli(_classification(data), cwd=tmp_path)
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     assert sum(s["dropped_empty"] for s in stats.values()) == 2
 
@@ -52,7 +52,7 @@ def test_empty_texts_are_dropped_and_counted_or_refused(tmp_path):
 def test_long_sequences_are_truncated_and_counted(tmp_path):
     rows = [{"text": ("word " * (3 + i % 20)).strip(), "label": "pos" if i % 2 else "neg"} for i in range(60)]
     data = write_jsonl(tmp_path / "data.jsonl", rows)
-    run_cli([*_classification(data), "model.max_length=12"], cwd=tmp_path)
+    cli([*_classification(data), "model.max_length=12"], cwd=tmp_path)
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     expected = sum(1 for r in rows if len(r["text"].split()) + 2 > 12)  # [CLS] words [SEP]
     assert sum(s["truncated"] for s in stats.values()) == expected > 0

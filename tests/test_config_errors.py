@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from conftest import run_cli
     ],
 )
 def test_bad_config_exits_with_one_clear_line(tmp_path, override, expected):
-    proc = run_cli(["train", override, "model=tiny-bert"], cwd=tmp_path, check=False)
+    proc = cli(["train", override, "model=tiny-bert"], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     first = proc.stderr.strip().splitlines()[0]
@@ -37,35 +37,35 @@ def test_typo_inside_a_user_yaml_names_the_key(tmp_path):
     conf = tmp_path / "myconf" / "optimizer"
     conf.mkdir(parents=True)
     (conf / "mine.yaml").write_text("name: adamw\nlr: 1e-4\nweight_decy: 0.1\n")
-    proc = run_cli(["train", "-cd", str(tmp_path / "myconf"), "optimizer=mine"], cwd=tmp_path, check=False)
+    proc = cli(["train", "-cd", str(tmp_path / "myconf"), "optimizer=mine"], cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "weight_decy" in proc.stderr and "did you mean 'weight_decay'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_full_error_env_shows_the_traceback(tmp_path):
-    proc = run_cli(["train", "optimizer.lrr=1"], cwd=tmp_path, check=False, env={"HYDRA_FULL_ERROR": "1"})
+    proc = cli(["train", "optimizer.lrr=1"], cwd=tmp_path, check=False, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
 
 
 def test_unknown_verb_suggests(tmp_path):
-    proc = run_cli(["trian"], cwd=tmp_path, check=False)
+    proc = cli(["trian"], cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "did you mean 'train'" in proc.stderr
 
 
 def test_help_lists_verbs_groups_and_options(tmp_path):
-    out = run_cli(["--help"], cwd=tmp_path).stdout
+    out = cli(["--help"], cwd=tmp_path).stdout
     for text in ("train", "eval", "generate", "optimizer", "adamw", "sgd", "cosine", "bf16", "minilm-l6", "sentiment", "recipe"):
         assert text in out
-    verb_help = run_cli(["train", "--help"], cwd=tmp_path).stdout
+    verb_help = cli(["train", "--help"], cwd=tmp_path).stdout
     for text in ("optimizer: adam, adamw, sgd", "scheduler: constant, cosine, exponential, linear", "recipe:", "lr: 5.0e-05"):
         assert text in verb_help
-    assert "family: causal_lm" in run_cli(["train", "task=sft", "--help"], cwd=tmp_path).stdout  # the composed config
+    assert "family: causal_lm" in cli(["train", "task=sft", "--help"], cwd=tmp_path).stdout  # the composed config
 
 
 def test_hub_metric_needs_evaluate_or_the_network(tmp_path):
-    proc = run_cli(["train", "model=tiny-bert", "task.hub_metrics=[accuracy]"], cwd=tmp_path, check=False)
+    proc = cli(["train", "model=tiny-bert", "task.hub_metrics=[accuracy]"], cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "needs the evaluate package" in proc.stderr or "could not load hub metric 'accuracy'" in proc.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import DataConfig
 from llmft.data import load_raw, named_splits
 from llmft.errors import UserError
@@ -67,7 +67,7 @@ def test_missing_file_and_unknown_split_name(tmp_path):
 
 def test_sentence_pairs_with_string_labels_train_end_to_end(tmp_path):
     data = _csv(tmp_path / "nli.csv", _rows(120))
-    run_cli(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[premise,hypothesis]", *FAST], cwd=tmp_path)
+    cli(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[premise,hypothesis]", *FAST], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["labels"] == ["maybe", "no", "yes"]  # read from the data, sorted
@@ -75,7 +75,7 @@ def test_sentence_pairs_with_string_labels_train_end_to_end(tmp_path):
     result = json.loads((run / "eval.json").read_text())
     assert result["select_metric"] == "f1_macro" and "roc_auc" in result["metrics"]  # one-vs-rest for 3 classes
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"premise": "a", "hypothesis": "b"}])
-    out = run_cli(["generate", f"run={run}", f"input={pairs}"], cwd=tmp_path).stdout
+    out = cli(["generate", f"run={run}", f"input={pairs}"], cwd=tmp_path).stdout
     assert json.loads(out.strip().splitlines()[-1])["label"] in ("maybe", "no", "yes")
 
 
@@ -91,7 +91,7 @@ def test_sentence_pairs_with_string_labels_train_end_to_end(tmp_path):
 def test_data_mistakes_are_one_line(tmp_path, overrides, message):
     _csv(tmp_path / "nli.csv", _rows(40))
     args = ["train", "task=classification", "task.data.path=nli.csv", "task.data.text_columns=[premise]", *FAST, *overrides]
-    proc = run_cli(args, cwd=tmp_path, check=False)
+    proc = cli(args, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr

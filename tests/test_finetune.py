@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import FAST, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
 from llmft.errors import UserError
 from llmft.finetune import parameter_counts, prepare
@@ -75,7 +75,7 @@ def test_dropout_override_reaches_the_config():
 def test_lora_run_merges_into_a_plain_checkpoint(tmp_path):
     from transformers import pipeline
 
-    run_cli(["train", *FAST, "finetune=lora", "trainer.gradient_checkpointing=true"], cwd=tmp_path)
+    cli(["train", *FAST, "finetune=lora", "trainer.gradient_checkpointing=true"], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["finetune"] == "lora" and plan["trainable_parameters"] < 0.1 * plan["total_parameters"]
@@ -90,14 +90,14 @@ def test_lora_run_merges_into_a_plain_checkpoint(tmp_path):
 def test_lora_adapter_without_merge_on_a_pretrained_base(tmp_path):
     args = ["train", "model=minilm-l6", "task.data.max_train_samples=32", "task.data.max_eval_samples=16", "trainer.batch_size=8",
             "trainer.max_steps=2", "trainer.progress=false", "finetune=lora", "finetune.merge=false"]
-    run_cli(args, cwd=tmp_path)
+    cli(args, cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     assert (run / "checkpoints" / "best" / "adapter_config.json").is_file()
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"text": "great"}])
-    out = run_cli(["generate", f"run={run}", f"input={inputs}"], cwd=tmp_path).stdout
+    out = cli(["generate", f"run={run}", f"input={inputs}"], cwd=tmp_path).stdout
     assert json.loads(out.strip().splitlines()[-1])["label"] in ("negative", "positive")
 
 
 def test_lora_without_merge_on_a_random_base_is_refused(tmp_path):
-    proc = run_cli(["train", *FAST, "finetune=lora", "finetune.merge=false"], cwd=tmp_path, check=False)
+    proc = cli(["train", *FAST, "finetune=lora", "finetune.merge=false"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "needs a pretrained base" in proc.stderr

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import only_run_dir, run_cli, write_jsonl
+from conftest import only_run_dir, cli, write_jsonl
 
 COMMON = ["trainer.progress=false", "task.data.max_eval_samples=32", "task.eval_generate_samples=16", "trainer.log_every=5"]
 
 
 def _train(tmp_path: Path, *args: str) -> Path:
-    run_cli(["train", *COMMON, *args], cwd=tmp_path)
+    cli(["train", *COMMON, *args], cwd=tmp_path)
     return only_run_dir(tmp_path / "outputs")
 
 
@@ -65,10 +65,10 @@ def test_sft_learns_held_out_instructions(tmp_path):
     samples = [json.loads(x) for x in (run / "generations-test.jsonl").read_text().splitlines()]
     assert samples and {"input", "reference", "prediction"} <= set(samples[0])
 
-    out = run_cli(["generate", f"run={run}", "prompt=Repeat the words: sun moon"], cwd=tmp_path).stdout
+    out = cli(["generate", f"run={run}", "prompt=Repeat the words: sun moon"], cwd=tmp_path).stdout
     assert out.strip()
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Repeat the words: red fox"}, {"prompt": "Repeat the words: milk"}])
-    run_cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}", "generation.num_beams=2"], cwd=tmp_path)
+    cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}", "generation.num_beams=2"], cwd=tmp_path)
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all("generation" in r for r in rows)
 
@@ -94,17 +94,17 @@ def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
         assert (run / "generations-test.jsonl").is_file()
     if task == "qa":
         rows = [{"question": "Where was Emil born?", "context": "Emil Ambler was born in Kelport in 1970."}]
-        out = run_cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'q.jsonl', rows)}"], cwd=tmp_path).stdout
+        out = cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'q.jsonl', rows)}"], cwd=tmp_path).stdout
         answer = json.loads(out.strip().splitlines()[-1])["answer"]
         assert answer == "" or answer in rows[0]["context"]  # a span of the context, or no answer
         return
     prompt = {"textgen": "Belbrook is", "chat": "What is 2 + 3?", "summarization": "Mayor Ana Fox opened a bridge in Pelport.",
               "translation": "The dog ran.", "generative-qa": "Who?"}[task]
-    out = run_cli(["generate", f"run={run}", f"prompt={prompt}", "generation.max_new_tokens=8"], cwd=tmp_path)
+    out = cli(["generate", f"run={run}", f"prompt={prompt}", "generation.max_new_tokens=8"], cwd=tmp_path)
     assert out.returncode == 0
     if task == "textgen":
         inputs = write_jsonl(tmp_path / "in.jsonl", [{"text": "Torfield is"}])
-        run_cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'o.jsonl'}", "generation.do_sample=true",
+        cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'o.jsonl'}", "generation.do_sample=true",
                  "generation.temperature=0.8", "generation.top_k=20", "generation.top_p=0.9", "generation.stop=[.]"], cwd=tmp_path)
         row = json.loads((tmp_path / "o.jsonl").read_text())
         assert "." not in row["generation"]  # cut at the stop string
@@ -112,12 +112,12 @@ def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
 
 def test_eval_verb_on_a_generative_run(tmp_path):
     run = _train(tmp_path, "task=translation", "model=tiny-t5", "trainer.max_steps=5", "task.data.max_train_samples=64")
-    run_cli(["eval", f"run={run}", "split=validation", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
+    cli(["eval", f"run={run}", "split=validation", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
     metrics = json.loads((tmp_path / "ev" / "eval.json").read_text())["metrics"]
     assert {"bleu", "chrf", "loss", "perplexity"} <= set(metrics)
 
 
 def test_no_supervised_token_is_refused(tmp_path):
-    proc = run_cli(["train", *COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=4",
-                    "task.truncation_side=right", "trainer.max_steps=1"], cwd=tmp_path, check=False)  # right: keeps prompts only
+    proc = cli(["train", *COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=4",
+                "task.truncation_side=right", "trainer.max_steps=1"], cwd=tmp_path, check=False)  # right: keeps prompts only
     assert proc.returncode == 2 and "no token of the train split is supervised" in proc.stderr

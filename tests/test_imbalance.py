@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from conftest import FAST, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import DataConfig, TaskConfig
 from llmft.data import EpochSampler
 from llmft.errors import UserError
@@ -76,7 +76,7 @@ def test_weighted_sampler_balances_classes():
 def test_imbalanced_run_from_the_cli(tmp_path):
     rows = [{"text": f"row {i}", "label": "rare" if i % 10 == 0 else "common"} for i in range(200)]
     data = write_jsonl(tmp_path / "data.jsonl", rows)
-    run_cli(["train", *FAST, "task=classification", f"task.data.path={data}", "task.balance_classes=true",
+    cli(["train", *FAST, "task=classification", f"task.data.path={data}", "task.balance_classes=true",
              "task.weighted_sampler=true", "task.focal_gamma=1.0", "task.label_smoothing=0.05"], cwd=tmp_path)
     plan = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]
     assert plan["labels"] == ["common", "rare"]

@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from conftest import FAST, run_cli
+from conftest import FAST, cli, run_cli
 
 
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
-    proc = run_cli(["train", "--dry-run", *FAST, "trainer.grad_accum_steps=2"], cwd=tmp_path)
+    proc = cli(["train", "--dry-run", *FAST, "trainer.grad_accum_steps=2"], cwd=tmp_path)
     for text in ("dry run", "trainable_parameters", "effective_batch_size", "optimizer_steps", "warmup_steps",
                  "estimated_memory_gib", "train_label_counts", "data/train"):
         assert text in proc.stdout
@@ -34,7 +34,7 @@ def test_tensorboard_logger_writes_readable_events(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_cli(["train", *FAST, "logger=tensorboard", "trainer.log_every=1"], cwd=tmp_path)
+    cli(["train", *FAST, "logger=tensorboard", "trainer.log_every=1"], cwd=tmp_path)
     events = next(tmp_path.glob("outputs/train/*/*/tensorboard"))
     acc = EventAccumulator(str(events))
     acc.Reload()
@@ -68,7 +68,7 @@ def test_wandb_offline_run_records_metrics(tmp_path):
 
 def test_mlflow_records_metrics_and_params(tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    run_cli(["train", *FAST, "logger=mlflow", "trainer.log_every=1"], cwd=tmp_path)
+    cli(["train", *FAST, "logger=mlflow", "trainer.log_every=1"], cwd=tmp_path)
     db = next(tmp_path.glob("outputs/train/*/*/mlflow.db"))
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, run_cli
+from conftest import FAST, cli, run_cli
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -25,7 +25,7 @@ def _ranked(sweep: Path) -> list[dict]:
 
 
 def test_optuna_sweep_ranks_its_trials(tmp_path):
-    proc = run_cli(["train", "-m", "hydra/sweeper=llmft-optuna", "hydra.sweeper.n_trials=3", *FAST], cwd=tmp_path)
+    proc = cli(["train", "-m", "hydra/sweeper=llmft-optuna", "hydra.sweeper.n_trials=3", *FAST], cwd=tmp_path)
     sweep = _sweep_dir(tmp_path)
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
     rows = _ranked(sweep)
@@ -40,7 +40,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     for job in ("0", "1"):
         assert (sweep / job / "eval.json").is_file()
     assert {r["overrides"] for r in _ranked(sweep)} == {"optimizer.lr=0.0001", "optimizer.lr=0.001"}
-    again = run_cli(["sweep-report", str(sweep)], cwd=tmp_path)
+    again = cli(["sweep-report", str(sweep)], cwd=tmp_path)
     assert "optimizer.lr=0.001" in again.stdout
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, only_run_dir, run_cli, write_jsonl
+from conftest import FAST, only_run_dir, cli, write_jsonl
 
 SENTENCES = [
     "An absolute delight from start to finish, I loved it.",
@@ -51,7 +51,7 @@ def test_pipeline_on_best_checkpoint_matches_generate(tiny_run, tmp_path):
     from transformers import pipeline
 
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"text": s} for s in SENTENCES])
-    run_cli(["generate", f"run={tiny_run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}"], cwd=tmp_path)
+    cli(["generate", f"run={tiny_run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}"], cwd=tmp_path)
     ours = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     theirs = pipeline("text-classification", model=str(tiny_run / "checkpoints" / "best"), device="cpu")(SENTENCES)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
@@ -63,14 +63,14 @@ def test_pipeline_on_best_checkpoint_matches_generate(tiny_run, tmp_path):
 
 
 def test_generate_prompt_prints_one_json_line(tiny_run, tmp_path):
-    proc = run_cli(["generate", f"run={tiny_run}", "prompt=What a wonderful little film."], cwd=tmp_path)
+    proc = cli(["generate", f"run={tiny_run}", "prompt=What a wonderful little film."], cwd=tmp_path)
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row["label"] in ("negative", "positive")
     assert set(row["probabilities"]) == {"negative", "positive"}
 
 
 def test_eval_reproduces_the_run_and_scores_other_data(tiny_run, tmp_path):
-    proc = run_cli(["eval", f"run={tiny_run}"], cwd=tmp_path)
+    proc = cli(["eval", f"run={tiny_run}"], cwd=tmp_path)
     again = json.loads(next(tmp_path.glob("outputs/eval/**/eval.json")).read_text())["metrics"]
     original = json.loads((tiny_run / "eval.json").read_text())["metrics"]
     assert again["accuracy"] == pytest.approx(original["accuracy"])
@@ -84,28 +84,28 @@ def test_eval_reproduces_the_run_and_scores_other_data(tiny_run, tmp_path):
         for i, s in enumerate(SENTENCES * 3):
             writer.writerow([s, "positive" if i % 2 == 0 else "negative"])
     out = tmp_path / "other-eval"
-    run_cli(["eval", f"run={tiny_run}", f"task.data.path={other}", "task.data.text_columns=[review]",
+    cli(["eval", f"run={tiny_run}", f"task.data.path={other}", "task.data.text_columns=[review]",
              f"hydra.run.dir={out}"], cwd=tmp_path)
     scored = json.loads((out / "eval.json").read_text())
     assert scored["metrics"]["samples"] == 12 and scored["data"] == str(other)
 
 
 def test_eval_errors_are_one_line(tiny_run, tmp_path):
-    proc = run_cli(["eval", f"run={tmp_path / 'nope'}"], cwd=tmp_path, check=False)
+    proc = cli(["eval", f"run={tmp_path / 'nope'}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "run folder not found" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli(["eval", f"run={tiny_run}", "split=dev"], cwd=tmp_path, check=False)
+    proc = cli(["eval", f"run={tiny_run}", "split=dev"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "unknown split 'dev'" in proc.stderr
 
 
 def test_bf16_autocast_runs_on_cpu(tmp_path):
-    proc = run_cli(["train", *FAST, "precision=bf16"], cwd=tmp_path)
+    proc = cli(["train", *FAST, "precision=bf16"], cwd=tmp_path)
     assert "slow" in proc.stderr  # the one warning about bf16 on this CPU
     run = only_run_dir(tmp_path / "outputs")
     assert json.loads((run / "run.json").read_text())["plan"]["precision"] == "bf16"
 
 
 def test_sweep_writes_each_job_and_a_ranked_summary(tmp_path):
-    run_cli(["train", "-m", *FAST, "trainer.max_steps=4", "optimizer.lr=1e-4,3e-3"], cwd=tmp_path)
+    cli(["train", "-m", *FAST, "trainer.max_steps=4", "optimizer.lr=1e-4,3e-3"], cwd=tmp_path)
     sweep = next(tmp_path.glob("outputs/train-multirun/*/*"))
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     for job in ("0", "1"):
@@ -141,7 +141,7 @@ def test_every_recipe_runs_shrunk(recipe, tmp_path):
     shrink = [f"model={tiny}", "model.max_length=96", "task.data.max_train_samples=64", "task.data.max_eval_samples=16",
               "task.eval_generate_samples=4", "task.generation.max_new_tokens=4", "trainer.epochs=1", "trainer.max_steps=3",
               "trainer.batch_size=8", "trainer.eval_every=0", "trainer.progress=false", "finetune.lora_target_modules=null"]
-    run_cli(["train", f"recipe={recipe}", *shrink], cwd=tmp_path)
+    cli(["train", f"recipe={recipe}", *shrink], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     config = json.loads((run / "run.json").read_text())["config"]
     assert config["model"]["name_or_path"] == f"builtin:{tiny}"  # the command line wins over the recipe
