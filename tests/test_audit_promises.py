@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import only_run_dir, run_cli, write_jsonl
+from conftest import cli, only_run_dir, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -116,12 +116,12 @@ def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(t
     (mydir / "recipe" / "no-header.yaml").write_text("optimizer:\n  lr: 0.003\n")
     (mydir / "recipe" / "no-header-defaults.yaml").write_text("defaults:\n  - override /optimizer: sgd\n")
     (mydir / "recipe" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  epocs: 4\n")
-    job = run_cli(["train", "-cd", str(mydir), "model=my-model", "recipe=my-exp", "--cfg", "job"], cwd=tmp_path).stdout
+    job = cli(["train", "-cd", str(mydir), "model=my-model", "recipe=my-exp", "--cfg", "job"], cwd=tmp_path).stdout
     assert "name_or_path: builtin:tiny-bert" in job and "max_length: 48" in job
     assert re.search(r"optimizer:\n  name: sgd\n  lr: 0\.003", job) and "epochs: 4" in job
     header = "make `# @package _global_` its first line"
     for recipe, message in (("no-header", header), ("no-header-defaults", header), ("typo", "did you mean 'epochs'")):
-        proc = run_cli(["train", "-cd", str(mydir), f"recipe={recipe}", "--cfg", "job"], cwd=tmp_path, check=False)
+        proc = cli(["train", "-cd", str(mydir), f"recipe={recipe}", "--cfg", "job"], cwd=tmp_path, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert message in proc.stderr.splitlines()[0], proc.stderr
 
@@ -219,14 +219,14 @@ def test_every_module_the_readme_layout_names_exists():
 # --- A finished run: eval -m, the manifest, the model card, loss.png ---------------------------------------------------
 
 def test_eval_and_generate_take_m_and_validation_scores_the_validation_split(tiny_run, tmp_path):
-    run_cli(["eval", "-m", f"run={tiny_run}", "split=validation,test"], cwd=tmp_path)
+    cli(["eval", "-m", f"run={tiny_run}", "split=validation,test"], cwd=tmp_path)
     jobs = sorted(tmp_path.glob("outputs/eval-multirun/*/*/*/eval.json"))
     results = {r["split"]: r["metrics"] for r in map(json.loads, (p.read_text() for p in jobs))}
     trained = json.loads((tiny_run / "eval.json").read_text())
     assert set(results) == {"validation", "test"}
     assert results["validation"]["accuracy"] == pytest.approx(trained["select_value"])  # the best eval, on validation
     assert results["test"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])
-    out = run_cli(["generate", "-m", f"run={tiny_run}", "prompt=lovely,awful"], cwd=tmp_path).stdout  # generate takes -m too
+    out = cli(["generate", "-m", f"run={tiny_run}", "prompt=lovely,awful"], cwd=tmp_path).stdout  # generate takes -m too
     assert sorted(json.loads(line)["text"] for line in out.splitlines() if line.startswith("{")) == ["awful", "lovely"]
 
 
@@ -277,7 +277,7 @@ def test_sweep_summary_ranks_by_the_metric_direction_failed_jobs_last(tmp_path):
 
 def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
     best = tiny_run / "checkpoints" / "best"
-    proc = run_cli(["train", f"model.name_or_path={best}", "task.data.max_train_samples=256", "task.data.max_eval_samples=64",
+    proc = cli(["train", f"model.name_or_path={best}", "task.data.max_train_samples=256", "task.data.max_eval_samples=64",
                     "trainer.epochs=2", "trainer.batch_size=8", "trainer.eval_batch_size=8", "trainer.limit_train_batches=2",
                     "trainer.limit_eval_batches=1", "trainer.progress=false", "finetune=lora",
                     "finetune.lora_target_modules=[query,value]"], cwd=tmp_path)
@@ -338,7 +338,7 @@ def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resuma
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("gen_run")
-    run_cli(["train", "task=sft", "model=tiny-gpt2", "model.max_length=64", "task.data.max_train_samples=32",
+    cli(["train", "task=sft", "model=tiny-gpt2", "model.max_length=64", "task.data.max_train_samples=32",
              "task.data.max_eval_samples=8", "task.eval_generate_samples=3", "task.generation.max_new_tokens=4",
              "trainer.max_steps=2", "trainer.batch_size=8", "trainer.progress=false"], cwd=root)
     return only_run_dir(root / "outputs")
@@ -353,9 +353,9 @@ def test_generative_run_keeps_eval_generations_and_token_weighted_perplexity(gen
 
 def test_generate_streams_one_prompt_and_writes_one_json_line_per_input(gen_run, tmp_path):
     prompt = "What is 2 + 3?"
-    streamed = run_cli(["generate", f"run={gen_run}", f"prompt={prompt}", "generation.max_new_tokens=5"], cwd=tmp_path).stdout
+    streamed = cli(["generate", f"run={gen_run}", f"prompt={prompt}", "generation.max_new_tokens=5"], cwd=tmp_path).stdout
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"prompt": prompt}, {"prompt": "What is 7 + 1?"}])
-    out = run_cli(["generate", f"run={gen_run}", f"input={inputs}", "generation.max_new_tokens=5"], cwd=tmp_path).stdout
+    out = cli(["generate", f"run={gen_run}", f"input={inputs}", "generation.max_new_tokens=5"], cwd=tmp_path).stdout
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert [r["prompt"] for r in rows] == [prompt, "What is 7 + 1?"] and all(isinstance(r["generation"], str) for r in rows)
     assert streamed.strip() == rows[0]["generation"].strip()  # the streamed text is the generation, not a JSON line
