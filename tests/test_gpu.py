@@ -371,10 +371,10 @@ def test_the_gpu_check_dry_path_runs_on_cpu(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = {**os.environ, "GPU_CHECK_WORK": str(work), "PYTHON": sys.executable}
     env.pop("OUT", None)
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "check.sh"), "--device", "cpu", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "check.sh"), "--device", "cpu", "--out", str(out),
+                           "--only", "tests,sft,cls,profile"], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["bench.log", "bench.md", "summary.md", "tests.log"]  # <= 8 come back
+    assert sorted(p.name for p in out.iterdir()) == ["bench.log", "bench.md", "profile.md", "summary.md", "tests.log"]  # <= 8 come back
     summary = (out / "summary.md").read_text()
     gpu_tests = sum(1 for line in Path(__file__).read_text().splitlines() if line == "@gpu") + 1  # + the parametrized one
     assert f"{gpu_tests} skipped" in summary and "FAILED" not in summary and "STOPPED" not in summary
@@ -385,3 +385,6 @@ def test_the_gpu_check_dry_path_runs_on_cpu(tmp_path):
         assert row in tables
     for precision in ("fp32", "bf16"):  # fp16 needs CUDA
         assert f"### cls-shape-tiny precision={precision}" in tables
+    profiles = (out / "profile.md").read_text()  # the step profiler, packed and plain, with its operator table
+    assert "### profile: sft-shape-tiny, llmft," in profiles and "### profile: sft-shape-tiny, llmft (plain)," in profiles
+    assert profiles.count("Self CPU time total") == 2

@@ -11,7 +11,9 @@
 #
 #   bench/gpu/check.sh                       # on the GPU machine; the folder is $OUT there, else bench/gpu/out
 #   bench/gpu/check.sh --device cpu --out /tmp/dry   # the dry path: tiny shapes on the CPU, a minute or two
-#   bench/gpu/check.sh --only tests,sft      # phases: tests, sft, cls (a rerun of what failed)
+#   bench/gpu/check.sh --only tests,sft      # phases: tests, sft, cls, profile (a rerun of what failed)
+#   bench/gpu/check.sh --only cls --precisions fp16   # the classification rows of some precisions only
+#   bench/gpu/check.sh --only profile        # torch.profiler tables of the SFT step, packed and plain (profile.md)
 #
 # A phase that fails or runs out of time is recorded and the next one runs; the exit code is 1 if any failed.
 set -uo pipefail
@@ -21,13 +23,15 @@ DEVICE=cuda
 OUT_DIR=${OUT:-$ROOT/bench/gpu/out}
 BUDGET=470
 ONLY=tests,sft,cls
+PRECISIONS_ARG=""
 while [ $# -gt 0 ]; do
     case $1 in
         --device) DEVICE=$2; shift 2 ;;
         --out) OUT_DIR=$2; shift 2 ;;
         --budget) BUDGET=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
-        *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--budget SECONDS] [--only tests,sft,cls]" >&2; exit 2 ;;
+        --precisions) PRECISIONS_ARG=$2; shift 2 ;;
+        *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--budget SECONDS] [--only tests,sft,cls,profile] [--precisions 'bf16 fp16 fp32']" >&2; exit 2 ;;
     esac
 done
 case $DEVICE in cuda|cpu) ;; *) echo "--device takes cuda or cpu" >&2; exit 2 ;; esac
@@ -90,10 +94,17 @@ fi
 if [ "$DEVICE" = cuda ]; then SFT=sft-0.5b-shape CLS=cls-base-shape PRECISIONS="bf16 fp16 fp32" SHAPE_ARGS=""
 else SFT=sft-shape-tiny CLS=cls-shape-tiny PRECISIONS="fp32 bf16" SHAPE_ARGS="--tiny"  # fp16 needs CUDA
 fi
+[ -n "$PRECISIONS_ARG" ] && PRECISIONS=$PRECISIONS_ARG
 BENCH=(bench/run.py --repeats 1 --keep-going --markdown "$OUT_DIR/bench.md")
-if wanted sft || wanted cls; then
+if wanted sft || wanted cls || wanted profile; then
     phase "build the model shapes" 120 bash -c "$PY bench/gpu/shapes.py $SHAPE_ARGS >> '$OUT_DIR/bench.log' 2>&1"
 fi
+if wanted profile; then
+    for plain in "" --plain; do
+        phase "profile $SFT $plain" 150 bash -c "cd bench && $PY gpu/profile_step.py $SFT $plain --out '$OUT_DIR/profile.md' >> '$OUT_DIR/bench.log' 2>&1"
+    done
+fi
+
 if wanted sft; then
     phase "bench $SFT" 210 bash -c "$PY ${BENCH[*]} $SFT --impls llmft,llmft-plain,bare,trainer ${PEAK:+--peak-tflops $PEAK} >> '$OUT_DIR/bench.log' 2>&1"
 fi
@@ -114,6 +125,7 @@ if [ -f "$OUT_DIR/bench.md" ]; then
     say "## Tables"
     cat "$OUT_DIR/bench.md" >> "$SUMMARY"
 fi
+[ -f "$OUT_DIR/profile.md" ] && cat "$OUT_DIR/profile.md" >> "$SUMMARY"
 echo
 cat "$SUMMARY"  # the end of the output is what a device run shows
 exit $FAILED
