@@ -68,7 +68,7 @@ def main() -> None:
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     timed = stamps[WAIT + WARMUP: WAIT + WARMUP + ACTIVE + 1]
     with open(args.out, "a") as out:
-        out.write(f"\n### profile: {args.scenario}, llmft{' (plain)' if args.plain else ''}, {getattr(config.precision.mode, "value", config.precision.mode)}\n\n")
+        out.write(f"\n### profile: {args.scenario}, llmft{' (plain)' if args.plain else ''}, {getattr(config.precision.mode, 'value', config.precision.mode)}\n\n")
         out.write(f"batches (input_ids shapes): {shapes[:steps]}\n")
         out.write(f"profiled steps: {ACTIVE}, wall {1000 * (timed[-1] - timed[0]) / (len(timed) - 1):.1f} ms/step "
                   f"(profiler on); sorted by {sort}\n\n```\n")
