@@ -234,7 +234,8 @@ def save_training_state(
 ) -> Path:
     """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
 
-    With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest are pruned.
+    With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest are pruned. keep_last=0 keeps
+    one, as 1 does, until the run finishes (see `drop_training_state`).
     `sharded`: (full model weights, full optimizer state by parameter name) gathered from an FSDP model.
     """
     import json
@@ -264,6 +265,13 @@ def save_training_state(
     for stale in sorted(root.glob("step-*"))[: max(0, len(list(root.glob("step-*"))) - (keep_last - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return target
+
+
+def drop_training_state(root: Path) -> None:
+    """`trainer.keep_last=0` after a finished run: remove checkpoints/last and any step-N (a finished run is never
+    resumed, and their optimizer state is two copies of the weights); checkpoints/best stays."""
+    for folder in [root / "last", *root.glob("step-*"), *root.glob(".last.*")]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _is_tied(model: Any, name: str, missing: set[str]) -> bool:

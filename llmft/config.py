@@ -304,7 +304,7 @@ class TrainerConfig:
     num_workers: int = 0
     save_last: bool = True  # checkpoints/last with optimizer/scheduler/RNG state
     save_every: int = 0  # optimizer steps between resumable checkpoints; 0: each epoch end (and on stop)
-    keep_last: int = 1  # resumable checkpoints kept (older ones as checkpoints/step-N)
+    keep_last: int = 1  # resumable checkpoints kept (older ones as checkpoints/step-N); 0: one while training, none once finished
     resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
@@ -319,8 +319,8 @@ class TrainerConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        if self.keep_last < 1 or self.save_every < 0:
-            raise ConfigError("trainer.keep_last must be >= 1 and trainer.save_every >= 0")
+        if self.keep_last < 0 or self.save_every < 0:
+            raise ConfigError("trainer.keep_last must be >= 0 (0: none kept once the run finishes) and trainer.save_every >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError("trainer.max_grad_norm must be > 0, or null to turn clipping off")
 

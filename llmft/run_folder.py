@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Optional
 from llmft.errors import UserError
 
 LOCK_NAME = ".llmft.lock"
+HYDRA_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}  # what Hydra writes into .hydra/ at a job's start
 
 
 @dataclass
@@ -96,6 +99,43 @@ class RunFolder:
         finally:
             os.close(fd)  # drops the probe's lock, if it got one
         return False
+
+    def holds_only_hydra_files(self) -> bool:
+        """True when the folder holds only what Hydra writes as a job starts (`.hydra/`, an empty job log): nothing of
+        an earlier run or of the user's, so a run that fails before its first step may remove it."""
+        if not self.root.is_dir():
+            return False
+        for entry in self.root.iterdir():
+            if entry.is_symlink():
+                return False
+            if entry.name == ".hydra" and entry.is_dir():
+                if not all(p.name in HYDRA_FILES and p.is_file() and not p.is_symlink() for p in entry.iterdir()):
+                    return False
+            elif not (entry.suffix == ".log" and entry.is_file() and entry.stat().st_size == 0):
+                return False
+        return True
+
+    def started(self) -> bool:
+        """True once the run logged, saved or scored anything."""
+        return self.metrics.exists() or self.checkpoints.exists() or self.eval_json.exists()
+
+    def remove_unstarted(self) -> None:
+        """Remove the folder of a run that failed before its first step, under the lock (never while another process
+        holds it, nor once anything was logged or saved); its date folder (Hydra's `%Y-%m-%d`) too, when left empty."""
+        try:
+            self.lock()
+        except UserError:
+            return
+        try:
+            if not self.started():
+                shutil.rmtree(self.root, ignore_errors=True)
+        finally:
+            self.unlock()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.root.parent.name):
+            try:
+                self.root.parent.rmdir()  # only an empty folder: another run's folder keeps it
+            except OSError:
+                pass
 
     def unlock(self) -> None:
         """Let the folder go (the file stays: removing it would let two processes lock two different files)."""

@@ -20,7 +20,24 @@ PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_
 
 
 def train_command(cfg: DictConfig) -> float:
-    """Hydra entry: validate the composed config, train (or resume) a run, return the selection metric."""
+    """Hydra entry: validate the composed config, train (or resume) a run, return the selection metric. A single run
+    that fails before its first step leaves no folder (a sweep's failed jobs stay, listed in its summary)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from llmft.run_folder import RunFolder
+
+    job_dir = RunFolder(hydra_output_dir())
+    removable = job_dir.holds_only_hydra_files() and HydraConfig.get().mode == RunMode.RUN and _holds_run_folder()
+    try:
+        return _train_command(cfg)
+    except (Exception, KeyboardInterrupt):  # not SystemExit: a stopped run exits through it, its checkpoint saved
+        if removable:
+            job_dir.remove_unstarted()
+        raise
+
+
+def _train_command(cfg: DictConfig) -> float:
     from llmft import resume
 
     config = to_typed(cfg, TrainConfig)
@@ -43,12 +60,11 @@ def train_command(cfg: DictConfig) -> float:
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
             resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
-    from llmft.distributed import teardown, world_from_env
+    from llmft.distributed import teardown
     from llmft.run_folder import RunFolder
 
     run = RunFolder(out_dir)
-    # under torchrun (or SLURM tasks, whose RANK is set later) rank 0 alone holds and repairs the run folder
-    holder = world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
+    holder = _holds_run_folder()
     if holder:
         run.lock()
     try:
@@ -60,12 +76,19 @@ def train_command(cfg: DictConfig) -> float:
         teardown()  # after train()'s frame, with the wrapped model, is gone
 
 
+def _holds_run_folder() -> bool:
+    """Under torchrun (or SLURM tasks, whose RANK is set later) rank 0 alone holds, repairs and cleans the run folder."""
+    from llmft.distributed import world_from_env
+
+    return world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
+
+
 def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
     """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
     value of the selection metric."""
     from llmft import resume
     from llmft.build import build_run
-    from llmft.checkpoint import restore_training_state, rng_state, save_model, save_training_state
+    from llmft.checkpoint import drop_training_state, restore_training_state, rng_state, save_model, save_training_state
     from llmft import distributed, tasks
     from llmft.distributed import unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
@@ -175,6 +198,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     test_metrics = _score_test(config, best_dir, parts, dist)
     if dist.main:
         value = _finish(config, out_dir, parts, state, test_metrics)
+        if trainer.keep_last == 0:
+            drop_training_state(checkpoints)  # finished: nothing resumes it, and its optimizer state is 2x the weights
     hooks.log.close()
     dist.barrier()
     return dist.broadcast(value)
