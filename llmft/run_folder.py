@@ -102,7 +102,7 @@ class RunFolder:
 
     def holds_only_hydra_files(self) -> bool:
         """True when the folder holds only what Hydra writes as a job starts (`.hydra/`, an empty job log): nothing of
-        an earlier run or of the user's, so a run that fails before its first step may remove it."""
+        an earlier run or of the user's, so a run that fails before it has written anything may remove it."""
         if not self.root.is_dir():
             return False
         for entry in self.root.iterdir():
@@ -120,8 +120,8 @@ class RunFolder:
         return self.metrics.exists() or self.checkpoints.exists() or self.eval_json.exists()
 
     def remove_unstarted(self) -> None:
-        """Remove the folder of a run that failed before its first step, under the lock (never while another process
-        holds it, nor once anything was logged or saved); its date folder (Hydra's `%Y-%m-%d`) too, when left empty."""
+        """Remove the folder of a run that failed before it logged, saved or scored anything, under the lock (never while
+        another process holds it); its date folder (Hydra's `%Y-%m-%d`) too, when left empty."""
         try:
             self.lock()
         except UserError:

@@ -21,7 +21,7 @@ PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_
 
 def train_command(cfg: DictConfig) -> float:
     """Hydra entry: validate the composed config, train (or resume) a run, return the selection metric. A single run
-    that fails before its first step leaves no folder (a sweep's failed jobs stay, listed in its summary)."""
+    that fails before it logged or saved anything leaves no folder (a sweep's failed jobs stay, listed in its summary)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
