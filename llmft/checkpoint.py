@@ -267,11 +267,16 @@ def save_training_state(
     return target
 
 
-def drop_training_state(root: Path) -> None:
-    """`trainer.keep_last=0` after a finished run: remove checkpoints/last and any step-N (a finished run is never
-    resumed, and their optimizer state is two copies of the weights); checkpoints/best stays."""
-    for folder in [root / "last", *root.glob("step-*"), *root.glob(".last.*")]:
-        shutil.rmtree(folder, ignore_errors=True)
+def drop_training_state(root: Path, keep_last: int) -> None:
+    """After a finished run (never resumed: `trainer.resume` refuses it), the optimizer/scheduler/RNG state is two
+    copies of the weights that nothing reads: drop `trainer_state.pt` from checkpoints/last and step-N, keeping their
+    weights; `trainer.keep_last=0` removes those folders too. checkpoints/best stays."""
+    folders = [root / "last", *root.glob("step-*"), *root.glob(".last.*")]
+    for folder in folders:
+        if keep_last == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            (folder / "trainer_state.pt").unlink(missing_ok=True)
 
 
 def _is_tied(model: Any, name: str, missing: set[str]) -> bool:

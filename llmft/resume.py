@@ -38,10 +38,10 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
         run_dir = Path(resume).expanduser()
         if not run_dir.is_dir():
             raise UserError(f"trainer.resume: run folder not found: {resume}")
+        if is_finished(run_dir):  # first: a finished run keeps no training state to resume from
+            raise UserError(f"trainer.resume: {resume} already finished (it has eval.json); start a new run instead")
         if not is_resumable(run_dir):
             raise UserError(f"trainer.resume: {resume} has no checkpoints/last/trainer_state.pt to resume from")
-        if is_finished(run_dir):
-            raise UserError(f"trainer.resume: {resume} already finished (it has eval.json); start a new run instead")
         return run_dir
     candidates = [p.parent for p in runs_root.glob("*/*/checkpoints")]
     unfinished = [p for p in candidates if is_resumable(p) and not is_finished(p) and not RunFolder(p).held()]

@@ -34,11 +34,12 @@ def _stop_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
     monkeypatch.setattr(loop, "optimizer_step", step_then_stop)
 
 
-def test_best_holds_weights_only_and_last_the_training_state(tiny_run):
+def test_a_finished_run_keeps_weights_but_no_optimizer_state(tiny_run):
     best, last = tiny_run / "checkpoints" / "best", tiny_run / "checkpoints" / "last"
     assert (best / "model.safetensors").is_file() and not list(best.glob("*.pt")) and not list(best.glob("*optim*"))
-    state = torch.load(last / "trainer_state.pt", weights_only=True)
-    assert state["optimizer"]["state"] and {"scheduler", "scaler", "rng", "loop"} <= set(state)
+    assert (last / "model.safetensors").is_file() and not (last / "trainer_state.pt").exists()  # nothing resumes it
+    proc = cli(["train", f"trainer.resume={tiny_run}"], cwd=tiny_run.parent, check=False)
+    assert proc.returncode == 2 and "already finished" in proc.stderr
 
 
 def test_keep_last_0_keeps_no_training_state_after_a_finished_run(tmp_path):
@@ -68,7 +69,8 @@ def test_keep_last_0_run_that_crashes_keeps_its_last_checkpoint(tmp_path, monkey
     assert proc.returncode == 1 and "injected crash" in proc.stderr
     run = only_run_dir(tmp_path / "outputs")
     assert json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"] == 2
-    assert (run / "checkpoints" / "last" / "trainer_state.pt").is_file()
+    state = torch.load(run / "checkpoints" / "last" / "trainer_state.pt", weights_only=True)  # unfinished: resumable
+    assert state["optimizer"]["state"] and {"scheduler", "scaler", "rng", "loop"} <= set(state)
 
 
 def _bad_data(tmp_path: Path) -> str:

@@ -24,7 +24,7 @@ def _records(run: Path) -> list[dict]:
 
 def test_run_folder_has_everything(tiny_run):
     for name in (".hydra/config.yaml", "run.json", "metrics.jsonl", "eval.json", "loss.png", "checkpoints/best/config.json",
-                 "checkpoints/best/model.safetensors", "checkpoints/best/tokenizer.json", "checkpoints/last/trainer_state.pt"):
+                 "checkpoints/best/model.safetensors", "checkpoints/best/tokenizer.json", "checkpoints/last/model.safetensors"):
         assert (tiny_run / name).is_file(), name
     manifest = json.loads((tiny_run / "run.json").read_text())
     assert manifest["seed"] == 42

@@ -198,8 +198,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     test_metrics = _score_test(config, best_dir, parts, dist)
     if dist.main:
         value = _finish(config, out_dir, parts, state, test_metrics)
-        if trainer.keep_last == 0:
-            drop_training_state(checkpoints)  # finished: nothing resumes it, and its optimizer state is 2x the weights
+        drop_training_state(checkpoints, trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
     hooks.log.close()
     dist.barrier()
     return dist.broadcast(value)
