@@ -72,8 +72,8 @@ def saved_split(run_dir: Path, raw: Any, cfg: DataConfig, role: str) -> Optional
     if len(train) != carve["train_rows"] or train_digest(raw, cfg) != carve["train_digest"]:
         where = (local_files(cfg) or {}).get(cfg.train_split, cfg.path)
         raise UserError(f"{where} changed since run {run_dir} was trained, so the rows it held out for "
-                        f"'{carve['carved'][role]['split']}' cannot be found; restore the file, or score a whole file with "
-                        f"task.data.data_files={{{carve['carved'][role]['split']}:<file>}}")
+                        f"'{carve['carved'][role]['split']}' cannot be found; restore the file, or score other data "
+                        "with task.data.path=<file> (all its rows)")
     rows = carve["carved"][role]["rows"]
     return train.add_column(ROW_COLUMN, list(range(len(train)))).select(rows)  # keep file positions for error messages
 

@@ -54,3 +54,45 @@ def test_eval_on_validation_scores_the_carved_validation_rows_only(one_file_run,
     at_best = next(r for r in logged if r["step"] == best_step and "eval/accuracy" in r)
     assert result["metrics"]["accuracy"] == at_best["eval/accuracy"]  # the best checkpoint on the same validation rows
     assert result["metrics"]["loss"] == pytest.approx(at_best["eval/loss"], rel=1e-6)
+
+
+def test_eval_on_train_scores_what_the_run_trained_on(one_file_run, tmp_path):
+    run, _, _ = one_file_run
+    result, _ = _eval(run, tmp_path, "split=train")
+    assert result["metrics"]["samples"] == 243  # the 300 rows less the 57 held out
+
+
+def test_eval_refuses_a_changed_file_and_scores_a_whole_file_when_asked(one_file_run, tmp_path):
+    run, data, _ = one_file_run
+    original = data.read_text(encoding="utf-8")
+    try:
+        data.write_text('{"text": "A new first line.", "label": "positive"}\n' + original, encoding="utf-8")  # rows shift by one
+        proc = cli(["eval", f"run={run}"], cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and "changed since run" in proc.stderr and "Traceback" not in proc.stderr
+        other = tmp_path / "other.jsonl"
+        other.write_text(data.read_text(encoding="utf-8"), encoding="utf-8")
+        result, _ = _eval(run, tmp_path, f"task.data.path={other}")  # other data, as the message says: all of it is scored
+        assert result["metrics"]["samples"] == 301 and result["origin"] == f"every row of {other}"
+    finally:
+        data.write_text(original, encoding="utf-8")
+
+
+def test_tiny_file_reports_split_sizes_and_warns(tmp_path):
+    data = write_jsonl(tmp_path / "six.jsonl", _sentiment_rows(6))
+    proc = cli(["train", *FAST, f"task.data.path={data}", "trainer.max_steps=1"], cwd=tmp_path)
+    output = " ".join((proc.stdout + proc.stderr).split())
+    assert "data: train 4 rows, validation 1 row (carved from train), test 1 row (carved from train)" in output
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: the ")]
+    assert len(warnings) == 2 and "validation split carved from train has only 1 row(s) (< 20)" in warnings[0]
+
+
+def test_summarization_run_from_one_file_evals_to_its_own_test_metrics(tmp_path, capsys):
+    with capsys.disabled():  # nltk/absl (ROUGE) keep the first stderr they meet: not a cli() call's buffer
+        import rouge_score.rouge_scorer  # noqa: F401
+    lines = (resources_dir() / "summarization" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    data = write_jsonl(tmp_path / "xsum.jsonl", [json.loads(line) for line in lines])
+    cli(["train", "task=summarization", "model=tiny-t5", f"task.data.path={data}", "trainer.max_steps=2", "trainer.eval_every=2",
+         "trainer.progress=false", "task.generation.max_new_tokens=8"], cwd=tmp_path)
+    run = only_run_dir(tmp_path / "outputs")
+    result, _ = _eval(run, tmp_path)
+    assert result["rows"] == 6 and result["metrics"] == json.loads((run / "eval.json").read_text())["metrics"]
