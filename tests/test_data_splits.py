@@ -37,7 +37,9 @@ def _eval(run: Path, cwd: Path, *args: str) -> tuple[dict, str]:
 
 
 def test_eval_of_a_one_file_run_reproduces_its_test_metrics_exactly(one_file_run, tmp_path):
-    run, _, _ = one_file_run
+    run, _, train_output = one_file_run
+    assert "data: train 243 rows, validation 30 rows (carved from train), test 27 rows (carved from train)" in " ".join(train_output.split())
+    assert "warning: the" not in train_output  # 30 and 27 rows: enough to measure something
     result, output = _eval(run, tmp_path)
     written = json.loads((run / "eval.json").read_text())["metrics"]
     assert result["metrics"] == written  # the same rows, so the very same numbers
