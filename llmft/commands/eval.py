@@ -118,6 +118,7 @@ def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: s
     if split_name in raw and (role != "train" or not own):
         return data.cap(raw[split_name], role, cfg), f"split '{split_name}' of {cfg.path}"
     dataset = data.named_splits(raw, cfg)[role]
-    carved_now = role != "train" and data.ROW_COLUMN in dataset.column_names
-    return dataset, (f"carved from {train_file} with task.data.split_seed={cfg.split_seed}" if carved_now
-                     else f"split '{split_name}' of {cfg.path}" + (" less the carved rows" if role == "train" else ""))
+    if data.ROW_COLUMN not in dataset.column_names:  # nothing was carved
+        return dataset, f"split '{split_name}' of {cfg.path}"
+    return dataset, (f"split '{split_name}' of {cfg.path} less the rows carved off it" if role == "train"
+                     else f"carved from {train_file} with task.data.split_seed={cfg.split_seed}")
