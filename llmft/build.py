@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from llmft import backbone, data, distributed, finetune
+from llmft import backbone, data, distributed, finetune, splits as carving
 from llmft.config import Strategy, TaskFamily, TrainConfig
 from llmft.loop import total_steps
 from llmft.optim import build_optimizer, build_scheduler, warmup_steps
@@ -31,6 +31,7 @@ class RunParts:
     num_steps: int
     plan: dict[str, Any]
     dist: distributed.Dist
+    carve: dict[str, Any]  # the rows carved off train for validation/test (splits.json)
 
 
 def build_run(config: TrainConfig) -> RunParts:
@@ -47,7 +48,10 @@ def build_run(config: TrainConfig) -> RunParts:
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
-    splits = data.named_splits(data.load_raw(config.task.data), config.task.data)
+    raw = data.load_raw(config.task.data)
+    splits = data.named_splits(raw, config.task.data)
+    carve = carving.record(raw, splits, config.task.data)
+    del raw
     if not dist.main:
         dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache
     features = task.prepare(splits, tokenizer, config.model.max_length)
@@ -97,7 +101,7 @@ def build_run(config: TrainConfig) -> RunParts:
         **task.plan_info(),
     }
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist)
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve)
 
 
 def _check_packing(model: Any, tokenizer: Any, family: TaskFamily) -> None:

@@ -18,7 +18,7 @@ from llmft.commands.common import (
     to_typed,
     user_overrides,
 )
-from llmft.config import EvalConfig, TaskConfig, TaskFamily, TrainConfig
+from llmft.config import DataConfig, EvalConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
 
 
@@ -53,10 +53,11 @@ def eval_command(cfg: DictConfig) -> float:
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
     task_cfg = _task_with_overrides(saved.task, config, cfg)
-    metrics = evaluate_run(config, run_dir, task_cfg, saved)
+    scored, metrics = evaluate_run(config, run_dir, task_cfg, saved)
     out = hydra_output_dir()
     out.mkdir(parents=True, exist_ok=True)
-    result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, "metrics": metrics}
+    result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, **scored,
+              "metrics": metrics}
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     from llmft.report import print_metrics
 
@@ -64,8 +65,9 @@ def eval_command(cfg: DictConfig) -> float:
     return float(metrics.get(task_cfg.select_metric, float("nan")))
 
 
-def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> dict[str, Any]:
-    """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it."""
+def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
+    (how many rows and where from, metrics)."""
     from llmft import backbone, data, tasks
     from llmft.precision import resolve_device, resolve_precision
     from llmft.tasks import get_task
@@ -78,15 +80,12 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     if task_cfg.family is TaskFamily.classification:
         task_cfg.data.label_names = label_names_of(model)  # score with the checkpoint's label ids
     role = _role(config.split, task_cfg)
-    split_name = {"train": task_cfg.data.train_split, "eval": task_cfg.data.eval_split, "test": task_cfg.data.test_split}[role]
-    if task_cfg.data.data_files is None and Path(task_cfg.data.path).expanduser().is_file():
-        task_cfg.data.data_files = {split_name: task_cfg.data.path}  # one file given to eval: score all of it
-    raw = data.load_raw(task_cfg.data)
-    if split_name in raw:
-        dataset = data.cap(raw[split_name], role, task_cfg.data)
-    else:
-        dataset = data.named_splits(raw, task_cfg.data)[role]
+    dataset, origin = _scored_rows(run_dir, task_cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
+    rows = len(features[role])
+    from llmft.report import console
+
+    console.print(f"llmft eval scores the {config.split} split: {rows} row{'s' * (rows != 1)} ({origin})", highlight=False)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
     loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
@@ -97,4 +96,29 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
         loader = itertools.islice(loader, config.trainer.limit_eval_batches)
     metrics = tasks.evaluate(task, model.to(device), loader, precision, role=role)
     metrics.pop("samples_table", None)
-    return metrics
+    return {"rows": rows, "origin": origin}, metrics
+
+
+def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: str) -> tuple[Any, str]:
+    """The rows to score for `role` and where they come from. On the run's own data, a split carved off train is the
+    very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
+    scored as it is: a named split, or every row of a single file given to eval."""
+    from llmft import data, splits
+
+    split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
+    own = all(getattr(cfg, f) == getattr(trained_on, f) for f in splits.SOURCE_FIELDS)
+    if not own and cfg.data_files is None and Path(cfg.path).expanduser().is_file():
+        cfg.data_files = {split_name: cfg.path}  # another single file given to eval: score all of it
+        return data.cap(data.load_raw(cfg)[split_name], role, cfg), f"every row of {cfg.path}"
+    raw = data.load_raw(cfg)
+    carved = splits.saved_split(run_dir, raw, cfg, role) if own else None
+    train_file = Path((data.local_files(cfg) or {}).get(cfg.train_split, cfg.path)).name
+    if carved is not None:
+        return data.cap(carved, role, cfg), f"carved from {train_file} and held out when the run was trained"
+    if split_name in raw and (role != "train" or not own):
+        return data.cap(raw[split_name], role, cfg), f"split '{split_name}' of {cfg.path}"
+    dataset = data.named_splits(raw, cfg)[role]
+    if data.ROW_COLUMN not in dataset.column_names:  # nothing was carved
+        return dataset, f"split '{split_name}' of {cfg.path}"
+    return dataset, (f"split '{split_name}' of {cfg.path} less the rows carved off it" if role == "train"
+                     else f"carved from {train_file} with task.data.split_seed={cfg.split_seed}")

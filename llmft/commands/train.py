@@ -90,6 +90,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     from llmft.build import build_run
     from llmft.checkpoint import drop_training_state, restore_training_state, rng_state, save_model, save_training_state
     from llmft import distributed, tasks
+    from llmft import splits as carving
     from llmft.distributed import unwrap
     from llmft.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
     from llmft.manifest import write_manifest
@@ -105,6 +106,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             raise UserError(f"finetune.merge=false keeps only the adapter, which needs a pretrained base; {config.model.name_or_path} is random")
     parts = build_run(config)
     if config.trainer.dry_run:
+        _print_splits(parts, config)
         return _dry_run(parts, config)
     dist = parts.dist
     out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
@@ -132,6 +134,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
         plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
         console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
+        _print_splits(parts, config)
+        carving.write(out_dir, parts.carve)  # the held-out rows, for `llmft eval` to score the same ones
         _print_data_stats(parts.plan["data"])
 
     limit = trainer.limit_eval_batches
@@ -281,6 +285,17 @@ def _keep_samples(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
     if table:
         path.write_text("".join(json.dumps(row) + "\n" for row in table), encoding="utf-8")
     return metrics
+
+
+def _print_splits(parts: Any, config: TrainConfig) -> None:
+    """One line with the rows each split got; a warning per carved split too small to measure anything."""
+    from llmft import splits as carving
+    from llmft.report import console
+
+    line, warnings = carving.describe(parts.splits, config.task.data)
+    console.print(line, highlight=False)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
 
 
 def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
