@@ -30,7 +30,7 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     from llmft.config import MetricMode
     from llmft.loop import Hooks, Selection, StepParts, fit
 
-    extra = [*(scenario.llmft_extra if options else []), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
+    extra = [*scenario.llmft_overrides(options), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
                       "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
     parts = build_run(config)

@@ -27,8 +27,16 @@ class Scenario:
     steps: int  # optimizer steps timed
     warmup: int  # first steps left out of the steady-state figures
     eval_rows: int
-    llmft_extra: list[str] = field(default_factory=list)  # llmft's speed options (packing, length grouping)
+    llmft_extra: list[str] = field(default_factory=list)  # llmft's speed options beyond its defaults (packing)
     note: str = ""
+
+    def llmft_overrides(self, options: bool) -> list[str]:
+        """llmft's speed options on (the defaults, which group classification batches by length, plus `llmft_extra`),
+        or all off (llmft-plain: random batches padded per batch, the batch semantics of the bare loop and Trainer)."""
+        return self.llmft_extra if options else OPTIONS_OFF
+
+
+OPTIONS_OFF = ["trainer.group_by_length=false", "task.packing=false"]
 
 
 COMMON_NO_PRECISION = ["trainer.progress=false", "model.dropout=0.0", "optimizer=adamw", "scheduler=linear"]
@@ -36,7 +44,7 @@ COMMON = [*COMMON_NO_PRECISION, "precision=fp32"]
 
 SCENARIOS = {
     "cls": Scenario("cls", [*COMMON, "task=sentiment", "model=minilm-l6", "trainer.batch_size=32", "optimizer.lr=5e-5"],
-                    steps=188, warmup=5, eval_rows=500, llmft_extra=["trainer.group_by_length=true"],
+                    steps=188, warmup=5, eval_rows=500,
                     note="MiniLM-L6 (22.7M) sentiment, short variable-length reviews, batch 32, 188 steps (2 epochs, "
                          "the main job's training); dev = accuracy on the 500 validation rows"),
     "sft-tiny": Scenario("sft-tiny", [*COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=256", "trainer.batch_size=16",
@@ -62,7 +70,7 @@ SCENARIOS = {
                                note="Qwen2.5-0.5B-shaped decoder (494M, random weights), bf16 SFT, batch 8, max_length 2048"),
     "cls-base-shape": Scenario("cls-base-shape", [*COMMON_NO_PRECISION, "task=sentiment", "model.name_or_path=@shape:bert-base",
                                                   "model.max_length=128", "trainer.batch_size=32", "optimizer.lr=5e-5"],
-                               steps=60, warmup=5, eval_rows=500, llmft_extra=["trainer.group_by_length=true"],
+                               steps=60, warmup=5, eval_rows=500,
                                note="BERT-base-shaped encoder (110M, random weights) sentiment, batch 32"),
     "sft-shape-tiny": Scenario("sft-shape-tiny", [*COMMON_NO_PRECISION, "task=sft", "model.name_or_path=@shape-tiny:qwen2.5-0.5b",
                                                   "model.max_length=256", "trainer.batch_size=4", "optimizer.lr=1e-3",
@@ -73,7 +81,7 @@ SCENARIOS = {
     "cls-shape-tiny": Scenario("cls-shape-tiny", [*COMMON_NO_PRECISION, "task=sentiment", "model.name_or_path=@shape-tiny:bert-base",
                                                   "model.max_length=64", "trainer.batch_size=16", "optimizer.lr=1e-3",
                                                   "task.data.max_train_samples=256"],
-                               steps=6, warmup=2, eval_rows=32, llmft_extra=["trainer.group_by_length=true"],
+                               steps=6, warmup=2, eval_rows=32,
                                note="the GPU check's CPU dry path: cls-base-shape's architecture, a few small layers"),
 }
 

@@ -72,8 +72,9 @@ def build_run(config: TrainConfig) -> RunParts:
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
+    by_length = task.train_by_length if trainer.group_by_length is None else trainer.group_by_length
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
-                                    dist.rank, dist.world, by_length=trainer.group_by_length)
+                                    dist.rank, dist.world, by_length=by_length)
     # eval is sharded over ranks and gathered (under FSDP every rank runs the same eval batches: each forward needs all
     # ranks); the test split is scored after training by plain (unwrapped) models, so it is always sharded
     eval_shard = dist.enabled and trainer.strategy is not Strategy.fsdp
@@ -96,6 +97,7 @@ def build_run(config: TrainConfig) -> RunParts:
         "warmup_steps": warmup_steps(config.scheduler, num_steps),
         "processes": dist.world,
         "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps * dist.world,  # the global batch
+        "group_by_length": by_length,
         "trainable_parameters": trainable,
         "total_parameters": total,
         **task.plan_info(),

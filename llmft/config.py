@@ -308,7 +308,9 @@ class TrainerConfig:
     resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
-    group_by_length: bool = False  # training batches of similar-length rows (bucketed, still shuffled): less padding
+    # training batches of similar-length rows (bucketed, still shuffled): less padding. None: the task family's default
+    # (on for classification; off for token-level losses and extractive QA, where it cost quality)
+    group_by_length: Optional[bool] = None
     compile: bool = False  # torch.compile the model (first steps pay the compilation)
     dry_run: bool = False  # build everything, print what the run would do, train nothing
     strategy: Strategy = Strategy.ddp  # under torchrun

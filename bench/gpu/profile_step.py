@@ -38,7 +38,7 @@ def main() -> None:
 
     scenario = SCENARIOS[args.scenario]
     steps = WAIT + WARMUP + ACTIVE
-    extra = [] if args.plain else scenario.llmft_extra
+    extra = scenario.llmft_overrides(not args.plain)
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={steps}", "trainer.epochs=1000",
                       "trainer.log_every=1000000", "task.eval_generate_samples=0"])
     parts = build_run(config)

@@ -92,6 +92,7 @@ class ClassificationTask:
         self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
     eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
+    train_by_length = True  # trainer.group_by_length's default: a per-row loss, so grouping only cuts padding
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
 

@@ -29,6 +29,7 @@ class ExtractiveQATask:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     eval_order_free = True  # eval metrics do not depend on row order: windows carry their index
+    train_by_length = False  # trainer.group_by_length's default: window length follows the answer's place (F1 fell)
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
 

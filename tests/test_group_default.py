@@ -1,0 +1,82 @@
+"""Length-grouped training batches are the default where they hold quality (classification: a per-row loss) and off
+where they cost it (token-level losses, extractive QA); the switch still works both ways, and a grouped run that is
+stopped and resumed equals an unbroken one."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from conftest import cli, only_run_dir
+
+SMALL = ["task.data.max_train_samples=64", "task.data.max_eval_samples=16", "trainer.batch_size=8"]
+
+
+def _plan(overrides: list[str]):
+    """The train loader and plan `llmft train OVERRIDES` would build."""
+    from test_audit_promises import _compose
+
+    from llmft.build import build_run
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig
+
+    parts = build_run(to_typed(_compose([*SMALL, *overrides]), TrainConfig))
+    return parts.train_loader.sampler, parts.plan
+
+
+@pytest.mark.parametrize("overrides, grouped", [
+    (["task=sentiment", "model=tiny-bert"], True),
+    (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], True),
+    (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], False),
+    (["task=qa", "model=tiny-bert", "task.doc_stride=16"], False),
+    (["task=sft", "model=tiny-gpt2"], False),
+    (["task=summarization", "model=tiny-t5"], False),
+    (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], True),
+])
+def test_each_family_gets_its_default_and_the_switch_wins(overrides, grouped):
+    sampler, plan = _plan(overrides)
+    assert plan["group_by_length"] is grouped
+    assert (sampler.lengths is not None) is grouped
+
+
+def test_the_resume_tests_train_grouped():
+    """test_resume's kill -9 run uses the default task: it now proves exact resume of a grouped order too."""
+    from test_resume import RUN
+
+    sampler, plan = _plan([o for o in RUN if not o.startswith(("task.data.max_", "trainer.batch_size"))])
+    assert plan["group_by_length"] is True and sampler.lengths is not None
+
+
+def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch):
+    import llmft.loop as loop
+
+    args = ["train", "model=tiny-bert", "task.data.max_train_samples=96", "task.data.max_eval_samples=16", "trainer.batch_size=16",
+            "trainer.epochs=2", "trainer.log_every=1", "trainer.eval_every=4", "trainer.progress=false", "optimizer.lr=1e-3"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    unbroken.mkdir(), broken.mkdir()
+    cli(args, cwd=unbroken)
+    step = loop.optimizer_step
+
+    def step_then_term(parts, group, state):  # a SIGTERM during step 4 of 6 in epoch 1: stop after it, save, exit
+        out = step(parts, group, state)
+        if state.step == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(loop, "optimizer_step", step_then_term)
+    assert cli(args, cwd=broken, check=False).returncode == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    run = only_run_dir(broken / "outputs")
+    assert json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"] == 4
+    cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
+
+    def records(folder):
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
+                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    reference = only_run_dir(unbroken / "outputs")
+    assert json.loads((reference / "run.json").read_text())["plan"]["group_by_length"] is True
+    assert records(run) == records(reference)  # same losses, lrs and evals at every step, across the epoch boundary
+    assert json.loads((run / "eval.json").read_text())["metrics"] == json.loads((reference / "eval.json").read_text())["metrics"]
