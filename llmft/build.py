@@ -72,7 +72,7 @@ def build_run(config: TrainConfig) -> RunParts:
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
-    by_length = task.train_by_length if trainer.group_by_length is None else trainer.group_by_length
+    by_length = _group_by_length(trainer.group_by_length, task.train_by_length, precision)
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                     dist.rank, dist.world, by_length=by_length)
     # eval is sharded over ranks and gathered (under FSDP every rank runs the same eval batches: each forward needs all
@@ -104,6 +104,15 @@ def build_run(config: TrainConfig) -> RunParts:
     }
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve)
+
+
+def _group_by_length(asked: Any, task_default: bool, precision: Precision) -> bool:
+    """The user's `trainer.group_by_length`, else the task's default, except half-precision autocast on CUDA: there
+    PyTorch's cuDNN attention builds a plan per new sequence length, and grouped batches (a new length at nearly
+    every step) trained BERT-base 2-3x slower than random ones on an H200 (bench/BENCHMARKS.md, GPU section)."""
+    if asked is not None:
+        return bool(asked)
+    return task_default and not (precision.device.type == "cuda" and precision.dtype is not None)
 
 
 def _check_packing(model: Any, tokenizer: Any, family: TaskFamily) -> None:
