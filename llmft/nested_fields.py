@@ -40,13 +40,18 @@ def squad_rows(document: dict[str, Any], file: str) -> Iterator[dict[str, Any]]:
         for p, paragraph in enumerate(article["paragraphs"]):
             for q, qa in enumerate(paragraph.get("qas", [])):
                 try:
-                    answers = [] if qa.get("is_impossible") else qa["answers"]
-                    yield {"id": str(qa.get("id", f"{a}-{p}-{q}")), "title": str(article.get("title", "")),
-                           "context": paragraph["context"], "question": qa["question"],
-                           "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]}}
-                except (KeyError, TypeError) as ex:
-                    raise UserError(f"{file}: data[{a}].paragraphs[{p}].qas[{q}] is not a SQuAD question "
-                                    f"(missing {ex}); each needs question, answers [{{text, answer_start}}] and its paragraph a context") from ex
+                    row = _squad_row(article, paragraph, qa, default_id=f"{a}-{p}-{q}")
+                except (AttributeError, KeyError, TypeError, ValueError) as ex:
+                    raise UserError(f"{file}: data[{a}].paragraphs[{p}].qas[{q}] is not a SQuAD question ({type(ex).__name__}: "
+                                    f"{ex}); it needs a question and answers [{{text, answer_start}}], its paragraph a context") from ex
+                yield row
+
+
+def _squad_row(article: dict[str, Any], paragraph: dict[str, Any], qa: dict[str, Any], default_id: str) -> dict[str, Any]:
+    answers = [] if qa.get("is_impossible") else qa["answers"]
+    return {"id": str(qa.get("id", default_id)), "title": str(article.get("title", "")), "context": paragraph["context"],
+            "question": qa["question"],
+            "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]}}
 
 
 def read_squad(files: dict[str, str]) -> Any:
