@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from llmft import nested_fields
 from llmft.config import DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -70,9 +71,12 @@ def load_raw(cfg: DataConfig) -> Any:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
             _check_not_empty(files)
             fmt = formats.pop()
+            squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
+            if squad is not None:
+                return nested_fields.expose(squad)
             kwargs = {"delimiter": "\t"} if all(f.endswith(".tsv") for f in files.values()) else {}
-            return datasets.load_dataset(fmt, data_files=files, **kwargs)
-        return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
+            return nested_fields.expose(datasets.load_dataset(fmt, data_files=files, **kwargs))
+        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))
     except UserError:
         raise
     except Exception as ex:

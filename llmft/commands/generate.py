@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import GenerateConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
+from llmft.nested_fields import lookup
 
 
 def read_jsonl(path: Path, columns: list[str]) -> list[dict[str, Any]]:
@@ -37,13 +38,21 @@ def read_jsonl(path: Path, columns: list[str]) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{number} is not a JSON object")
         if len(columns) == 1 and columns[0] not in row and "text" in row:
             row[columns[0]] = row["text"]
-        missing = [c for c in columns if not isinstance(row.get(c), str)]
+        missing = [c for c in columns if not isinstance(_field(row, c), str)]
         if missing:
             raise UserError(f"{path}:{number} has no text field '{missing[0]}' (needed: {columns})")
         rows.append(row)
     if not rows:
         raise UserError(f"input file {path} has no rows")
     return rows
+
+
+def _field(row: dict[str, Any], path: str) -> Any:
+    """A row's column or nested field (dotted path), or None."""
+    try:
+        return lookup(row, path)
+    except UserError:
+        return None
 
 
 def check_output(path: Path) -> None:
@@ -121,7 +130,7 @@ def _classify(config: GenerateConfig, task_cfg: TaskConfig, model: Any, tokenize
         rows = [{columns[0]: config.prompt}]
     else:
         rows = read_jsonl(Path(config.input), columns)  # type: ignore[arg-type]
-    predictions = predict(model, tokenizer, [[row[c] for c in columns] for row in rows], config.batch_size, max_length, device,
+    predictions = predict(model, tokenizer, [[lookup(row, c) for c in columns] for row in rows], config.batch_size, max_length, device,
                           task_cfg.input_truncation_side)
     return [{**row, **pred} for row, pred in zip(rows, predictions)]
 
@@ -139,7 +148,7 @@ def _generate(config: GenerateConfig, task: Any, task_cfg: TaskConfig, model: An
         prompts = [prompt_text(rows[0], task_cfg) if len(fields) == 1 else config.prompt]
     else:
         rows = read_jsonl(Path(config.input), fields or [task_cfg.data.text_columns[0]])  # type: ignore[arg-type]
-        prompts = [prompt_text(r, task_cfg) if fields else r[task_cfg.data.text_columns[0]] for r in rows]
+        prompts = [prompt_text(r, task_cfg) if fields else lookup(r, task_cfg.data.text_columns[0]) for r in rows]
     texts = [task.generation_prompt(Example(p, "")) for p in prompts]
     gen_cfg = apply_user_overrides(task_cfg.generation, cfg, "generation")
     streamer = None

@@ -9,6 +9,7 @@ import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.errors import UserError
+from llmft.nested_fields import lookup
 from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, to_example, token_loss_sum
 from llmft.tasks.truncation import encode_rows
 
@@ -33,7 +34,7 @@ class Seq2SeqTask:
         return {"format": "source -> target", "data": self.data_stats}
 
     def source(self, example: Example, row: dict[str, Any]) -> str:
-        return example.prompt if self.cfg.prompt_template else str(row[self.cfg.data.text_columns[0]])
+        return example.prompt if self.cfg.prompt_template else str(lookup(row, self.cfg.data.text_columns[0], "source column"))
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from llmft.config import TaskConfig, TextMetric
 from llmft.distributed import Dist
 from llmft.errors import UserError
+from llmft.nested_fields import fill_template, lookup
 from llmft.precision import Precision
 
 IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
@@ -27,20 +28,16 @@ class Example:
 
 
 def prompt_text(row: dict[str, Any], cfg: TaskConfig) -> str:
+    """The row's prompt: `task.prompt_template` with each {column} or {dotted.path} filled in ('' without one)."""
     if cfg.prompt_template is None:
         return ""
-    try:
-        return cfg.prompt_template.format(**row)
-    except KeyError as ex:
-        raise UserError(f"task.prompt_template names column {ex} which the data does not have; columns: {', '.join(row)}") from ex
+    return fill_template(cfg.prompt_template, row)
 
 
 def response_texts(row: dict[str, Any], cfg: TaskConfig) -> list[str]:
     """The target text(s) of a row; SQuAD-style `answers` give several references (none: unanswerable)."""
     column = cfg.response_column or cfg.data.text_columns[0]
-    if column not in row:
-        raise UserError(f"response column '{column}' not found; columns: {', '.join(row)}")
-    value = row[column]
+    value = lookup(row, column, "response column")
     if isinstance(value, dict) and "text" in value:
         return [str(t) for t in value["text"]]
     if not isinstance(value, str):
