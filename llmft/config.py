@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional
 
 
 class OptimizerName(str, Enum):
@@ -129,7 +129,8 @@ class DataConfig:
     path: str = "builtin:sentiment"  # hub id, local file/folder, or builtin:<name>
     name: Optional[str] = None  # hub dataset configuration
     revision: Optional[str] = None
-    data_files: Optional[dict[str, str]] = None  # split -> local file, overrides path lookup
+    data_files: Any = None  # {split: local file}, overrides path lookup. Typed Any (checked in __post_init__): Hydra
+    # cannot merge `task.data.data_files={train:a.csv}` into an Optional[dict] that is None (or add keys to a typed dict)
     text_columns: list[str] = field(default_factory=lambda: ["text"])  # one, or two for pairs
     label_column: str = "label"
     label_names: Optional[list[str]] = None  # None: read from the data set
@@ -149,6 +150,10 @@ class DataConfig:
             )
         if not 0.0 < self.carve_ratio < 1.0:
             raise ConfigError(f"task.data.carve_ratio must be in (0, 1), got {self.carve_ratio}")
+        files = self.data_files
+        if files is not None and not (hasattr(files, "items") and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
+            raise ConfigError(f"task.data.data_files takes {{split: file}}, e.g. task.data.data_files={{train:a.csv,test:b.csv}}; got {files}")
+        self.data_files = dict(files) if files else None
 
 
 @dataclass

@@ -24,6 +24,11 @@ SMALL_SPLIT = 20
 SOURCE_FIELDS = ("path", "name", "revision", "data_files", "train_split")  # what picks the rows a carve starts from
 
 
+def source(cfg: DataConfig) -> dict[str, Any]:
+    """The fields that pick the rows a carve starts from (no data_files: {} and None, as older runs saved it)."""
+    return {field: (getattr(cfg, field) or None) if field == "data_files" else getattr(cfg, field) for field in SOURCE_FIELDS}
+
+
 def carved_roles(splits: dict[str, Any]) -> list[str]:
     """The roles of `splits` (from data.named_splits) that were carved off train: they keep each row's file position."""
     return [role for role in ("eval", "test") if ROW_COLUMN in splits[role].column_names]
@@ -34,7 +39,7 @@ def record(raw: Any, splits: dict[str, Any], cfg: DataConfig) -> dict[str, Any]:
     the positions of its rows in the train split (in the order they were scored)."""
     names = {"eval": cfg.eval_split, "test": cfg.test_split}
     return {
-        "source": {field: getattr(cfg, field) for field in SOURCE_FIELDS},
+        "source": source(cfg),
         "train_rows": len(raw[cfg.train_split]),
         "train_digest": train_digest(raw, cfg),
         "carved": {role: {"split": names[role], "rows": [int(r) for r in splits[role][ROW_COLUMN]]} for role in carved_roles(splits)},
@@ -66,7 +71,7 @@ def saved_split(run_dir: Path, raw: Any, cfg: DataConfig, role: str) -> Optional
     if not path.is_file():
         return None
     carve = json.loads(path.read_text())
-    if role not in carve["carved"] or carve["source"] != {field: getattr(cfg, field) for field in SOURCE_FIELDS}:
+    if role not in carve["carved"] or carve["source"] != source(cfg):
         return None
     train = raw[cfg.train_split]
     if len(train) != carve["train_rows"] or train_digest(raw, cfg) != carve["train_digest"]:

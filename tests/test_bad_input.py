@@ -119,3 +119,9 @@ def test_a_run_config_cannot_smuggle_code(tmp_path, tiny_run):
     config = (tiny_run / ".hydra" / "config.yaml").read_text().replace("model:\n", "model:\n  _target_: os.system\n", 1)
     (evil / ".hydra" / "config.yaml").write_text(config)
     _fails(["generate", f"run={evil}", "prompt=hi"], tmp_path, "no longer validates", "model._target_")
+
+
+def test_a_qa_stride_that_leaves_no_room_is_one_line(tmp_path):
+    """tiny-bert's 64 positions and the default doc_stride 64: the tokenizer's bare exception becomes one line."""
+    proc = cli(["train", "task=qa", "model=tiny-bert", "trainer.max_steps=1"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "lower task.doc_stride" in proc.stderr and "Traceback" not in proc.stderr

@@ -98,3 +98,15 @@ def test_summarization_run_from_one_file_evals_to_its_own_test_metrics(tmp_path,
     run = only_run_dir(tmp_path / "outputs")
     result, _ = _eval(run, tmp_path)
     assert result["rows"] == 6 and result["metrics"] == json.loads((run / "eval.json").read_text())["metrics"]
+
+
+def test_data_files_are_given_on_the_command_line(tmp_path):
+    """`task.data.data_files={train:a,test:b}` merges from the command line (a None Optional[dict] in the schema made
+    Hydra/OmegaConf crash with a traceback); a value of the wrong shape is one line."""
+    train, test = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(train, _sentiment_rows(60))
+    write_jsonl(test, _sentiment_rows(20))
+    proc = cli(["train", *FAST, f"task.data.data_files={{train:{train},test:{test}}}"], cwd=tmp_path)
+    assert "test 20 rows" in " ".join((proc.stdout + proc.stderr).split())
+    bad = cli(["train", *FAST, "task.data.data_files=[a.csv]"], cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "task.data.data_files takes {split: file}" in bad.stderr

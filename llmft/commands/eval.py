@@ -106,8 +106,8 @@ def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: s
     from llmft import data, splits
 
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
-    own = all(getattr(cfg, f) == getattr(trained_on, f) for f in splits.SOURCE_FIELDS)
-    if not own and cfg.data_files is None and Path(cfg.path).expanduser().is_file():
+    own = splits.source(cfg) == splits.source(trained_on)
+    if not own and not cfg.data_files and Path(cfg.path).expanduser().is_file():
         cfg.data_files = {split_name: cfg.path}  # another single file given to eval: score all of it
         return data.cap(data.load_raw(cfg)[split_name], role, cfg), f"every row of {cfg.path}"
     raw = data.load_raw(cfg)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from llmft.config import ModelConfig, TaskConfig
 from llmft.data import check_columns
 from llmft.distributed import Dist
+from llmft.errors import UserError
 from llmft.precision import Precision
 
 COLUMNS = ("question", "context", "answers")
@@ -36,15 +37,26 @@ class ExtractiveQATask:
     def plan_info(self) -> dict[str, Any]:
         return {"format": "extractive QA", "data": self.data_stats}
 
+    def _windows(self, tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Any:
+        """Each (question, context) as overlapping windows of the context; a stride that leaves no room is one line."""
+        try:
+            return tokenizer([r["question"].lstrip() for r in rows], [r["context"] for r in rows], truncation="only_second",
+                             max_length=max_length, stride=self.cfg.doc_stride, return_overflowing_tokens=True,
+                             return_offsets_mapping=True)
+        except Exception as ex:  # the tokenizers library raises a bare Exception/ValueError for it
+            if "stride" not in str(ex).lower():
+                raise
+            raise UserError(f"task.doc_stride={self.cfg.doc_stride} leaves no room for the context in model.max_length="
+                            f"{max_length} tokens beside the question; lower task.doc_stride (e.g. "
+                            f"{max(8, max_length // 4)}) or raise model.max_length") from None
+
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
         out = {}
         for role, ds in splits.items():
             check_columns(ds, list(COLUMNS), f"the {role} split of '{self.cfg.data.path}'")
             rows = ds.to_list()
-            enc = tokenizer([r["question"].lstrip() for r in rows], [r["context"] for r in rows], truncation="only_second",
-                            max_length=max_length, stride=self.cfg.doc_stride, return_overflowing_tokens=True,
-                            return_offsets_mapping=True)
+            enc = self._windows(tokenizer, rows, max_length)
             starts, ends, offsets = [], [], []
             for w, example_index in enumerate(enc["overflow_to_sample_mapping"]):
                 sequence_ids = enc.sequence_ids(w)
