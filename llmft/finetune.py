@@ -4,6 +4,7 @@ the head), or LoRA adapters through peft. Also the dropout override and gradient
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import torch
@@ -66,7 +67,9 @@ def apply_lora(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str)
         target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
     )
     try:
-        return get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft asks for transformers' old name; nothing a user can act on
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, lora)
     except ValueError as ex:
         raise UserError(f"finetune=lora: {str(ex).splitlines()[0]}; set finetune.lora_target_modules=[...]") from ex
 
