@@ -183,7 +183,8 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
         raise UserError(f"{folder} is not a model checkpoint (no config.json)")
     try:
         with _load_report():
-            model, info = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
+            auto_class = getattr(transformers, auto_class_name)
+            model, info = auto_class.from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
     _note_loading(info, f"not in the checkpoint {folder}: random")

@@ -116,7 +116,9 @@ class TrainingProgress:
         done = self.completed - self.first
         eta = _clock(elapsed / done * (self.total - self.completed)) if done else "?"
         epoch = f"{record['epoch'] + 1}/{self.epochs}" if self.epochs else str(record["epoch"] + 1)
-        speed = f"{samples:.1f} samples/s" + (f" | {record['train/tokens_per_s']:.0f} tokens/s" if "train/tokens_per_s" in record else "")
+        speed = f"{samples:.1f} samples/s"
+        if "train/tokens_per_s" in record:
+            speed += f" | {record['train/tokens_per_s']:.0f} tokens/s"
         self._say(f"train step {self.completed}/{self.total} | epoch {epoch} | loss {loss:.4f} | lr {lr:.2e} | {speed} | "
                   f"elapsed {_clock(elapsed)} | eta {eta}")
 
@@ -195,7 +197,8 @@ def print_metrics(title: str, metrics: dict[str, Any]) -> None:
     else:
         out.print(title, markup=False, soft_wrap=True)
         out.print(metrics_table("", metrics))
-    log.info(f"{title}: " + " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scalar_metrics(metrics).items()))
+    values = (f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scalar_metrics(metrics).items())
+    log.info(f"{title}: " + " | ".join(values))
 
 
 def plot_curves(records: list[dict[str, Any]], select_metric: str, path: Path) -> None:
