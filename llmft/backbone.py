@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from llmft.config import ModelConfig
 from llmft.errors import UserError
 
 BUILTIN_PREFIX = "builtin:"
+log = logging.getLogger(__name__)
 # what each head needs, and the shipped `model=` options that fit it (offline ones first)
 FITTING_MODELS = {
     "CausalLM": ("a decoder-only model", ["smollm2-135m", "tiny-gpt2", "gpt2", "qwen2.5-0.5b", "qwen2.5-0.5b-instruct", "llama-3.2-1b"]),
@@ -105,9 +108,10 @@ def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelC
 
             # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
             # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
-            model = auto_class.from_pretrained(
-                weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32, **head_kwargs
-            )
+            with _load_report():
+                model, info = auto_class.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                                                         dtype=torch.float32, output_loading_info=True, **head_kwargs)
+            _note_loading(info, "trained from scratch")
     except ValueError as ex:
         if "Unrecognized configuration class" in str(ex):
             head = auto_class.__name__.replace("AutoModelFor", "")
@@ -178,9 +182,58 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is not a model checkpoint (no config.json)")
     try:
-        return getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=False)
+        with _load_report():
+            auto_class = getattr(transformers, auto_class_name)
+            model, info = auto_class.from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
+    _note_loading(info, f"not in the checkpoint {folder}: random")
+    return model
+
+
+class _HeldReport(logging.Filter):
+    """Holds back transformers' load report (a table with colour codes, whatever the stream): what matters in it is
+    said in one line by `_note_loading`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in str(record.msg):
+            self.held.append(record)
+            return False
+        return True
+
+
+@contextmanager
+def _load_report() -> Iterator[None]:
+    """Hold the load report of a `from_pretrained` call; show it (without colour codes) only if the load fails, as the
+    failure's explanation (transformers raises "look at the above report")."""
+    from llmft.report import plain
+
+    logger, held = logging.getLogger("transformers.modeling_utils"), _HeldReport()
+    logger.addFilter(held)
+    try:
+        yield
+    except Exception:
+        for record in held.held:
+            log.error(plain(record.getMessage()))
+        raise
+    finally:
+        logger.removeFilter(held)
+
+
+def _note_loading(info: dict[str, Any], what: str) -> None:
+    """The head weights the checkpoint lacked, in one line; the unused checkpoint weights (a pretraining head) in the
+    run's log only."""
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        names = ", ".join(sorted(missing)[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        log.warning(f"newly initialised: {names} ({what})")
+    unused = list(info.get("unexpected_keys") or [])
+    if unused:
+        log.info(f"checkpoint weights this model does not use: {len(unused)} ({', '.join(sorted(unused)[:4])}...)")
 
 
 def _load_adapter(auto_class: Any, folder: Path) -> Any:

@@ -53,7 +53,8 @@ def group_options() -> dict[str, list[str]]:
 
 
 def top_level_help() -> str:
-    verbs = "\n".join(f"  {name:<10}{text}" for name, text in VERBS.items())
+    width = max(map(len, VERBS)) + 2  # a space after the longest verb (sweep-report)
+    verbs = "\n".join(f"  {name:<{width}}{text}" for name, text in VERBS.items())
     groups = [f"  {g:<11}{', '.join(options)}" for g, options in group_options().items()]
     return USAGE.format(verbs=verbs, groups="\n".join(groups))
 
@@ -131,13 +132,20 @@ def _guarded(fn: Callable) -> Callable:
         from llmft.config import ConfigError
         from llmft.errors import UserError
 
+        import logging
+
+        run_log = logging.getLogger("llmft")  # the run folder's <verb>.log; the console has the message already
         try:
             return fn(cfg)
         except (UserError, ConfigError) as ex:
+            run_log.error(f"error: {ex}", extra={"console": False})
             if os.environ.get(_USER_FULL_ERROR) == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
             print(f"error: {ex}", file=sys.stderr)
             sys.exit(2)
+        except Exception:
+            run_log.exception("the run failed", extra={"console": False})  # the traceback reaches stderr as it is
+            raise
 
     return wrapper
 

@@ -3,6 +3,8 @@ the head), or LoRA adapters through peft. Also the dropout override and gradient
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import torch
@@ -65,9 +67,17 @@ def apply_lora(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str)
         target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
     )
     try:
-        return get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft asks for transformers' old name; nothing a user can act on
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, lora)
     except ValueError as ex:
         raise UserError(f"finetune=lora: {str(ex).splitlines()[0]}; set finetune.lora_target_modules=[...]") from ex
+
+
+def _no_cache_note(record: logging.LogRecord) -> bool:
+    """transformers says, once per run, that checkpointing turns off the KV cache in training: nothing to act on (the
+    saved config keeps use_cache for generation)."""
+    return "incompatible with gradient checkpointing" not in str(record.msg)
 
 
 def prepare(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool) -> Any:
@@ -75,7 +85,14 @@ def prepare(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gr
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise UserError(f"trainer.gradient_checkpointing: {type(model).__name__} does not support it")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for name in ("transformers.utils.generic", "transformers.modeling_layers"):
+            logging.getLogger(name).addFilter(_no_cache_note)  # a set: one filter however many runs
+        # transformers 5 renamed the call (the old name warns); 4.x has only the old one
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method is FinetuneMethod.freeze:
         apply_freezing(model, cfg)
     elif cfg.method is FinetuneMethod.lora:

@@ -22,7 +22,7 @@ from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
 from llmft.distributed import Dist, gradient_sync
 from llmft.errors import UserError
 from llmft.precision import Precision
-from llmft.report import MetricsLog, progress_bar, scalar_metrics
+from llmft.report import MetricsLog, TrainingProgress, scalar_metrics, training_progress
 
 Batch = dict[str, torch.Tensor]
 
@@ -248,8 +248,8 @@ def fit(
     parts.model.train()
     saved = state.log_windows[dist.rank] if dist.rank < len(state.log_windows) else None
     window = LogWindow(parts.precision.device, saved)
-    with progress_bar(cfg.progress) as bar, stop_requests() as requested:
-        task_id = bar.add_task("train", total=num_steps, completed=state.step, info="") if bar else None
+    epochs = 0 if cfg.max_steps > 0 else cfg.epochs  # max_steps: epochs repeat as needed
+    with training_progress(num_steps, state.step, epochs, cfg.progress, dist.main) as progress, stop_requests() as requested:
         while (cfg.max_steps > 0 or state.epoch < cfg.epochs) and state.step < num_steps and not state.stopped_early:
             if state.batches_done >= per_epoch:  # an epoch whose last group was skipped (non-finite loss)
                 state.epoch, state.batches_done = state.epoch + 1, 0
@@ -266,14 +266,13 @@ def fit(
                 state.step += 1
                 overflowed = state.skipped_steps > skipped_before  # fp16: the GradScaler skipped the update
                 window.add(None if overflowed else group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
-                if bar:
-                    bar.update(task_id, advance=1)
+                progress.step()
                 epoch_end = state.batches_done >= per_epoch
                 if state.step % cfg.log_every == 0 or state.step == num_steps or epoch_end:
-                    _log(window, hooks, state, lr, parts, bar, task_id)
+                    _log(window, hooks, state, lr, parts, progress)
                     window = LogWindow(parts.precision.device)
                 if (cfg.eval_every > 0 and state.step % cfg.eval_every == 0) or epoch_end or state.step == num_steps:
-                    _evaluate(hooks, selection, state, cfg)
+                    _evaluate(hooks, selection, state, cfg, progress)
                 if epoch_end:
                     state.epoch, state.batches_done = state.epoch + 1, 0
                 _after_step(state, window, hooks, requested, dist, cfg, epoch_end, num_steps)
@@ -297,22 +296,22 @@ def _after_step(state: LoopState, window: LogWindow, hooks: Hooks, requested: li
         raise Interrupted(requested[0] if requested else signal.SIGTERM, state.step)
 
 
-def _log(window: LogWindow, hooks: Hooks, state: LoopState, lr: float, parts: StepParts, bar: Any, task_id: Any) -> None:
+def _log(window: LogWindow, hooks: Hooks, state: LoopState, lr: float, parts: StepParts, progress: TrainingProgress) -> None:
     record = {"step": state.step, "epoch": state.epoch, **window.record(parts.dist), "train/lr": lr}
     if parts.precision.mode is PrecisionMode.fp16:
         record.update({"train/grad_scale": parts.scaler.get_scale(), "train/skipped_steps": state.skipped_steps})
     hooks.log.write(record)
-    if bar:
-        bar.update(task_id, info=f"loss {record.get('train/loss', float('nan')):.4f} lr {lr:.2e} "
-                                 f"{record['train/samples_per_s']:.1f} samples/s")
+    progress.logged(record)
 
 
-def _evaluate(hooks: Hooks, selection: Selection, state: LoopState, cfg: TrainerConfig) -> None:
+def _evaluate(hooks: Hooks, selection: Selection, state: LoopState, cfg: TrainerConfig, progress: TrainingProgress) -> None:
     """Score the eval split, keep the best checkpoint, count evals without improvement for early stopping."""
     metrics = hooks.evaluate()
     if selection.metric not in metrics:
         raise UserError(f"select_metric '{selection.metric}' is not an eval metric; have: {', '.join(scalar_metrics(metrics))}")
-    hooks.log.write({"step": state.step, "epoch": state.epoch, **{f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}})
+    record = {"step": state.step, "epoch": state.epoch, **{f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}}
+    hooks.log.write(record)
+    progress.evaluated(record)
     value = float(metrics[selection.metric])
     if selection.better(value, state.best_value):
         state.best_value, state.best_step, state.stale_evals = value, state.step, 0

@@ -75,6 +75,11 @@ def quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    # transformers' warnings through the job's handlers (conf/hydra/job_logging/llmft.yaml): on the console and in
+    # the run's log, instead of its own stderr handler; Python warnings likewise
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    logging.captureWarnings(True)
     for name in ("matplotlib", "PIL", "urllib3", "filelock", "fsspec"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("datasets").setLevel(logging.CRITICAL)  # its read errors reach the user as our one-line error
