@@ -54,8 +54,8 @@ def documents(text: str, unit: TextUnit) -> list[str]:
 
 
 def load_text(files: dict[str, str], unit: TextUnit) -> Any:
-    """A DatasetDict, one split per file, one row per document. Each split's fingerprint is its file's content and
-    the unit, so the tokenization cache and the run manifest follow the text, not the file name."""
+    """A DatasetDict, one split per file, one row per document. Each split's fingerprint is its file's content, the
+    unit and this module's code, so the tokenization cache and the run manifest follow the text, not the file name."""
     import pyarrow as pa
     from datasets import Dataset, DatasetDict
     from datasets.table import InMemoryTable
@@ -66,6 +66,6 @@ def load_text(files: dict[str, str], unit: TextUnit) -> Any:
         docs = documents(decode(raw, path), unit)
         if not docs:
             raise UserError(f"data file {path} (split '{split}') holds no text")
-        digest = hashlib.sha256(raw + f"|{unit.value}".encode()).hexdigest()[:32]
+        digest = hashlib.sha256(raw + f"|{unit.value}|".encode() + Path(__file__).read_bytes()).hexdigest()[:32]  # + this reader
         out[split] = Dataset(InMemoryTable(pa.table({TEXT_COLUMN: pa.array(docs, pa.string())})), fingerprint=digest)
     return DatasetDict(out)

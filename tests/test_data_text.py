@@ -63,6 +63,9 @@ def test_txt_corpus_trains_on_every_token(tmp_path):
     assert [r["eval/tokens"] for r in records if "eval/tokens" in r][-1] == stats["eval"]["supervised_tokens"]
     test = json.loads((run / "eval.json").read_text())["metrics"]
     assert test["tokens"] == stats["test"]["supervised_tokens"] and test["perplexity"] > 1
+    cli(["eval", f"run={run}"], cwd=tmp_path)  # the eval verb cuts test.txt the same way: the same number
+    again = json.loads(next((tmp_path / "outputs" / "eval").glob("*/*/eval.json")).read_text())["metrics"]
+    assert again["tokens"] == test["tokens"] and again["perplexity"] == pytest.approx(test["perplexity"], rel=1e-6)
 
 
 @pytest.mark.parametrize("unit, documents", [("paragraph", 8), ("line", 24)])
