@@ -228,8 +228,10 @@ class TaskConfig:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
-        if self.chunk_text and (self.family is not TaskFamily.causal_lm or self.prompt_template is not None or self.messages_column):
-            raise ConfigError("task.chunk_text=true cuts raw text for a causal_lm task; it cannot take task.prompt_template or task.messages_column")
+        raw_text = self.family is TaskFamily.causal_lm and self.prompt_template is None and not self.messages_column
+        if self.chunk_text and not raw_text:
+            raise ConfigError("task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "
+                              "or task.messages_column, nor a family other than causal_lm")
         if self.chunk_text and self.packing:
             raise ConfigError("task.chunk_text=true fills every row already; task.packing=true needs task.chunk_text=false")
         if self.bleu_tokenize not in BLEU_TOKENIZERS:

@@ -114,4 +114,5 @@ def test_a_file_that_is_not_text_is_one_line(tmp_path, name):
 def test_chunk_text_refuses_what_it_cannot_cut(tmp_path):
     for extra in (["task.packing=true"], ["task=sft"]):
         out = cli(["train", *FAST, "task.chunk_text=true", *extra], cwd=tmp_path, check=False)
-        assert out.returncode == 2 and "task.chunk_text=true" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and "task.chunk_text=true" in lines[0], out.stderr
