@@ -68,6 +68,14 @@ class EmptyTexts(str, Enum):
     error = "error"
 
 
+class TextUnit(str, Enum):
+    """What one document is in a raw text file (.txt, or a file without an extension that is not JSON)."""
+
+    file = "file"  # the whole file
+    paragraph = "paragraph"  # lines up to a blank line
+    line = "line"  # each non-blank line
+
+
 class Strategy(str, Enum):
     ddp = "ddp"  # torchrun: replicate the model, all-reduce gradients
     fsdp = "fsdp"  # torchrun: shard parameters, gradients and optimizer state (FSDP2 fully_shard)
@@ -142,6 +150,7 @@ class DataConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     empty_texts: EmptyTexts = EmptyTexts.drop
+    text_unit: TextUnit = TextUnit.paragraph  # raw text files: one document per file, paragraph or line
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.text_columns) <= 2:
@@ -198,6 +207,10 @@ class TaskConfig:
     eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
     max_target_length: int = 128  # seq2seq targets
     packing: bool = False  # causal_lm training: several examples per row (positions restart, attention stays within each)
+    # causal_lm raw text (no prompt_template, no messages_column): documents + EOS concatenated and cut into
+    # model.max_length blocks (run_clm's group_texts), every split; false: one row per document, cut at max_length.
+    # unset: true unless task.packing asks for documents kept apart
+    chunk_text: Optional[bool] = None
     # which end of a too-long input is cut; unset: left for decoders (keeps the end: the response, the prompt's cue,
     # what generation continues), right otherwise. Seq2seq targets are always cut on the right.
     truncation_side: Optional[Side] = None
@@ -220,6 +233,12 @@ class TaskConfig:
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
+        raw_text = self.family is TaskFamily.causal_lm and self.prompt_template is None and not self.messages_column
+        if self.chunk_text and not raw_text:
+            raise ConfigError("task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "
+                              "or task.messages_column, nor a family other than causal_lm")
+        if self.chunk_text and self.packing:
+            raise ConfigError("task.chunk_text=true fills every row already; task.packing=true needs task.chunk_text=false")
         if self.bleu_tokenize not in BLEU_TOKENIZERS:
             from llmft.errors import closest
 

@@ -12,15 +12,20 @@ from llmft.errors import UserError
 from llmft.paths import resources_dir
 
 BUILTIN_PREFIX = "builtin:"
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 ROLES = ("train", "eval", "test")
 ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
 
 
 def _format_of(path: str) -> str:
     suffix = Path(path).suffix.lower()
+    if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
+        from llmft.text_files import sniff_format
+
+        return sniff_format(path)
     if suffix not in FORMATS:
-        raise UserError(f"unsupported data file type '{suffix}' for {path}; use one of {', '.join(FORMATS)}")
+        raise UserError(f"unsupported data file type '{suffix}' for {path}; use one of {', '.join(FORMATS)} "
+                        "(a file without an extension is read as text, or JSON when it starts with { or [)")
     return FORMATS[suffix]
 
 
@@ -49,7 +54,7 @@ def local_files(cfg: DataConfig) -> dict[str, str] | None:
         return _files_in_folder(folder, cfg)
     elif Path(cfg.path).expanduser().is_dir():
         return _files_in_folder(Path(cfg.path).expanduser(), cfg)
-    elif Path(cfg.path).suffix.lower() in FORMATS or cfg.path.startswith((".", "/", "~")):
+    elif Path(cfg.path).suffix.lower() in FORMATS or cfg.path.startswith((".", "/", "~")) or Path(cfg.path).is_file():
         files = {cfg.train_split: cfg.path}
     else:
         return None
@@ -74,6 +79,10 @@ def load_raw(cfg: DataConfig) -> Any:
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
                 return nested_fields.expose(squad)
+            if fmt == "text":
+                from llmft.text_files import load_text
+
+                return load_text(files, cfg.text_unit)
             kwargs = {"delimiter": "\t"} if all(f.endswith(".tsv") for f in files.values()) else {}
             return nested_fields.expose(datasets.load_dataset(fmt, data_files=files, **kwargs))
         return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))

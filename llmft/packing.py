@@ -1,4 +1,5 @@
-"""Packing for decoder-only training: several tokenized examples per row, no padding in between.
+"""Packing for decoder-only training: several tokenized examples per row, no padding in between; and raw text cut
+into blocks (`group_texts`).
 
 Each example keeps its own positions (position ids restart at 0) and attends only to itself: transformers builds a
 block-diagonal causal mask from restarting position ids when no attention mask is passed (or uses varlen flash
@@ -57,6 +58,27 @@ def pack(features: Any, max_length: int) -> Any:
 
     return Dataset(InMemoryTable(pa.table({"input_ids": column(flat_ids[gather]), "labels": column(flat_labels[gather]),
                                            "position_ids": column(positions)})))
+
+
+def group_texts(documents: Any, block: int) -> tuple[Any, dict[str, int]]:
+    """run_clm's `group_texts`: the tokenized documents (each ending in EOS) concatenated and cut into rows of `block`
+    tokens, labels equal to the inputs; a block attends across the documents in it, as in pre-training. Unlike
+    run_clm the shorter tail is kept as a last block, so no token is lost, unless it is one token (which no position
+    predicts). Returns the blocks and their counts for the run's data statistics."""
+    import numpy as np
+    import pyarrow as pa
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    flat = documents.with_format("arrow")[:].column("input_ids").combine_chunks().flatten().to_numpy()
+    total = len(flat)
+    kept = total - 1 if total % block == 1 else total
+    offsets = np.append(np.arange(0, kept, block), kept).astype(np.int32)
+    column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat[:kept]))
+    blocks = len(offsets) - 1
+    stats = {"documents": len(documents), "tokens": total, "blocks": blocks, "block_length": block,
+             "dropped_tail_tokens": total - kept, "supervised_tokens": kept - blocks}  # a block's first token is context
+    return Dataset(InMemoryTable(pa.table({"input_ids": column, "labels": column}))), stats
 
 
 def packed_volume(batch: dict[str, torch.Tensor]) -> tuple[int, int]:

@@ -302,6 +302,11 @@ def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
     from llmft.report import console
 
     for role, counts in stats.items():
+        if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens
+            empty = f"; {counts['dropped_empty']} empty documents dropped" if counts["dropped_empty"] else ""
+            console.print(f"  {role}: {counts['documents']:,} documents, {counts['tokens']:,} tokens -> "
+                          f"{counts['blocks']:,} blocks of {counts['block_length']}{empty}")
+            continue
         notes = {k: v for k, v in counts.items() if k in ("dropped_empty", "truncated", "dropped_unsupervised", "unanswerable") and v}
         if notes:
             console.print(f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items()))

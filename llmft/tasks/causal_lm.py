@@ -63,8 +63,15 @@ class CausalLMTask:
     def prompt_has_special_tokens(self) -> bool:
         return self.chat
 
+    @property
+    def chunked(self) -> bool:
+        """Raw text concatenated and cut into max_length blocks (task.chunk_text; unset: unless task.packing is on)."""
+        raw = not self.cfg.messages_column and self.cfg.prompt_template is None
+        return raw and (self.cfg.chunk_text if self.cfg.chunk_text is not None else not self.cfg.packing)
+
     def plan_info(self) -> dict[str, Any]:
         mode = "chat" if self.cfg.messages_column else "prompt/response" if self.cfg.prompt_template else "raw text"
+        mode += " in blocks" if self.chunked else ""
         return {"format": mode, "chat_template": self.chat, "packing": self.cfg.packing, "data": self.data_stats}
 
     # --- text -> tokens ---------------------------------------------------------------------
@@ -101,6 +108,31 @@ class CausalLMTask:
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated,
                 "supervised": sum(1 for x in labels[1:] if x != IGNORE)}
 
+    def encode_documents(self, batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
+        """Whole documents (no truncation), each followed by EOS; blank ones dropped (a batched map may shrink)."""
+        column = self.cfg.response_column or self.cfg.data.text_columns[0]
+        odd = next((t for t in batch[column] if t is not None and not isinstance(t, str)), None)
+        if odd is not None:
+            raise UserError(f"column '{column}' must hold text, got {type(odd).__name__}")
+        texts = [t for t in batch[column] if t and t.strip()]
+        ids = self.tokenizer(texts, add_special_tokens=not self.chat, verbose=False)["input_ids"] if texts else []
+        return {"input_ids": [x + [self.tokenizer.eos_token_id] for x in ids]}
+
+    def chunk(self, ds: Any, role: str) -> Any:
+        """One split as max_length blocks of its concatenated documents (packing.group_texts); counts in data_stats."""
+        from llmft.packing import group_texts
+
+        if self.tokenizer.eos_token_id is None:
+            raise UserError("raw text is cut into blocks with EOS between documents, but the tokenizer has no EOS token")
+        column = self.cfg.response_column or self.cfg.data.text_columns[0]
+        documents = cached_map(ds, self.encode_documents, f"causal_lm-documents|{column}", self.tokenizer, batched=True,
+                               remove_columns=ds.column_names, desc=f"tokenize {role}")
+        blocks, stats = group_texts(documents, self.max_length)
+        if stats["supervised_tokens"] == 0:
+            raise UserError(f"the {role} split has no text to train on (every document of column '{column}' is empty)")
+        self.data_stats[role] = {"rows": len(blocks), **stats, "dropped_empty": len(ds) - len(documents)}
+        return blocks
+
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
         tokenizer.padding_side = "right"
@@ -110,6 +142,9 @@ class CausalLMTask:
             check_columns(ds, needed, f"the {role} split of '{self.cfg.data.path}'")
             if role != "train" and not self.cfg.messages_column:
                 self.examples[role] = [to_example(ds[i], self.cfg) for i in range(min(len(ds), self.cfg.eval_generate_samples))]
+            if self.chunked:
+                out[role] = self.chunk(ds, role)
+                continue
             features = cached_map(ds, self.encode, f"causal_lm|{self.cfg}|{max_length}", tokenizer, remove_columns=ds.column_names,
                                   desc=f"tokenize {role}")
             unsupervised = sum(1 for n in features["supervised"] if n == 0)
