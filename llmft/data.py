@@ -61,12 +61,14 @@ def load_raw(cfg: DataConfig) -> Any:
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
             _check_not_empty(files)
-            _warn_unused(cfg, files)
+            folder = _user_folder(cfg)
+            if folder is not None:
+                data_files.warn_unused(folder, files.values())
             fmt = formats.pop()
             kwargs, rows = data_files.csv_options(files, cfg) if fmt == "csv" else ({}, {})
-            raw = datasets.load_dataset(fmt, data_files=files, **kwargs)
+            raw = data_files.load_splits(fmt, files, **kwargs)
             data_files.check_row_counts(raw, files, rows)
-            return raw
+            return data_files.drop_unlabeled(raw, files, cfg) if folder is not None else raw
         return datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision)
     except UserError:
         raise
@@ -83,11 +85,10 @@ def load_raw(cfg: DataConfig) -> Any:
         raise
 
 
-def _warn_unused(cfg: DataConfig, files: dict[str, str]) -> None:
-    """A user's data folder: name the files the loader does not read (the builtin folders are ours)."""
+def _user_folder(cfg: DataConfig) -> Optional[Path]:
+    """The user's data folder the split files come from, if they do (not explicit data_files, not a builtin)."""
     folder = Path(cfg.path).expanduser()
-    if not cfg.data_files and not cfg.path.startswith(BUILTIN_PREFIX) and folder.is_dir():
-        data_files.warn_unused(folder, files.values())
+    return folder if not cfg.data_files and not cfg.path.startswith(BUILTIN_PREFIX) and folder.is_dir() else None
 
 
 def _check_not_empty(files: dict[str, str]) -> None:

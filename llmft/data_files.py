@@ -89,6 +89,15 @@ def _count(reader: Any, file: str, delimiter: str, quoting: Quoting) -> int:
             rows += 1
 
 
+def load_splits(fmt: str, files: dict[str, str], **options: Any) -> Any:
+    """A DatasetDict with each split's file loaded on its own: split files may differ in columns (GLUE's unlabeled
+    test.tsv) or in inferred types (a dev file whose optional column is all empty), which one load cannot cast."""
+    import datasets
+
+    return datasets.DatasetDict({split: datasets.load_dataset(fmt, data_files={split: file}, **options)[split]
+                                 for split, file in files.items()})
+
+
 def check_row_counts(raw: Any, files: dict[str, str], counts: dict[str, int]) -> None:
     """Rows in = rows out: each split holds as many rows as its file (a safety net under the strict pre-count)."""
     for split, expected in counts.items():
@@ -122,3 +131,17 @@ def warn_unused(folder: Path, used: Iterable[str]) -> None:
     if unused and os.environ.get("RANK", "0") == "0":  # once under torchrun
         print(f"warning: data folder {folder}: not used: {', '.join(unused)} (split files are named train, "
               f"{'/'.join(SPLIT_ALIASES['validation'])}, test)", file=sys.stderr)
+
+
+def drop_unlabeled(raw: Any, files: dict[str, str], cfg: DataConfig) -> Any:
+    """A folder's validation/test file without the label column train has (GLUE ships its test.tsv unlabeled) is
+    set aside with one warning line, so that split is carved from train instead of failing on a missing column."""
+    train = raw.get(cfg.train_split)
+    if train is None or cfg.label_column not in train.column_names:
+        return raw
+    for split in [s for s in raw if s != cfg.train_split and cfg.label_column not in raw[s].column_names]:
+        del raw[split]
+        if os.environ.get("RANK", "0") == "0":
+            print(f"warning: {files[split]} has no '{cfg.label_column}' column (an unlabeled file, as GLUE ships its "
+                  f"test.tsv): the {split} split is carved from train instead", file=sys.stderr)
+    return raw

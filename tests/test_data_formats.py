@@ -87,11 +87,14 @@ def test_folder_uses_dev_as_validation_and_names_unused_files(tmp_path):
     _mrpc_tsv(folder / "dev.tsv", 7, start=100)
     _mrpc_tsv(folder / "dev_ids.tsv", 3)
     (folder / "README.md").write_text("MRPC\n")
+    unlabeled = _mrpc_tsv(folder / "test.tsv", 5, start=200).read_text().replace("Quality\t", "Index\t", 1)
+    (folder / "test.tsv").write_text(unlabeled)  # GLUE's test.tsv carries no labels
     proc = cli(["train", "task=classification", f"task.data.path={folder}", *MRPC_COLUMNS, *FAST], cwd=tmp_path)
     rows = _rows_reported(only_run_dir(tmp_path / "outputs"))
-    assert rows["eval"] == 7 and rows["train"] + rows["test"] == 40, rows  # dev.tsv is the validation split
+    assert rows["eval"] == 7 and rows["train"] + rows["test"] == 40, rows  # dev.tsv is validation; test carved from train
     warnings = [line for line in proc.stderr.splitlines() if "not used" in line]
     assert len(warnings) == 1 and "README.md" in warnings[0] and "dev_ids.tsv" in warnings[0], proc.stderr[-2000:]
+    assert "test.tsv has no 'Quality' column" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("name", "suffix"), [("val", ".json"), ("valid", ".jsonl"), ("validation", ".csv"), ("eval", ".parquet"),
