@@ -112,10 +112,11 @@ def folder_split_files(folder: Path, cfg: DataConfig, suffixes: Iterable[str]) -
     files: dict[str, str] = {}
     for split in dict.fromkeys((cfg.train_split, cfg.eval_split, cfg.test_split)):
         names = [split] if split == cfg.train_split else dict.fromkeys([split, *SPLIT_ALIASES.get(split, ())])
-        found = [folder / f"{name}{suffix}" for name in names for suffix in suffixes if (folder / f"{name}{suffix}").is_file()]
+        found = [path for name in names for suffix in suffixes if (path := folder / f"{name}{suffix}").is_file()]
         if len(found) > 1:
-            raise UserError(f"data folder {folder} has {len(found)} files for split '{split}' ({', '.join(p.name for p in found)}); "
-                            f"keep one, or name them with task.data.data_files={{{split}: <file>}}")
+            raise UserError(f"data folder {folder} has {len(found)} files for split '{split}' "
+                            f"({', '.join(p.name for p in found)}); keep one, or name each split's file with "
+                            f"task.data.data_files={{{split}:<file>,...}}")
         if found:
             files[split] = str(found[0])
     if cfg.train_split not in files:

@@ -57,7 +57,7 @@ def check_not_multiple_choice(ds: Any, label_column: str, where: str) -> None:
     if not labels or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
         return
     low = min(labels)
-    if low >= 0 and max(labels) - low < count and low in (0, 1):
+    if low in (0, 1) and max(labels) - low < count:  # 0- or 1-based index of a choice
         raise UserError(f"{where} looks like multiple choice ({evidence}, and '{label_column}' holds the index of the "
                         "right one): the classification family scores one text or a pair and would learn from one "
                         "column only; this data needs a multiple-choice task, which llmft does not have yet")
