@@ -76,6 +76,12 @@ class TextUnit(str, Enum):
     line = "line"  # each non-blank line
 
 
+class Quoting(str, Enum):
+    auto = "auto"  # none for tab-separated files (as GLUE writes them), rfc4180 for the rest
+    none = "none"  # a quote character is text: one line is one row
+    rfc4180 = "rfc4180"  # CSV quoting: "..." holds delimiters and newlines, "" is a quote
+
+
 class Strategy(str, Enum):
     ddp = "ddp"  # torchrun: replicate the model, all-reduce gradients
     fsdp = "fsdp"  # torchrun: shard parameters, gradients and optimizer state (FSDP2 fully_shard)
@@ -151,8 +157,12 @@ class DataConfig:
     max_eval_samples: Optional[int] = None
     empty_texts: EmptyTexts = EmptyTexts.drop
     text_unit: TextUnit = TextUnit.paragraph  # raw text files: one document per file, paragraph or line
+    delimiter: Optional[str] = None  # .csv/.tsv: one character, or `tab`; None: from the file name (`,` / tab)
+    quoting: Quoting = Quoting.auto
 
     def __post_init__(self) -> None:
+        if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
+            raise ConfigError(f"task.data.delimiter takes one character or 'tab', got {self.delimiter!r}")
         if not 1 <= len(self.text_columns) <= 2:
             raise ConfigError(
                 f"task.data.text_columns takes one column or two (a sentence pair), got {self.text_columns}"

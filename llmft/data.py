@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from llmft import nested_fields
+from llmft import data_files, nested_fields
 from llmft.config import DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -30,17 +30,8 @@ def _format_of(path: str) -> str:
 
 
 def _files_in_folder(folder: Path, cfg: DataConfig) -> dict[str, str]:
-    """Files named after the configured splits (train.jsonl, validation.csv, ...) in a folder."""
-    files: dict[str, str] = {}
-    for split in (cfg.train_split, cfg.eval_split, cfg.test_split):
-        for suffix in FORMATS:
-            candidate = folder / f"{split}{suffix}"
-            if candidate.is_file():
-                files[split] = str(candidate)
-                break
-    if cfg.train_split not in files:
-        raise UserError(f"no {cfg.train_split}.<csv|json|jsonl|parquet> file in data folder {folder}")
-    return files
+    """Files named after the splits (train.jsonl, dev.tsv, val.json, test.csv, ...) in a folder."""
+    return data_files.folder_split_files(folder, cfg, FORMATS)
 
 
 def local_files(cfg: DataConfig) -> dict[str, str] | None:
@@ -75,6 +66,9 @@ def load_raw(cfg: DataConfig) -> Any:
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
             _check_not_empty(files)
+            folder = _user_folder(cfg)
+            if folder is not None:
+                data_files.warn_unused(folder, files.values())
             fmt = formats.pop()
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
@@ -83,8 +77,10 @@ def load_raw(cfg: DataConfig) -> Any:
                 from llmft.text_files import load_text
 
                 return load_text(files, cfg.text_unit)
-            kwargs = {"delimiter": "\t"} if all(f.endswith(".tsv") for f in files.values()) else {}
-            return nested_fields.expose(datasets.load_dataset(fmt, data_files=files, **kwargs))
+            kwargs, rows = data_files.csv_options(files, cfg) if fmt == "csv" else ({}, {})
+            raw = data_files.load_splits(fmt, files, **kwargs)
+            data_files.check_row_counts(raw, files, rows)
+            return nested_fields.expose(data_files.drop_unlabeled(raw, files, cfg) if folder is not None else raw)
         return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))
     except UserError:
         raise
@@ -99,6 +95,12 @@ def load_raw(cfg: DataConfig) -> Any:
         if type(ex).__module__.startswith("datasets"):  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
             raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
         raise
+
+
+def _user_folder(cfg: DataConfig) -> Optional[Path]:
+    """The user's data folder the split files come from, if they do (not explicit data_files, not a builtin)."""
+    folder = Path(cfg.path).expanduser()
+    return folder if not cfg.data_files and not cfg.path.startswith(BUILTIN_PREFIX) and folder.is_dir() else None
 
 
 def _check_not_empty(files: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmft import data_shapes
 from llmft.config import DataConfig, ModelConfig, Side, TaskConfig
 from llmft.data import cached_map, check_columns, drop_empty_texts, row_origin
 from llmft.distributed import Dist
@@ -105,7 +106,11 @@ class ClassificationTask:
         """Check columns, fix the label set from train, map labels to ids and tokenize every split."""
         columns = [*self.data.text_columns, self.data.label_column]
         for role, ds in splits.items():
-            check_columns(ds, columns, f"the {role} split of '{self.data.path}'")
+            where = f"the {role} split of '{self.data.path}'"
+            check_columns(ds, columns, where)
+            data_shapes.check_text_columns(ds, list(self.data.text_columns), where)
+            data_shapes.check_label_column(ds, self.data.label_column, where)
+            data_shapes.check_not_multiple_choice(ds, self.data.label_column, where)
             _check_label_types(ds, role, self.data)
         self.label_names = _label_names(splits.get("train"), self.data)
         if len(self.label_names) < 2:
