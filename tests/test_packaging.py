@@ -21,6 +21,8 @@ def test_wheel_carries_configs_recipes_and_data(tmp_path):
     for group in ("model", "task", "optimizer", "scheduler", "precision"):
         for path in (ROOT / "conf" / group).glob("*.yaml"):
             assert f"llmft/conf/{group}/{path.name}" in names
+    for path in (ROOT / "conf" / "hydra").rglob("*.yaml"):  # job logging (train.log), launchers, sweepers
+        assert f"llmft/conf/{path.relative_to(ROOT / 'conf').as_posix()}" in names
     for verb in ("train", "eval", "generate"):
         assert f"llmft/conf/{verb}.yaml" in names
     for path in (ROOT / "recipes").glob("*.yaml"):
