@@ -24,7 +24,7 @@ def _pad(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def run(scenario: Scenario, start: float) -> dict[str, Any]:
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
 
     config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
     parts = build_run(config)  # only for the model and the tokenized features every implementation shares

@@ -26,9 +26,9 @@ class _Metered:
 
 def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any]:
     from llmft import tasks
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.config import MetricMode
-    from llmft.loop import Hooks, Selection, StepParts, fit
+    from llmft.engine.loop import Hooks, Selection, StepParts, fit
 
     extra = [*scenario.llmft_overrides(options), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",

@@ -13,7 +13,7 @@ from scenarios import Meter, Scenario, compose
 def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
 
     config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
     parts = build_run(config)

@@ -155,7 +155,7 @@ def _refuse_a_held_run_dir(args: list[str]) -> None:
     (they would replace the holder's saved config)."""
     from pathlib import Path
 
-    from llmft.run_folder import LOCK_NAME, RunFolder
+    from llmft.runs.run_folder import LOCK_NAME, RunFolder
 
     for arg in args:
         if arg.startswith("hydra.run.dir="):
@@ -191,7 +191,7 @@ def _sweep_report(args: list[str]) -> None:
     if len(args) != 1 or args[0].startswith("-"):
         print("usage: llmft sweep-report <multirun folder>", file=sys.stderr)
         sys.exit(2)
-    from llmft.sweep import write_summary
+    from llmft.commands.sweep import write_summary
 
     try:
         write_summary(Path(args[0]))

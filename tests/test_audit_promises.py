@@ -10,6 +10,7 @@ import json
 import math
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,7 @@ def test_auto_precision_is_fp32_on_cpu_bf16_on_a_gpu_that_has_it_else_fp16(monke
     import torch
 
     from llmft.config import PrecisionMode
-    from llmft.precision import resolve_precision
+    from llmft.engine.precision import resolve_precision
 
     assert resolve_precision(PrecisionMode.auto, torch.device("cpu")).mode is PrecisionMode.fp32
     for supported, expected in ((True, PrecisionMode.bf16), (False, PrecisionMode.fp16)):
@@ -158,7 +159,7 @@ def test_label_names_fix_the_label_order_else_read_from_the_data():
 
 def test_tsv_and_json_files_load(tmp_path):
     from llmft.config import DataConfig
-    from llmft.data import load_raw
+    from llmft.data.loading import load_raw
 
     rows = [{"text": f"good, and also fine {i}", "label": "pos" if i % 2 else "neg"} for i in range(20)]
     tsv = tmp_path / "data.tsv"
@@ -172,7 +173,7 @@ def test_tsv_and_json_files_load(tmp_path):
 
 def test_carved_splits_follow_split_seed(tmp_path):
     from llmft.config import DataConfig
-    from llmft.data import load_raw, named_splits
+    from llmft.data.loading import load_raw, named_splits
 
     path = write_jsonl(tmp_path / "d.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(100)])
     tests = [named_splits(load_raw(DataConfig(path=str(path), split_seed=s)), DataConfig(split_seed=s))["test"]["text"]
@@ -181,9 +182,9 @@ def test_carved_splits_follow_split_seed(tmp_path):
 
 
 def test_hub_sources_without_the_network_fail_in_one_line():
-    from llmft.backbone import load_tokenizer
+    from llmft.models.backbone import load_tokenizer
     from llmft.config import DataConfig, ModelConfig
-    from llmft.data import load_raw
+    from llmft.data.loading import load_raw
     from llmft.errors import UserError
 
     with pytest.raises(UserError) as data_error:
@@ -196,7 +197,9 @@ def test_hub_sources_without_the_network_fail_in_one_line():
 
 def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_path):
     from llmft.paths import resources_dir
-    from llmft.resources import make_generative, make_sentiment
+    sys.path.insert(0, str(ROOT / "tools"))  # the data generators live outside the wheel
+    import make_generative
+    import make_sentiment
 
     counts = {s: len((resources_dir() / "sentiment" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")}
     assert counts == {"train": 3000, "validation": 500, "test": 1000}
@@ -208,12 +211,17 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
         assert (tmp_path / name).read_bytes() == (resources_dir() / name).read_bytes(), name
 
 
-def test_every_module_the_readme_layout_names_exists():
-    paragraph = README.split("## Layout", 1)[1]
-    named = re.findall(r"`(\w+\.py)`", paragraph) + re.findall(r"`(\w+)/`", paragraph)
-    assert len(named) >= 25
-    missing = [n for n in named if not ((ROOT / "llmft" / n).exists() or (ROOT / n).exists())]
+def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
+    layout = README.split("## Layout", 1)[1]
+    named = set(re.findall(r"\b(\w+\.py)\b", layout))
+    folders = set(re.findall(r"\b(\w+)/(?=[\s`])", layout))
+    missing = [n for n in named if not list((ROOT / "llmft").rglob(n))] + [
+        f for f in folders if not ((ROOT / "llmft" / f).is_dir() or (ROOT / f).is_dir())]
     assert not missing, missing
+    modules = {p.name for p in (ROOT / "llmft").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert modules - named == set(), "modules the README's layout does not name"
+    layers = {p.parent.name for p in (ROOT / "llmft").rglob("__init__.py") if p.parent != ROOT / "llmft"}
+    assert layers <= folders
 
 
 # --- A finished run: eval -m, the manifest, the model card, loss.png ---------------------------------------------------
@@ -246,7 +254,7 @@ def test_manifest_and_model_card_record_code_packages_and_batch(tiny_run):
 def test_loss_png_plots_train_and_eval_loss_and_the_selection_metric(tiny_run, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from llmft.report import plot_curves
+    from llmft.reporting.console import plot_curves
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
@@ -259,7 +267,7 @@ def test_loss_png_plots_train_and_eval_loss_and_the_selection_metric(tiny_run, t
 
 
 def test_sweep_summary_ranks_by_the_metric_direction_failed_jobs_last(tmp_path):
-    from llmft.sweep import write_summary
+    from llmft.commands.sweep import write_summary
 
     for job, lr, value in (("0", "0.1", 0.9), ("1", "0.2", 0.3), ("2", "0.3", None), ("3", "0.4", 0.5)):
         (tmp_path / job / ".hydra").mkdir(parents=True)
@@ -295,8 +303,8 @@ def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
 
 def test_lora_target_modules_and_gradient_checkpointing_apply():
     from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
-    from llmft.backbone import load_tokenizer, resolve
-    from llmft.finetune import prepare
+    from llmft.models.backbone import load_tokenizer, resolve
+    from llmft.models.finetune import prepare
     from llmft.tasks.classification import ClassificationTask
 
     cfg = ModelConfig(name_or_path="builtin:tiny-bert")
@@ -312,10 +320,10 @@ def test_lora_target_modules_and_gradient_checkpointing_apply():
 
 
 def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resumable():
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.commands.common import to_typed
     from llmft.config import TrainConfig
-    from llmft.data import row_lengths
+    from llmft.data.loading import row_lengths
 
     overrides = ["model=tiny-bert", "task.data.max_train_samples=256", "task.data.max_eval_samples=16", "trainer.batch_size=8",
                  "trainer.group_by_length=true"]

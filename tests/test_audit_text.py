@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from llmft import backbone
+from llmft.models import backbone
 from llmft.config import GenerationConfig, ModelConfig, Side, TaskConfig, TaskFamily, TextMetric
 from llmft.tasks.causal_lm import IGNORE, CausalLMTask
 from llmft.tasks.text_common import Example
@@ -39,7 +39,7 @@ def smollm2_tok():
     pytest.importorskip("gguf")
     from transformers import AutoTokenizer
 
-    from llmft import smollm2
+    from llmft.models import smollm2
     from llmft.errors import UserError
 
     try:
@@ -53,7 +53,7 @@ def smollm2_tok():
 def tiny_gpt2(tiny_tok):
     from transformers import AutoModelForCausalLM
 
-    from llmft.builtin_models import tiny_config
+    from llmft.models.builtin import tiny_config
 
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(tiny_config("tiny-gpt2", tiny_tok)).eval()
@@ -166,7 +166,7 @@ def _spy_generate(model, monkeypatch, outputs: bool = False) -> list[torch.Tenso
 @pytest.mark.parametrize("side", [Side.left, Side.right])
 def test_generation_cuts_the_prompt_on_the_training_side(tiny_tok, tiny_gpt2, monkeypatch, side):
     from llmft.config import PrecisionMode
-    from llmft.precision import resolve_precision
+    from llmft.engine.precision import resolve_precision
     from llmft.tasks.text_common import generation_partial
 
     task = _causal(tiny_tok, max_length=48, prompt_template="{story}\nAnswer:", response_column="a", truncation_side=side,
@@ -208,7 +208,7 @@ def test_seq2seq_targets_end_with_eos_exactly_once(tiny_tok):
 
 
 def test_generation_stops_at_any_eos_the_model_lists(tiny_tok, tiny_gpt2, monkeypatch):
-    from llmft.generation import generate
+    from llmft.evaluation.generation import generate
 
     second_eos = tiny_tok("z")["input_ids"][0]  # a chat model's end-of-turn id, listed only in generation_config
     model = copy.deepcopy(tiny_gpt2)
@@ -276,7 +276,7 @@ def test_classification_tokenizes_a_huge_row_by_its_truncated_length(tiny_tok):
 
 
 def test_pairs_and_left_side_keep_what_full_tokenization_keeps(tiny_tok):
-    from llmft.tasks.truncation import encode_rows
+    from llmft.data.truncation import encode_rows
 
     base = _long_text(20_000)
     firsts, seconds = ["a question", base, base[:300], "tiny"], [base, "short", base[:290], "text"]

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import DataConfig
-from llmft.data import load_raw, named_splits
+from llmft.data.loading import load_raw, named_splits
 from llmft.errors import UserError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FAST, cli, only_run_dir, write_jsonl
 from llmft.config import DataConfig
-from llmft.data import load_raw, named_splits
+from llmft.data.loading import load_raw, named_splits
 from llmft.errors import UserError
 
 MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"

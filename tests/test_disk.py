@@ -19,7 +19,7 @@ STEPS = ["model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eva
 
 def _stop_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
     """Stop the loop after optimizer step `step`: a SIGTERM (the loop saves and exits 143) or a crash (an exception)."""
-    from llmft import loop
+    from llmft.engine import loop
 
     real = loop.optimizer_step
 

@@ -10,12 +10,12 @@ import torch
 from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
 from llmft.errors import UserError
-from llmft.finetune import parameter_counts, prepare
+from llmft.models.finetune import parameter_counts, prepare
 from llmft.tasks.classification import ClassificationTask
 
 
 def _tiny_model(dropout=None):
-    from llmft.backbone import load_tokenizer, resolve
+    from llmft.models.backbone import load_tokenizer, resolve
 
     cfg = ModelConfig(name_or_path="builtin:tiny-bert", dropout=dropout)
     source, weights = resolve(cfg)

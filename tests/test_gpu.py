@@ -53,7 +53,7 @@ def _parts(overrides: list[str]):
     """Everything `llmft train` builds for these overrides, in this process."""
     from hydra import compose, initialize_config_dir
 
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.cli import register_recipes
     from llmft.commands.common import to_typed
     from llmft.config import TrainConfig, register_configs
@@ -69,7 +69,7 @@ def _parts(overrides: list[str]):
 
 
 def _step_parts(parts, loss_fn=None):
-    from llmft.loop import StepParts
+    from llmft.engine.loop import StepParts
 
     return StepParts(parts.model, loss_fn or parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
                      parts.trainer_cfg, parts.dist)
@@ -115,7 +115,7 @@ def test_bf16_autocast_computes_in_bf16_on_fp32_weights(bf16_parts):
 @pytest.mark.filterwarnings("ignore:Seems like .optimizer.step")  # the test's own wrapper
 def test_the_fused_cuda_adamw_steps_like_the_for_loop_one(bf16_parts):
     """llmft picks the fused (one-kernel) AdamW on CUDA; one step of it moves the weights as torch's for-loop AdamW."""
-    from llmft.loop import LoopState, optimizer_step
+    from llmft.engine.loop import LoopState, optimizer_step
 
     parts = bf16_parts
     optimizer = parts.optimizer
@@ -178,8 +178,8 @@ class OverflowOnSecondCall:
 @fp16
 def test_an_injected_fp16_overflow_is_skipped_and_keeps_the_schedule():
     from llmft.config import MetricMode
-    from llmft.loop import Hooks, Selection, fit
-    from llmft.report import MetricsLog
+    from llmft.engine.loop import Hooks, Selection, fit
+    from llmft.reporting.console import MetricsLog
 
     parts = _parts([*SFT, "precision=fp16", "model.dropout=0.0", "trainer.max_steps=4"])
     log = MetricsLog(None)
@@ -244,7 +244,7 @@ def test_packing_on_cuda_gives_the_unpacked_loss(model):
 DETERMINISTIC = "import torch\ntorch.use_deterministic_algorithms(True)\n"
 KILL_AFTER_STEP_4 = DETERMINISTIC + """
 import os, signal
-import llmft.loop as loop
+import llmft.engine.loop as loop
 _after = loop._after_step
 def _after_then_kill(state, *args, **kwargs):
     _after(state, *args, **kwargs)
@@ -302,10 +302,10 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
     by its full-state helpers: the sharded model follows the plain one."""
     from torch.distributed.fsdp import fully_shard
 
-    from llmft.distributed import full_optimizer_state, full_state_dict
-    from llmft.finetune import _layers
-    from llmft.loop import LoopState, optimizer_step
-    from llmft.optim import build_optimizer
+    from llmft.engine.distributed import full_optimizer_state, full_state_dict
+    from llmft.models.finetune import _layers
+    from llmft.engine.loop import LoopState, optimizer_step
+    from llmft.engine.optim import build_optimizer
     from llmft.config import OptimizerConfig
 
     with socket.socket() as s:
@@ -318,7 +318,7 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
         parts = _parts([*SFT, f"precision={'bf16' if cuda else 'fp32'}", "model.dropout=0.0"])
         plain = copy.deepcopy(parts.model)
         sharded = parts.model
-        for layer in _layers(sharded):  # as llmft.distributed.wrap does under torchrun with several processes
+        for layer in _layers(sharded):  # as llmft.engine.distributed.wrap does under torchrun with several processes
             fully_shard(layer)
         fully_shard(sharded)
         batches = [b for b, _ in zip(parts.train_loader, range(6))]  # three steps of two micro-batches

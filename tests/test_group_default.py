@@ -18,7 +18,7 @@ def _plan(overrides: list[str]):
     """The train loader and plan `llmft train OVERRIDES` would build."""
     from test_audit_promises import _compose
 
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.commands.common import to_typed
     from llmft.config import TrainConfig
 
@@ -50,7 +50,7 @@ def test_the_resume_tests_train_grouped():
 
 
 def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch):
-    import llmft.loop as loop
+    import llmft.engine.loop as loop
 
     args = ["train", "model=tiny-bert", "task.data.max_train_samples=96", "task.data.max_eval_samples=16", "trainer.batch_size=16",
             "trainer.epochs=2", "trainer.log_every=1", "trainer.eval_every=4", "trainer.progress=false", "optimizer.lr=1e-3"]
@@ -87,9 +87,9 @@ def test_half_precision_on_cuda_trains_on_random_batches_unless_asked():
     kernel per new sequence length): the default there is off; fp32 and CPU keep the task's default; asking wins."""
     import torch
 
-    from llmft.build import _group_by_length
+    from llmft.commands.setup import _group_by_length
     from llmft.config import PrecisionMode
-    from llmft.precision import Precision
+    from llmft.engine.precision import Precision
 
     cuda_bf16 = Precision(PrecisionMode.bf16, torch.device("cuda"), torch.bfloat16)
     cuda_fp32 = Precision(PrecisionMode.fp32, torch.device("cuda"), None)

@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import DataConfig, TaskConfig
-from llmft.data import EpochSampler
+from llmft.data.loading import EpochSampler
 from llmft.errors import UserError
 from llmft.tasks.classification import ClassificationTask
 

@@ -47,7 +47,7 @@ def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch):
 
     from llmft.config import LoggerConfig, LoggerKind
     from llmft.errors import UserError
-    from llmft.loggers import build_sink
+    from llmft.reporting.trackers import build_sink
 
     for module, kind, hint in (("wandb", LoggerKind.wandb, "pip install wandb"), ("mlflow", LoggerKind.mlflow, "pip install mlflow")):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if the package were absent

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from llmft.config import MetricMode, NonFinite, OptimizerConfig, OptimizerName, PrecisionMode, SchedulerConfig, SchedulerName, TrainerConfig
-from llmft.data import make_loader
-from llmft.distributed import Dist
-from llmft.loop import Hooks, NonFiniteLoss, Selection, StepParts, fit
-from llmft.optim import build_optimizer, build_scheduler
-from llmft.precision import resolve_precision
-from llmft.report import MetricsLog
+from llmft.data.loading import make_loader
+from llmft.engine.distributed import Dist
+from llmft.engine.loop import Hooks, NonFiniteLoss, Selection, StepParts, fit
+from llmft.engine.optim import build_optimizer, build_scheduler
+from llmft.engine.precision import resolve_precision
+from llmft.reporting.console import MetricsLog
 
 
 class TokenLoss:

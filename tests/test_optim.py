@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmft.config import OptimizerConfig, OptimizerName, SchedulerConfig, SchedulerName
-from llmft.optim import build_optimizer, build_scheduler, lr_multiplier
+from llmft.engine.optim import build_optimizer, build_scheduler, lr_multiplier
 
 
 def _model():

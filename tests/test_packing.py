@@ -13,7 +13,7 @@ from conftest import only_run_dir, cli
 from llmft.cli import register_recipes
 from llmft.commands.common import to_typed
 from llmft.config import TrainConfig, register_configs
-from llmft.packing import bins_best_fit
+from llmft.data.packing import bins_best_fit
 from llmft.paths import conf_dir
 
 register_configs()
@@ -21,7 +21,7 @@ register_recipes()
 
 
 def _parts(overrides: list[str]):
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

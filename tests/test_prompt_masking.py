@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmft import backbone
+from llmft.models import backbone
 from llmft.config import GenerationConfig, ModelConfig, TaskConfig, TaskFamily
 from llmft.tasks.causal_lm import IGNORE, CausalLMTask
 
@@ -72,8 +72,8 @@ def test_multi_turn_chat_supervises_only_assistant_turns(tokenizer):
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tokenizer):
-    from llmft.builtin_models import tiny_config
-    from llmft.generation import generate
+    from llmft.models.builtin import tiny_config
+    from llmft.evaluation.generation import generate
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)

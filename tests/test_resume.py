@@ -77,7 +77,7 @@ def test_kill_9_then_resume_matches_an_unbroken_run(tmp_path):
 
 KILL_ON_SECOND_LAST_SAVE = """
 import os, signal
-import llmft.checkpoint as checkpoint
+import llmft.runs.checkpoint as checkpoint
 _fsync, _saves = checkpoint._fsync_tree, []
 def _fsync_then_die(folder):
     _fsync(folder)
@@ -133,7 +133,7 @@ def test_resume_refuses_changed_config_and_finished_runs(tmp_path, tiny_run):
 
 def test_resume_with_other_overrides_is_refused(tmp_path):
     from llmft.errors import UserError
-    from llmft.resume import check_overrides
+    from llmft.runs.resume import check_overrides
 
     check_overrides(["trainer.resume=auto", "trainer.progress=false", "hydra.run.dir=x"])
     with pytest.raises(UserError, match="optimizer.lr=1"):
@@ -141,7 +141,7 @@ def test_resume_with_other_overrides_is_refused(tmp_path):
 
 
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
-    from llmft.checkpoint import atomic_write_dir
+    from llmft.runs.checkpoint import atomic_write_dir
     from llmft.errors import UserError
 
     target = tmp_path / "last"
@@ -158,7 +158,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
 
 
 def test_sigterm_is_a_stop_request_too():
-    from llmft.loop import stop_requests
+    from llmft.engine.loop import stop_requests
 
     with stop_requests() as requested:
         signal.raise_signal(signal.SIGTERM)  # handled: the loop stops after its current step

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from llmft import smollm2
+from llmft.models import smollm2
 from llmft.errors import UserError
 
 

@@ -10,8 +10,8 @@ import torch
 
 from conftest import FAST, only_run_dir, run_cli
 from llmft.config import OptimizerConfig
-from llmft.data import EpochSampler
-from llmft.optim import build_optimizer
+from llmft.data.loading import EpochSampler
+from llmft.engine.optim import build_optimizer
 
 
 def _lengths(n: int = 1000) -> list[int]:
@@ -62,7 +62,7 @@ def test_a_second_run_on_the_same_data_does_not_tokenize_again(tmp_path, monkeyp
     from hydra import compose, initialize_config_dir
 
     from conftest import write_jsonl
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.cli import register_recipes
     from llmft.commands.common import to_typed
     from llmft.config import TrainConfig, register_configs

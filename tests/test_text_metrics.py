@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from llmft.text_metrics import bleu_chrf, normalize_answer, perplexity, rouge, squad_em_f1
+from llmft.evaluation.text_metrics import bleu_chrf, normalize_answer, perplexity, rouge, squad_em_f1
 
 PREDS = [
     "The cat sat on the mat.",
@@ -23,7 +23,7 @@ REFS = [
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, llmft.text_metrics; sys.exit('torch' in sys.modules)"
+    code = "import sys, llmft.evaluation.text_metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -31,9 +31,9 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from llmft.build import build_run
+    from llmft.commands.setup import build_run
     from llmft.config import MetricMode
-    from llmft.loop import Hooks, Selection, StepParts, fit
+    from llmft.engine.loop import Hooks, Selection, StepParts, fit
     from scenarios import SCENARIOS, compose
 
     scenario = SCENARIOS[args.scenario]

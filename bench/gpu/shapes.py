@@ -48,7 +48,7 @@ def decoder_tokenizer() -> Any:
     """llmft's builtin byte-level BPE (ChatML template), the tokenizer of its tiny decoders."""
     from transformers import AutoTokenizer
 
-    from llmft.builtin_models import tiny_bpe_path
+    from llmft.models.builtin import tiny_bpe_path
 
     return AutoTokenizer.from_pretrained(tiny_bpe_path())
 
@@ -58,7 +58,7 @@ def encoder_tokenizer() -> Any:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from llmft.builtin_models import _corpus
+    from llmft.models.builtin import _corpus
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -79,7 +79,7 @@ SHAPES: dict[str, tuple[str, Callable[[], Any], Callable[[Any, bool], Any]]] = {
 
 
 def cache_root() -> Path:
-    from llmft.builtin_models import cache_dir
+    from llmft.models.builtin import cache_dir
 
     return cache_dir() / "shapes"
 

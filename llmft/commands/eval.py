@@ -59,7 +59,7 @@ def eval_command(cfg: DictConfig) -> float:
     result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, **scored,
               "metrics": metrics}
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    from llmft.report import print_metrics
+    from llmft.reporting.console import print_metrics
 
     print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {out / 'eval.json'})", metrics)
     return float(metrics.get(task_cfg.select_metric, float("nan")))
@@ -68,8 +68,10 @@ def eval_command(cfg: DictConfig) -> float:
 def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
     (how many rows and where from, metrics)."""
-    from llmft import backbone, data, tasks
-    from llmft.precision import resolve_device, resolve_precision
+    from llmft.models import backbone
+    from llmft.data import loading as data
+    from llmft import tasks
+    from llmft.engine.precision import resolve_device, resolve_precision
     from llmft.tasks import get_task
 
     quiet_libraries()
@@ -83,7 +85,7 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     dataset, origin = _scored_rows(run_dir, task_cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     rows = len(features[role])
-    from llmft.report import console
+    from llmft.reporting.console import console
 
     console.print(f"llmft eval scores the {config.split} split: {rows} row{'s' * (rows != 1)} ({origin})", highlight=False)
     device = resolve_device(config.trainer.device)
@@ -103,7 +105,8 @@ def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: s
     """The rows to score for `role` and where they come from. On the run's own data, a split carved off train is the
     very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
     scored as it is: a named split, or every row of a single file given to eval."""
-    from llmft import data, splits
+    from llmft.data import loading as data
+    from llmft.data import splits
 
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
     own = splits.source(cfg) == splits.source(trained_on)

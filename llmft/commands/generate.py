@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import GenerateConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
-from llmft.nested_fields import lookup
+from llmft.data.nested_fields import lookup
 
 
 def read_jsonl(path: Path, columns: list[str]) -> list[dict[str, Any]]:
@@ -73,8 +73,8 @@ def _template_fields(template: str | None) -> list[str]:
 
 
 def generate_command(cfg: DictConfig) -> None:
-    from llmft import backbone
-    from llmft.precision import resolve_device
+    from llmft.models import backbone
+    from llmft.engine.precision import resolve_device
     from llmft.tasks import get_task
 
     config = to_typed(cfg, GenerateConfig)
@@ -138,7 +138,7 @@ def _classify(config: GenerateConfig, task_cfg: TaskConfig, model: Any, tokenize
 def _generate(config: GenerateConfig, task: Any, task_cfg: TaskConfig, model: Any, tokenizer: Any, max_length: int,
               device: Any, cfg: DictConfig) -> list[dict]:
     """Prompts built like in training (template, chat template), generated in batches; one prompt streams."""
-    from llmft.generation import generate
+    from llmft.evaluation.generation import generate
     from llmft.tasks.text_common import Example, prompt_text
 
     task.tokenizer, task.max_length = tokenizer, max_length

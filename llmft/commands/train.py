@@ -25,7 +25,7 @@ def train_command(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from llmft.run_folder import RunFolder
+    from llmft.runs.run_folder import RunFolder
 
     job_dir = RunFolder(hydra_output_dir())
     removable = job_dir.holds_only_hydra_files() and HydraConfig.get().mode == RunMode.RUN and _holds_run_folder()
@@ -38,7 +38,7 @@ def train_command(cfg: DictConfig) -> float:
 
 
 def _train_command(cfg: DictConfig) -> float:
-    from llmft import resume
+    from llmft.runs import resume
 
     config = to_typed(cfg, TrainConfig)
     out_dir = hydra_output_dir()
@@ -60,8 +60,8 @@ def _train_command(cfg: DictConfig) -> float:
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
             resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
-    from llmft.distributed import teardown
-    from llmft.run_folder import RunFolder
+    from llmft.engine.distributed import teardown
+    from llmft.runs.run_folder import RunFolder
 
     run = RunFolder(out_dir)
     holder = _holds_run_folder()
@@ -78,7 +78,7 @@ def _train_command(cfg: DictConfig) -> float:
 
 def _holds_run_folder() -> bool:
     """Under torchrun (or SLURM tasks, whose RANK is set later) rank 0 alone holds, repairs and cleans the run folder."""
-    from llmft.distributed import world_from_env
+    from llmft.engine.distributed import world_from_env
 
     return world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
 
@@ -86,19 +86,20 @@ def _holds_run_folder() -> bool:
 def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
     """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
     value of the selection metric."""
-    from llmft import resume
-    from llmft.build import build_run
-    from llmft.checkpoint import drop_training_state, restore_training_state, rng_state, save_model, save_training_state
-    from llmft import distributed, tasks
-    from llmft import splits as carving
-    from llmft.distributed import unwrap
-    from llmft.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
-    from llmft.manifest import write_manifest
-    from llmft.report import MetricsLog, console, track
+    from llmft.runs import resume
+    from llmft.commands.setup import build_run
+    from llmft.runs.checkpoint import drop_training_state, restore_training_state, rng_state, save_model, save_training_state
+    from llmft.engine import distributed
+    from llmft import tasks
+    from llmft.data import splits as carving
+    from llmft.engine.distributed import unwrap
+    from llmft.engine.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
+    from llmft.runs.manifest import write_manifest
+    from llmft.reporting.console import MetricsLog, console, track
 
     quiet_libraries()
     if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge:
-        from llmft.backbone import is_random
+        from llmft.models.backbone import is_random
 
         if is_random(config.model):
             from llmft.errors import UserError
@@ -127,7 +128,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             resume.note_resume(out_dir, state.step)
             console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
     elif dist.main:
-        from llmft import data
+        from llmft.data import loading as data
 
         out_dir.mkdir(parents=True, exist_ok=True)
         config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
@@ -174,7 +175,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     sink = None
     if dist.main:
-        from llmft.loggers import build_sink
+        from llmft.reporting.trackers import build_sink
 
         sink = build_sink(config.logger, out_dir, resolved or {})
     hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
@@ -210,7 +211,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
 def _dry_run(parts: Any, config: TrainConfig) -> float:
     """Print the plan (parameters, batch, steps, data) and a memory estimate; train nothing."""
-    from llmft.report import print_plan
+    from llmft.reporting.console import print_plan
 
     plan = dict(parts.plan)
     trainable = plan["trainable_parameters"]
@@ -227,7 +228,7 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from llmft.checkpoint import save_model
+    from llmft.runs.checkpoint import save_model
 
     set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
     save_model(best_dir, model.merge_and_unload(), tokenizer)
@@ -235,8 +236,8 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
 
 def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> dict[str, Any]:
     """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics."""
-    from llmft import backbone
-    from llmft.report import track
+    from llmft.models import backbone
+    from llmft.reporting.console import track
 
     limit = config.trainer.limit_eval_batches
     parts.model = parts.optimizer = parts.scheduler = None
@@ -252,7 +253,7 @@ def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> d
 
 def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
     """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
-    from llmft.report import plot_curves, print_metrics
+    from llmft.reporting.console import plot_curves, print_metrics
 
     best_dir = out_dir / "checkpoints" / "best"
     test_metrics = _keep_samples(test_metrics, out_dir / "generations-test.jsonl")
@@ -270,7 +271,7 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
         "metrics": test_metrics,
     }
     (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
-    from llmft.model_card import write_model_card
+    from llmft.runs.model_card import write_model_card
 
     write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary)
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -289,8 +290,8 @@ def _keep_samples(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def _print_splits(parts: Any, config: TrainConfig) -> None:
     """One line with the rows each split got; a warning per carved split too small to measure anything."""
-    from llmft import splits as carving
-    from llmft.report import console
+    from llmft.data import splits as carving
+    from llmft.reporting.console import console
 
     line, warnings = carving.describe(parts.splits, config.task.data)
     console.print(line, highlight=False)
@@ -299,7 +300,7 @@ def _print_splits(parts: Any, config: TrainConfig) -> None:
 
 
 def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
-    from llmft.report import console
+    from llmft.reporting.console import console
 
     for role, counts in stats.items():
         if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens

@@ -10,7 +10,7 @@ from llmft.config import TaskConfig, TaskFamily, TextMetric
 def get_task(cfg: TaskConfig) -> Any:
     """The task object for `cfg.family`."""
     if cfg.text_metric is TextMetric.bleu:
-        from llmft.text_metrics import check_bleu_tokenizer
+        from llmft.evaluation.text_metrics import check_bleu_tokenizer
 
         check_bleu_tokenizer(cfg.bleu_tokenize)  # fails now, not at the first eval
     if cfg.family is TaskFamily.classification:

@@ -9,10 +9,10 @@ from typing import Any, Optional
 import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
-from llmft.data import cached_map, check_columns
+from llmft.data.loading import cached_map, check_columns
 from llmft.errors import UserError
 from llmft.tasks.text_common import IGNORE, Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
-from llmft.tasks.truncation import bounded_encoding
+from llmft.data.truncation import bounded_encoding
 
 
 
@@ -120,7 +120,7 @@ class CausalLMTask:
 
     def chunk(self, ds: Any, role: str) -> Any:
         """One split as max_length blocks of its concatenated documents (packing.group_texts); counts in data_stats."""
-        from llmft.packing import group_texts
+        from llmft.data.packing import group_texts
 
         if self.tokenizer.eos_token_id is None:
             raise UserError("raw text is cut into blocks with EOS between documents, but the tokenizer has no EOS token")
@@ -157,7 +157,7 @@ class CausalLMTask:
                                      "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
             out[role] = features.remove_columns(["truncated", "supervised", "attention_mask"])
             if role == "train" and self.cfg.packing:
-                from llmft.packing import pack
+                from llmft.data.packing import pack
 
                 out[role] = pack(out[role], max_length)
                 self.data_stats[role]["packed_rows"] = len(out[role])
@@ -193,7 +193,7 @@ class CausalLMTask:
     def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
         from transformers import AutoModelForCausalLM
 
-        from llmft.backbone import load_model
+        from llmft.models.backbone import load_model
 
         model = load_model(AutoModelForCausalLM, weights, tokenizer, model_cfg)
         if model.config.pad_token_id is None:

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft import data_shapes
+from llmft.data import shapes as data_shapes
 from llmft.config import DataConfig, ModelConfig, Side, TaskConfig
-from llmft.data import cached_map, check_columns, drop_empty_texts, row_origin
-from llmft.distributed import Dist
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.engine.distributed import Dist
 from llmft.errors import UserError
-from llmft.precision import Precision
-from llmft.tasks.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+from llmft.engine.precision import Precision
+from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
 
 
 def _check_label_types(ds: Any, role: str, cfg: DataConfig) -> None:
@@ -88,7 +88,7 @@ class ClassificationTask:
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # per split: dropped_empty, truncated
 
     def __post_init__(self) -> None:
-        from llmft.metrics import load_hub_metrics
+        from llmft.evaluation.metrics import load_hub_metrics
 
         self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
@@ -173,7 +173,7 @@ class ClassificationTask:
     def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
         from transformers import AutoModelForSequenceClassification
 
-        from llmft.backbone import load_model
+        from llmft.models.backbone import load_model
 
         id2label = dict(enumerate(self.label_names))
         model = load_model(
@@ -229,7 +229,7 @@ class ClassificationTask:
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """Loss and classification metrics over every shard's partial."""
-        from llmft.metrics import classification_metrics
+        from llmft.evaluation.metrics import classification_metrics
 
         n = sum(p["n"] for p in partials)
         if n == 0:
@@ -238,7 +238,7 @@ class ClassificationTask:
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
         metrics = classification_metrics(y_true, y_prob, self.label_names)
         if self.hub_metrics:
-            from llmft.metrics import hub_metric_values
+            from llmft.evaluation.metrics import hub_metric_values
 
             metrics.update(hub_metric_values(self.hub_metrics, y_prob.argmax(axis=1).tolist(), y_true.tolist()))
         metrics["loss"] = sum(p["loss"] for p in partials) / n

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import ModelConfig, TaskConfig
-from llmft.data import check_columns
-from llmft.distributed import Dist
+from llmft.data.loading import check_columns
+from llmft.engine.distributed import Dist
 from llmft.errors import UserError
-from llmft.precision import Precision
+from llmft.engine.precision import Precision
 
 COLUMNS = ("question", "context", "answers")
 
@@ -83,7 +83,7 @@ class ExtractiveQATask:
     def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
         from transformers import AutoModelForQuestionAnswering
 
-        from llmft.backbone import load_model
+        from llmft.models.backbone import load_model
 
         return load_model(AutoModelForQuestionAnswering, weights, tokenizer, model_cfg)
 
@@ -114,7 +114,7 @@ class ExtractiveQATask:
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """SQuAD EM/F1 over the examples whose windows were all scored (limit_eval_batches may cut some)."""
-        from llmft.text_metrics import squad_em_f1
+        from llmft.evaluation.text_metrics import squad_em_f1
 
         predictions = self.postprocess(role, {w: pair for p in partials for w, pair in p["logits"].items()})
         scored = sorted(predictions)
@@ -130,7 +130,7 @@ class ExtractiveQATask:
         """Answer text for each {question, context} row ('' when the model says it is unanswerable)."""
         from datasets import Dataset
 
-        from llmft.data import make_loader
+        from llmft.data.loading import make_loader
 
         blank = [{"question": r["question"], "context": r["context"], "answers": {"text": [], "answer_start": []}} for r in rows]
         features = self.prepare({"predict": Dataset.from_list(blank)}, tokenizer, self.max_length)["predict"]

@@ -9,9 +9,9 @@ import torch
 
 from llmft.config import ModelConfig, Side, TaskConfig
 from llmft.errors import UserError
-from llmft.nested_fields import lookup
+from llmft.data.nested_fields import lookup
 from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, to_example, token_loss_sum
-from llmft.tasks.truncation import encode_rows
+from llmft.data.truncation import encode_rows
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Seq2SeqTask:
     def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
         from transformers import AutoModelForSeq2SeqLM
 
-        from llmft.backbone import load_model
+        from llmft.models.backbone import load_model
 
         return load_model(AutoModelForSeq2SeqLM, weights, tokenizer, model_cfg)
 

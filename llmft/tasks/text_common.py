@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from llmft.config import TaskConfig, TextMetric
-from llmft.distributed import Dist
+from llmft.engine.distributed import Dist
 from llmft.errors import UserError
-from llmft.nested_fields import fill_template, lookup
-from llmft.precision import Precision
+from llmft.data.nested_fields import fill_template, lookup
+from llmft.engine.precision import Precision
 
 IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
 
@@ -64,7 +64,7 @@ def text_metric_values(metric: TextMetric, predictions: list[str], references: l
                        bleu_tokenize: str = "13a") -> dict[str, float]:
     """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
     sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
-    from llmft import text_metrics
+    from llmft.evaluation import text_metrics
 
     firsts = [r[0] if r else "" for r in references]
     if metric is TextMetric.rouge:
@@ -95,7 +95,7 @@ def loss_partial(model: Any, batches: Iterable[dict[str, torch.Tensor]], precisi
 
 def generation_partial(task: Any, model: Any, role: str, precision: Precision, dist: Optional[Dist] = None) -> dict[str, Any]:
     """Generate for this shard's share (every world-th) of the first `eval_generate_samples` rows of a split."""
-    from llmft.generation import generate
+    from llmft.evaluation.generation import generate
 
     cfg: TaskConfig = task.cfg
     dist = dist or Dist()
@@ -118,7 +118,7 @@ def generative_partial(task: Any, model: Any, batches: Iterable[dict[str, torch.
 def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> dict[str, Any]:
     """Token-weighted loss and perplexity (exp of total loss / supervised tokens), and the text metric on the
     generated rows, over every shard's partial; keeps a sample table."""
-    from llmft.text_metrics import perplexity
+    from llmft.evaluation.text_metrics import perplexity
 
     total, tokens = sum(p["loss"] for p in partials), sum(p["tokens"] for p in partials)
     if tokens == 0:

@@ -19,10 +19,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
-from llmft.distributed import Dist, gradient_sync
+from llmft.engine.distributed import Dist, gradient_sync
 from llmft.errors import UserError
-from llmft.precision import Precision
-from llmft.report import MetricsLog, TrainingProgress, scalar_metrics, training_progress
+from llmft.engine.precision import Precision
+from llmft.reporting.console import MetricsLog, TrainingProgress, scalar_metrics, training_progress
 
 Batch = dict[str, torch.Tensor]
 
@@ -170,7 +170,7 @@ def batch_volume(batch: Batch) -> tuple[int, int]:
     """(samples, tokens) of a collated batch, counted on the host before it moves: rows, or for packed rows the examples
     in them (where positions restart, padding segments excluded); tokens are the non-padding input tokens (0 when the
     batch has no input ids)."""
-    from llmft.packing import packed_volume
+    from llmft.data.packing import packed_volume
 
     if "position_ids" in batch and "labels" in batch:
         return packed_volume(batch)

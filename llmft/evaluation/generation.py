@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional
 import torch
 
 from llmft.config import GenerationConfig, Side
-from llmft.tasks.truncation import truncating_on
+from llmft.data.truncation import truncating_on
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:

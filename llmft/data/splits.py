@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llmft.config import DataConfig
-from llmft.data import ROW_COLUMN, local_files
+from llmft.data.loading import ROW_COLUMN, local_files
 from llmft.errors import UserError
 
 FILE = "splits.json"

@@ -12,7 +12,7 @@ problem); every text, summary, source sentence and QA context is unique across i
 its own random stream (--sets X writes the same X as a full run). Same seed -> byte-identical files.
 Data card: GENERATIVE_DATA.md.
 
-Regenerate with:  python -m llmft.resources.make_generative [--out DIR] [--seed 0] [--sets sft chat ...]
+Regenerate with:  python tools/make_generative.py [--out DIR] [--seed 0] [--sets sft chat ...]
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def generate(name: str, seed: int = 0) -> dict[str, list[dict]]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "llmft" / "resources",
                     help="parent folder; each set goes into OUT/<set>/ (default: beside this script)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sets", nargs="+", choices=list(MAKERS), default=list(MAKERS))

@@ -33,7 +33,7 @@ def minilm_path() -> str:
 
 
 def smollm2_path() -> str:
-    from llmft.smollm2 import converted_path
+    from llmft.models.smollm2 import converted_path
 
     return str(converted_path())
 

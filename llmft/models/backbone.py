@@ -22,7 +22,7 @@ FITTING_MODELS = {
 
 
 def _builtin(name: str) -> tuple[str, str | None]:
-    from llmft.builtin_models import BUILTIN_MODELS
+    from llmft.models.builtin import BUILTIN_MODELS
 
     key = name[len(BUILTIN_PREFIX):]
     if key not in BUILTIN_MODELS:
@@ -35,7 +35,7 @@ def _builtin(name: str) -> tuple[str, str | None]:
 
 def is_random(cfg: ModelConfig) -> bool:
     """A builtin test model built from a config (no pretrained weights to reload an adapter onto)."""
-    from llmft.builtin_models import BUILTIN_MODELS
+    from llmft.models.builtin import BUILTIN_MODELS
 
     key = cfg.name_or_path[len(BUILTIN_PREFIX):]
     return cfg.name_or_path.startswith(BUILTIN_PREFIX) and key in BUILTIN_MODELS and BUILTIN_MODELS[key][1] is None
@@ -86,11 +86,11 @@ def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
 
 def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
     """A model with the task's head: pretrained weights when given, else a tiny random model (builtin)."""
-    from llmft.finetune import dropout_overrides
+    from llmft.models.finetune import dropout_overrides
 
     try:
         if weights is None:
-            from llmft.builtin_models import tiny_config
+            from llmft.models.builtin import tiny_config
 
             config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
             if cfg.dropout is not None:
@@ -137,7 +137,7 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
 
     try:
         if weights is None:
-            from llmft.builtin_models import tiny_config
+            from llmft.models.builtin import tiny_config
 
             config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
         else:
@@ -172,7 +172,7 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
     import transformers
 
-    from llmft.checkpoint import check_weights
+    from llmft.runs.checkpoint import check_weights
 
     folder = Path(folder)
     # a truncated or garbled weights file: one line naming it, not safetensors' traceback
@@ -210,7 +210,7 @@ class _HeldReport(logging.Filter):
 def _load_report() -> Iterator[None]:
     """Hold the load report of a `from_pretrained` call; show it (without colour codes) only if the load fails, as the
     failure's explanation (transformers raises "look at the above report")."""
-    from llmft.report import plain
+    from llmft.reporting.console import plain
 
     logger, held = logging.getLogger("transformers.modeling_utils"), _HeldReport()
     logger.addFilter(held)

@@ -26,7 +26,7 @@ class MetricsLog:
     """Appends one JSON object per logged step or eval to metrics.jsonl and keeps them for the plot."""
 
     def __init__(self, path: Optional[Path], sink: Any = None):
-        self.path, self.sink = path, sink  # sink: an experiment tracker (llmft.loggers) fed the same records
+        self.path, self.sink = path, sink  # sink: an experiment tracker (llmft.reporting.trackers) fed the same records
         self.records: list[dict[str, Any]] = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ clause), comparisons, questions, recommendations and idioms. Every text is
 unique across the three splits. About 3% of the rows of every split get the
 flipped label on purpose (label noise). Same seed -> byte-identical files.
 
-Regenerate with:  python -m llmft.resources.make_sentiment [--out DIR] [--seed 0]
+Regenerate with:  python tools/make_sentiment.py [--out DIR] [--seed 0]
 """
 from __future__ import annotations
 
@@ -314,7 +314,7 @@ def generate(seed: int = 0) -> dict[str, list[dict]]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "sentiment")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "llmft" / "resources" / "sentiment")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from llmft.tasks.text_common import IGNORE
+IGNORE = -100  # transformers' ignore index: positions no loss is taken on
 
 
 def bins_best_fit(lengths: list[int], capacity: int) -> list[list[int]]:

@@ -6,7 +6,9 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from llmft import data_files, nested_fields
+from llmft.data import files as data_files
+
+from llmft.data import nested_fields
 from llmft.config import DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -20,7 +22,7 @@ ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the s
 def _format_of(path: str) -> str:
     suffix = Path(path).suffix.lower()
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
-        from llmft.text_files import sniff_format
+        from llmft.data.text_files import sniff_format
 
         return sniff_format(path)
     if suffix not in FORMATS:
@@ -74,7 +76,7 @@ def load_raw(cfg: DataConfig) -> Any:
             if squad is not None:
                 return nested_fields.expose(squad)
             if fmt == "text":
-                from llmft.text_files import load_text
+                from llmft.data.text_files import load_text
 
                 return load_text(files, cfg.text_unit)
             kwargs, rows = data_files.csv_options(files, cfg) if fmt == "csv" else ({}, {})
@@ -263,7 +265,7 @@ def _tokenization_code() -> str:
     from llmft.paths import package_dir
 
     digest = hashlib.sha256()
-    for source in sorted((package_dir() / "tasks").glob("*.py")) + [package_dir() / "data.py"]:
+    for source in sorted((package_dir() / "tasks").glob("*.py")) + sorted((package_dir() / "data").glob("*.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 

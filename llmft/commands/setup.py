@@ -7,11 +7,19 @@ from typing import Any
 
 import torch
 
-from llmft import backbone, data, distributed, finetune, splits as carving
+from llmft.models import backbone
+
+from llmft.data import loading as data
+
+from llmft.engine import distributed
+
+from llmft.models import finetune
+
+from llmft.data import splits as carving
 from llmft.config import Strategy, TaskFamily, TrainConfig
-from llmft.loop import total_steps
-from llmft.optim import build_optimizer, build_scheduler, warmup_steps
-from llmft.precision import Precision, resolve_device, resolve_precision
+from llmft.engine.loop import total_steps
+from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
+from llmft.engine.precision import Precision, resolve_device, resolve_precision
 from llmft.tasks import get_task
 
 
@@ -117,7 +125,7 @@ def _group_by_length(asked: Any, task_default: bool, precision: Precision) -> bo
 
 def _check_packing(model: Any, tokenizer: Any, family: TaskFamily) -> None:
     from llmft.errors import UserError
-    from llmft.packing import attends_within_examples
+    from llmft.data.packing import attends_within_examples
 
     if family is not TaskFamily.causal_lm:
         raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {family.value}")

@@ -110,7 +110,7 @@ def wrap(model: torch.nn.Module, dist: Dist, device: torch.device, fsdp: bool = 
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        from llmft.finetune import _layers
+        from llmft.models.finetune import _layers
 
         for layer in _layers(model):
             fully_shard(layer)

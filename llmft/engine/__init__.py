@@ -1,0 +1,1 @@
+"""The training engine: the loop and its step, optimizers and schedules, precision, processes (single/DDP/FSDP)."""

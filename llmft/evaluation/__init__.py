@@ -1,0 +1,1 @@
+"""Evaluation: classification and text metrics (reference implementations), generation."""

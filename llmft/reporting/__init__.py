@@ -1,0 +1,1 @@
+"""Reporting: console output, progress, the metrics log and plots, experiment trackers."""

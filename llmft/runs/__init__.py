@@ -1,0 +1,1 @@
+"""The run folder: its paths and lock, checkpoints, resume, the manifest and the model card."""
