@@ -302,7 +302,7 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
     by its full-state helpers: the sharded model follows the plain one."""
     from torch.distributed.fsdp import fully_shard
 
-    from llmft.engine.distributed import full_optimizer_state, full_state_dict
+    from llmft.engine.strategy import full_optimizer_state, full_state_dict
     from llmft.models.finetune import _layers
     from llmft.engine.loop import LoopState, optimizer_step
     from llmft.engine.optim import build_optimizer
@@ -318,7 +318,7 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
         parts = _parts([*SFT, f"precision={'bf16' if cuda else 'fp32'}", "model.dropout=0.0"])
         plain = copy.deepcopy(parts.model)
         sharded = parts.model
-        for layer in _layers(sharded):  # as llmft.engine.distributed.wrap does under torchrun with several processes
+        for layer in _layers(sharded):  # as the FSDP strategy wraps under torchrun with several processes
             fully_shard(layer)
         fully_shard(sharded)
         batches = [b for b, _ in zip(parts.train_loader, range(6))]  # three steps of two micro-batches

@@ -12,11 +12,12 @@ from llmft.models import backbone
 from llmft.data import loading as data
 
 from llmft.engine import distributed
+from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
 
 from llmft.data import splits as carving
-from llmft.config import Strategy, TaskFamily, TrainConfig
+from llmft.config import TaskFamily, TrainConfig
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
@@ -40,6 +41,7 @@ class RunParts:
     plan: dict[str, Any]
     dist: distributed.Dist
     carve: dict[str, Any]  # the rows carved off train for validation/test (splits.json)
+    strategy: Strategy
 
 
 def build_run(config: TrainConfig) -> RunParts:
@@ -51,6 +53,7 @@ def build_run(config: TrainConfig) -> RunParts:
     device = resolve_device(trainer.device)
     precision = resolve_precision(config.precision.mode, device)
     dist = distributed.setup(device, trainer.dist_timeout_minutes)
+    strategy = build_strategy(trainer.strategy, dist)
     task = get_task(config.task)
 
     tokenizer_source, weights = backbone.resolve(config.model)
@@ -83,35 +86,41 @@ def build_run(config: TrainConfig) -> RunParts:
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length, precision)
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                     dist.rank, dist.world, by_length=by_length)
-    # eval is sharded over ranks and gathered (under FSDP every rank runs the same eval batches: each forward needs all
-    # ranks); the test split is scored after training by plain (unwrapped) models, so it is always sharded
-    eval_shard = dist.enabled and trainer.strategy is not Strategy.fsdp
+    # eval batches are split over the strategy's eval ranks and gathered; the test split is scored after training by
+    # plain (unwrapped) models, so it is split over every rank
     eval_loader, test_loader = (
-        data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers, rank=dist.rank if shard else 0,
-                         world=dist.world if shard else 1, by_length=task.eval_order_free, wrap=False)
-        for role, shard in (("eval", eval_shard), ("test", dist.enabled)))
+        data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers, rank=shard.rank,
+                         world=shard.world, by_length=task.eval_order_free, wrap=False)
+        for role, shard in (("eval", strategy.eval_shard), ("test", dist)))
     num_steps = total_steps(len(train_loader), trainer)
-    model = distributed.wrap(model, dist, device, fsdp=trainer.strategy is Strategy.fsdp)
+    model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
 
-    trainable, total = finetune.parameter_counts(distributed.unwrap(model))
-    plan = {
-        "device": str(device),
+    plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
+    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
+
+
+def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_steps: int, processes: int, by_length: bool,
+          model: Any, task: Any) -> dict[str, Any]:
+    """What the run will do, for the console, the manifest and `trainer.dry_run`."""
+    trainer = config.trainer
+    trainable, total = finetune.parameter_counts(model)
+    return {
+        "device": str(precision.device),
         "precision": precision.mode.value,
         "finetune": config.finetune.method.value,
-        "train_examples": len(features["train"]),
+        "train_examples": train_examples,
         "optimizer_steps": num_steps,
         "warmup_steps": warmup_steps(config.scheduler, num_steps),
-        "processes": dist.world,
-        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps * dist.world,  # the global batch
+        "processes": processes,
+        "effective_batch_size": trainer.batch_size * trainer.grad_accum_steps * processes,  # the global batch
         "group_by_length": by_length,
         "trainable_parameters": trainable,
         "total_parameters": total,
         **task.plan_info(),
     }
-    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve)
 
 
 def _group_by_length(asked: Any, task_default: bool, precision: Precision) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
-from llmft.config import FinetuneMethod, Strategy, TrainConfig
+from llmft.config import FinetuneMethod, TrainConfig
 
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
@@ -86,18 +86,21 @@ def _holds_run_folder() -> bool:
 def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
     """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
     value of the selection metric."""
-    from llmft.runs import resume
     from llmft.commands.setup import build_run
-    from llmft.runs.checkpoint import drop_training_state, restore_training_state, rng_state, save_model, save_training_state
-    from llmft.engine import distributed
-    from llmft import tasks
-    from llmft.data import splits as carving
-    from llmft.engine.distributed import unwrap
-    from llmft.engine.loop import Hooks, Interrupted, LoopState, Selection, StepParts, fit
-    from llmft.runs.manifest import write_manifest
-    from llmft.reporting.console import MetricsLog, console, track
 
     quiet_libraries()
+    _check_adapter_only(config)
+    parts = build_run(config)
+    if config.trainer.dry_run:
+        _print_splits(parts, config)
+        return _dry_run(parts, config)
+    run = _setup(config, parts, out_dir, resolved, resume_from)
+    state = _fit(run)
+    return _finish(run, state)
+
+
+def _check_adapter_only(config: TrainConfig) -> None:
+    """An unmerged LoRA checkpoint holds only the adapter: useless on a random base."""
     if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge:
         from llmft.models.backbone import is_random
 
@@ -105,106 +108,100 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             from llmft.errors import UserError
 
             raise UserError(f"finetune.merge=false keeps only the adapter, which needs a pretrained base; {config.model.name_or_path} is random")
-    parts = build_run(config)
-    if config.trainer.dry_run:
-        _print_splits(parts, config)
-        return _dry_run(parts, config)
+
+
+def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]) -> Any:
+    """The run folder (rank 0's, on every rank), resumed from its checkpoint or started with its manifest, and the
+    metrics log."""
+    from llmft.commands.train_run import TrainRun
+    from llmft.reporting.console import MetricsLog
+
     dist = parts.dist
     out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
-    trainer = config.trainer
-    trainer.progress = trainer.progress and dist.main
-    fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
-    checkpoints = out_dir / "checkpoints"
-    best_dir = checkpoints / "best"
-    state = None
+    config.trainer.progress = config.trainer.progress and dist.main
+    run = TrainRun(config, parts, out_dir, resolved)
     if resume_from is not None:
-        if dist.main:
-            resume.clean_partial_saves(checkpoints)
-        dist.barrier()
-        state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler,
-                                                   dist.rank, sharded=fsdp))
-        if dist.main:
-            resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
-            resume.note_resume(out_dir, state.step)
-            console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
+        run.state = _resume(run, resume_from)
     elif dist.main:
-        from llmft.data import loading as data
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
-        write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
-        plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
-        console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
-        _print_splits(parts, config)
-        carving.write(out_dir, parts.carve)  # the held-out rows, for `llmft eval` to score the same ones
-        _print_data_stats(parts.plan["data"])
-
-    limit = trainer.limit_eval_batches
-    model, task = parts.model, parts.task
-
-
-    def evaluate() -> dict[str, Any]:
-        """Each rank scores its shard of the eval split and the partials are gathered, so the metrics equal a single
-        process's. Under FSDP every rank runs the same batches (a sharded model needs all ranks for each forward)."""
-        batches = track(_limited(parts.eval_loader, limit), _count(parts.eval_loader, limit), "eval", trainer.progress)
-        if fsdp:
-            metrics = tasks.evaluate(task, unwrap(model), batches, parts.precision, role="eval")
-        else:
-            partials = dist.gather(task.eval_partial(unwrap(model), batches, parts.precision, "eval", dist))  # every rank
-            metrics = task.eval_metrics(partials, "eval") if dist.main else {}
-        table = metrics.pop("samples_table", None)
-        if dist.main:
-            _keep_samples({"samples_table": table}, out_dir / "generations-eval.jsonl")
-        return dist.broadcast(metrics)
-
-    def on_best(step: int, metrics: dict[str, Any]) -> None:
-        weights = distributed.full_state_dict(model) if fsdp else None  # a collective: every rank gathers
-        if dist.main:
-            save_model(best_dir, unwrap(model), parts.tokenizer, state_dict=weights)
-        dist.barrier()
-
-    def save_state(loop_state: LoopState) -> None:
-        if not trainer.save_last:
-            return
-        rngs = dist.gather_tensors(rng_state()) if dist.enabled else None
-        sharded = (distributed.full_state_dict(model), distributed.full_optimizer_state(model, parts.optimizer)) if fsdp else None
-        if dist.main:  # collectives above: every rank gathers; rank 0 writes
-            save_training_state(checkpoints, unwrap(model), parts.tokenizer, parts.optimizer, parts.scheduler, parts.scaler,
-                                loop_state.to_dict(), trainer.keep_last, rngs, sharded)
-        dist.barrier()
-
+        _start(run)
     sink = None
     if dist.main:
         from llmft.reporting.trackers import build_sink
 
         sink = build_sink(config.logger, out_dir, resolved or {})
-    hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
-                  log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink))
+    run.log = MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink)
+    return run
+
+
+def _resume(run: Any, resume_from: Path) -> Any:
+    """Load the checkpoint on every rank; rank 0 cuts the log back to it and notes the resume in the manifest."""
+    from llmft.reporting.console import console
+    from llmft.runs import resume
+
+    dist = run.parts.dist
+    if dist.main:
+        resume.clean_partial_saves(run.checkpoints)
+    dist.barrier()
+    state = run.restore(resume_from)
+    if dist.main:
+        resume.truncate_metrics(run.out_dir / "metrics.jsonl", state.step)
+        resume.note_resume(run.out_dir, state.step)
+        console.print(f"[bold]llmft train[/] resumes {run.out_dir} at step {state.step} (epoch {state.epoch})")
+    return state
+
+
+def _start(run: Any) -> None:
+    """A new run folder (rank 0): the manifest, the held-out rows, and the plan on the console."""
+    from llmft.data import loading as data
+    from llmft.data import splits as carving
+    from llmft.reporting.console import console
+    from llmft.runs.manifest import write_manifest
+
+    config, parts, out_dir = run.config, run.parts, run.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_record = run.resolved or OmegaConf.to_container(OmegaConf.structured(config))
+    write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
+    plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
+    console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
+    _print_splits(parts, config)
+    carving.write(out_dir, parts.carve)  # the held-out rows, for `llmft eval` to score the same ones
+    _print_data_stats(parts.plan["data"])
+
+
+def _fit(run: Any) -> Any:
+    """The loop, from where the run stands. A signal stops it after a step with a checkpoint saved: exit 128 + signal."""
+    from llmft.engine.loop import Interrupted, Selection, StepParts, fit
+
+    config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
-    stopped: Optional[tuple[int, str]] = None
-    step_parts = StepParts(model, task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, trainer, dist)
+    step_parts = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
+                           config.trainer, parts.dist, parts.strategy)
     try:
-        state = fit(step_parts, parts.train_loader, selection, hooks, parts.num_steps, state)
+        return fit(step_parts, parts.train_loader, selection, run.hooks(), parts.num_steps, run.state)
     except Interrupted as ex:
         stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
     del step_parts  # it holds the wrapped model (see distributed.teardown)
-    if stopped is not None:
-        where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
-        if dist.main:
-            print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}",
-                  file=sys.stderr)
-        del model  # freed before the process group goes (see distributed.teardown)
-        parts.model = None
-        sys.exit(128 + stopped[0])
+    where = run.checkpoints / "last" if config.trainer.save_last else "nowhere (trainer.save_last=false)"
+    if parts.dist.main:
+        print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={run.out_dir}",
+              file=sys.stderr)
+    parts.model = None  # freed before the process group goes (see distributed.teardown)
+    sys.exit(128 + stopped[0])
+
+
+def _finish(run: Any, state: Any) -> float:
+    """Merge a LoRA adapter into checkpoints/best, score it on test, write the results; drop the training state."""
+    from llmft.runs.checkpoint import drop_training_state
+
+    config, parts, dist = run.config, run.parts, run.parts.dist
     value = float("nan")
     if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
-        _merge_best_adapter(unwrap(model), parts.tokenizer, best_dir)
-    del model
-    test_metrics = _score_test(config, best_dir, parts, dist)
+        _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir)
+    test_metrics = _score_test(config, run.best_dir, parts, dist)
     if dist.main:
-        value = _finish(config, out_dir, parts, state, test_metrics)
-        drop_training_state(checkpoints, trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
-    hooks.log.close()
+        value = _write_results(config, run.out_dir, parts, state, test_metrics)
+        drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
+    run.log.close()
     dist.barrier()
     return dist.broadcast(value)
 
@@ -236,27 +233,29 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
 
 def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> dict[str, Any]:
     """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics."""
+    from llmft.commands.train_run import limited_batches
+    from llmft.engine.evaluation import gathered_metrics
     from llmft.models import backbone
-    from llmft.reporting.console import track
 
-    limit = config.trainer.limit_eval_batches
     parts.model = parts.optimizer = parts.scheduler = None
     gc.collect()
     dist.barrier()  # the best checkpoint (merged, for LoRA) is on disk
     best_model = backbone.load_finetuned(parts.task.auto_class_name, best_dir).to(parts.precision.device)
-    batches = track(_limited(parts.test_loader, limit), _count(parts.test_loader, limit), "test", config.trainer.progress)
-    partials = dist.gather(parts.task.eval_partial(best_model, batches, parts.precision, "test", dist))
+    batches = limited_batches(parts.test_loader, config.trainer.limit_eval_batches, "test", config.trainer.progress)
+    metrics = gathered_metrics(parts.task, best_model, batches, parts.precision, "test", dist)
     del best_model
     gc.collect()  # multirun jobs share one process
-    return parts.task.eval_metrics(partials, "test") if dist.main else {}
+    return metrics
 
 
-def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
+def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
     """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
     from llmft.reporting.console import plot_curves, print_metrics
 
+    from llmft.commands.train_run import keep_samples
+
     best_dir = out_dir / "checkpoints" / "best"
-    test_metrics = _keep_samples(test_metrics, out_dir / "generations-test.jsonl")
+    test_metrics = keep_samples(test_metrics, out_dir / "generations-test.jsonl")
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -278,14 +277,6 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
     plot_curves(records, config.task.select_metric, out_dir / "loss.png")
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
     return float(state.best_value) if state.best_value is not None else float("nan")
-
-
-def _keep_samples(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Write the (input, reference, prediction) rows of a generation-based eval; keep the numbers."""
-    table = metrics.pop("samples_table", None)
-    if table:
-        path.write_text("".join(json.dumps(row) + "\n" for row in table), encoding="utf-8")
-    return metrics
 
 
 def _print_splits(parts: Any, config: TrainConfig) -> None:
@@ -312,12 +303,3 @@ def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
         if notes:
             console.print(f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items()))
 
-
-def _count(loader: Any, limit: int) -> int:
-    return min(len(loader), limit) if limit > 0 else len(loader)
-
-
-def _limited(loader: Any, limit: int) -> Any:
-    import itertools
-
-    return itertools.islice(loader, limit) if limit > 0 else loader

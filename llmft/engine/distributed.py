@@ -1,12 +1,11 @@
-"""Data-parallel training under torchrun: process group setup, rank queries and the few collectives the
-loop needs. A single process (no WORLD_SIZE) gets a no-op `Dist` with rank 0 of 1."""
+"""Processes under torchrun: process group setup, rank queries and the few collectives the loop needs. A single process
+(no WORLD_SIZE) gets a no-op `Dist` with rank 0 of 1. How the model is spread over them is engine/strategy.py's."""
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -101,61 +100,6 @@ def setup(device: torch.device, timeout_minutes: int = 60) -> Dist:
         torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
                                              timeout=timedelta(minutes=timeout_minutes))
     return dist
-
-
-def wrap(model: torch.nn.Module, dist: Dist, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
-    """DDP, or FSDP2 (each transformer block sharded, then the root). Build the optimizer afterwards."""
-    if not dist.enabled:
-        return model
-    if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        from llmft.models.finetune import _layers
-
-        for layer in _layers(model):
-            fully_shard(layer)
-        fully_shard(model)
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-@contextmanager
-def gradient_sync(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
-    """Gradient accumulation under DDP/FSDP: with `enabled=False` the backward pass skips the gradient all-reduce
-    (DDP `no_sync`) or reduce-scatter (FSDP2 `set_requires_gradient_sync`); gradients accumulate locally until the
-    last micro-batch, which syncs them all. Build one per micro-batch: a context manager is entered once."""
-    if enabled:
-        yield
-    elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        with model.no_sync():
-            yield
-    elif hasattr(model, "set_requires_gradient_sync"):  # an FSDP2 module
-        model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            model.set_requires_gradient_sync(True)
-    else:  # one process: nothing to sync
-        yield
-
-
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The whole model's weights on CPU (a collective under FSDP: every rank must call it)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The whole optimizer state keyed by parameter name, on CPU (a collective under FSDP)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def teardown() -> None:

@@ -19,9 +19,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
-from llmft.engine.distributed import Dist, gradient_sync
+from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
+from llmft.engine.strategy import SingleProcess, Strategy
 from llmft.reporting.console import MetricsLog, TrainingProgress, scalar_metrics, training_progress
 
 Batch = dict[str, torch.Tensor]
@@ -193,6 +194,10 @@ class StepParts:
     precision: Precision
     cfg: TrainerConfig
     dist: Dist
+    strategy: Optional[Strategy] = None  # None: one process
+
+    def __post_init__(self) -> None:
+        self.strategy = self.strategy or SingleProcess(self.dist)
 
 
 def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Optional[torch.Tensor]:
@@ -205,7 +210,7 @@ def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Op
     group_loss = torch.zeros((), device=precision.device)
     for i, batch in enumerate(group):
         batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with gradient_sync(model, i == len(group) - 1):  # a fresh context per micro-batch, around forward and backward
+        with parts.strategy.gradient_sync(model, i == len(group) - 1):  # a fresh context per micro-batch, around forward and backward
             with precision.autocast():
                 loss = parts.loss_fn.loss_sum(model, batch) / max(items, 1)
             scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
@@ -247,38 +252,57 @@ def fit(
     per_epoch = batches_per_epoch(math.ceil(loader.sampler.shard_size / loader.batch_size), cfg)
     parts.model.train()
     saved = state.log_windows[dist.rank] if dist.rank < len(state.log_windows) else None
-    window = LogWindow(parts.precision.device, saved)
     epochs = 0 if cfg.max_steps > 0 else cfg.epochs  # max_steps: epochs repeat as needed
     with training_progress(num_steps, state.step, epochs, cfg.progress, dist.main) as progress, stop_requests() as requested:
+        steps = Steps(parts, selection, hooks, num_steps, per_epoch, LogWindow(parts.precision.device, saved), progress, requested)
         while (cfg.max_steps > 0 or state.epoch < cfg.epochs) and state.step < num_steps and not state.stopped_early:
             if state.batches_done >= per_epoch:  # an epoch whose last group was skipped (non-finite loss)
                 state.epoch, state.batches_done = state.epoch + 1, 0
                 continue
             loader.sampler.set_position(state.epoch, state.batches_done * loader.batch_size)
             for group in _groups(loader, per_epoch - state.batches_done, cfg.grad_accum_steps):
-                volume = [batch_volume(b) for b in group]
-                lr = parts.scheduler.get_last_lr()[0]  # the rate this step uses
-                skipped_before = state.skipped_steps
-                group_loss = optimizer_step(parts, group, state)
-                state.batches_done += len(group)
-                if group_loss is None:
-                    continue
-                state.step += 1
-                overflowed = state.skipped_steps > skipped_before  # fp16: the GradScaler skipped the update
-                window.add(None if overflowed else group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
-                progress.step()
-                epoch_end = state.batches_done >= per_epoch
-                if state.step % cfg.log_every == 0 or state.step == num_steps or epoch_end:
-                    _log(window, hooks, state, lr, parts, progress)
-                    window = LogWindow(parts.precision.device)
-                if (cfg.eval_every > 0 and state.step % cfg.eval_every == 0) or epoch_end or state.step == num_steps:
-                    _evaluate(hooks, selection, state, cfg, progress)
-                if epoch_end:
-                    state.epoch, state.batches_done = state.epoch + 1, 0
-                _after_step(state, window, hooks, requested, dist, cfg, epoch_end, num_steps)
-                if state.step >= num_steps or state.stopped_early or epoch_end:
+                if steps.run(group, state):
                     break
     return state
+
+
+@dataclass
+class Steps:
+    """One optimizer step and what follows it: the logging window, periodic eval, the resumable checkpoint, a stop."""
+
+    parts: StepParts
+    selection: Selection
+    hooks: Hooks
+    num_steps: int
+    per_epoch: int  # micro-batches per epoch on this process
+    window: LogWindow
+    progress: TrainingProgress
+    requested: list[int]  # the stop signals received
+
+    def run(self, group: list[Batch], state: LoopState) -> bool:
+        """Train on one accumulation group; True when the epoch (or the run) ends after it."""
+        parts, cfg = self.parts, self.parts.cfg
+        volume = [batch_volume(b) for b in group]
+        lr = parts.scheduler.get_last_lr()[0]  # the rate this step uses
+        skipped_before = state.skipped_steps
+        group_loss = optimizer_step(parts, group, state)
+        state.batches_done += len(group)
+        if group_loss is None:
+            return False
+        state.step += 1
+        overflowed = state.skipped_steps > skipped_before  # fp16: the GradScaler skipped the update
+        self.window.add(None if overflowed else group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
+        self.progress.step()
+        epoch_end = state.batches_done >= self.per_epoch
+        if state.step % cfg.log_every == 0 or state.step == self.num_steps or epoch_end:
+            _log(self.window, self.hooks, state, lr, parts, self.progress)
+            self.window = LogWindow(parts.precision.device)
+        if (cfg.eval_every > 0 and state.step % cfg.eval_every == 0) or epoch_end or state.step == self.num_steps:
+            _evaluate(self.hooks, self.selection, state, cfg, self.progress)
+        if epoch_end:
+            state.epoch, state.batches_done = state.epoch + 1, 0
+        _after_step(state, self.window, self.hooks, self.requested, parts.dist, cfg, epoch_end, self.num_steps)
+        return state.step >= self.num_steps or state.stopped_early or epoch_end
 
 
 def _after_step(state: LoopState, window: LogWindow, hooks: Hooks, requested: list[int], dist: Dist, cfg: TrainerConfig,

@@ -179,8 +179,8 @@ def _pickled_callables(path: Path) -> list[str]:
 
 
 def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None) -> None:
-    """`save_pretrained` of model and tokenizer: loadable by transformers alone. `state_dict`: the full
-    weights gathered from a sharded (FSDP) model."""
+    """`save_pretrained` of model and tokenizer: loadable by transformers alone. `state_dict`: the full weights when
+    the module does not hold them whole (None: its own)."""
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
@@ -224,30 +224,31 @@ def save_training_state(
     root: Path,
     model: Any,
     tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
+    weights: Optional[dict[str, Any]],
+    optimizer_state: dict[str, Any],
+    optimizer_format: str,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
     loop_state: dict[str, Any],
     keep_last: int = 1,
     rng_per_rank: Optional[list[dict[str, Any]]] = None,
-    sharded: Optional[tuple[dict[str, Any], dict[str, Any]]] = None,
 ) -> Path:
     """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
 
-    With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest are pruned. keep_last=0 keeps
-    one, as 1 does, until the run finishes (see `drop_training_state`).
-    `sharded`: (full model weights, full optimizer state by parameter name) gathered from an FSDP model.
+    `weights` (None: the model's own) and `optimizer_state` come whole from the training strategy, which names their
+    layout in `optimizer_format`. With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest
+    are pruned. keep_last=0 keeps one, as 1 does, until the run finishes (see `drop_training_state`).
     """
     import json
 
     target = root / "last"
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder, safe_serialization=True, state_dict=sharded[0] if sharded else None)
+        model.save_pretrained(folder, safe_serialization=True, state_dict=weights)
         tokenizer.save_pretrained(folder)
         state = {
-            "optimizer": sharded[1] if sharded else optimizer.state_dict(),
-            "optimizer_format": "full-by-name" if sharded else "torch",
+            "optimizer": optimizer_state,
+            "optimizer_format": optimizer_format,
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "rng": rng_state(),
@@ -288,14 +289,9 @@ def _is_tied(model: Any, name: str, missing: set[str]) -> bool:
     )
 
 
-def restore_training_state(
-    folder: Path, model: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, rank: int = 0,
-    sharded: bool = False,
-) -> dict[str, Any]:
-    """Load weights and trainer state from a resumable checkpoint; returns the saved loop state. `sharded`: the model
-    is FSDP-sharded; every rank loads the full weights and optimizer state and keeps its shard."""
-    from safetensors.torch import load_file
-
+def read_training_state(folder: Path) -> dict[str, Any]:
+    """The trainer state of a resumable checkpoint (optimizer, scheduler, scaler, RNG, loop position), after checking
+    its files: a missing, damaged or code-holding file is refused in one line naming it."""
     from llmft.errors import UserError
 
     state_file = folder / "trainer_state.pt"
@@ -306,27 +302,30 @@ def restore_training_state(
     if not isinstance(state, dict) or "loop" not in state:
         raise UserError(f"{state_file} is damaged (not an llmft trainer state); {fix}")
     check_weights(folder, fix)
-    if (state.get("optimizer_format") == "full-by-name") != sharded:
-        written = "an FSDP run" if not sharded else "a run without FSDP"
-        raise UserError(f"{folder} was written by {written}; resume it with the trainer.strategy it was trained with")
-    adapter = folder / "adapter_model.safetensors"
-    if sharded:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    return state
 
-        full = StateDictOptions(full_state_dict=True, strict=False)  # tied weights are stored once
-        set_model_state_dict(model, load_file(folder / "model.safetensors"), options=full)
-        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=full)
-    elif adapter.is_file():
+
+def load_weights(folder: Path, model: Any) -> None:
+    """A checkpoint's weights (or its LoRA adapter) into a whole model; a mismatch is refused naming the keys."""
+    from safetensors.torch import load_file
+
+    from llmft.errors import UserError
+
+    adapter = folder / "adapter_model.safetensors"
+    if adapter.is_file():
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model, load_file(adapter))
-    else:
-        missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
-        missing = [k for k in missing if not _is_tied(model, k, set(missing))]  # save_pretrained drops tied copies
-        if unexpected or missing:
-            raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if not sharded:
-        optimizer.load_state_dict(state["optimizer"])
+        return
+    missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+    missing = [k for k in missing if not _is_tied(model, k, set(missing))]  # save_pretrained drops tied copies
+    if unexpected or missing:
+        raise UserError(f"checkpoint {folder} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def restore_training_state(state: dict[str, Any], scheduler: Any, scaler: torch.amp.GradScaler, rank: int = 0) -> dict[str, Any]:
+    """Put the schedule, the scaler and this rank's RNG back as `state` (see `read_training_state`) saved them; returns
+    the saved loop state. The weights and the optimizer are the training strategy's to load."""
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     per_rank = state.get("rng_per_rank") or []
