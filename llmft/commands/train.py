@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
 from llmft.config import FinetuneMethod, Strategy, TrainConfig
+from llmft.runs.run_folder import RunFolder
 
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
@@ -24,8 +25,6 @@ def train_command(cfg: DictConfig) -> float:
     that fails before it logged or saved anything leaves no folder (a sweep's failed jobs stay, listed in its summary)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from llmft.runs.run_folder import RunFolder
 
     job_dir = RunFolder(hydra_output_dir())
     removable = job_dir.holds_only_hydra_files() and HydraConfig.get().mode == RunMode.RUN and _holds_run_folder()
@@ -58,10 +57,9 @@ def _train_command(cfg: DictConfig) -> float:
             resume.check_overrides(user_overrides())
             saved = load_run_config(run_dir, TrainConfig)
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
-            config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
-            resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
+            config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
+            resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
     from llmft.engine.distributed import teardown
-    from llmft.runs.run_folder import RunFolder
 
     run = RunFolder(out_dir)
     holder = _holds_run_folder()
@@ -114,8 +112,8 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     trainer = config.trainer
     trainer.progress = trainer.progress and dist.main
     fsdp = dist.enabled and trainer.strategy is Strategy.fsdp
-    checkpoints = out_dir / "checkpoints"
-    best_dir = checkpoints / "best"
+    checkpoints = RunFolder(out_dir).checkpoints
+    best_dir = RunFolder(out_dir).best
     state = None
     if resume_from is not None:
         if dist.main:
@@ -124,7 +122,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         state = LoopState(**restore_training_state(resume_from, unwrap(parts.model), parts.optimizer, parts.scheduler, parts.scaler,
                                                    dist.rank, sharded=fsdp))
         if dist.main:
-            resume.truncate_metrics(out_dir / "metrics.jsonl", state.step)
+            resume.truncate_metrics(RunFolder(out_dir).metrics, state.step)
             resume.note_resume(out_dir, state.step)
             console.print(f"[bold]llmft train[/] resumes {out_dir} at step {state.step} (epoch {state.epoch})")
     elif dist.main:
@@ -132,7 +130,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         out_dir.mkdir(parents=True, exist_ok=True)
         config_record = resolved or OmegaConf.to_container(OmegaConf.structured(config))
-        write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
+        write_manifest(RunFolder(out_dir).manifest, config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
         plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
         console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
         _print_splits(parts, config)
@@ -154,7 +152,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
             metrics = task.eval_metrics(partials, "eval") if dist.main else {}
         table = metrics.pop("samples_table", None)
         if dist.main:
-            _keep_samples({"samples_table": table}, out_dir / "generations-eval.jsonl")
+            _keep_samples({"samples_table": table}, RunFolder(out_dir).samples("eval"))
         return dist.broadcast(metrics)
 
     def on_best(step: int, metrics: dict[str, Any]) -> None:
@@ -179,7 +177,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
         sink = build_sink(config.logger, out_dir, resolved or {})
     hooks = Hooks(evaluate=evaluate, on_best=on_best, save_state=save_state,
-                  log=MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink))
+                  log=MetricsLog(RunFolder(out_dir).metrics if dist.main else None, sink))
     selection = Selection(config.task.select_metric, config.task.selection_mode)
     stopped: Optional[tuple[int, str]] = None
     step_parts = StepParts(model, task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, trainer, dist)
@@ -189,7 +187,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
         stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
     del step_parts  # it holds the wrapped model (see distributed.teardown)
     if stopped is not None:
-        where = checkpoints / "last" if trainer.save_last else "nowhere (trainer.save_last=false)"
+        where = RunFolder(out_dir).last if trainer.save_last else "nowhere (trainer.save_last=false)"
         if dist.main:
             print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={out_dir}",
                   file=sys.stderr)
@@ -255,8 +253,8 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
     """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
     from llmft.reporting.console import plot_curves, print_metrics
 
-    best_dir = out_dir / "checkpoints" / "best"
-    test_metrics = _keep_samples(test_metrics, out_dir / "generations-test.jsonl")
+    best_dir = RunFolder(out_dir).best
+    test_metrics = _keep_samples(test_metrics, RunFolder(out_dir).samples("test"))
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -270,12 +268,12 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
         "test_value": test_metrics.get(config.task.select_metric),
         "metrics": test_metrics,
     }
-    (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    RunFolder(out_dir).eval_json.write_text(json.dumps(summary, indent=2) + "\n")
     from llmft.runs.model_card import write_model_card
 
-    write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary)
-    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    plot_curves(records, config.task.select_metric, out_dir / "loss.png")
+    write_model_card(best_dir, json.loads(RunFolder(out_dir).manifest.read_text()), summary)
+    records = [json.loads(line) for line in RunFolder(out_dir).metrics.read_text().splitlines() if line.strip()]
+    plot_curves(records, config.task.select_metric, RunFolder(out_dir).loss_plot)
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
     return float(state.best_value) if state.best_value is not None else float("nan")
 
