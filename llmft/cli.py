@@ -155,12 +155,12 @@ def _refuse_a_held_run_dir(args: list[str]) -> None:
     (they would replace the holder's saved config)."""
     from pathlib import Path
 
-    from llmft.runs.run_folder import LOCK_NAME, RunFolder
+    from llmft.runs.run_folder import RunFolder
 
     for arg in args:
         if arg.startswith("hydra.run.dir="):
             folder = Path(arg.split("=", 1)[1])
-            if (folder / LOCK_NAME).is_file():
+            if RunFolder(folder).lock_file.is_file():
                 RunFolder(folder).lock().unlock()  # a one-line error naming the holder when it is held
 
 

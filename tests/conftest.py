@@ -147,6 +147,19 @@ def only_run_dir(root: Path) -> Path:
     return runs[0]
 
 
+class RecordingSink:
+    """A stand-in experiment tracker for MetricsLog(None, sink): keeps every record it is fed, for tests to read back."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def log(self, record: dict) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -21,6 +21,7 @@ from llmft.engine.loop import Hooks, Selection, StepParts, batch_volume, fit
 from llmft.engine.optim import build_optimizer, build_scheduler
 from llmft.engine.precision import Precision
 from llmft.reporting.console import MetricsLog
+from conftest import RecordingSink
 
 
 def _records(run):
@@ -75,8 +76,8 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_schedule():
     sched = build_scheduler(SchedulerConfig(name=SchedulerName.linear), opt, 4)
     precision = Precision(PrecisionMode.fp16, torch.device("cpu"), torch.float16)  # the GradScaler runs on CPU too
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
-    log = MetricsLog(None)
-    hooks = Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None, log=log)
+    log = RecordingSink()
+    hooks = Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None, log=MetricsLog(None, log))
     parts = StepParts(model, OverflowOnSecondStep(), opt, sched, scaler, precision, cfg, Dist())
     state = fit(parts, make_loader(_rows(), 2, _collate, shuffle=False, seed=0), Selection("accuracy", MetricMode.max), hooks, 4)
     assert state.step == 4 and state.skipped_steps == 1

@@ -10,7 +10,7 @@ import torch
 from conftest import FAST, only_run_dir, cli, write_jsonl
 from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
 from llmft.errors import UserError
-from llmft.models.finetune import parameter_counts, prepare
+from llmft.models.finetune import apply_method, parameter_counts
 from llmft.tasks.classification import ClassificationTask
 
 
@@ -29,7 +29,7 @@ def _trainable(model):
 
 
 def test_freeze_embeddings_and_first_layers():
-    model = prepare(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True, freeze_layers=1), "SEQ_CLS", False)
+    model = apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True, freeze_layers=1), "SEQ_CLS", False)
     names = _trainable(model)
     assert not any(n.startswith("bert.embeddings") for n in names)
     assert not any(n.startswith("bert.encoder.layer.0.") for n in names)
@@ -38,17 +38,17 @@ def test_freeze_embeddings_and_first_layers():
 
 
 def test_head_only_trains_just_the_head():
-    model = prepare(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, head_only=True), "SEQ_CLS", False)
+    model = apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, head_only=True), "SEQ_CLS", False)
     assert _trainable(model) == {"classifier.weight", "classifier.bias"}
 
 
 def test_freezing_more_layers_than_exist_is_an_error():
     with pytest.raises(UserError, match="freeze_layers=5 but the backbone has 2 layers"):
-        prepare(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_layers=5), "SEQ_CLS", False)
+        apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_layers=5), "SEQ_CLS", False)
 
 
 def test_frozen_weights_do_not_move_in_training():
-    model = prepare(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True), "SEQ_CLS", False)
+    model = apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True), "SEQ_CLS", False)
     before = model.bert.embeddings.word_embeddings.weight.clone()
     head_before = model.classifier.weight.clone()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -60,7 +60,7 @@ def test_frozen_weights_do_not_move_in_training():
 
 
 def test_lora_wraps_with_few_trainable_parameters():
-    model = prepare(_tiny_model(), FinetuneConfig(method=FinetuneMethod.lora, lora_r=4), "SEQ_CLS", False)
+    model = apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.lora, lora_r=4), "SEQ_CLS", False)
     trainable, total = parameter_counts(model)
     assert 0 < trainable < 0.05 * total
     assert any("lora_A" in n for n in _trainable(model))

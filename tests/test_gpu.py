@@ -180,10 +180,11 @@ def test_an_injected_fp16_overflow_is_skipped_and_keeps_the_schedule():
     from llmft.config import MetricMode
     from llmft.engine.loop import Hooks, Selection, fit
     from llmft.reporting.console import MetricsLog
+    from conftest import RecordingSink
 
     parts = _parts([*SFT, "precision=fp16", "model.dropout=0.0", "trainer.max_steps=4"])
-    log = MetricsLog(None)
-    hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None, log=log)
+    log = RecordingSink()
+    hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None, log=MetricsLog(None, log))
     scale = parts.scaler.get_scale()
     state = fit(_step_parts(parts, OverflowOnSecondCall(parts.task)), parts.train_loader, Selection("loss", MetricMode.min),
                 hooks, 4)

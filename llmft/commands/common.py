@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from llmft.errors import UserError, unknown_key_message
+from llmft.runs.run_folder import RunFolder
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ def user_overrides() -> list[str]:
 
 def load_run_config(run_dir: Path, schema: type[T]) -> T:
     """A run folder's saved config, validated against today's schema (never trusted as code)."""
-    path = run_dir / ".hydra" / "config.yaml"
+    path = RunFolder(run_dir).saved_config
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
     if not path.is_file():
@@ -87,7 +88,7 @@ def quiet_libraries() -> None:
 
 def checkpoint_dir(run_dir: Path, checkpoint: str) -> Path:
     """`best`, `last`, or an explicit folder."""
-    folder = run_dir / "checkpoints" / checkpoint if checkpoint in ("best", "last") else Path(checkpoint)
+    folder = RunFolder(run_dir).named_checkpoint(checkpoint) or Path(checkpoint)
     if not folder.is_dir():
         raise UserError(f"checkpoint not found: {folder} (did the run finish an evaluation?)")
     return folder

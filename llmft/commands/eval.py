@@ -20,6 +20,7 @@ from llmft.commands.common import (
 )
 from llmft.config import DataConfig, EvalConfig, TaskConfig, TaskFamily, TrainConfig
 from llmft.errors import UserError
+from llmft.runs.run_folder import RunFolder
 
 
 def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig) -> TaskConfig:
@@ -58,10 +59,10 @@ def eval_command(cfg: DictConfig) -> float:
     out.mkdir(parents=True, exist_ok=True)
     result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, **scored,
               "metrics": metrics}
-    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    RunFolder(out).eval_json.write_text(json.dumps(result, indent=2) + "\n")
     from llmft.reporting.console import print_metrics
 
-    print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {out / 'eval.json'})", metrics)
+    print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {RunFolder(out).eval_json})", metrics)
     return float(metrics.get(task_cfg.select_metric, float("nan")))
 
 

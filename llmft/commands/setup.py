@@ -74,7 +74,7 @@ def build_run(config: TrainConfig) -> RunParts:
         from llmft.errors import UserError
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
-    model = finetune.prepare(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
+    model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
     if config.task.packing:
         _check_packing(model, tokenizer, config.task.family)
     if trainer.compile:

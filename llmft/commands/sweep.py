@@ -11,6 +11,8 @@ from typing import Any, Optional
 import yaml
 from hydra.experimental.callback import Callback
 
+from llmft.runs.run_folder import RunFolder
+
 
 @dataclass
 class JobRow:
@@ -22,11 +24,11 @@ class JobRow:
 
 
 def _read_job(job_dir: Path) -> Optional[JobRow]:
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides_file = RunFolder(job_dir).saved_overrides
     if not overrides_file.is_file():
         return None
     overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or [])
-    result_file = job_dir / "eval.json"
+    result_file = RunFolder(job_dir).eval_json
     if not result_file.is_file():
         return JobRow(job_dir.name, overrides, "", None, "failed")
     result = json.loads(result_file.read_text())
@@ -44,7 +46,7 @@ def collect(sweep_dir: Path) -> tuple[list[JobRow], str]:
             r.overrides = " ".join(o for o in r.overrides.split() if o not in common)
     mode = "max"
     for d in sweep_dir.iterdir():
-        result_file = d / "eval.json"
+        result_file = RunFolder(d).eval_json
         if result_file.is_file():
             mode = json.loads(result_file.read_text()).get("select_mode", "max")
             break

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
 from llmft.config import FinetuneMethod, TrainConfig
+from llmft.runs.run_folder import RunFolder
 
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
@@ -24,8 +25,6 @@ def train_command(cfg: DictConfig) -> float:
     that fails before it logged or saved anything leaves no folder (a sweep's failed jobs stay, listed in its summary)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from llmft.runs.run_folder import RunFolder
 
     job_dir = RunFolder(hydra_output_dir())
     removable = job_dir.holds_only_hydra_files() and HydraConfig.get().mode == RunMode.RUN and _holds_run_folder()
@@ -58,10 +57,9 @@ def _train_command(cfg: DictConfig) -> float:
             resume.check_overrides(user_overrides())
             saved = load_run_config(run_dir, TrainConfig)
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
-            config, out_dir, resume_from = saved, run_dir, run_dir / "checkpoints" / "last"
-            resolved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)  # type: ignore[assignment]
+            config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
+            resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
     from llmft.engine.distributed import teardown
-    from llmft.runs.run_folder import RunFolder
 
     run = RunFolder(out_dir)
     holder = _holds_run_folder()
@@ -129,7 +127,7 @@ def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[di
         from llmft.reporting.trackers import build_sink
 
         sink = build_sink(config.logger, out_dir, resolved or {})
-    run.log = MetricsLog(out_dir / "metrics.jsonl" if dist.main else None, sink)
+    run.log = MetricsLog(RunFolder(out_dir).metrics if dist.main else None, sink)
     return run
 
 
@@ -144,7 +142,7 @@ def _resume(run: Any, resume_from: Path) -> Any:
     dist.barrier()
     state = run.restore(resume_from)
     if dist.main:
-        resume.truncate_metrics(run.out_dir / "metrics.jsonl", state.step)
+        resume.truncate_metrics(RunFolder(run.out_dir).metrics, state.step)
         resume.note_resume(run.out_dir, state.step)
         console.print(f"[bold]llmft train[/] resumes {run.out_dir} at step {state.step} (epoch {state.epoch})")
     return state
@@ -160,7 +158,7 @@ def _start(run: Any) -> None:
     config, parts, out_dir = run.config, run.parts, run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     config_record = run.resolved or OmegaConf.to_container(OmegaConf.structured(config))
-    write_manifest(out_dir / "run.json", config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
+    write_manifest(RunFolder(out_dir).manifest, config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
     plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
     console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
     _print_splits(parts, config)
@@ -181,7 +179,7 @@ def _fit(run: Any) -> Any:
     except Interrupted as ex:
         stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
     del step_parts  # it holds the wrapped model (see distributed.teardown)
-    where = run.checkpoints / "last" if config.trainer.save_last else "nowhere (trainer.save_last=false)"
+    where = RunFolder(run.out_dir).last if config.trainer.save_last else "nowhere (trainer.save_last=false)"
     if parts.dist.main:
         print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={run.out_dir}",
               file=sys.stderr)
@@ -254,8 +252,8 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
 
     from llmft.commands.train_run import keep_samples
 
-    best_dir = out_dir / "checkpoints" / "best"
-    test_metrics = keep_samples(test_metrics, out_dir / "generations-test.jsonl")
+    best_dir = RunFolder(out_dir).best
+    test_metrics = keep_samples(test_metrics, RunFolder(out_dir).samples("test"))
     summary = {
         "split": "test",
         "checkpoint": str(best_dir),
@@ -269,12 +267,12 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
         "test_value": test_metrics.get(config.task.select_metric),
         "metrics": test_metrics,
     }
-    (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    RunFolder(out_dir).eval_json.write_text(json.dumps(summary, indent=2) + "\n")
     from llmft.runs.model_card import write_model_card
 
-    write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary)
-    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    plot_curves(records, config.task.select_metric, out_dir / "loss.png")
+    write_model_card(best_dir, json.loads(RunFolder(out_dir).manifest.read_text()), summary)
+    records = [json.loads(line) for line in RunFolder(out_dir).metrics.read_text().splitlines() if line.strip()]
+    plot_curves(records, config.task.select_metric, RunFolder(out_dir).loss_plot)
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
     return float(state.best_value) if state.best_value is not None else float("nan")
 

@@ -13,6 +13,7 @@ from llmft.config import TrainConfig
 from llmft.engine.evaluation import gathered_metrics
 from llmft.engine.loop import Hooks, LoopState
 from llmft.reporting.console import MetricsLog, track
+from llmft.runs.run_folder import RunFolder
 from llmft.runs.checkpoint import read_training_state, restore_training_state, rng_state, save_model, save_training_state
 
 
@@ -29,12 +30,16 @@ class TrainRun:
     log: MetricsLog = field(default_factory=lambda: MetricsLog(None))
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.out_dir)
+
+    @property
     def checkpoints(self) -> Path:
-        return self.out_dir / "checkpoints"
+        return self.folder.checkpoints
 
     @property
     def best_dir(self) -> Path:
-        return self.checkpoints / "best"
+        return self.folder.best
 
     def hooks(self) -> Hooks:
         return Hooks(evaluate=self.evaluate, on_best=self.on_best, save_state=self.save_state, log=self.log)
@@ -48,7 +53,7 @@ class TrainRun:
                                    parts.strategy.eval_shard)
         table = metrics.pop("samples_table", None)
         if parts.dist.main:
-            keep_samples({"samples_table": table}, self.out_dir / "generations-eval.jsonl")
+            keep_samples({"samples_table": table}, self.folder.samples("eval"))
         return parts.dist.broadcast(metrics)
 
     def on_best(self, step: int, metrics: dict[str, Any]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from llmft.models.eval_mode import eval_mode
+
 IGNORE = -100  # transformers' ignore index: positions no loss is taken on
 
 
@@ -99,11 +101,9 @@ def attends_within_examples(model: Any, vocab_size: int) -> bool:
     generator = torch.Generator().manual_seed(0)
     first, second = (torch.randint(3, max(vocab_size, 4), (n,), generator=generator) for n in (5, 7))
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    alone = model(input_ids=second[None].to(device), use_cache=False).logits[0]
     packed_ids = torch.cat([first, second])[None].to(device)
     positions = torch.cat([torch.arange(5), torch.arange(7)])[None].to(device)
-    packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, 5:]
-    model.train(was_training)
+    with eval_mode(model):
+        alone = model(input_ids=second[None].to(device), use_cache=False).logits[0]
+        packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, 5:]
     return bool(torch.allclose(alone.float(), packed.float(), atol=1e-4, rtol=1e-3))

@@ -16,8 +16,8 @@ from typing import Any, Optional
 from llmft.config import DataConfig
 from llmft.data.loading import ROW_COLUMN, local_files
 from llmft.errors import UserError
+from llmft.runs.run_folder import RunFolder
 
-FILE = "splits.json"
 # A split under this many rows measures nothing: one row moves accuracy by >= 5 points, and at 20 rows the 95%
 # interval of an accuracy near 0.8 is still about +-0.18 (binomial), wider than most differences between runs.
 SMALL_SPLIT = 20
@@ -48,7 +48,7 @@ def record(raw: Any, splits: dict[str, Any], cfg: DataConfig) -> dict[str, Any]:
 
 def write(run_dir: Path, carve: dict[str, Any]) -> None:
     if carve["carved"]:
-        (run_dir / FILE).write_text(json.dumps(carve) + "\n")
+        RunFolder(run_dir).splits.write_text(json.dumps(carve) + "\n")
 
 
 def train_digest(raw: Any, cfg: DataConfig) -> str:
@@ -67,7 +67,7 @@ def train_digest(raw: Any, cfg: DataConfig) -> str:
 def saved_split(run_dir: Path, raw: Any, cfg: DataConfig, role: str) -> Optional[Any]:
     """The rows the run carved for `role`, from the run's own data as loaded now (`raw`); None when the run did not
     carve `role`, has no splits.json (a run from before it was written), or `cfg` names other data than the run's."""
-    path = run_dir / FILE
+    path = RunFolder(run_dir).splits
     if not path.is_file():
         return None
     carve = json.loads(path.read_text())

@@ -10,6 +10,7 @@ import torch
 
 from llmft.config import GenerationConfig, Side
 from llmft.data.truncation import truncating_on
+from llmft.models.eval_mode import eval_mode
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -65,8 +66,6 @@ def generate(
     answer fit the length the model was trained on, but never less than half of max_length (a long answer asked of a
     model with room beyond its training length). `add_special_tokens=False` when the prompt text already carries them
     (a rendered chat template)."""
-    was_training = model.training
-    model.eval()
     decoder_only = not model.config.is_encoder_decoder
     limit = max(max_length - cfg.max_new_tokens, (max_length + 1) // 2) if decoder_only else max_length
     padding_side = tokenizer.padding_side
@@ -74,15 +73,15 @@ def generate(
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]
     outputs: list[str] = [""] * len(prompts)
     try:
-        for batch in _length_sorted_batches(lengths, cfg.batch_size):
-            with truncating_on(tokenizer, truncation_side):
-                enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
-                                max_length=limit, add_special_tokens=add_special_tokens).to(device)
-            out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
-            new = out[:, enc["input_ids"].shape[1] :] if decoder_only else out
-            for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                outputs[i] = cut_at_stop(text, cfg.stop).strip()
+        with eval_mode(model):
+            for batch in _length_sorted_batches(lengths, cfg.batch_size):
+                with truncating_on(tokenizer, truncation_side):
+                    enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
+                                    max_length=limit, add_special_tokens=add_special_tokens).to(device)
+                out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
+                new = out[:, enc["input_ids"].shape[1] :] if decoder_only else out
+                for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                    outputs[i] = cut_at_stop(text, cfg.stop).strip()
     finally:
         tokenizer.padding_side = padding_side
-        model.train(was_training)
     return outputs

@@ -80,7 +80,7 @@ def _no_cache_note(record: logging.LogRecord) -> bool:
     return "incompatible with gradient checkpointing" not in str(record.msg)
 
 
-def prepare(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool) -> Any:
+def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool) -> Any:
     """Apply the fine-tuning method; returns the model to train (a PeftModel for LoRA)."""
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
@@ -106,7 +106,3 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters."""
     total = sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
-
-
-def is_peft(model: Any) -> bool:
-    return hasattr(model, "peft_config")

@@ -23,16 +23,14 @@ T = TypeVar("T")
 
 
 class MetricsLog:
-    """Appends one JSON object per logged step or eval to metrics.jsonl and keeps them for the plot."""
+    """Appends one JSON object per logged step or eval to metrics.jsonl (the plot re-reads the file) and feeds `sink`."""
 
     def __init__(self, path: Optional[Path], sink: Any = None):
         self.path, self.sink = path, sink  # sink: an experiment tracker (llmft.reporting.trackers) fed the same records
-        self.records: list[dict[str, Any]] = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -8,6 +8,7 @@ from typing import Any, Optional, Protocol
 
 from llmft.config import LoggerConfig, LoggerKind
 from llmft.errors import UserError
+from llmft.runs.run_folder import RunFolder
 
 
 class Sink(Protocol):
@@ -68,7 +69,7 @@ class MlflowSink:
         except ImportError as ex:
             raise UserError("logger=mlflow needs the mlflow package: pip install mlflow") from ex
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(cfg.tracking_uri or f"sqlite:///{(out_dir / 'mlflow.db').resolve()}")
+        mlflow.set_tracking_uri(cfg.tracking_uri or f"sqlite:///{RunFolder(out_dir).mlflow_db.resolve()}")
         mlflow.set_experiment(cfg.project)
         mlflow.start_run(run_name=cfg.run_name or out_dir.name)
         mlflow.log_params({k: str(v)[:250] for k, v in _flat(config).items()})
@@ -83,7 +84,7 @@ class MlflowSink:
 def build_sink(cfg: LoggerConfig, out_dir: Path, config: dict[str, Any]) -> Optional[Sink]:
     """The tracker chosen by `logger=...`, or None."""
     if cfg.kind is LoggerKind.tensorboard:
-        return TensorBoardSink(out_dir / "tensorboard", config)
+        return TensorBoardSink(RunFolder(out_dir).tensorboard, config)
     if cfg.kind is LoggerKind.wandb:
         return WandbSink(cfg, out_dir, config)
     if cfg.kind is LoggerKind.mlflow:

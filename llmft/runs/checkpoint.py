@@ -11,8 +11,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-
-COMPLETE = ".complete"  # written last into a temp folder: everything in it is written and synced
+from llmft.runs.run_folder import RunFolder
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -48,12 +47,12 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
     from llmft.errors import UserError
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=RunFolder.swap_temp_prefix(target), dir=target.parent))
     try:
         write(tmp)
         _apply_umask(tmp)
         _fsync_tree(tmp)
-        with open(tmp / COMPLETE, "w") as f:
+        with open(RunFolder.complete_marker(tmp), "w") as f:
             os.fsync(f.fileno())
         _fsync_dir(tmp)
     except OSError as ex:
@@ -64,14 +63,14 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = keep_old_as or target.parent / f".{target.name}.old"
+    old = keep_old_as or RunFolder.swap_old(target)
     if old.exists():
         shutil.rmtree(old)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)  # the commit point
     _fsync_dir(target.parent)
-    (target / COMPLETE).unlink(missing_ok=True)  # only temp folders need it; a checkpoint folder is shared as it is
+    RunFolder.complete_marker(target).unlink(missing_ok=True)  # only temp folders need it; a checkpoint folder is shared as it is
     if keep_old_as is None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -81,10 +80,10 @@ def swap_leftover(target: Path) -> Optional[Path]:
     being committed), else the folder it replaced. None when `target` exists or nothing whole is left."""
     if target.exists():
         return None
-    complete = [p for p in target.parent.glob(f".{target.name}.tmp-*") if (p / COMPLETE).is_file()]
+    complete = [p for p in RunFolder.swap_temps(target) if RunFolder.complete_marker(p).is_file()]
     if complete:
         return max(complete, key=lambda p: p.stat().st_mtime)
-    old = target.parent / f".{target.name}.old"
+    old = RunFolder.swap_old(target)
     return old if old.is_dir() else None
 
 
@@ -94,7 +93,7 @@ def recover_swap(target: Path) -> Optional[Path]:
     if source is not None:
         os.replace(source, target)
         _fsync_dir(target.parent)
-        (target / COMPLETE).unlink(missing_ok=True)
+        RunFolder.complete_marker(target).unlink(missing_ok=True)
     return source
 
 
@@ -108,8 +107,9 @@ def _fsync_dir(folder: Path) -> None:
 
 def resume_fix(folder: Path) -> str:
     """What to do about a damaged file in a resumable checkpoint `folder`."""
-    older = sorted(Path(folder).parent.glob("step-*"))
-    if Path(folder).name == "last" and older:
+    run = RunFolder.of_checkpoints(Path(folder).parent)
+    older = run.step_checkpoints()
+    if Path(folder) == run.last and older:
         return f"restore it from a copy, or move the older checkpoint {older[-1]} to {folder} and resume, or start a new run"
     return "restore it from a copy, or start a new run"
 
@@ -241,7 +241,8 @@ def save_training_state(
     """
     import json
 
-    target = root / "last"
+    run = RunFolder.of_checkpoints(root)
+    target = run.last
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True, state_dict=weights)
@@ -255,15 +256,16 @@ def save_training_state(
             "rng_per_rank": rng_per_rank or [],  # torchrun: every rank's dropout stream, restored rank by rank
             "loop": loop_state,
         }
-        torch.save(state, folder / "trainer_state.pt")
-        (folder / "loop_state.json").write_text(json.dumps(loop_state, indent=2) + "\n")
+        torch.save(state, RunFolder.trainer_state(folder))
+        RunFolder.loop_state(folder).write_text(json.dumps(loop_state, indent=2) + "\n")
 
     keep_old_as = None
-    previous = target / "loop_state.json"
+    previous = RunFolder.loop_state(target)
     if keep_last > 1 and previous.is_file():
-        keep_old_as = root / f"step-{json.loads(previous.read_text())['step']:07d}"
+        keep_old_as = run.step_checkpoint(json.loads(previous.read_text())["step"])
     atomic_write_dir(target, write, keep_old_as=keep_old_as)
-    for stale in sorted(root.glob("step-*"))[: max(0, len(list(root.glob("step-*"))) - (keep_last - 1))]:
+    older = run.step_checkpoints()
+    for stale in older[: max(0, len(older) - (keep_last - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return target
 
@@ -272,12 +274,13 @@ def drop_training_state(root: Path, keep_last: int) -> None:
     """After a finished run (never resumed: `trainer.resume` refuses it), the optimizer/scheduler/RNG state is two
     copies of the weights that nothing reads: drop `trainer_state.pt` from checkpoints/last and step-N, keeping their
     weights; `trainer.keep_last=0` removes those folders too. checkpoints/best stays."""
-    folders = [root / "last", *root.glob("step-*"), *root.glob(".last.*")]
+    run = RunFolder.of_checkpoints(root)
+    folders = [run.last, *run.step_checkpoints(), *run.swap_leftovers_of_last()]
     for folder in folders:
         if keep_last == 0:
             shutil.rmtree(folder, ignore_errors=True)
         else:
-            (folder / "trainer_state.pt").unlink(missing_ok=True)
+            RunFolder.trainer_state(folder).unlink(missing_ok=True)
 
 
 def _is_tied(model: Any, name: str, missing: set[str]) -> bool:
@@ -294,7 +297,7 @@ def read_training_state(folder: Path) -> dict[str, Any]:
     its files: a missing, damaged or code-holding file is refused in one line naming it."""
     from llmft.errors import UserError
 
-    state_file = folder / "trainer_state.pt"
+    state_file = RunFolder.trainer_state(folder)
     if not state_file.is_file():
         raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
     fix = resume_fix(folder)

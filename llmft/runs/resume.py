@@ -14,7 +14,6 @@ from typing import Optional
 from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
-RESUME_KEY = "trainer.resume"
 ALLOWED_WITH_RESUME = ("trainer.resume", "trainer.progress", "trainer.device")
 
 
@@ -24,7 +23,7 @@ def is_resumable(run_dir: Path) -> bool:
 
     last = RunFolder(run_dir).last
     leftover = swap_leftover(last)
-    return (last / "trainer_state.pt").is_file() or (leftover is not None and (leftover / "trainer_state.pt").is_file())
+    return RunFolder.trainer_state(last).is_file() or (leftover is not None and RunFolder.trainer_state(leftover).is_file())
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -43,7 +42,7 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
         if not is_resumable(run_dir):
             raise UserError(f"trainer.resume: {resume} has no checkpoints/last/trainer_state.pt to resume from")
         return run_dir
-    candidates = [p.parent for p in runs_root.glob("*/*/checkpoints")]
+    candidates = [run.root for run in RunFolder.runs_under(runs_root)]
     unfinished = [p for p in candidates if is_resumable(p) and not is_finished(p) and not RunFolder(p).held()]
     return max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
 
@@ -95,19 +94,19 @@ def truncate_metrics(path: Path, step: int) -> None:
             raise UserError(f"{path}:{number} is damaged (not a metrics record); delete that line and resume") from ex
         if record_step <= step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = RunFolder.temp_file(path)
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)  # a kill during the rewrite keeps the old log
 
 
 def clean_partial_saves(checkpoints: Path) -> None:
-    """Remove temp folders a crash left behind mid-save (the committed checkpoints are untouched)."""
-    for partial in checkpoints.glob(".*.tmp-*"):
+    """Remove temp folders a crash left behind mid-save in a run's `checkpoints` (the committed checkpoints are untouched)."""
+    for partial in RunFolder.of_checkpoints(checkpoints).partial_saves():
         shutil.rmtree(partial, ignore_errors=True)
 
 
 def note_resume(run_dir: Path, step: int) -> None:
-    manifest_path = run_dir / "run.json"
+    manifest_path = RunFolder(run_dir).manifest
     if not manifest_path.is_file():
         return
     manifest = json.loads(manifest_path.read_text())

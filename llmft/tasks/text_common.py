@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -132,7 +131,3 @@ def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> 
         metrics["generated"] = len(texts)
         metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)]
     return metrics
-
-
-def finite_or_inf(value: float) -> float:
-    return value if math.isfinite(value) else float("inf")
