@@ -273,7 +273,7 @@ def _finish(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_met
     (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     from llmft.runs.model_card import write_model_card
 
-    write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary)
+    write_model_card(best_dir, json.loads((out_dir / "run.json").read_text()), summary, parts.task.pipeline_tag)
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     plot_curves(records, config.task.select_metric, out_dir / "loss.png")
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
