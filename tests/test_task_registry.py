@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from conftest import cli
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llmft"
 

@@ -26,7 +26,7 @@ from llmft.tasks.base import Task
 
 @dataclass
 class RunParts:
-    task: Any
+    task: Task
     tokenizer: Any
     model: Any
     splits: dict[str, Any]
