@@ -303,7 +303,7 @@ def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
 
 def test_lora_target_modules_and_gradient_checkpointing_apply():
     from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
-    from llmft.models.backbone import load_tokenizer, resolve
+    from llmft.models.backbone import load_model, load_tokenizer, resolve
     from llmft.models.finetune import apply_method
     from llmft.tasks.classification import ClassificationTask
 
@@ -311,11 +311,11 @@ def test_lora_target_modules_and_gradient_checkpointing_apply():
     source, weights = resolve(cfg)
     task = ClassificationTask(TaskConfig())
     task.label_names = ["negative", "positive"]
-    model = task.build_model(weights, load_tokenizer(source, cfg), cfg)
+    model = load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs())
     model = apply_method(model, FinetuneConfig(method=FinetuneMethod.lora, lora_target_modules=["query", "value"]), "SEQ_CLS", False)
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
     assert adapted == {"query", "value"}
-    checkpointed = apply_method(task.build_model(weights, load_tokenizer(source, cfg), cfg), FinetuneConfig(), "SEQ_CLS", True)
+    checkpointed = apply_method(load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs()), FinetuneConfig(), "SEQ_CLS", True)
     assert checkpointed.is_activation_checkpointing  # trainer.gradient_checkpointing=true
 
 

@@ -15,13 +15,13 @@ from llmft.tasks.classification import ClassificationTask
 
 
 def _tiny_model(dropout=None):
-    from llmft.models.backbone import load_tokenizer, resolve
+    from llmft.models.backbone import load_model, load_tokenizer, resolve
 
     cfg = ModelConfig(name_or_path="builtin:tiny-bert", dropout=dropout)
     source, weights = resolve(cfg)
     task = ClassificationTask(TaskConfig())
     task.label_names = ["negative", "positive"]
-    return task.build_model(weights, load_tokenizer(source, cfg), cfg)
+    return load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs())
 
 
 def _trainable(model):

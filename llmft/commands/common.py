@@ -94,12 +94,6 @@ def checkpoint_dir(run_dir: Path, checkpoint: str) -> Path:
     return folder
 
 
-def label_names_of(model: Any) -> list[str]:
-    """The checkpoint's label names in id order."""
-    id2label = {int(k): v for k, v in model.config.id2label.items()}
-    return [id2label[i] for i in range(len(id2label))]
-
-
 def apply_user_overrides(saved: Any, cfg: DictConfig, prefix: str) -> Any:
     """`saved` (a dataclass from a run folder) with the user's `<prefix>.x.y=...` overrides applied, the
     values taken from the composed, already-validated `cfg`."""

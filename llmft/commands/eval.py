@@ -12,13 +12,12 @@ from llmft.commands.common import (
     apply_user_overrides,
     checkpoint_dir,
     hydra_output_dir,
-    label_names_of,
     load_run_config,
     quiet_libraries,
     to_typed,
     user_overrides,
 )
-from llmft.config import DataConfig, EvalConfig, TaskConfig, TaskFamily, TrainConfig
+from llmft.config import DataConfig, EvalConfig, TaskConfig, TrainConfig
 from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
@@ -80,8 +79,7 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     task = get_task(task_cfg)
     model = backbone.load_finetuned(task.auto_class_name, folder)
     tokenizer = backbone.load_finetuned_tokenizer(folder)
-    if task_cfg.family is TaskFamily.classification:
-        task_cfg.data.label_names = label_names_of(model)  # score with the checkpoint's label ids
+    task.from_checkpoint(model)  # e.g. score with the checkpoint's label ids
     role = _role(config.split, task_cfg)
     dataset, origin = _scored_rows(run_dir, task_cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)

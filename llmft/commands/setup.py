@@ -17,16 +17,17 @@ from llmft.engine.strategy import Strategy, build_strategy
 from llmft.models import finetune
 
 from llmft.data import splits as carving
-from llmft.config import TaskFamily, TrainConfig
+from llmft.config import TrainConfig
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
 from llmft.tasks import get_task
+from llmft.tasks.base import Task
 
 
 @dataclass
 class RunParts:
-    task: Any
+    task: Task
     tokenizer: Any
     model: Any
     splits: dict[str, Any]
@@ -68,7 +69,7 @@ def build_run(config: TrainConfig) -> RunParts:
     features = task.prepare(splits, tokenizer, config.model.max_length)
     if dist.main:
         dist.barrier()
-    model = task.build_model(weights, tokenizer, config.model)
+    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and config.model.max_length > positions:
         from llmft.errors import UserError
@@ -76,13 +77,13 @@ def build_run(config: TrainConfig) -> RunParts:
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
     if config.task.packing:
-        _check_packing(model, tokenizer, config.task.family)
+        _check_packing(model, tokenizer, task)
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
-    weights = task.sample_weights(features["train"]) if hasattr(task, "sample_weights") else None
+    weights = task.sample_weights(features["train"])
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length, precision)
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                     dist.rank, dist.world, by_length=by_length)
@@ -132,12 +133,12 @@ def _group_by_length(asked: Any, task_default: bool, precision: Precision) -> bo
     return task_default and not (precision.device.type == "cuda" and precision.dtype is not None)
 
 
-def _check_packing(model: Any, tokenizer: Any, family: TaskFamily) -> None:
+def _check_packing(model: Any, tokenizer: Any, task: Task) -> None:
     from llmft.errors import UserError
     from llmft.data.packing import attends_within_examples
 
-    if family is not TaskFamily.causal_lm:
-        raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {family.value}")
+    if not task.packs:
+        raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {task.cfg.family.value}")
     if not attends_within_examples(model, len(tokenizer)):
         raise UserError(f"{type(model).__name__} lets packed examples attend to each other (it ignores packed position "
                         "ids); set task.packing=false for this backbone")

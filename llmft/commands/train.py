@@ -270,7 +270,7 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
     RunFolder(out_dir).eval_json.write_text(json.dumps(summary, indent=2) + "\n")
     from llmft.runs.model_card import write_model_card
 
-    write_model_card(best_dir, json.loads(RunFolder(out_dir).manifest.read_text()), summary)
+    write_model_card(best_dir, json.loads(RunFolder(out_dir).manifest.read_text()), summary, parts.task.pipeline_tag)
     records = [json.loads(line) for line in RunFolder(out_dir).metrics.read_text().splitlines() if line.strip()]
     plot_curves(records, config.task.select_metric, RunFolder(out_dir).loss_plot)
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)

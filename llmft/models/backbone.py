@@ -84,8 +84,21 @@ def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
     return tokenizer
 
 
-def load_model(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
-    """A model with the task's head: pretrained weights when given, else a tiny random model (builtin)."""
+def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
+    """A model with the task's head (`task.auto_class_name`, or the Auto class itself) and the head's extras
+    (`task.head_kwargs()`: labels for classification): pretrained weights when given, else a tiny random model
+    (builtin). A model without a pad id gets the tokenizer's (batches are padded with it)."""
+    if isinstance(head, str):
+        import transformers
+
+        head = getattr(transformers, head)
+    model = _load_with_head(head, weights, tokenizer, cfg, head_kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, head_kwargs: dict[str, Any]) -> Any:
     from llmft.models.finetune import dropout_overrides
 
     try:

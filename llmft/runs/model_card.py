@@ -9,18 +9,11 @@ from typing import Any
 
 import yaml
 
-PIPELINE_TAGS = {
-    "classification": "text-classification",
-    "causal_lm": "text-generation",
-    "seq2seq": "text2text-generation",
-    "extractive_qa": "question-answering",
-}
-
-
-def write_model_card(folder: Path, manifest: dict[str, Any], summary: dict[str, Any]) -> Path:
+def write_model_card(folder: Path, manifest: dict[str, Any], summary: dict[str, Any], pipeline_tag: str) -> Path:
+    """README.md in `folder`; `pipeline_tag` is the task's (`task.pipeline_tag`: text-classification, ...)."""
     config = manifest.get("config", {})
-    family = config.get("task", {}).get("family", "classification")
-    front = {"library_name": "transformers", "pipeline_tag": PIPELINE_TAGS.get(str(family), "text-generation"),
+    family = config.get("task", {}).get("family")
+    front = {"library_name": "transformers", "pipeline_tag": pipeline_tag,
              "tags": ["llmft", "fine-tuned"], "base_model": config.get("model", {}).get("name_or_path")}
     metrics = {k: v for k, v in summary.get("metrics", {}).items() if isinstance(v, (int, float))}
     lines = [

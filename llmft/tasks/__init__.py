@@ -1,33 +1,51 @@
-"""Task families: each module knows its head, its features, its loss and its metrics."""
+"""Task families: each module knows its head, its features, its loss and its metrics. The registry maps
+`task.family` to its class; a family is imported only when a run asks for it (`llmft --help` stays fast)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import importlib
+from typing import TYPE_CHECKING, Any, Iterable
 
-from llmft.config import TaskConfig, TaskFamily, TextMetric
+from llmft.config import TaskConfig, TextMetric
+from llmft.errors import UserError
+
+if TYPE_CHECKING:
+    from llmft.tasks.base import Task
+
+# task.family -> "module:Class"; adding a family is one module, one YAML under conf/task/ and one line here
+FAMILIES: dict[str, str] = {
+    "classification": "llmft.tasks.classification:ClassificationTask",
+    "causal_lm": "llmft.tasks.causal_lm:CausalLMTask",
+    "seq2seq": "llmft.tasks.seq2seq:Seq2SeqTask",
+    "extractive_qa": "llmft.tasks.extractive_qa:ExtractiveQATask",
+}
 
 
-def get_task(cfg: TaskConfig) -> Any:
+def task_class(family: Any) -> type:
+    """The class registered for `family` (a TaskFamily or its name); an unknown one is a one-line error."""
+    name = str(getattr(family, "value", family))
+    if name not in FAMILIES:
+        from llmft.errors import closest
+
+        raise UserError(f"unknown task.family '{name}'{closest(name, FAMILIES)}; choose one of: {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_task(cfg: TaskConfig) -> Task:
     """The task object for `cfg.family`."""
     if cfg.text_metric is TextMetric.bleu:
         from llmft.evaluation.text_metrics import check_bleu_tokenizer
 
         check_bleu_tokenizer(cfg.bleu_tokenize)  # fails now, not at the first eval
-    if cfg.family is TaskFamily.classification:
-        from llmft.tasks.classification import ClassificationTask
+    return task_class(cfg.family)(cfg)
 
-        return ClassificationTask(cfg)
-    if cfg.family is TaskFamily.causal_lm:
-        from llmft.tasks.causal_lm import CausalLMTask
 
-        return CausalLMTask(cfg)
-    if cfg.family is TaskFamily.seq2seq:
-        from llmft.tasks.seq2seq import Seq2SeqTask
+def prompt_continuation_task() -> Task:
+    """What `llmft generate model=<option>` runs without a run folder: a decoder continues each prompt as written."""
+    from llmft.config import TaskFamily
 
-        return Seq2SeqTask(cfg)
-    from llmft.tasks.extractive_qa import ExtractiveQATask
-
-    return ExtractiveQATask(cfg)
+    return get_task(TaskConfig(family=TaskFamily.causal_lm, prompt_template="{prompt}", response_column="prompt"))
 
 
 def evaluate(task: Any, model: Any, batches: Iterable[Any], precision: Any, role: str = "eval") -> dict[str, Any]:

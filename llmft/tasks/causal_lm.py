@@ -4,14 +4,15 @@ continued pre-training, and prompted summarization / translation / generative QA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from llmft.config import ModelConfig, Side, TaskConfig
+from llmft.config import Side, TaskConfig
 from llmft.data.loading import cached_map, check_columns
 from llmft.errors import UserError
-from llmft.tasks.text_common import IGNORE, Example, chat_messages, generative_metrics, generative_partial, to_example, token_loss_sum
+from llmft.tasks.text_common import (IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
+                                     to_example, token_loss_sum)
 from llmft.data.truncation import bounded_encoding
 
 
@@ -54,6 +55,9 @@ class CausalLMTask:
     train_by_length = False
     auto_class_name = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
+    pipeline_tag = "text-generation"
+    packs = True  # task.packing: several examples per row, attention kept within each
+    streams = True
 
     @property
     def chat(self) -> bool:
@@ -190,15 +194,14 @@ class CausalLMTask:
                                                   add_generation_prompt=True).rstrip(" ")
 
     # --- model, loss, eval --------------------------------------------------------------------
-    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
-        from transformers import AutoModelForCausalLM
+    def sample_weights(self, train: Any) -> None:
+        return None  # uniform sampling
 
-        from llmft.models.backbone import load_model
+    def head_kwargs(self) -> dict[str, Any]:
+        return {}
 
-        model = load_model(AutoModelForCausalLM, weights, tokenizer, model_cfg)
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
+    def from_checkpoint(self, model: Any) -> None:
+        return None  # the checkpoint's head and tokenizer are all it needs
 
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
@@ -214,3 +217,4 @@ class CausalLMTask:
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards
+    predict = generative_predict  # llmft generate: the rows with their generations

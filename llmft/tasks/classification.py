@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from llmft.data import shapes as data_shapes
-from llmft.config import DataConfig, ModelConfig, Side, TaskConfig
+from llmft.config import DataConfig, Side, TaskConfig
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+from llmft.tasks.base import PredictRequest
 
 
 def _check_label_types(ds: Any, role: str, cfg: DataConfig) -> None:
@@ -96,6 +98,9 @@ class ClassificationTask:
     train_by_length = True  # trainer.group_by_length's default: a per-row loss, so grouping only cuts padding
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
+    pipeline_tag = "text-classification"
+    packs = False  # one short text (or pair) per row
+    streams = False
 
     @property
     def data(self) -> DataConfig:
@@ -170,24 +175,15 @@ class ClassificationTask:
         return DataCollatorWithPadding(tokenizer)
 
     # --- model ------------------------------------------------------------------------------
-    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
-        from transformers import AutoModelForSequenceClassification
-
-        from llmft.models.backbone import load_model
-
+    def head_kwargs(self) -> dict[str, Any]:
+        """The label set of the head, in id order."""
         id2label = dict(enumerate(self.label_names))
-        model = load_model(
-            AutoModelForSequenceClassification,
-            weights,
-            tokenizer,
-            model_cfg,
-            num_labels=len(self.label_names),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-        )
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model
+        return {"num_labels": len(self.label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+
+    def from_checkpoint(self, model: Any) -> None:
+        """Score with the checkpoint's label ids: its label names, in id order, become the label set."""
+        id2label = {int(k): v for k, v in model.config.id2label.items()}
+        self.cfg.data.label_names = [id2label[i] for i in range(len(id2label))]
 
     # --- loss and evaluation ----------------------------------------------------------------
     @staticmethod
@@ -245,9 +241,25 @@ class ClassificationTask:
         metrics["samples"] = n
         return metrics
 
+    # --- llmft generate ---------------------------------------------------------------------
+    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""
+        from llmft.data.jsonl_input import read_jsonl
+
+        columns = list(self.data.text_columns)
+        if request.prompt is not None:
+            if len(columns) != 1:
+                raise UserError(f"this run classifies sentence pairs {columns}; pass them as input=<file.jsonl>")
+            rows = [{columns[0]: request.prompt}]
+        else:
+            rows = read_jsonl(request.input, columns)  # type: ignore[arg-type]
+        predictions = classify(model, tokenizer, [[lookup(row, c) for c in columns] for row in rows], request.batch_size,
+                               request.max_length, request.device, self.cfg.input_truncation_side)
+        return [{**row, **pred} for row, pred in zip(rows, predictions)]
+
 
 @torch.no_grad()
-def predict(
+def classify(
     model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: torch.device,
     side: Side = Side.right,
 ) -> list[dict[str, Any]]:

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.config import ModelConfig, TaskConfig
+from llmft.config import TaskConfig
 from llmft.data.loading import check_columns
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
+from llmft.tasks.base import PredictRequest
 
 COLUMNS = ("question", "context", "answers")
 
@@ -33,6 +34,9 @@ class ExtractiveQATask:
     train_by_length = False  # trainer.group_by_length's default: window length follows the answer's place (F1 fell)
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
+    pipeline_tag = "question-answering"
+    packs = False  # windows of one context per row
+    streams = False
 
     def plan_info(self) -> dict[str, Any]:
         return {"format": "extractive QA", "data": self.data_stats}
@@ -80,12 +84,14 @@ class ExtractiveQATask:
 
         return DataCollatorWithPadding(tokenizer)
 
-    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
-        from transformers import AutoModelForQuestionAnswering
+    def sample_weights(self, train: Any) -> None:
+        return None  # uniform sampling
 
-        from llmft.models.backbone import load_model
+    def head_kwargs(self) -> dict[str, Any]:
+        return {}
 
-        return load_model(AutoModelForQuestionAnswering, weights, tokenizer, model_cfg)
+    def from_checkpoint(self, model: Any) -> None:
+        return None  # the checkpoint's head and tokenizer are all it needs
 
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
@@ -125,8 +131,18 @@ class ExtractiveQATask:
                                     for i in scored[:20]]
         return metrics
 
+    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """Each {question, context} row of the input file with its `answer`."""
+        from llmft.data.jsonl_input import read_jsonl
+
+        if request.input is None:
+            raise UserError("extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields")
+        rows = read_jsonl(request.input, ["question", "context"])
+        self.max_length = request.max_length
+        return [{**r, "answer": a} for r, a in zip(rows, self.answer(model, tokenizer, rows, request.batch_size, request.device))]
+
     @torch.no_grad()
-    def predict(self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
+    def answer(self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
         """Answer text for each {question, context} row ('' when the model says it is unanswerable)."""
         from datasets import Dataset
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from llmft.config import ModelConfig, Side, TaskConfig
+from llmft.config import Side, TaskConfig
 from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
-from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, to_example, token_loss_sum
+from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example, token_loss_sum
 from llmft.data.truncation import encode_rows
 
 
@@ -28,6 +28,9 @@ class Seq2SeqTask:
     train_by_length = False
     auto_class_name = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
+    pipeline_tag = "text2text-generation"
+    packs = False  # an encoder-decoder takes one source per row
+    streams = True
     prompt_has_special_tokens = False
 
     def plan_info(self) -> dict[str, Any]:
@@ -79,12 +82,14 @@ class Seq2SeqTask:
     def generation_prompt(self, example: Example) -> str:
         return example.prompt
 
-    def build_model(self, weights: Optional[str], tokenizer: Any, model_cfg: ModelConfig) -> Any:
-        from transformers import AutoModelForSeq2SeqLM
+    def sample_weights(self, train: Any) -> None:
+        return None  # uniform sampling
 
-        from llmft.models.backbone import load_model
+    def head_kwargs(self) -> dict[str, Any]:
+        return {}
 
-        return load_model(AutoModelForSeq2SeqLM, weights, tokenizer, model_cfg)
+    def from_checkpoint(self, model: Any) -> None:
+        return None  # the checkpoint's head and tokenizer are all it needs
 
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
@@ -96,3 +101,4 @@ class Seq2SeqTask:
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards
+    predict = generative_predict  # llmft generate: the rows with their generations

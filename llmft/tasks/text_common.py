@@ -131,3 +131,37 @@ def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> 
         metrics["generated"] = len(texts)
         metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)]
     return metrics
+
+
+def template_fields(template: Optional[str]) -> list[str]:
+    """The {field} names of a prompt template, in order."""
+    import string
+
+    return [f for _, f, _, _ in string.Formatter().parse(template or "") if f]
+
+
+def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
+    """`llmft generate` for a generative family: prompts built as in training (template, chat template), generated in
+    batches, each row returned with its `generation`; one prompt to the terminal streams."""
+    from llmft.data.jsonl_input import read_jsonl
+    from llmft.evaluation.generation import generate
+
+    cfg: TaskConfig = task.cfg
+    task.tokenizer, task.max_length = tokenizer, request.max_length
+    fields = template_fields(cfg.prompt_template)
+    if request.prompt is not None:
+        rows = [{fields[0]: request.prompt} if len(fields) == 1 else {"prompt": request.prompt}]
+        prompts = [prompt_text(rows[0], cfg) if len(fields) == 1 else request.prompt]
+    else:
+        rows = read_jsonl(request.input, fields or [cfg.data.text_columns[0]])
+        prompts = [prompt_text(r, cfg) if fields else lookup(r, cfg.data.text_columns[0]) for r in rows]
+    texts = [task.generation_prompt(Example(p, "")) for p in prompts]
+    streamer = None
+    if request.stream:
+        from transformers import TextStreamer
+
+        streamer = TextStreamer(tokenizer, skip_prompt=not model.config.is_encoder_decoder, skip_special_tokens=True)
+    outputs = generate(model, tokenizer, texts, request.generation, request.device, request.max_length, streamer=streamer,
+                       add_special_tokens=not task.prompt_has_special_tokens,
+                       truncation_side=cfg.input_truncation_side)  # cut as training cut
+    return [{**row, "generation": out} for row, out in zip(rows, outputs)]

@@ -1,0 +1,86 @@
+"""The Task seam: what every task family provides. Callers ask the task object, never which family it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, runtime_checkable
+
+from llmft.config import GenerationConfig, TaskConfig
+
+if TYPE_CHECKING:  # torch stays out of CLI start-up
+    import torch
+
+
+@dataclass
+class PredictRequest:
+    """What `llmft generate` asks of a task: one prompt or a JSONL file of rows, and how to run the model."""
+
+    prompt: Optional[str]  # prompt="..."
+    input: Optional[Path]  # input=<file.jsonl>
+    batch_size: int
+    max_length: int  # the run's model.max_length: inputs are cut as training cut them
+    device: Any
+    generation: GenerationConfig  # the run's task.generation with the user's generation.* overrides
+    stream: bool  # one prompt to the terminal: a task that streams prints tokens as they come
+
+
+@runtime_checkable
+class Task(Protocol):
+    """One task family: its head, how rows become features, how batches collate and are counted, its loss, its
+    evaluation and what `llmft generate` prints. Adding a family is one module, one YAML and one line in the registry
+    (`llmft.tasks.FAMILIES`)."""
+
+    cfg: TaskConfig
+    auto_class_name: str  # the transformers Auto class of its head (AutoModelForSequenceClassification, ...)
+    peft_task_type: str  # peft's TaskType for LoRA (SEQ_CLS, CAUSAL_LM, ...)
+    pipeline_tag: str  # the Hugging Face pipeline tag written in the model card
+    packs: bool  # task.packing=true is allowed (several examples per row)
+    train_by_length: bool  # trainer.group_by_length's default
+    eval_order_free: bool  # eval metrics do not depend on row order (eval batches may be length-sorted)
+    streams: bool  # `llmft generate prompt=...` prints tokens as they come (so the results are not printed again)
+
+    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        """Each split's rows as tokenized features (checked, counted in `plan_info`)."""
+        ...
+
+    def collator(self, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
+        """Rows of features -> a padded batch of tensors."""
+        ...
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many items the loss of `batch` sums over (examples, supervised tokens, ...)."""
+        ...
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The summed training loss of a batch; the loop divides by the items of the whole accumulation group."""
+        ...
+
+    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
+                     dist: Any = None) -> dict[str, Any]:
+        """One shard's share of the evaluation (sums, predictions), to be gathered over processes."""
+        ...
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        """Metrics over every shard's partial."""
+        ...
+
+    def sample_weights(self, train: Any) -> Optional[torch.Tensor]:
+        """Per-row weights for a weighted train sampler, or None (uniform)."""
+        ...
+
+    def plan_info(self) -> dict[str, Any]:
+        """What the run plan shows about the task and its data."""
+        ...
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Extra arguments of the head when the backbone is loaded (classification: its labels)."""
+        ...
+
+    def from_checkpoint(self, model: Any) -> None:
+        """Adopt what a fine-tuned checkpoint fixes before data is prepared for it (classification: its label ids)."""
+        ...
+
+    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
+        ...
