@@ -25,7 +25,8 @@ class _Metered:
 
 
 def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any]:
-    from llmft import tasks
+    from llmft.engine.distributed import Dist
+    from llmft.engine.evaluation import gathered_metrics
     from llmft.commands.setup import build_run
     from llmft.config import MetricMode
     from llmft.engine.loop import Hooks, Selection, StepParts, fit
@@ -44,9 +45,9 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     out["params"] = sum(p.numel() for p in parts.model.parameters())
     if parts.scaler.is_enabled():  # fp16
         out.update(grad_scale=parts.scaler.get_scale(), skipped_steps=state.skipped_steps)
-    tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")  # warm-up pass (first-touch costs)
+    gathered_metrics(parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist())  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
-    metrics = tasks.evaluate(parts.task, parts.model, iter(parts.eval_loader), parts.precision, role="eval")
+    metrics = gathered_metrics(parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist())
     out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)
     out["dev"] = metrics.get("accuracy", metrics.get("loss"))
     return out

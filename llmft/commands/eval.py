@@ -70,7 +70,8 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     (how many rows and where from, metrics)."""
     from llmft.models import backbone
     from llmft.data import loading as data
-    from llmft import tasks
+    from llmft.engine.distributed import Dist
+    from llmft.engine.evaluation import gathered_metrics
     from llmft.engine.precision import resolve_device, resolve_precision
     from llmft.tasks import get_task
 
@@ -95,7 +96,7 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
         import itertools
 
         loader = itertools.islice(loader, config.trainer.limit_eval_batches)
-    metrics = tasks.evaluate(task, model.to(device), loader, precision, role=role)
+    metrics = gathered_metrics(task, model.to(device), loader, precision, role, Dist())  # the evaluation training uses
     metrics.pop("samples_table", None)
     return {"rows": rows, "origin": origin}, metrics
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from llmft.config import TaskConfig, TextMetric
 from llmft.errors import UserError
@@ -46,9 +46,3 @@ def prompt_continuation_task() -> Task:
     from llmft.config import TaskFamily
 
     return get_task(TaskConfig(family=TaskFamily.causal_lm, prompt_template="{prompt}", response_column="prompt"))
-
-
-def evaluate(task: Any, model: Any, batches: Iterable[Any], precision: Any, role: str = "eval") -> dict[str, Any]:
-    """A task's metrics over all `batches` in one process (under torchrun each rank's `eval_partial` is gathered and
-    `eval_metrics` runs once over all of them)."""
-    return task.eval_metrics([task.eval_partial(model, batches, precision, role)], role)
