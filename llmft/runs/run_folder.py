@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -234,10 +235,8 @@ class RunFolder:
         finally:
             self.unlock()
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.root.parent.name):
-            try:
-                self.root.parent.rmdir()  # only an empty folder: another run's folder keeps it
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # rmdir removes only an empty folder: another run's folder keeps it
+                self.root.parent.rmdir()
 
     def unlock(self) -> None:
         """Let the folder go (the file stays: removing it would let two processes lock two different files)."""

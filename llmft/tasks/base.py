@@ -84,3 +84,17 @@ class Task(Protocol):
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
         ...
+
+
+class PlainHead:
+    """The Protocol's defaults for a family whose head needs nothing from the data or the checkpoint (every family but
+    classification): uniform sampling, no head arguments, nothing to adopt on load. A mixin, one level deep."""
+
+    def sample_weights(self, train: Any) -> None:
+        return None  # uniform sampling
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def from_checkpoint(self, model: Any) -> None:
+        return None  # the checkpoint's head and tokenizer are all it needs

@@ -14,6 +14,7 @@ from llmft.errors import UserError
 from llmft.tasks.text_common import (IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
                                      to_example, token_loss_sum)
 from llmft.data.truncation import bounded_encoding
+from llmft.tasks.base import PlainHead
 
 
 
@@ -42,7 +43,7 @@ def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: l
 
 
 @dataclass
-class CausalLMTask:
+class CausalLMTask(PlainHead):
     cfg: TaskConfig
     tokenizer: Any = None
     max_length: int = 512
@@ -194,15 +195,6 @@ class CausalLMTask:
                                                   add_generation_prompt=True).rstrip(" ")
 
     # --- model, loss, eval --------------------------------------------------------------------
-    def sample_weights(self, train: Any) -> None:
-        return None  # uniform sampling
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def from_checkpoint(self, model: Any) -> None:
-        return None  # the checkpoint's head and tokenizer are all it needs
-
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
         """Supervised next-token positions in the batch (the unit of the loss)."""

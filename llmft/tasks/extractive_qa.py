@@ -17,12 +17,13 @@ from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.tasks.base import PredictRequest
+from llmft.tasks.base import PlainHead
 
 COLUMNS = ("question", "context", "answers")
 
 
 @dataclass
-class ExtractiveQATask:
+class ExtractiveQATask(PlainHead):
     cfg: TaskConfig
     tokenizer: Any = None
     max_length: int = 384
@@ -83,15 +84,6 @@ class ExtractiveQATask:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)
-
-    def sample_weights(self, train: Any) -> None:
-        return None  # uniform sampling
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def from_checkpoint(self, model: Any) -> None:
-        return None  # the checkpoint's head and tokenizer are all it needs
 
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:

@@ -12,10 +12,11 @@ from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
 from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example, token_loss_sum
 from llmft.data.truncation import encode_rows
+from llmft.tasks.base import PlainHead
 
 
 @dataclass
-class Seq2SeqTask:
+class Seq2SeqTask(PlainHead):
     cfg: TaskConfig
     tokenizer: Any = None
     max_length: int = 512
@@ -81,15 +82,6 @@ class Seq2SeqTask:
 
     def generation_prompt(self, example: Example) -> str:
         return example.prompt
-
-    def sample_weights(self, train: Any) -> None:
-        return None  # uniform sampling
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def from_checkpoint(self, model: Any) -> None:
-        return None  # the checkpoint's head and tokenizer are all it needs
 
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
