@@ -129,7 +129,8 @@ def compose(overrides: list[str]) -> Any:
 
     from llmft.cli import register_recipes
     from llmft.commands.common import to_typed
-    from llmft.config import TrainConfig, register_configs
+    from llmft.cli import register_configs
+    from llmft.config import TrainConfig
     from llmft.paths import conf_dir
 
     register_configs()

@@ -88,10 +88,19 @@ def register_recipes() -> None:
         cs.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
 
 
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (Hydra stays at the edge); each primary YAML names `<verb>_schema` first."""
+    from hydra.core.config_store import ConfigStore
+
+    from llmft.config import SCHEMAS
+
+    cs = ConfigStore.instance()
+    for verb, schema in SCHEMAS.items():
+        cs.store(name=f"{verb}_schema", node=schema)
+
+
 def _register_all() -> None:
     """The schemas, the recipes and the resolvers every composition needs."""
-    from llmft.config import register_configs
-
     register_configs()
     register_recipes()
     _register_resolvers()

@@ -1,4 +1,4 @@
-"""Typed config schemas, registered in Hydra's ConfigStore.
+"""Typed config schemas (cli.register_configs puts them in Hydra's ConfigStore; nothing here imports Hydra).
 
 Every YAML file under conf/ and recipes/ is merged onto these dataclasses, so a typo'd key or a
 value of the wrong type fails at compose time, before any model or data is loaded. Cross-field
@@ -407,12 +407,3 @@ class GenerateConfig:
 
 
 SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig}
-
-
-def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore; each primary YAML names `<verb>_schema` first."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    for verb, schema in SCHEMAS.items():
-        cs.store(name=f"{verb}_schema", node=schema)

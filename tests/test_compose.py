@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from llmft.cli import GROUPS, register_recipes
 from llmft.commands.common import to_typed
-from llmft.config import SCHEMAS, TrainConfig, register_configs
+from llmft.cli import register_configs
+from llmft.config import SCHEMAS, TrainConfig
 from llmft.paths import conf_dir, recipes_dir
 
 register_configs()

@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from conftest import only_run_dir, cli
 from llmft.cli import register_recipes
 from llmft.commands.common import to_typed
-from llmft.config import TrainConfig, register_configs
+from llmft.cli import register_configs
+from llmft.config import TrainConfig
 from llmft.data.packing import bins_best_fit
 from llmft.paths import conf_dir
 

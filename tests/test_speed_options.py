@@ -65,7 +65,8 @@ def test_a_second_run_on_the_same_data_does_not_tokenize_again(tmp_path, monkeyp
     from llmft.commands.setup import build_run
     from llmft.cli import register_recipes
     from llmft.commands.common import to_typed
-    from llmft.config import TrainConfig, register_configs
+    from llmft.cli import register_configs
+    from llmft.config import TrainConfig
     from llmft.paths import conf_dir
     from llmft.tasks.causal_lm import CausalLMTask
 

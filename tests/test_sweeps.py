@@ -49,7 +49,7 @@ def test_slurm_launcher_config_composes():
     from hydra import compose, initialize_config_dir
 
     from llmft.cli import register_recipes
-    from llmft.config import register_configs
+    from llmft.cli import register_configs
     from llmft.paths import conf_dir
 
     register_configs()

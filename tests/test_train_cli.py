@@ -125,7 +125,7 @@ def _recipe_family(recipe: str) -> str:
     from hydra import compose, initialize_config_dir
 
     from llmft.cli import register_recipes
-    from llmft.config import register_configs
+    from llmft.cli import register_configs
     from llmft.paths import conf_dir
 
     register_configs()
@@ -153,7 +153,7 @@ def test_recipe_values_apply(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from llmft.cli import register_recipes
-    from llmft.config import register_configs
+    from llmft.cli import register_configs
     from llmft.paths import conf_dir
 
     register_configs()
