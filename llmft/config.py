@@ -345,6 +345,8 @@ class TrainerConfig:
     # training batches of similar-length rows (bucketed, still shuffled): less padding. None: the task family's default
     # (on for classification; off for token-level losses and extractive QA, where it cost quality)
     group_by_length: Optional[bool] = None
+    # CUDA only: unset = cuDNN attention for fixed-length (packed) batches only; it plans per length (engine/attention.py)
+    cudnn_attention: Optional[bool] = None
     compile: bool = False  # torch.compile the model (first steps pay the compilation)
     dry_run: bool = False  # build everything, print what the run would do, train nothing
     strategy: Strategy = Strategy.ddp  # under torchrun

@@ -11,7 +11,7 @@ from llmft.models import backbone
 
 from llmft.data import loading as data
 
-from llmft.engine import distributed
+from llmft.engine import attention, distributed
 from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
@@ -78,13 +78,14 @@ def build_run(config: TrainConfig) -> RunParts:
     model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
     if config.task.packing:
         _check_packing(model, tokenizer, task)
+    cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
     collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"])
-    by_length = _group_by_length(trainer.group_by_length, task.train_by_length, precision)
+    by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
     train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                     dist.rank, dist.world, by_length=by_length)
     # eval batches are split over the strategy's eval ranks and gathered; the test split is scored after training by
@@ -99,6 +100,8 @@ def build_run(config: TrainConfig) -> RunParts:
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
+    if cudnn_attention is not None:
+        plan["cudnn_attention"] = cudnn_attention
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
 
@@ -124,13 +127,12 @@ def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_st
     }
 
 
-def _group_by_length(asked: Any, task_default: bool, precision: Precision) -> bool:
-    """The user's `trainer.group_by_length`, else the task's default, except half-precision autocast on CUDA: there
-    PyTorch's cuDNN attention builds a plan per new sequence length, and grouped batches (a new length at nearly
-    every step) trained BERT-base 2-3x slower than random ones on an H200 (bench/BENCHMARKS.md, GPU section)."""
+def _group_by_length(asked: Any, task_default: bool) -> bool:
+    """The user's `trainer.group_by_length`, else the task's default. (Grouped half-precision batches on CUDA were
+    slow only while cuDNN attention planned each new length; engine/attention.py turns that off for them.)"""
     if asked is not None:
         return bool(asked)
-    return task_default and not (precision.device.type == "cuda" and precision.dtype is not None)
+    return task_default
 
 
 def _check_packing(model: Any, tokenizer: Any, task: Task) -> None:
