@@ -89,14 +89,18 @@ def register_recipes() -> None:
 
 
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore (Hydra stays at the edge); each primary YAML names `<verb>_schema` first."""
+    """Put the schemas in Hydra's ConfigStore (Hydra stays at the edge): each primary YAML names `<verb>_schema`
+    first, each task YAML its family's options as `/task_schema@_here_: <family>`."""
     from hydra.core.config_store import ConfigStore
 
     from llmft.config import SCHEMAS
+    from llmft.tasks import FAMILIES
 
     cs = ConfigStore.instance()
     for verb, schema in SCHEMAS.items():
         cs.store(name=f"{verb}_schema", node=schema)
+    for name, entry in FAMILIES.items():
+        cs.store(group="task_schema", name=name, node=entry.options)
 
 
 def _register_all() -> None:

@@ -43,13 +43,6 @@ class MetricMode(str, Enum):
     min = "min"
 
 
-class TaskFamily(str, Enum):
-    classification = "classification"
-    causal_lm = "causal_lm"  # decoder-only: instruction SFT, text generation, prompted summarization/translation/QA
-    seq2seq = "seq2seq"  # encoder-decoder: summarization, translation, generative QA
-    extractive_qa = "extractive_qa"  # encoder + span head, SQuAD-style
-
-
 class TextMetric(str, Enum):
     none = "none"  # loss/perplexity only
     rouge = "rouge"
@@ -196,64 +189,31 @@ class GenerationConfig:
 
 @dataclass
 class TaskConfig:
-    family: TaskFamily = TaskFamily.classification
+    """What every task family shares. Each family's own options extend it in llmft/tasks/options.py, and each
+    conf/task/*.yaml names its family's schema first (`/task_schema@_here_: <family>`), so an option of another
+    family (`task=qa task.focal_gamma=2`) fails at compose time like any unknown key."""
+
+    family: str = "classification"  # a key of llmft.tasks.FAMILIES
     data: DataConfig = field(default_factory=DataConfig)
     select_metric: str = "accuracy"  # eval metric that picks the best checkpoint
     select_mode: Optional[MetricMode] = None  # None: from the metric (min for loss, perplexity, mse, ...; else max)
     hub_metrics: list[str] = field(default_factory=list)  # extra metrics by name from the `evaluate` hub (online)
-    # imbalanced classification
-    class_weights: Optional[list[float]] = None  # one weight per label, in label order
-    balance_classes: bool = False  # weights from train label counts (n / (k * count)) when class_weights is unset
-    focal_gamma: float = 0.0  # > 0: focal loss
-    label_smoothing: float = 0.0
-    weighted_sampler: bool = False  # draw train rows with probability inverse to their class frequency
-    # generative tasks
-    prompt_template: Optional[str] = None  # "{column}" placeholders over a row; None: no prompt (textgen)
-    response_column: Optional[str] = None  # the supervised text (target)
-    messages_column: Optional[str] = None  # chat rows: [{role, content}, ...]; only assistant turns supervised
-    use_chat_template: bool = True  # wrap prompt/response in the tokenizer's chat template when it has one
-    text_metric: TextMetric = TextMetric.none  # computed on generated text during eval
-    bleu_tokenize: str = "13a"  # sacrebleu's BLEU tokenizer: 13a, zh (Chinese), ja-mecab (Japanese), intl, char, flores200, ...
-    eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
-    max_target_length: int = 128  # seq2seq targets
     packing: bool = False  # causal_lm training: several examples per row (positions restart, attention stays within each)
-    # causal_lm raw text (no prompt_template, no messages_column): documents + EOS concatenated and cut into
-    # model.max_length blocks (run_clm's group_texts), every split; false: one row per document, cut at max_length.
-    # unset: true unless task.packing asks for documents kept apart
-    chunk_text: Optional[bool] = None
-    # which end of a too-long input is cut; unset: left for decoders (keeps the end: the response, the prompt's cue,
-    # what generation continues), right otherwise. Seq2seq targets are always cut on the right.
+    # which end of a too-long input is cut; unset: the family's default (left for decoders: keeps the end, the
+    # response, the prompt's cue, what generation continues; right otherwise). Seq2seq targets are always cut right.
     truncation_side: Optional[Side] = None
-    doc_stride: int = 64  # extractive QA: overlap between windows of a long context
-    max_answer_length: int = 30  # extractive QA: longest span in tokens
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # how `llmft generate` decodes
 
     @property
     def input_truncation_side(self) -> Side:
-        """`truncation_side`, or when unset: left for decoders (keeps the response and the prompt's cue), else right."""
-        return self.truncation_side or (Side.left if self.family is TaskFamily.causal_lm else Side.right)
+        """`truncation_side`, or the family's default when it is unset (right here; the generative schema cuts
+        decoder prompts on the left)."""
+        return self.truncation_side or Side.right
 
     @property
     def selection_mode(self) -> MetricMode:
         """`select_mode`, or the metric's own direction when it is unset."""
         return self.select_mode or metric_mode(self.select_metric)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.focal_gamma < 0:
-            raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
-        raw_text = self.family is TaskFamily.causal_lm and self.prompt_template is None and not self.messages_column
-        if self.chunk_text and not raw_text:
-            raise ConfigError("task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "
-                              "or task.messages_column, nor a family other than causal_lm")
-        if self.chunk_text and self.packing:
-            raise ConfigError("task.chunk_text=true fills every row already; task.packing=true needs task.chunk_text=false")
-        if self.bleu_tokenize not in BLEU_TOKENIZERS:
-            from llmft.errors import closest
-
-            raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
-                              f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
 
 
 @dataclass

@@ -197,7 +197,7 @@ def test_every_task_defaults_to_a_model_that_fits_it():
     assert _compose("train", ["task=sft", "model=tiny-gpt2"]).model.name_or_path == "builtin:tiny-gpt2"  # the user wins
     assert _compose("train", ["model=tiny-gpt2", "task=sft"]).model.name_or_path == "builtin:tiny-gpt2"
     assert _compose("train", ["recipe=summarization-t5-small"]).model.name_or_path == "google-t5/t5-small"  # a recipe wins
-    assert _compose("eval", ["run=x"]).model is None and _compose("eval", ["run=x", "task=sft"]).task.family.value == "causal_lm"
+    assert _compose("eval", ["run=x"]).model is None and _compose("eval", ["run=x", "task=sft"]).task.family == "causal_lm"
 
 
 def test_eval_takes_a_task_option_that_names_a_default_model_but_refuses_model(tmp_path):

@@ -63,14 +63,13 @@ def test_every_option_the_readme_table_names_exists_and_the_defaults_are_the_nam
 
 
 def test_task_family_picks_one_head_per_named_family():
-    from llmft.config import TaskConfig, TaskFamily
-    from llmft.tasks import get_task
+    from llmft.tasks import FAMILIES, get_task
 
     named = re.search(r"`task\.family` picks the head: (.+?) \|", README).group(1)
     families = re.findall(r"`(\w+)`", named)
-    assert sorted(families) == sorted(f.value for f in TaskFamily)
-    heads = {get_task(TaskConfig(family=TaskFamily(f))).auto_class_name for f in families}
-    assert len(heads) == 4  # a different head class for each family
+    assert sorted(families) == sorted(FAMILIES)
+    heads = {get_task(FAMILIES[f].options(family=f)).auto_class_name for f in families}
+    assert len(heads) == len(FAMILIES)  # a different head class for each family
 
 
 def test_trust_remote_code_stays_off_in_every_model_option():
@@ -141,7 +140,8 @@ class _Tok:
 def _labels(rows: list[dict], label_names=None):
     from datasets import Dataset
 
-    from llmft.config import DataConfig, TaskConfig
+    from llmft.config import DataConfig
+    from llmft.tasks.options import ClassificationOptions as TaskConfig
     from llmft.tasks.classification import ClassificationTask
 
     task = ClassificationTask(TaskConfig(data=DataConfig(label_names=label_names)))
@@ -302,7 +302,8 @@ def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
 
 
 def test_lora_target_modules_and_gradient_checkpointing_apply():
-    from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
+    from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig
+    from llmft.tasks.options import ClassificationOptions as TaskConfig
     from llmft.models.backbone import load_model, load_tokenizer, resolve
     from llmft.models.finetune import apply_method
     from llmft.tasks.classification import ClassificationTask

@@ -11,7 +11,8 @@ import torch
 from datasets import Dataset
 
 from llmft.models import backbone
-from llmft.config import GenerationConfig, ModelConfig, Side, TaskConfig, TaskFamily, TextMetric
+from llmft.config import GenerationConfig, ModelConfig, Side, TextMetric
+from llmft.tasks.options import ClassificationOptions, TextGenerationOptions
 from llmft.tasks.causal_lm import IGNORE, CausalLMTask
 from llmft.tasks.text_common import Example
 
@@ -60,7 +61,7 @@ def tiny_gpt2(tiny_tok):
 
 
 def _causal(tokenizer, max_length=128, **cfg) -> CausalLMTask:
-    task = CausalLMTask(TaskConfig(family=TaskFamily.causal_lm, **cfg))
+    task = CausalLMTask(TextGenerationOptions(family="causal_lm", **cfg))
     task.tokenizer, task.max_length = tokenizer, max_length
     return task
 
@@ -116,7 +117,7 @@ def test_chat_template_supervises_every_assistant_token(request, name):
 def _seq2seq_labels(tokenizer, rows, **cfg):
     from llmft.tasks.seq2seq import Seq2SeqTask
 
-    task = Seq2SeqTask(TaskConfig(family=TaskFamily.seq2seq, prompt_template="{src}", response_column="tgt", **cfg))
+    task = Seq2SeqTask(TextGenerationOptions(family="seq2seq", prompt_template="{src}", response_column="tgt", **cfg))
     out = task.prepare({"train": Dataset.from_list(rows)}, tokenizer, 16)
     return task, out["train"]
 
@@ -133,9 +134,9 @@ def test_seq2seq_targets_are_cut_on_the_right_whatever_the_source_side(tiny_tok)
 
 
 def test_decoders_truncate_on_the_left_by_default():
-    assert TaskConfig(family=TaskFamily.causal_lm).input_truncation_side is Side.left
-    assert TaskConfig(family=TaskFamily.seq2seq).input_truncation_side is Side.right
-    assert TaskConfig(family=TaskFamily.causal_lm, truncation_side=Side.right).input_truncation_side is Side.right
+    assert TextGenerationOptions(family="causal_lm").input_truncation_side is Side.left
+    assert TextGenerationOptions(family="seq2seq").input_truncation_side is Side.right
+    assert TextGenerationOptions(family="causal_lm", truncation_side=Side.right).input_truncation_side is Side.right
     from test_compose import _compose
 
     from llmft.commands.common import to_typed
@@ -266,7 +267,7 @@ def test_classification_tokenizes_a_huge_row_by_its_truncated_length(tiny_tok):
     texts = ["short one", "", base, huge, " ".join(["word"] * 64), " ".join(["word"] * 65)]
     rows = Dataset.from_dict({"text": texts, "label": ["a", "b"] * 3})
     counting = CountingTokenizer(tiny_tok)
-    task = ClassificationTask(TaskConfig(data=DataConfig()))
+    task = ClassificationTask(ClassificationOptions(data=DataConfig()))
     out = task.prepare({"train": rows}, counting, 64)["train"]
     assert counting.longest < 50_000  # never the whole huge row
     kept = [t for t in texts if t.strip()]

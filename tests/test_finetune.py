@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import FAST, only_run_dir, cli, write_jsonl
-from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig, TaskConfig
+from llmft.config import FinetuneConfig, FinetuneMethod, ModelConfig
+from llmft.tasks.options import ClassificationOptions as TaskConfig
 from llmft.errors import UserError
 from llmft.models.finetune import apply_method, parameter_counts
 from llmft.tasks.classification import ClassificationTask

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from datasets import Dataset
 
 from conftest import FAST, only_run_dir, cli, write_jsonl
-from llmft.config import DataConfig, TaskConfig
+from llmft.config import DataConfig
+from llmft.tasks.options import ClassificationOptions as TaskConfig
 from llmft.data.loading import EpochSampler
 from llmft.errors import UserError
 from llmft.tasks.classification import ClassificationTask

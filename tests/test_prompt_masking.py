@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from llmft.models import backbone
-from llmft.config import GenerationConfig, ModelConfig, TaskConfig, TaskFamily
+from llmft.config import GenerationConfig, ModelConfig
+from llmft.tasks.options import TextGenerationOptions
 from llmft.tasks.causal_lm import IGNORE, CausalLMTask
 
 
@@ -18,7 +19,7 @@ def tokenizer():
 
 
 def _task(tokenizer, **cfg) -> CausalLMTask:
-    task = CausalLMTask(TaskConfig(family=TaskFamily.causal_lm, **cfg))
+    task = CausalLMTask(TextGenerationOptions(family="causal_lm", **cfg))
     task.tokenizer, task.max_length = tokenizer, 128
     return task
 

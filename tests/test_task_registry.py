@@ -19,43 +19,39 @@ def test_unknown_family_is_one_line_not_a_fall_through():
     from llmft.tasks import get_task
 
     cfg = TaskConfig()
-    cfg.family = "ner"  # a family the enum could name before its module is registered
+    cfg.family = "tabular"  # no module registered under that name
     with pytest.raises(UserError) as ex:
         get_task(cfg)
     message = str(ex.value)
-    assert "\n" not in message and "ner" in message and "classification" in message
+    assert "\n" not in message and "tabular" in message and "classification" in message
 
 
 def test_unknown_family_on_the_command_line_exits_2_in_one_line(tmp_path):
-    proc = cli(["train", "task=sentiment", "task.family=ner", "trainer.dry_run=true"], tmp_path, check=False)
+    proc = cli(["train", "task=sentiment", "task.family=tabular", "trainer.dry_run=true"], tmp_path, check=False)
     assert proc.returncode == 2
     assert "family" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_every_family_is_registered_and_satisfies_the_protocol():
-    from llmft.config import TaskConfig, TaskFamily
     from llmft.tasks import FAMILIES, get_task
     from llmft.tasks.base import Task
 
-    assert sorted(FAMILIES) == sorted(f.value for f in TaskFamily)
     members = [m for m in vars(Task) if not m.startswith("_")] + list(Task.__annotations__)
     tags = set()
-    for family in TaskFamily:
-        task = get_task(TaskConfig(family=family))
-        assert isinstance(task, Task), family
-        assert all(hasattr(task, m) for m in members), (family, [m for m in members if not hasattr(task, m)])
-        if family is not TaskFamily.classification:  # no sampler weights: uniform draws, no hasattr probe needed
-            assert task.sample_weights([]) is None
+    for name, family in FAMILIES.items():
+        task = get_task(family.options(family=name))
+        assert isinstance(task, Task), name
+        assert all(hasattr(task, m) for m in members), (name, [m for m in members if not hasattr(task, m)])
         tags.add(task.pipeline_tag)
-    assert len(tags) == len(TaskFamily)  # each family names its own pipeline tag for the model card
+    assert len(tags) == len(FAMILIES)  # each family names its own pipeline tag for the model card
 
 
 def test_no_module_outside_tasks_branches_on_a_family():
     """A caller asks the task object; `TaskFamily`, `.family ==/is/in` and family names as literals stay in llmft/tasks/
     (and the schema, config.py)."""
-    from llmft.config import TaskFamily
+    from llmft.tasks import FAMILIES
 
-    names = "|".join(f.value for f in TaskFamily)
+    names = "|".join(FAMILIES)
     rules = [re.compile(r"\bTaskFamily\b"), re.compile(r"\bfamily\s*(==|!=|is|in|not in)\b"),
              re.compile(rf"""(["'])({names})\1""")]
     offenders = []
@@ -67,3 +63,44 @@ def test_no_module_outside_tasks_branches_on_a_family():
             if any(rule.search(line) for rule in rules):
                 offenders.append(f"llmft/{relative}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_an_option_of_another_family_fails_at_compose_time_in_one_line(tmp_path):
+    proc = cli(["train", "task=qa", "task.focal_gamma=2", "trainer.dry_run=true"], tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "task.focal_gamma" in proc.stderr and "doc_stride" in proc.stderr  # names the key and what qa takes
+    proc = cli(["train", "task=sentiment", "task.max_answer_length=9", "trainer.dry_run=true"], tmp_path, check=False)
+    assert proc.returncode == 2 and "task.max_answer_length" in proc.stderr
+
+
+def test_a_task_option_given_the_family_of_another_schema_is_one_line(tmp_path):
+    proc = cli(["train", "task=summarization", "task.family=extractive_qa", "trainer.dry_run=true"], tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "task.family=extractive_qa" in proc.stderr and "task=" in proc.stderr
+
+
+def test_a_run_saved_with_every_familys_keys_still_loads(tmp_path):
+    """Runs saved before options were per family hold all families' keys in `task`: eval and generate still read
+    them (other families' keys dropped); a key no family knows is still refused."""
+    from omegaconf import OmegaConf
+
+    from llmft.commands.common import load_run_config
+    from llmft.config import TrainConfig
+    from llmft.errors import UserError
+    from llmft.runs.run_folder import RunFolder
+    from llmft.tasks.options import ClassificationOptions, ExtractiveQAOptions, TextGenerationOptions
+
+    legacy = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
+    for schema in (ClassificationOptions, ExtractiveQAOptions, TextGenerationOptions):
+        legacy["task"].update({k: v for k, v in OmegaConf.to_container(OmegaConf.structured(schema)).items()
+                               if k not in legacy["task"]})
+    legacy["task"].update(family="extractive_qa", doc_stride=32, focal_gamma=0.0)
+    saved = RunFolder(tmp_path).saved_config
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(legacy, saved)
+    config = load_run_config(tmp_path, TrainConfig)
+    assert type(config.task) is ExtractiveQAOptions and config.task.doc_stride == 32
+    legacy["task"]["made_up"] = 1
+    OmegaConf.save(legacy, saved)
+    with pytest.raises(UserError, match="made_up"):
+        load_run_config(tmp_path, TrainConfig)

@@ -131,7 +131,7 @@ def _recipe_family(recipe: str) -> str:
     register_configs()
     register_recipes()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose("train", overrides=[f"recipe={recipe}"]).task.family.value
+        return compose("train", overrides=[f"recipe={recipe}"]).task.family
 
 
 @pytest.mark.slow  # ~80 s for all; every recipe also composes and validates in the default suite (test_compose)

@@ -28,11 +28,39 @@ def _check_known_keys(node: Any, schema_node: Any, prefix: str = "") -> None:
 
 
 def to_typed(cfg: DictConfig, schema: type[T]) -> T:
-    """Validate a composed config against its schema and return the dataclass (runs cross-field checks)."""
+    """Validate a composed config against its schema and return the dataclass (runs cross-field checks). A `task`
+    node is checked against its family's options schema (llmft/tasks/options.py)."""
     base = OmegaConf.structured(schema)
+    if "task" in base and isinstance(cfg.get("task"), DictConfig):
+        base = OmegaConf.merge(base, {"task": OmegaConf.structured(_task_schema(cfg.task))})
     _check_known_keys(cfg, base)
     merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def _task_schema(task: DictConfig) -> type:
+    """The options schema of the task node's family (the schema's own default family when the node names none)."""
+    from llmft.config import TaskConfig
+    from llmft.tasks import check_options
+
+    typed = OmegaConf.get_type(task)  # a composed node carries its YAML's schema; a saved one is a plain dict
+    return check_options(task.get("family") or TaskConfig.family, typed if isinstance(typed, type) and issubclass(
+        typed, TaskConfig) else TaskConfig)
+
+
+def _legacy_task_keys(saved: DictConfig) -> DictConfig:
+    """A run saved before options were per family holds every family's keys in `task`: drop those of other families
+    (they were at their defaults or ignored); a key no family knows is still refused."""
+    from llmft.tasks import FAMILIES
+
+    task = saved.get("task")
+    if not isinstance(task, DictConfig):
+        return saved
+    own = set(OmegaConf.structured(_task_schema(task)).keys())
+    others = {k for f in FAMILIES.values() for k in OmegaConf.structured(f.options).keys()} - own
+    for key in others & set(task.keys()):
+        task.pop(key)
+    return saved
 
 
 def hydra_output_dir() -> Path:
@@ -57,7 +85,7 @@ def load_run_config(run_dir: Path, schema: type[T]) -> T:
     if not path.is_file():
         raise UserError(f"{run_dir} is not an llmft run folder: {path} is missing")
     try:
-        saved = OmegaConf.load(path)
+        saved = _legacy_task_keys(OmegaConf.load(path))
         return to_typed(saved, schema)  # type: ignore[arg-type]
     except UserError as ex:
         raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex

@@ -140,7 +140,7 @@ def _check_packing(model: Any, tokenizer: Any, task: Task) -> None:
     from llmft.data.packing import attends_within_examples
 
     if not task.packs:
-        raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {task.cfg.family.value}")
+        raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {task.cfg.family}")
     if not attends_within_examples(model, len(tokenizer)):
         raise UserError(f"{type(model).__name__} lets packed examples attend to each other (it ignores packed position "
                         "ids); set task.packing=false for this backbone")

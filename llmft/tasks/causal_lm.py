@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from llmft.config import Side, TaskConfig
+from llmft.config import Side
+from llmft.tasks.options import TextGenerationOptions
 from llmft.data.loading import cached_map, check_columns
 from llmft.errors import UserError
-from llmft.tasks.text_common import (IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
+from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
                                      to_example, token_loss_sum)
 from llmft.data.truncation import bounded_encoding
 from llmft.tasks.base import PlainHead
@@ -44,7 +45,7 @@ def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: l
 
 @dataclass
 class CausalLMTask(PlainHead):
-    cfg: TaskConfig
+    cfg: TextGenerationOptions
     tokenizer: Any = None
     max_length: int = 512
     examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
@@ -59,6 +60,9 @@ class CausalLMTask(PlainHead):
     pipeline_tag = "text-generation"
     packs = True  # task.packing: several examples per row, attention kept within each
     streams = True
+
+    def __post_init__(self) -> None:
+        check_text_metric(self.cfg)  # a BLEU tokenizer that cannot load fails now, not at the first eval
 
     @property
     def chat(self) -> bool:

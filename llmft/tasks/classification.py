@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from llmft.data import shapes as data_shapes
-from llmft.config import DataConfig, Side, TaskConfig
+from llmft.config import DataConfig, Side
+from llmft.tasks.options import ClassificationOptions
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
 from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
@@ -82,7 +83,7 @@ def _to_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> Any:
 class ClassificationTask:
     """Everything the classification family knows; the loop only sees batches and a loss."""
 
-    cfg: TaskConfig
+    cfg: ClassificationOptions
     label_names: list[str] = field(default_factory=list)
     hub_metrics: list[Any] = field(default_factory=list)
     class_weights: Optional[torch.Tensor] = None  # per-label loss weights (imbalanced data)

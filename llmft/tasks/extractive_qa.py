@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.config import TaskConfig
+from llmft.tasks.options import ExtractiveQAOptions
 from llmft.data.loading import check_columns
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
@@ -24,7 +24,7 @@ COLUMNS = ("question", "context", "answers")
 
 @dataclass
 class ExtractiveQATask(PlainHead):
-    cfg: TaskConfig
+    cfg: ExtractiveQAOptions
     tokenizer: Any = None
     max_length: int = 384
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -7,17 +7,18 @@ from typing import Any
 
 import torch
 
-from llmft.config import Side, TaskConfig
+from llmft.config import Side
+from llmft.tasks.options import TextGenerationOptions
 from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
-from llmft.tasks.text_common import IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example, token_loss_sum
+from llmft.tasks.text_common import check_text_metric, IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example, token_loss_sum
 from llmft.data.truncation import encode_rows
 from llmft.tasks.base import PlainHead
 
 
 @dataclass
 class Seq2SeqTask(PlainHead):
-    cfg: TaskConfig
+    cfg: TextGenerationOptions
     tokenizer: Any = None
     max_length: int = 512
     examples: dict[str, list[Example]] = field(default_factory=dict)
@@ -33,6 +34,9 @@ class Seq2SeqTask(PlainHead):
     packs = False  # an encoder-decoder takes one source per row
     streams = True
     prompt_has_special_tokens = False
+
+    def __post_init__(self) -> None:
+        check_text_metric(self.cfg)  # a BLEU tokenizer that cannot load fails now, not at the first eval
 
     def plan_info(self) -> dict[str, Any]:
         return {"format": "source -> target", "data": self.data_stats}

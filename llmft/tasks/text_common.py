@@ -8,7 +8,8 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 
-from llmft.config import TaskConfig, TextMetric
+from llmft.config import TextMetric
+from llmft.tasks.options import TextGenerationOptions
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.data.nested_fields import fill_template, lookup
@@ -26,14 +27,22 @@ class Example:
     references: list[str] = field(default_factory=list)
 
 
-def prompt_text(row: dict[str, Any], cfg: TaskConfig) -> str:
+def check_text_metric(cfg: TextGenerationOptions) -> None:
+    """Build the BLEU tokenizer a run will score with, so a missing extra fails before training."""
+    if cfg.text_metric is TextMetric.bleu:
+        from llmft.evaluation.text_metrics import check_bleu_tokenizer
+
+        check_bleu_tokenizer(cfg.bleu_tokenize)
+
+
+def prompt_text(row: dict[str, Any], cfg: TextGenerationOptions) -> str:
     """The row's prompt: `task.prompt_template` with each {column} or {dotted.path} filled in ('' without one)."""
     if cfg.prompt_template is None:
         return ""
     return fill_template(cfg.prompt_template, row)
 
 
-def response_texts(row: dict[str, Any], cfg: TaskConfig) -> list[str]:
+def response_texts(row: dict[str, Any], cfg: TextGenerationOptions) -> list[str]:
     """The target text(s) of a row; SQuAD-style `answers` give several references (none: unanswerable)."""
     column = cfg.response_column or cfg.data.text_columns[0]
     value = lookup(row, column, "response column")
@@ -44,7 +53,7 @@ def response_texts(row: dict[str, Any], cfg: TaskConfig) -> list[str]:
     return [value]
 
 
-def to_example(row: dict[str, Any], cfg: TaskConfig) -> Example:
+def to_example(row: dict[str, Any], cfg: TextGenerationOptions) -> Example:
     references = response_texts(row, cfg)
     return Example(prompt_text(row, cfg), references[0] if references else "", references)
 
@@ -96,7 +105,7 @@ def generation_partial(task: Any, model: Any, role: str, precision: Precision, d
     """Generate for this shard's share (every world-th) of the first `eval_generate_samples` rows of a split."""
     from llmft.evaluation.generation import generate
 
-    cfg: TaskConfig = task.cfg
+    cfg: TextGenerationOptions = task.cfg
     dist = dist or Dist()
     examples = task.examples.get(role, [])[: cfg.eval_generate_samples]
     if cfg.text_metric is TextMetric.none or not examples:
@@ -146,7 +155,7 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
     from llmft.data.jsonl_input import read_jsonl
     from llmft.evaluation.generation import generate
 
-    cfg: TaskConfig = task.cfg
+    cfg: TextGenerationOptions = task.cfg
     task.tokenizer, task.max_length = tokenizer, request.max_length
     fields = template_fields(cfg.prompt_template)
     if request.prompt is not None:
