@@ -26,7 +26,7 @@ def _pad(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
 def run(scenario: Scenario, start: float) -> dict[str, Any]:
     from llmft.commands.setup import build_run
 
-    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)  # only for the model and the tokenized features every implementation shares
     model, pad_id, device = parts.model, parts.tokenizer.pad_token_id, parts.precision.device
     train, dev = parts.train_loader.dataset, parts.eval_loader.dataset

@@ -33,7 +33,7 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
 
     extra = [*scenario.llmft_overrides(options), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
-                      "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+                      "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)
     meter = Meter(start)
     hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None)  # eval is timed on its own below

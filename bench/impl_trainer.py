@@ -15,7 +15,7 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
 
     from llmft.commands.setup import build_run
 
-    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}", "task.eval_generate_samples=0"])
+    config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)
     generative = isinstance(parts.train_loader.dataset[0]["labels"], list)
     collate = (DataCollatorForSeq2Seq(parts.tokenizer, label_pad_token_id=-100) if generative

@@ -37,6 +37,7 @@ class Scenario:
 
 
 OPTIONS_OFF = ["trainer.group_by_length=false", "task.packing=false"]
+NO_GENERATION = "task.eval_generate_samples=0"  # eval = loss only (an option of the generative task schema)
 
 
 COMMON_NO_PRECISION = ["trainer.progress=false", "model.dropout=0.0", "optimizer=adamw", "scheduler=linear"]
@@ -48,7 +49,7 @@ SCENARIOS = {
                     note="MiniLM-L6 (22.7M) sentiment, short variable-length reviews, batch 32, 188 steps (2 epochs, "
                          "the main job's training); dev = accuracy on the 500 validation rows"),
     "sft-tiny": Scenario("sft-tiny", [*COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=256", "trainer.batch_size=16",
-                                      "optimizer.lr=1e-3", "task.data.path=@skewed", "task.use_chat_template=false"],
+                                      "optimizer.lr=1e-3", "task.data.path=@skewed", "task.use_chat_template=false", NO_GENERATION],
                          steps=60, warmup=5, eval_rows=128, llmft_extra=["task.packing=true"],
                          note="tiny GPT-2 (0.25M) SFT on a length-skewed corpus, batch 16, max_length 256; dev = eval loss"),
     "sft-smollm2": Scenario("sft-smollm2", [*COMMON, "task=sft", "model=smollm2-135m", "model.max_length=256",
@@ -58,14 +59,14 @@ SCENARIOS = {
                             note="SmolLM2-135M SFT on the length-skewed corpus, batch 8, max_length 256"),
     "sft-0.5b": Scenario("sft-0.5b", [*[c for c in COMMON if c != "precision=fp32"], "precision=bf16", "task=sft",
                                       "model=qwen2.5-0.5b", "model.max_length=1024", "trainer.batch_size=8", "optimizer.lr=2e-5",
-                                      "task.data.path=@skewed", "task.use_chat_template=false"],
+                                      "task.data.path=@skewed", "task.use_chat_template=false", NO_GENERATION],
                          steps=30, warmup=5, eval_rows=64, llmft_extra=["task.packing=true"],
                          note="CUDA: Qwen2.5-0.5B bf16 SFT (hub download once); reports MFU with --peak-tflops"),
     # The GPU check (bench/gpu/check.sh): real architectures' shapes with random weights (bench/gpu/shapes.py), no
     # download. Precision comes from `--all precision=...` where a scenario does not fix it (auto: bf16 on a GPU).
     "sft-0.5b-shape": Scenario("sft-0.5b-shape", [*COMMON_NO_PRECISION, "precision=bf16", "task=sft", "model.name_or_path=@shape:qwen2.5-0.5b",
                                                   "model.max_length=2048", "trainer.batch_size=8", "optimizer.lr=2e-5",
-                                                  "task.data.path=@skewed", "task.use_chat_template=false"],
+                                                  "task.data.path=@skewed", "task.use_chat_template=false", NO_GENERATION],
                                steps=30, warmup=5, eval_rows=64, llmft_extra=["task.packing=true"],
                                note="Qwen2.5-0.5B-shaped decoder (494M, random weights), bf16 SFT, batch 8, max_length 2048"),
     "cls-base-shape": Scenario("cls-base-shape", [*COMMON_NO_PRECISION, "task=sentiment", "model.name_or_path=@shape:bert-base",
@@ -74,7 +75,7 @@ SCENARIOS = {
                                note="BERT-base-shaped encoder (110M, random weights) sentiment, batch 32"),
     "sft-shape-tiny": Scenario("sft-shape-tiny", [*COMMON_NO_PRECISION, "task=sft", "model.name_or_path=@shape-tiny:qwen2.5-0.5b",
                                                   "model.max_length=256", "trainer.batch_size=4", "optimizer.lr=1e-3",
-                                                  "task.data.path=@skewed", "task.use_chat_template=false",
+                                                  "task.data.path=@skewed", "task.use_chat_template=false", NO_GENERATION,
                                                   "task.data.max_train_samples=256"],
                                steps=6, warmup=2, eval_rows=16, llmft_extra=["task.packing=true"],
                                note="the GPU check's CPU dry path: sft-0.5b-shape's architecture, a few small layers"),

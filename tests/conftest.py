@@ -160,6 +160,15 @@ class RecordingSink:
         pass
 
 
+def generation_eval(task: str, rows: int) -> list[str]:
+    """`task.eval_generate_samples=<rows>` when conf/task/<task>.yaml is of a generative family (the option exists
+    only in their schema), else nothing."""
+    import yaml
+
+    family = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "task" / f"{task}.yaml").read_text())["family"]
+    return [f"task.eval_generate_samples={rows}"] if family in ("causal_lm", "seq2seq") else []
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

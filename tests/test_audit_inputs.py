@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FAST, cli, run_cli, write_jsonl
+from conftest import generation_eval, FAST, cli, run_cli, write_jsonl
 
 
 def _fails(args: list[str], cwd: Path, *messages: str) -> str:
@@ -243,5 +243,5 @@ def test_every_bundled_task_trains_on_its_defaults(tmp_path, task):
         write_jsonl(tmp_path / "data.jsonl", _rows(64))
     extra = ["task.data.path=data.jsonl"] if task == "classification" else []
     run_cli(["train", f"task={task}", *extra, "trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=4",
-             "task.data.max_train_samples=16", "task.data.max_eval_samples=8", "task.eval_generate_samples=4",
+             "task.data.max_train_samples=16", "task.data.max_eval_samples=8", *generation_eval(task, 4),
              "task.generation.max_new_tokens=8", "trainer.progress=false"], cwd=tmp_path)

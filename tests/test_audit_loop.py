@@ -77,7 +77,7 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_schedule():
     precision = Precision(PrecisionMode.fp16, torch.device("cpu"), torch.float16)  # the GradScaler runs on CPU too
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
     log = RecordingSink()
-    hooks = Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None, log=MetricsLog(None, log))
+    hooks = Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None, record=MetricsLog(None, log).write)
     parts = StepParts(model, OverflowOnSecondStep(), opt, sched, scaler, precision, cfg, Dist())
     state = fit(parts, make_loader(_rows(), 2, _collate, shuffle=False, seed=0), Selection("accuracy", MetricMode.max), hooks, 4)
     assert state.step == 4 and state.skipped_steps == 1

@@ -185,7 +185,7 @@ def test_an_injected_fp16_overflow_is_skipped_and_keeps_the_schedule():
 
     parts = _parts([*SFT, "precision=fp16", "model.dropout=0.0", "trainer.max_steps=4"])
     log = RecordingSink()
-    hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None, log=MetricsLog(None, log))
+    hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None, record=MetricsLog(None, log).write)
     scale = parts.scaler.get_scale()
     state = fit(_step_parts(parts, OverflowOnSecondCall(parts.task)), parts.train_loader, Selection("loss", MetricMode.min),
                 hooks, 4)

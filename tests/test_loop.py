@@ -50,10 +50,11 @@ def _fit(rows, batch_size, accum=1, max_grad_norm=None, scores=None, steps=1, no
     loader = make_loader(rows, batch_size, _collate, shuffle=False, seed=0)
     scores = iter(scores or [0.0] * 100)
     saved: list[int] = []
-    hooks = Hooks(evaluate=lambda: {"accuracy": next(scores)}, on_best=lambda step, m: saved.append(step), log=MetricsLog(None, RecordingSink()))
+    sink = RecordingSink()
+    hooks = Hooks(evaluate=lambda: {"accuracy": next(scores)}, on_best=lambda step, m: saved.append(step), record=MetricsLog(None, sink).write)
     parts = StepParts(model, loss or TokenLoss(), opt, sched, precision.grad_scaler(), precision, cfg, Dist())
     state = fit(parts, loader, Selection("accuracy", MetricMode.max), hooks, steps)
-    return model, hooks.log.sink, state, saved
+    return model, sink, state, saved
 
 
 def test_accumulated_micro_batches_equal_one_full_batch():

@@ -42,7 +42,7 @@ class TrainRun:
         return self.folder.best
 
     def hooks(self) -> Hooks:
-        return Hooks(evaluate=self.evaluate, on_best=self.on_best, save_state=self.save_state, log=self.log)
+        return Hooks(evaluate=self.evaluate, on_best=self.on_best, save_state=self.save_state, record=self.log.write)
 
     def evaluate(self) -> dict[str, Any]:
         """Score the eval split: the strategy's eval ranks split the batches and the partials are gathered, so the

@@ -23,7 +23,7 @@ from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.engine.strategy import SingleProcess, Strategy
-from llmft.reporting.console import MetricsLog, TrainingProgress, scalar_metrics, training_progress
+from llmft.reporting.console import TrainingProgress, scalar_metrics, training_progress
 
 Batch = dict[str, torch.Tensor]
 
@@ -64,12 +64,12 @@ class LoopState:
 
 @dataclass
 class Hooks:
-    """What the loop calls out to: evaluation, best-checkpoint saving, resumable-state saving."""
+    """What the loop calls out to: evaluation, best-checkpoint saving, resumable-state saving, metrics records."""
 
     evaluate: Callable[[], dict[str, Any]]
     on_best: Callable[[int, dict[str, Any]], None]
     save_state: Callable[[LoopState], None] = lambda state: None
-    log: MetricsLog = field(default_factory=lambda: MetricsLog(None))
+    record: Callable[[dict[str, Any]], None] = lambda record: None  # one metrics record (the run's metrics.jsonl)
 
 
 class Interrupted(Exception):
@@ -324,7 +324,7 @@ def _log(window: LogWindow, hooks: Hooks, state: LoopState, lr: float, parts: St
     record = {"step": state.step, "epoch": state.epoch, **window.record(parts.dist), "train/lr": lr}
     if parts.precision.mode is PrecisionMode.fp16:
         record.update({"train/grad_scale": parts.scaler.get_scale(), "train/skipped_steps": state.skipped_steps})
-    hooks.log.write(record)
+    hooks.record(record)
     progress.logged(record)
 
 
@@ -334,7 +334,7 @@ def _evaluate(hooks: Hooks, selection: Selection, state: LoopState, cfg: Trainer
     if selection.metric not in metrics:
         raise UserError(f"select_metric '{selection.metric}' is not an eval metric; have: {', '.join(scalar_metrics(metrics))}")
     record = {"step": state.step, "epoch": state.epoch, **{f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}}
-    hooks.log.write(record)
+    hooks.record(record)
     progress.evaluated(record)
     value = float(metrics[selection.metric])
     if selection.better(value, state.best_value):

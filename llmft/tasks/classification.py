@@ -18,6 +18,7 @@ from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
 
 
@@ -209,19 +210,17 @@ class ClassificationTask:
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
                      dist: Optional[Dist] = None) -> dict[str, Any]:
         """One shard's summed loss, labels and class probabilities (never the logits' graphs)."""
-        was_training = model.training
-        model.eval()
         loss_total, n, probs, labels = 0.0, 0, [], []
-        for batch in batches:
-            batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            with precision.autocast():
-                logits = model(**inputs).logits.float()
-            loss_total += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
-            n += batch["labels"].numel()
-            probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
-            labels.append(batch["labels"].cpu().numpy())
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in batches:
+                batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                with precision.autocast():
+                    logits = model(**inputs).logits.float()
+                loss_total += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
+                n += batch["labels"].numel()
+                probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+                labels.append(batch["labels"].cpu().numpy())
         return {"loss": loss_total, "n": n, "probs": probs, "labels": labels}
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:

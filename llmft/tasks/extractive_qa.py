@@ -16,6 +16,7 @@ from llmft.data.loading import check_columns
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
+from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.base import PlainHead
 
@@ -96,18 +97,16 @@ class ExtractiveQATask(PlainHead):
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
                      dist: Optional[Dist] = None) -> dict[str, Any]:
         """One shard's span loss and the start/end logits of each window it scored, by window index."""
-        was_training = model.training
-        model.eval()
         total, count, logits = 0.0, 0, {}
-        for batch in batches:
-            batch = {k: v.to(precision.device) for k, v in batch.items()}
-            with precision.autocast():
-                out = model(**_inputs(batch))
-            total += float(_span_loss(out, batch))
-            count += self.count(batch)
-            for w, start, end in zip(batch["window"].tolist(), out.start_logits, out.end_logits):
-                logits[w] = (start.float().cpu().numpy(), end.float().cpu().numpy())
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in batches:
+                batch = {k: v.to(precision.device) for k, v in batch.items()}
+                with precision.autocast():
+                    out = model(**_inputs(batch))
+                total += float(_span_loss(out, batch))
+                count += self.count(batch)
+                for w, start, end in zip(batch["window"].tolist(), out.start_logits, out.end_logits):
+                    logits[w] = (start.float().cpu().numpy(), end.float().cpu().numpy())
         return {"loss": total, "count": count, "logits": logits}
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:

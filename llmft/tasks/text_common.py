@@ -14,6 +14,7 @@ from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.data.nested_fields import fill_template, lookup
 from llmft.engine.precision import Precision
+from llmft.models.eval_mode import eval_mode
 
 IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
 
@@ -89,15 +90,13 @@ def text_metric_values(metric: TextMetric, predictions: list[str], references: l
 @torch.no_grad()
 def loss_partial(model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, loss_fn: Any) -> dict[str, Any]:
     """One shard's summed token loss and supervised-token count."""
-    was_training = model.training
-    model.eval()
     total, tokens = 0.0, 0
-    for batch in batches:
-        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            total += float(loss_fn.loss_sum(model, batch))
-        tokens += loss_fn.count(batch)
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in batches:
+            batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+            with precision.autocast():
+                total += float(loss_fn.loss_sum(model, batch))
+            tokens += loss_fn.count(batch)
     return {"loss": total, "tokens": tokens}
 
 
