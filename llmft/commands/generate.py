@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
-from llmft.config import GenerateConfig, TrainConfig
+from llmft.config import GenerateConfig, ServeConfig, TrainConfig
 from llmft.errors import UserError
 
 
@@ -39,7 +39,7 @@ def generate_command(cfg: DictConfig) -> None:
         check_output(Path(config.output))
     quiet_libraries()
     device = resolve_device(config.device)
-    task, model, tokenizer, max_length = _load(config)
+    task, model, tokenizer, max_length = load_predictor(config)
     stream = config.prompt is not None and not config.output
     request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length, device,
                              apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
@@ -54,9 +54,9 @@ def generate_command(cfg: DictConfig) -> None:
             print(json.dumps(r))
 
 
-def _load(config: GenerateConfig) -> tuple[Any, Any, Any, int]:
+def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:
     """(task, model, tokenizer, max_length): a run's checkpoint with the run's task, or a pretrained decoder that
-    continues prompts as written."""
+    continues prompts as written (`llmft generate` and `llmft serve` load alike)."""
     from llmft import tasks
     from llmft.models import backbone
 
