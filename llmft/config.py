@@ -420,10 +420,13 @@ class ServeConfig:
     max_batch_size: int = 8  # requests run together as one batch
     batch_window_ms: float = 10.0  # how long the first queued request waits for others to join its batch
     device: Device = Device.auto
+    backend: str = "torch"  # the PyTorch checkpoint; serving an ONNX export (backend=onnx) is not built yet
 
     def __post_init__(self) -> None:
         if (self.run is None) == (not self.model.name_or_path):
             raise ConfigError("serve needs exactly one of run=<run folder> or model=<model option>")
+        if self.backend != "torch":
+            raise ConfigError(f"backend={self.backend} is not served yet; serve the PyTorch checkpoint (backend=torch)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         if self.max_batch_size < 1 or self.batch_window_ms < 0:

@@ -52,7 +52,8 @@ def _install_middleware(app: FastAPI, metrics: Metrics, api_key: Optional[str]) 
     async def guard_and_measure(request: Request, call_next: Any) -> Response:
         start = time.perf_counter()
         route = request.url.path if request.url.path in ROUTES else "other"
-        if api_key is not None and not secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {api_key}"):
+        if api_key is not None and not secrets.compare_digest(request.headers.get("authorization", "").encode(),
+                                                                f"Bearer {api_key}".encode()):
             response: Response = error_response(401, "invalid or missing API key (send Authorization: Bearer <api_key>)",
                                                 code="invalid_api_key")
         else:
