@@ -205,3 +205,21 @@ def test_serve_cli_refuses_bad_input_with_one_line(tmp_path, chat_run):
         taken.listen()
         proc = cli(["serve", f"run={chat_run}", f"port={taken.getsockname()[1]}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "cannot listen on 127.0.0.1" in proc.stderr, proc.stderr
+
+
+def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from llmft.serving.app import build_app
+
+    cli(["train", "task=translation", "model=tiny-t5", "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16",
+         "task.data.max_eval_samples=8", "task.eval_generate_samples=2", "trainer.progress=false",
+         "task.generation.max_new_tokens=8", "task.generation.repetition_penalty=2.0"], cwd=tmp_path)
+    run = only_run_dir(tmp_path / "outputs")
+    expected = _generate(run, tmp_path, "The dog ran.")
+    with TestClient(build_app(_served(run))) as client:
+        response = client.post("/v1/completions", json={"prompt": "The dog ran.", "max_tokens": 8})
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["text"] == expected
+        chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "The dog ran."}], "max_tokens": 8})
+        assert chat.json()["choices"][0]["message"]["content"] == expected  # no chat template: one user message as a prompt
