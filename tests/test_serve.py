@@ -223,3 +223,38 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
         assert response.json()["choices"][0]["text"] == expected
         chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "The dog ran."}], "max_tokens": 8})
         assert chat.json()["choices"][0]["message"]["content"] == expected  # no chat template: one user message as a prompt
+
+
+def test_llmft_serve_process_answers_and_stops_on_ctrl_c(chat_run, tmp_path):
+    """The real verb in its own process: it binds the port it was given, answers, and exits 0 on SIGINT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "llmft", "serve", f"run={chat_run}", f"port={port}", "api_key=k"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health", headers={"Authorization": "Bearer k"}).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+                time.sleep(0.2)
+        model = _client(url, "k").models.list().data[0].id
+        assert model == chat_run.name  # no run_name: the run folder's name
+        assert _client(url, "k").completions.create(model=model, prompt=PROMPT, max_tokens=2).choices
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"serving {chat_run.name}" in err

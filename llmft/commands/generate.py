@@ -72,6 +72,6 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     if weights is None:
-        raise UserError(f"{config.model.name_or_path} is a random test model; generate with run=<run folder> or a pretrained model")
+        raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
     return task, model, tokenizer, config.model.max_length
