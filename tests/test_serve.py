@@ -217,6 +217,7 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
          "task.generation.max_new_tokens=8", "task.generation.repetition_penalty=2.0"], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     expected = _generate(run, tmp_path, "The dog ran.")
+    assert expected  # a non-empty answer, so the comparison means something
     with TestClient(build_app(_served(run))) as client:
         response = client.post("/v1/completions", json={"prompt": "The dog ran.", "max_tokens": 8})
         assert response.status_code == 200, response.text
