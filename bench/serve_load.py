@@ -85,7 +85,6 @@ def main() -> None:
     served = load_served(args.model, args.max_tokens)
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-        served.max_batch_size = batch_size
         with BackgroundServer(build_app(served, max_batch_size=batch_size, batch_window_ms=args.window_ms)) as url:
             asyncio.run(fire(url, 2, 1, args.max_tokens))  # warm-up
             for concurrency in [int(c) for c in args.concurrency.split(",")]:

@@ -12,7 +12,7 @@ import time
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from llmft.serving import schemas
 from llmft.serving.batcher import Batcher
@@ -26,6 +26,7 @@ ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/comp
 def build_app(served: ServedModel, api_key: Optional[str] = None, max_batch_size: int = 8, batch_window_ms: float = 10.0) -> FastAPI:
     """The app serving `served`; its batcher thread starts and stops with the app's lifespan."""
     metrics = Metrics()
+    served.max_batch_size = max_batch_size  # generate() runs a batch of this many in one call
     batcher = Batcher(served.run_batch, max_batch_size, batch_window_ms / 1000.0, metrics.batch_size.observe)
 
     @contextlib.asynccontextmanager
