@@ -11,6 +11,7 @@ VERBS = {
     "train": "fine-tune a backbone on a task, write a run folder",
     "eval": "re-evaluate a run's best checkpoint on a split or data set",
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
+    "serve": "serve a run (or a model) over HTTP: OpenAI-compatible API, batching, metrics",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
@@ -31,6 +32,7 @@ Examples:
   llmft train recipe=sentiment-minilm
   llmft eval run=outputs/train/<day>/<time>
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+  llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
   llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
   llmft sweep-report outputs/train-multirun/<day>/<time>
@@ -129,6 +131,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.train import train_command as fn
     elif verb == "eval":
         from llmft.commands.eval import eval_command as fn
+    elif verb == "serve":
+        from llmft.commands.serve import serve_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)

@@ -368,4 +368,31 @@ class GenerateConfig:
             raise ConfigError("generate needs exactly one of run=<run folder> or model=<model option>")
 
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig}
+@dataclass
+class ServeConfig:
+    run: Optional[str] = None  # a train run folder (or give model=...)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or serve a model: model=smollm2-135m
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
+    checkpoint: str = "best"
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 8000
+    api_key: Optional[str] = None  # when set, every request needs `Authorization: Bearer <api_key>`
+    max_batch_size: int = 8  # requests run together as one batch
+    batch_window_ms: float = 10.0  # how long the first queued request waits for others to join its batch
+    device: Device = Device.auto
+    backend: str = "torch"  # the PyTorch checkpoint; serving an ONNX export (backend=onnx) is not built yet
+
+    def __post_init__(self) -> None:
+        if (self.run is None) == (not self.model.name_or_path):
+            raise ConfigError("serve needs exactly one of run=<run folder> or model=<model option>")
+        if self.backend != "torch":
+            raise ConfigError(f"backend={self.backend} is not served yet; serve the PyTorch checkpoint (backend=torch)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        if self.max_batch_size < 1 or self.batch_window_ms < 0:
+            raise ConfigError("max_batch_size must be >= 1 and batch_window_ms >= 0")
+        if self.api_key is not None and not str(self.api_key).strip():
+            raise ConfigError("api_key is empty; give a key or leave it unset")
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig}

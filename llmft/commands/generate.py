@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
-from llmft.config import GenerateConfig, TrainConfig
+from llmft.config import GenerateConfig, ServeConfig, TrainConfig
 from llmft.errors import UserError
 
 
@@ -39,7 +39,7 @@ def generate_command(cfg: DictConfig) -> None:
         check_output(Path(config.output))
     quiet_libraries()
     device = resolve_device(config.device)
-    task, model, tokenizer, max_length = _load(config)
+    task, model, tokenizer, max_length = load_predictor(config)
     stream = config.prompt is not None and not config.output
     request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length, device,
                              apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
@@ -54,9 +54,9 @@ def generate_command(cfg: DictConfig) -> None:
             print(json.dumps(r))
 
 
-def _load(config: GenerateConfig) -> tuple[Any, Any, Any, int]:
+def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:
     """(task, model, tokenizer, max_length): a run's checkpoint with the run's task, or a pretrained decoder that
-    continues prompts as written."""
+    continues prompts as written (`llmft generate` and `llmft serve` load alike)."""
     from llmft import tasks
     from llmft.models import backbone
 
@@ -72,6 +72,6 @@ def _load(config: GenerateConfig) -> tuple[Any, Any, Any, int]:
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     if weights is None:
-        raise UserError(f"{config.model.name_or_path} is a random test model; generate with run=<run folder> or a pretrained model")
+        raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
     return task, model, tokenizer, config.model.max_length

@@ -148,6 +148,14 @@ def template_fields(template: Optional[str]) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template or "") if f]
 
 
+def generation_text(task: Any, prompt: str) -> str:
+    """What the model is given for one user prompt (`llmft generate prompt=...`, `llmft serve`'s completions): the
+    prompt filled into a one-field `task.prompt_template`, then wrapped as training wrapped it (chat template)."""
+    fields = template_fields(task.cfg.prompt_template)
+    filled = prompt_text({fields[0]: prompt}, task.cfg) if len(fields) == 1 else prompt
+    return task.generation_prompt(Example(filled, ""))
+
+
 def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
     """`llmft generate` for a generative family: prompts built as in training (template, chat template), generated in
     batches, each row returned with its `generation`; one prompt to the terminal streams."""
@@ -159,11 +167,11 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
     fields = template_fields(cfg.prompt_template)
     if request.prompt is not None:
         rows = [{fields[0]: request.prompt} if len(fields) == 1 else {"prompt": request.prompt}]
-        prompts = [prompt_text(rows[0], cfg) if len(fields) == 1 else request.prompt]
+        texts = [generation_text(task, request.prompt)]
     else:
         rows = read_jsonl(request.input, fields or [cfg.data.text_columns[0]])
         prompts = [prompt_text(r, cfg) if fields else lookup(r, cfg.data.text_columns[0]) for r in rows]
-    texts = [task.generation_prompt(Example(p, "")) for p in prompts]
+        texts = [task.generation_prompt(Example(p, "")) for p in prompts]
     streamer = None
     if request.stream:
         from transformers import TextStreamer

@@ -1,0 +1,212 @@
+"""The FastAPI app: OpenAI-compatible completions and chat (plain and streamed as server-sent events), models,
+classification, health and Prometheus metrics. Handlers only validate and queue: the batcher's thread runs the model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import threading
+import time
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+
+from llmft.serving import schemas
+from llmft.serving.batcher import Batcher
+from llmft.serving.errors import ServeError, error_response, install_error_handlers
+from llmft.serving.metrics import Metrics
+from llmft.serving.served_model import GenerationWork, ServedModel, generation_for
+
+ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/classify", "/v1/embeddings")
+
+
+def build_app(served: ServedModel, api_key: Optional[str] = None, max_batch_size: int = 8, batch_window_ms: float = 10.0) -> FastAPI:
+    """The app serving `served`; its batcher thread starts and stops with the app's lifespan."""
+    metrics = Metrics()
+    served.max_batch_size = max_batch_size  # generate() runs a batch of this many in one call
+    batcher = Batcher(served.run_batch, max_batch_size, batch_window_ms / 1000.0, metrics.batch_size.observe)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        batcher.stop()
+
+    app = FastAPI(title=f"llmft serve: {served.name}", lifespan=lifespan)
+    app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics
+    install_error_handlers(app)
+    _install_middleware(app, metrics, api_key)
+    _monitoring_routes(app, served, metrics)
+    _generation_routes(app, served, batcher, metrics)
+    _other_routes(app, served, batcher)
+    return app
+
+
+def _install_middleware(app: FastAPI, metrics: Metrics, api_key: Optional[str]) -> None:
+    """Every request: the API key (when one is set), then the request counted and timed; an unexpected failure
+    becomes a 500 in OpenAI's shape and the server keeps serving."""
+
+    @app.middleware("http")
+    async def guard_and_measure(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        route = request.url.path if request.url.path in ROUTES else "other"
+        if api_key is not None and not secrets.compare_digest(request.headers.get("authorization", "").encode(),
+                                                                f"Bearer {api_key}".encode()):
+            response: Response = error_response(401, "invalid or missing API key (send Authorization: Bearer <api_key>)",
+                                                code="invalid_api_key")
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as ex:  # noqa: BLE001 - one request fails, not the server
+                response = error_response(500, f"internal error: {type(ex).__name__}: {ex}", type="server_error")
+        metrics.observe_request(route, response.status_code, time.perf_counter() - start)
+        return response
+
+
+def _monitoring_routes(app: FastAPI, served: ServedModel, metrics: Metrics) -> None:
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": served.name, "task": served.task.pipeline_tag}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(served)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        _check_model(served, model_id)
+        return _model_card(served)
+
+
+def _model_card(served: ServedModel) -> dict[str, Any]:
+    return {"id": served.name, "object": "model", "created": 0, "owned_by": "llmft", "task": served.task.pipeline_tag}
+
+
+def _check_model(served: ServedModel, name: Optional[str]) -> None:
+    if name is not None and name != served.name:
+        raise ServeError(404, f"the model '{name}' does not exist; this server serves '{served.name}'", param="model",
+                         code="model_not_found")
+
+
+def _needs(served: ServedModel, generates: bool, route: str) -> None:
+    if (served.generates if generates else served.classifies) is False:
+        what = "generative (decoder or seq2seq)" if generates else "classification"
+        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}",
+                         code="unsupported_model")
+
+
+def _generation_routes(app: FastAPI, served: ServedModel, batcher: Batcher, metrics: Metrics) -> None:
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(body: schemas.ChatCompletionRequest) -> Any:
+        _check_model(served, body.model)
+        _needs(served, True, "/v1/chat/completions")
+        work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
+                              seed=body.seed, param="messages")
+        if body.stream:
+            return await _stream(served, batcher, metrics, work, chat=True)
+        answer = await asyncio.wrap_future(batcher.submit(work.batch_key(), work))
+        metrics.tokens.inc(answer["completion_tokens"])
+        return schemas.chat_completion(served.name, [answer])
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: schemas.CompletionRequest) -> Any:
+        _check_model(served, body.model)
+        _needs(served, True, "/v1/completions")
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if not prompts or (body.stream and len(prompts) != 1):
+            raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
+                             param="prompt", code="invalid_prompt")
+        generation = generation_for(served.generation, body)
+        works = [GenerationWork(generation, prompt=p, seed=body.seed) for p in prompts]
+        if body.stream:
+            return await _stream(served, batcher, metrics, works[0], chat=False)
+        answers = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(w.batch_key(), w)) for w in works))
+        metrics.tokens.inc(sum(a["completion_tokens"] for a in answers))
+        return schemas.text_completion(served.name, list(answers))
+
+
+def _other_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> None:
+    @app.post("/v1/classify")
+    async def classify(body: schemas.ClassifyRequest) -> dict[str, Any]:
+        _check_model(served, body.model)
+        _needs(served, False, "/v1/classify")
+        served.check_single_text()
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
+        results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("classify", t)) for t in texts))
+        data = [{"index": i, "label": r["label"], "score": r["score"], "scores": r["probabilities"]} for i, r in enumerate(results)]
+        return {"object": "list", "model": served.name, "data": data}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: schemas.EmbeddingRequest) -> dict[str, Any]:
+        _check_model(served, body.model)  # embedding runs come with their own family; nothing served here embeds yet
+        raise ServeError(400, f"/v1/embeddings needs an embedding model; {served.name} is {served.task.pipeline_tag}",
+                         param="model", code="unsupported_model")
+
+
+async def _stream(served: ServedModel, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool) -> Any:
+    """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
+    alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
+    response starts); a client that leaves stops its own generation at the next token."""
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[Optional[str]] = asyncio.Queue()
+    gone = threading.Event()
+    work.on_text = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
+    work.cancelled = gone.is_set
+    future = batcher.submit(None, work)
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
+    first = await pieces.get()
+    if first is None and future.exception() is not None:
+        raise future.exception()  # type: ignore[misc]  # a ServeError: the client gets its 4xx
+    return StreamingResponse(_events(served, metrics, work, future, pieces, first, gone, chat), media_type="text/event-stream")
+
+
+async def _events(served: ServedModel, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
+                  first: Optional[str], gone: threading.Event, chat: bool) -> AsyncIterator[str]:
+    stream_id, sent, raw = schemas.new_id("chatcmpl" if chat else "cmpl"), "", ""
+
+    def event(text: Optional[str], finish: Optional[str] = None, opening: bool = False) -> str:
+        return f"data: {json.dumps(schemas.stream_chunk(chat, stream_id, served.name, text, finish, opening))}\n\n"
+
+    try:
+        if chat:
+            yield event("", opening=True)
+        piece = first
+        while piece is not None:
+            raw += piece
+            visible = shown_so_far(raw, work.generation.stop)
+            if visible.startswith(sent) and len(visible) > len(sent):
+                yield event(visible[len(sent):])
+                sent = visible
+            piece = await pieces.get()
+        answer = future.result()  # the text `generate` returned (stop strings cut, stripped): the stream ends equal to it
+        if answer["text"].startswith(sent) and len(answer["text"]) > len(sent):
+            yield event(answer["text"][len(sent):])
+        metrics.tokens.inc(answer["completion_tokens"])
+        yield event(None, answer["finish_reason"])
+        yield "data: [DONE]\n\n"
+    finally:
+        gone.set()  # the client left (or the stream ended): its generation stops at the next token
+
+
+def shown_so_far(raw: str, stops: list[str]) -> str:
+    """The part of a growing generation that is final: before any stop string, without leading whitespace, holding back
+    trailing whitespace and a tail that may begin a stop string (both may still be cut)."""
+    from llmft.evaluation.generation import cut_at_stop
+
+    text = cut_at_stop(raw, stops).lstrip()
+    if len(cut_at_stop(raw, stops)) == len(raw):
+        for stop in stops:
+            for n in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:n]):
+                    text = text[:-n]
+                    break
+    return text.rstrip()

@@ -1,0 +1,87 @@
+"""Request bodies in OpenAI's shapes (pydantic checks them; a bad field is a 400 naming it) and the response and
+stream-chunk dictionaries the openai client parses."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (user, logprobs=None, ...)
+
+
+class Sampling(_Request):
+    """The per-request generation settings; unset ones take the run's task.generation."""
+
+    model: Optional[str] = None  # when given, must be the served model's id
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)  # the newer name of max_tokens
+    temperature: Optional[float] = Field(None, ge=0, le=2)  # 0: greedy; > 0 samples
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    stop: Optional[Union[str, list[str]]] = None
+    seed: Optional[int] = None
+    n: int = Field(1, ge=1, le=1)  # one choice per prompt
+    stream: bool = False
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(Sampling):
+    prompt: Union[str, list[str]]
+
+
+class ClassifyRequest(_Request):
+    model: Optional[str] = None
+    input: Union[str, list[str]]
+
+
+class EmbeddingRequest(_Request):
+    model: Optional[str] = None
+    input: Union[str, list[str]]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+
+
+def chat_completion(model: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """`chat.completion`: one choice per answer ({text, finish_reason, prompt_tokens, completion_tokens})."""
+    choices = [{"index": i, "message": {"role": "assistant", "content": a["text"]}, "finish_reason": a["finish_reason"],
+                "logprobs": None} for i, a in enumerate(answers)]
+    return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage(sum(a["prompt_tokens"] for a in answers), sum(a["completion_tokens"] for a in answers))}
+
+
+def text_completion(model: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """`text_completion`: one choice per prompt."""
+    choices = [{"index": i, "text": a["text"], "finish_reason": a["finish_reason"], "logprobs": None} for i, a in enumerate(answers)]
+    return {"id": new_id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage(sum(a["prompt_tokens"] for a in answers), sum(a["completion_tokens"] for a in answers))}
+
+
+def stream_chunk(chat: bool, stream_id: str, model: str, text: Optional[str], finish_reason: Optional[str] = None,
+                 first: bool = False) -> dict[str, Any]:
+    """One server-sent event's JSON: a `chat.completion.chunk` delta or a `text_completion` piece."""
+    if chat:
+        delta: dict[str, Any] = {"role": "assistant", "content": text or ""} if first else ({"content": text} if text else {})
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        kind = "chat.completion.chunk"
+    else:
+        choice = {"index": 0, "text": text or "", "finish_reason": finish_reason, "logprobs": None}
+        kind = "text_completion"
+    return {"id": stream_id, "object": kind, "created": int(time.time()), "model": model, "choices": [choice]}

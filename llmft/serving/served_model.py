@@ -1,0 +1,206 @@
+"""The served model and the work the batcher runs on it, through the code paths `llmft generate` uses: prompts built
+by the task (template, chat template), `evaluation.generation.generate` for decoding (left padding, stop strings),
+`tasks.classification.classify` for labels. Called only from the batcher's thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Optional
+
+from llmft.config import GenerationConfig
+from llmft.errors import UserError
+from llmft.serving.errors import ServeError
+
+GENERATIVE = ("text-generation", "text2text-generation")
+CLASSIFYING = ("text-classification",)
+
+
+class StreamCancelled(Exception):
+    """The client of a streamed generation went away: generation stops at the next token."""
+
+
+@dataclass
+class GenerationWork:
+    """One prompt (or chat) to complete with its settings; `on_text` (streaming) receives text as it is decoded."""
+
+    generation: GenerationConfig
+    prompt: Optional[str] = None  # /v1/completions
+    messages: Optional[list[dict[str, str]]] = None  # /v1/chat/completions
+    seed: Optional[int] = None
+    param: str = "prompt"  # the request field a length error names
+    on_text: Optional[Callable[[str], None]] = None
+    cancelled: Optional[Callable[[], bool]] = None
+
+    def batch_key(self) -> Hashable:
+        """Requests with equal settings run as one batch; a streamed one runs alone."""
+        if self.on_text is not None:
+            return None
+        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.seed)
+
+
+@dataclass
+class ServedModel:
+    """A loaded task, model and tokenizer with the run's generation defaults, answering batches of requests."""
+
+    name: str  # the id clients name in `model`
+    task: Any
+    model: Any
+    tokenizer: Any
+    max_length: int
+    device: Any
+    generation: GenerationConfig  # the run's task.generation with the user's generation.* overrides
+    max_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING:
+            raise UserError(f"llmft serve serves generative and classification runs; this run's task is {self.task.pipeline_tag}")
+        self.task.tokenizer, self.task.max_length = self.tokenizer, self.max_length  # as generative_predict sets them
+        self.model.to(self.device)
+
+    @property
+    def generates(self) -> bool:
+        return self.task.pipeline_tag in GENERATIVE
+
+    @property
+    def classifies(self) -> bool:
+        return self.task.pipeline_tag in CLASSIFYING
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.task, "chat", False))  # a decoder run with the tokenizer's chat template on
+
+    def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
+        """The batcher's runner: generations of one settings key, or texts to classify."""
+        if key == "classify":
+            return self.classify_batch(payloads)
+        return self.generate_batch(payloads)
+
+    # --- generation -----------------------------------------------------------------------
+    def prompt_text(self, work: GenerationWork) -> str:
+        """The text the model continues: a chat rendered by the chat template, or a prompt built as `llmft generate`
+        builds it (task.prompt_template, then the chat template when the run trained with one)."""
+        from llmft.tasks.text_common import generation_text
+
+        if work.messages is None:
+            return generation_text(self.task, work.prompt or "")
+        if self.chat:
+            return self.tokenizer.apply_chat_template(work.messages, tokenize=False, add_generation_prompt=True).rstrip(" ")
+        if len(work.messages) == 1 and work.messages[0]["role"] == "user":
+            return generation_text(self.task, work.messages[0]["content"])
+        raise ServeError(400, f"{self.name} has no chat template: send one user message, or use /v1/completions",
+                         param="messages", code="chat_template_missing")
+
+    def prompt_limit(self, generation: GenerationConfig) -> int:
+        """The prompt tokens `generate` keeps (a decoder leaves room for the answer); a longer prompt is refused."""
+        if self.model.config.is_encoder_decoder:
+            return self.max_length
+        return max(self.max_length - generation.max_new_tokens, (self.max_length + 1) // 2)
+
+    def count_tokens(self, text: str, special: bool) -> int:
+        return len(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def checked_prompt(self, work: GenerationWork) -> tuple[str, int]:
+        """(prompt text, its tokens); ServeError when it is longer than the model takes."""
+        text = self.prompt_text(work)
+        tokens = self.count_tokens(text, not self.task.prompt_has_special_tokens)
+        limit = self.prompt_limit(work.generation)
+        if tokens > limit:
+            raise ServeError(400, f"the prompt has {tokens} tokens; {self.name} takes at most {limit} with max_tokens="
+                             f"{work.generation.max_new_tokens} (model.max_length={self.max_length})", param=work.param,
+                             code="context_length_exceeded")
+        return text, tokens
+
+    def generate_batch(self, works: list[GenerationWork]) -> list[Any]:
+        """One `generate` call for every valid prompt of the batch (one settings key); each result is a dict of
+        text, finish_reason and token counts, or the ServeError of its request."""
+        import torch
+
+        from llmft.evaluation.generation import generate
+
+        results: list[Any] = [None] * len(works)
+        prompts: dict[int, tuple[str, int]] = {}
+        for i, work in enumerate(works):
+            try:
+                prompts[i] = self.checked_prompt(work)
+            except ServeError as ex:
+                results[i] = ex
+        if not prompts:
+            return results
+        first = works[next(iter(prompts))]
+        generation = dataclasses.replace(first.generation, batch_size=self.max_batch_size)
+        if first.seed is not None:
+            torch.manual_seed(first.seed)
+        streamer = self.streamer(first) if first.on_text is not None else None
+        texts = generate(self.model, self.tokenizer, [prompts[i][0] for i in prompts], generation, self.device, self.max_length,
+                         streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
+                         truncation_side=self.task.cfg.input_truncation_side)
+        for i, text in zip(prompts, texts):
+            completion = self.count_tokens(text, False) if text else 0
+            finish = "length" if completion >= generation.max_new_tokens else "stop"
+            results[i] = {"text": text, "finish_reason": finish, "prompt_tokens": prompts[i][1], "completion_tokens": completion}
+        return results
+
+    def streamer(self, work: GenerationWork) -> Any:
+        """transformers' TextStreamer (what `llmft generate` streams with) handing text to the request; it stops the
+        generation when the client has gone."""
+        from transformers import TextStreamer
+
+        on_text, cancelled = work.on_text, work.cancelled or (lambda: False)
+
+        class RequestStreamer(TextStreamer):
+            def put(self, value: Any) -> None:
+                if cancelled():
+                    raise StreamCancelled()
+                super().put(value)
+
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                if text:
+                    on_text(text)
+
+        return RequestStreamer(self.tokenizer, skip_prompt=not self.model.config.is_encoder_decoder, skip_special_tokens=True)
+
+    # --- classification -------------------------------------------------------------------
+    def classify_batch(self, texts: list[str]) -> list[Any]:
+        """Label and probabilities of each text (tasks.classification.classify, as `llmft generate` on a classifier)."""
+        from llmft.tasks.classification import classify
+
+        results: list[Any] = [None] * len(texts)
+        valid = []
+        for i, text in enumerate(texts):
+            tokens = self.count_tokens(text, True)
+            if tokens > self.max_length:
+                results[i] = ServeError(400, f"the input has {tokens} tokens; {self.name} takes at most {self.max_length}",
+                                        param="input", code="context_length_exceeded")
+            else:
+                valid.append(i)
+        if valid:
+            predictions = classify(self.model, self.tokenizer, [[texts[i]] for i in valid], self.max_batch_size, self.max_length,
+                                   self.device, self.task.cfg.input_truncation_side)
+            for i, prediction in zip(valid, predictions):
+                results[i] = prediction
+        return results
+
+    def check_single_text(self) -> None:
+        columns = list(self.task.cfg.data.text_columns)
+        if len(columns) != 1:
+            raise ServeError(400, f"{self.name} classifies text pairs {columns}; /v1/classify takes single texts",
+                             param="input", code="unsupported_input")
+
+
+def generation_for(defaults: GenerationConfig, request: Any) -> GenerationConfig:
+    """The run's generation settings with the request's: max_tokens, temperature (0 greedy, > 0 sampling), top_p, stop."""
+    changes: dict[str, Any] = {}
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    if max_tokens is not None:
+        changes["max_new_tokens"] = max_tokens
+    if request.temperature is not None:
+        changes["do_sample"] = request.temperature > 0
+        if request.temperature > 0:
+            changes["temperature"] = request.temperature
+    if request.top_p is not None:
+        changes["top_p"] = request.top_p
+    if request.stop is not None:
+        changes["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
+    return dataclasses.replace(defaults, **changes)
