@@ -27,6 +27,7 @@ FAMILIES: dict[str, Family] = {
     "seq2seq": Family("llmft.tasks.seq2seq:Seq2SeqTask", options.TextGenerationOptions),
     "extractive_qa": Family("llmft.tasks.extractive_qa:ExtractiveQATask", options.ExtractiveQAOptions),
     "regression": Family("llmft.tasks.regression:RegressionTask", TaskConfig),
+    "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
 }
 
 
