@@ -100,3 +100,21 @@ def test_bad_rows_are_one_line_naming_the_row(tmp_path, bad, expected):
                cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr and "line 5 of" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+MC = ["task=multiple-choice", "model=tiny-bert", "task.data.max_train_samples=48", "task.data.max_eval_samples=37",
+      "trainer.batch_size=4", "optimizer.lr=1e-3"]
+
+
+@pytest.mark.slow  # three short training runs
+def test_multiple_choice_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
+    from test_regression import stopped_and_resumed_equals_unbroken
+
+    assert "accuracy" in stopped_and_resumed_equals_unbroken([*MC, "trainer.max_steps=6"], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow  # a torchrun job
+def test_multiple_choice_sharded_evaluation_equals_one_process(tmp_path):
+    from test_regression import sharded_eval_equals_one_process
+
+    sharded_eval_equals_one_process(MC[:4], ["accuracy", "loss"], tmp_path)

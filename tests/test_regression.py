@@ -111,3 +111,75 @@ def test_bundled_sts_pairs_are_graded_and_not_solved_by_word_overlap():
     assert np.histogram(scores, bins=5, range=(0, 5))[0].min() > 50  # every band of the 0-5 scale is there
     overlap = [len(set(r["sentence1"].lower().split()) & set(r["sentence2"].lower().split())) for r in rows]
     assert stats.spearmanr(scores, overlap)[0] < 0.3
+
+
+def stopped_and_resumed_equals_unbroken(args: list[str], tmp_path: Path, monkeypatch) -> dict:
+    """A run stopped by SIGTERM during step 3 and resumed logs what an unbroken run logs; returns the final metrics."""
+    import signal
+
+    import llmft.engine.loop as loop
+
+    args = ["train", *args, "trainer.log_every=1", "trainer.eval_every=3", "trainer.progress=false"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    unbroken.mkdir(), broken.mkdir()
+    cli(args, cwd=unbroken)
+    step = loop.optimizer_step
+
+    def step_then_term(parts, group, state):
+        out = step(parts, group, state)
+        if state.step == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(loop, "optimizer_step", step_then_term)
+    assert cli(args, cwd=broken, check=False).returncode == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    run = only_run_dir(broken / "outputs")
+    cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
+
+    def records(folder):
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
+                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    reference = only_run_dir(unbroken / "outputs")
+    assert records(run) == records(reference)
+    ours, theirs = (json.loads((r / "eval.json").read_text())["metrics"] for r in (run, reference))
+    assert ours == theirs
+    return ours
+
+
+def sharded_eval_equals_one_process(args: list[str], keys: list[str], tmp_path: Path) -> None:
+    """2 torchrun processes (gloo) each score a shard of eval/test; the gathered metrics equal one process's."""
+    from test_distributed import _torchrun
+
+    args = [*args, "model.dropout=0.0", "trainer.max_steps=2", "trainer.eval_every=1", "trainer.progress=false",
+            "trainer.eval_batch_size=8", "optimizer.lr=1e-7"]  # (nearly) the same weights in both: the evaluation is compared
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir(), ddp.mkdir()
+    cli(["train", *args, "trainer.batch_size=8"], cwd=single)
+    proc = _torchrun([*args, "trainer.batch_size=4"], ddp)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    one, two = only_run_dir(single / "outputs"), only_run_dir(ddp / "outputs")
+    evals = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if f"eval/{keys[0]}" in x] for r in (one, two)]
+    assert len(evals[0]) == len(evals[1]) == 2
+    for a, b in zip(*evals):
+        assert b["eval/samples"] == a["eval/samples"] == 37  # every row once: uneven shards are not padded
+        for key in keys:
+            assert b[f"eval/{key}"] == pytest.approx(a[f"eval/{key}"], abs=1e-5)
+    m1, m2 = (json.loads((r / "eval.json").read_text())["metrics"] for r in (one, two))
+    assert m2["samples"] == m1["samples"] and all(m2[k] == pytest.approx(m1[k], abs=1e-5) for k in keys)
+
+
+STS = ["task=sts", "model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=37", "trainer.batch_size=8",
+       "optimizer.lr=1e-3"]
+
+
+@pytest.mark.slow  # three short training runs
+def test_sts_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
+    metrics = stopped_and_resumed_equals_unbroken([*STS, "trainer.max_steps=6"], tmp_path, monkeypatch)
+    assert {"pearson", "spearman", "mse"} <= set(metrics)
+
+
+@pytest.mark.slow  # a torchrun job
+def test_sts_sharded_evaluation_equals_one_process(tmp_path):
+    sharded_eval_equals_one_process(STS[:4], ["pearson", "spearman", "mse", "loss"], tmp_path)
