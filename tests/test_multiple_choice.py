@@ -106,7 +106,6 @@ MC = ["task=multiple-choice", "model=tiny-bert", "task.data.max_train_samples=48
       "trainer.batch_size=4", "optimizer.lr=1e-3"]
 
 
-@pytest.mark.slow  # three short training runs
 def test_multiple_choice_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
     from test_regression import stopped_and_resumed_equals_unbroken
 

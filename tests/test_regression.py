@@ -174,7 +174,6 @@ STS = ["task=sts", "model=tiny-bert", "task.data.max_train_samples=64", "task.da
        "optimizer.lr=1e-3"]
 
 
-@pytest.mark.slow  # three short training runs
 def test_sts_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
     metrics = stopped_and_resumed_equals_unbroken([*STS, "trainer.max_steps=6"], tmp_path, monkeypatch)
     assert {"pearson", "spearman", "mse"} <= set(metrics)
