@@ -36,6 +36,9 @@ def test_list_column_endings_train_and_save_a_multiple_choice_head(list_run):
     assert "4 endings" in plan["format"]
     evals = [json.loads(x) for x in (list_run / "metrics.jsonl").read_text().splitlines() if "eval/accuracy" in x]
     assert len(evals) == 2 and all(0 <= e["eval/accuracy"] <= 1 for e in evals)
+    chosen = json.loads((list_run / "eval.json").read_text())
+    assert chosen["select_metric"] == "accuracy" and chosen["select_mode"] == "max"
+    assert chosen["select_value"] == max(e["eval/accuracy"] for e in evals)
     assert {"accuracy", "loss", "samples"} <= set(json.loads((list_run / "eval.json").read_text())["metrics"])
     from transformers import AutoModelForMultipleChoice
 

@@ -54,6 +54,9 @@ def test_stsb_tsv_trains_and_saves_a_regression_head(stsb_run):
     assert {"pearson", "spearman", "mse", "loss", "samples"} <= set(test)
     evals = [json.loads(x) for x in (stsb_run / "metrics.jsonl").read_text().splitlines() if "eval/pearson" in x]
     assert len(evals) == 2 and all(-1 <= e["eval/pearson"] <= 1 for e in evals)
+    chosen = json.loads((stsb_run / "eval.json").read_text())
+    assert chosen["select_metric"] == "pearson" and chosen["select_mode"] == "max"  # the best checkpoint by Pearson
+    assert chosen["best_step"] == max(evals, key=lambda e: e["eval/pearson"])["step"]
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     best = stsb_run / "checkpoints" / "best"
