@@ -60,7 +60,7 @@ def check_not_multiple_choice(ds: Any, label_column: str, where: str) -> None:
     if low in (0, 1) and max(labels) - low < count:  # 0- or 1-based index of a choice
         raise UserError(f"{where} looks like multiple choice ({evidence}, and '{label_column}' holds the index of the "
                         "right one): the classification family scores one text or a pair and would learn from one "
-                        "column only; this data needs a multiple-choice task, which llmft does not have yet")
+                        "column only; train it with task=multiple-choice (task.data.text_columns=[<context>], task.endings=[...] if not detected)")
 
 
 def _choice_count(ds: Any) -> Optional[tuple[str, int]]:

@@ -26,6 +26,8 @@ FAMILIES: dict[str, Family] = {
     "causal_lm": Family("llmft.tasks.causal_lm:CausalLMTask", options.TextGenerationOptions),
     "seq2seq": Family("llmft.tasks.seq2seq:Seq2SeqTask", options.TextGenerationOptions),
     "extractive_qa": Family("llmft.tasks.extractive_qa:ExtractiveQATask", options.ExtractiveQAOptions),
+    "regression": Family("llmft.tasks.regression:RegressionTask", TaskConfig),
+    "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
 }
 
 

@@ -35,6 +35,14 @@ class ExtractiveQAOptions(TaskConfig):
 
 
 @dataclass
+class MultipleChoiceOptions(TaskConfig):
+    family: str = "multiple_choice"
+    # the columns holding the endings: several (ending0, ending1, ...) or one column of lists; None: the numbered
+    # ending/choice/option columns, or the one list column named choices/endings/options
+    endings: Optional[list[str]] = None
+
+
+@dataclass
 class TextGenerationOptions(TaskConfig):
     """The two generative families, causal_lm (decoder-only) and seq2seq (encoder-decoder), share one schema: the
     same rows and prompt serve either kind of backbone, so a recipe switches `task.family` between them."""
