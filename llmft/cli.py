@@ -11,6 +11,7 @@ VERBS = {
     "train": "fine-tune a backbone on a task, write a run folder",
     "eval": "re-evaluate a run's best checkpoint on a split or data set",
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
+    "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
@@ -31,6 +32,7 @@ Examples:
   llmft train recipe=sentiment-minilm
   llmft eval run=outputs/train/<day>/<time>
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+  llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
   llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
   llmft sweep-report outputs/train-multirun/<day>/<time>
@@ -125,6 +127,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.train import train_command as fn
     elif verb == "eval":
         from llmft.commands.eval import eval_command as fn
+    elif verb == "export":
+        from llmft.commands.export import export_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)
