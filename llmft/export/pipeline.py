@@ -72,11 +72,17 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
     if out.exists():
         shutil.rmtree(out)  # a stale model.onnx.data or GGUF of an earlier export must not survive beside the new one
     out.mkdir(parents=True)
+    record = {"format": config.format.value, "quantize": config.quantize.value, "run": str(source.run_dir.resolve()),
+              "checkpoint": str(source.folder.resolve())}
+    _write_record(out, {**record, "status": "incomplete"})  # marks the folder as an export: a rerun may replace it
     exported = WRITERS[config.format](source, config, out)()
     result = verify(exported, torch_runner(source.model, source.head), batches, source.head, min_agreement(config))
-    record = {"format": config.format.value, "quantize": config.quantize.value, "agreement": round(result.agreement, 6),
-              "agreeing": result.agreeing, "compared": result.compared, "compared_items": result.item,
-              "max_abs_logit_diff": result.max_abs_diff, "min_agreement": result.min_agreement, "passed": result.passed,
-              "test_rows": rows, "run": str(source.run_dir), "checkpoint": str(source.folder)}
-    (out / EXPORT_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    _write_record(out, {**record, "status": "verified" if result.passed else "disagrees", "passed": result.passed,
+                        "agreement": round(result.agreement, 6), "agreeing": result.agreeing, "compared": result.compared,
+                        "compared_items": result.item, "max_abs_logit_diff": result.max_abs_diff,
+                        "min_agreement": result.min_agreement, "test_rows": rows})
     return result
+
+
+def _write_record(out: Path, record: dict[str, Any]) -> None:
+    (out / EXPORT_JSON).write_text(json.dumps(record, indent=2) + "\n")
