@@ -146,7 +146,7 @@ def test_merged_lora_run_loads_without_peft_and_agrees(tmp_path):
 
 @pytest.mark.slow
 def test_onnx_extractive_qa_spans_agree(tmp_path):
-    run = _train(tmp_path, "task=qa", "model=tiny-bert")
+    run = _train(tmp_path, "task=qa", "model=tiny-bert", "task.doc_stride=16")
     cli(["export", f"run={run}", "verify_rows=32"], cwd=tmp_path)
     record = _record(run / "export" / "onnx")
     assert record["passed"] and "span" in record["compared_items"]

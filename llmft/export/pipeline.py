@@ -45,7 +45,19 @@ def _gguf(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runne
     from llmft.export.gguf import gguf_runner, write_gguf
 
     path = write_gguf(source, out, config.quantize)
-    return lambda: gguf_runner(path, source)
+    return lambda: gguf_runner(path, source.head)
+
+
+def check_supported(source: Source, config: ExportConfig) -> None:
+    """Refuse, before any file is touched, a format this run cannot take (one line)."""
+    if config.format is ExportFormat.gguf:
+        from llmft.export.gguf import check_gguf
+
+        check_gguf(source)
+    elif config.format is ExportFormat.merged:
+        from llmft.export.merged import check_adapter
+
+        check_adapter(source)
 
 
 WRITERS = {ExportFormat.onnx: _onnx, ExportFormat.merged: _merged, ExportFormat.gguf: _gguf}
@@ -68,6 +80,7 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
     (export.json records it)."""
     import shutil
 
+    check_supported(source, config)
     check_output(out)
     if out.exists():
         shutil.rmtree(out)  # a stale model.onnx.data or GGUF of an earlier export must not survive beside the new one

@@ -33,6 +33,10 @@ class Source:
             return self.model
         return copy.deepcopy(self.model).merge_and_unload().eval()
 
+    def plain_config(self) -> Any:
+        """The transformers config of the model (of the base model under an adapter)."""
+        return (self.model.get_base_model() if self.is_adapter else self.model).config
+
     def input_names(self) -> list[str]:
         """What the tokenizer gives and the model's forward takes (input_ids, attention_mask, token_type_ids)."""
         import inspect
