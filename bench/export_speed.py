@@ -1,6 +1,6 @@
 """ONNX export of the sentiment run: test accuracy and CPU throughput of PyTorch fp32, ONNX fp32 and ONNX int8.
 
-    python bench/export_speed.py                       # trains `llmft train task=sentiment` into bench-runs/sentiment first
+    python bench/export_speed.py                       # trains `llmft train task=sentiment` into outputs/bench/export-sentiment first
     python bench/export_speed.py --run <run folder>    # reuses a finished sentiment run
     python bench/export_speed.py --markdown out.md     # appends the table
 
@@ -83,11 +83,11 @@ def measure(engine: Callable, batches: list[tuple[dict[str, Any], np.ndarray]]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, help="a finished sentiment run (default: train one into bench-runs/sentiment)")
+    parser.add_argument("--run", type=Path, help="a finished sentiment run (default: train one into outputs/bench/export-sentiment)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
-    run = args.run or ROOT / "bench-runs" / "sentiment"
+    run = args.run or ROOT / "outputs" / "bench" / "export-sentiment"
     if not (run / "checkpoints" / "best").is_dir():
         llmft("train", "task=sentiment", "trainer.progress=false", f"hydra.run.dir={run}")
     for quantize in ("none", "int8"):
