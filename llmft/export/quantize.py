@@ -16,7 +16,8 @@ def quantize_int8(path: Path) -> Path:
     path.replace(fp32)
     data = fp32.with_name(path.name + ".data")  # weights the exporter wrote beside a large graph
     try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # shape inference + graph fusions, as onnxruntime asks before quantizing
+        # onnxruntime's advised pre-pass (shape inference, fusions); its symbolic shape inference fails on BERT graphs
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(prepared, path, weight_type=QuantType.QInt8)
     finally:
         for leftover in (fp32, prepared, data):
