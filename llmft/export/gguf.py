@@ -62,7 +62,7 @@ def _vocabulary(writer: Any, tokenizer: Any, folder: Path, n_vocab: int) -> None
     types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.NORMAL
              for i in range(n_vocab)]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre("default")  # llama.cpp's converter names it by hashing the pre-tokenizer's output; not done here
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     gguf.SpecialVocab(folder, load_merges=True, n_vocab=n_vocab).add_to_gguf(writer)
