@@ -98,6 +98,17 @@ class FinetuneMethod(str, Enum):
     lora = "lora"
 
 
+class ExportFormat(str, Enum):
+    onnx = "onnx"  # model.onnx with dynamic batch and sequence axes, tokenizer and config beside it
+    merged = "merged"  # a LoRA adapter folded into a plain Hugging Face folder
+    gguf = "gguf"  # decoders (Llama architecture), for llama.cpp-based runtimes
+
+
+class ExportQuantize(str, Enum):
+    none = "none"  # onnx: fp32; gguf: f16
+    int8 = "int8"  # onnx: dynamic int8 weights (onnxruntime); gguf: q8_0
+
+
 LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
 
 
@@ -395,4 +406,27 @@ class ServeConfig:
             raise ConfigError("api_key is empty; give a key or leave it unset")
 
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig}
+
+@dataclass
+class ExportConfig:
+    run: str = "???"  # a train run folder
+    format: ExportFormat = ExportFormat.onnx
+    quantize: ExportQuantize = ExportQuantize.none
+    output: Optional[str] = None  # default: <run>/export/<format>[-int8]
+    checkpoint: str = "best"  # best | last | a folder
+    verify_rows: int = 256  # test rows the exported model and the checkpoint are compared on
+    min_agreement: Optional[float] = None  # below it the export fails; default 0.99, 0.95 when quantized
+    batch_size: int = 32  # verification batches
+    opset: int = 18  # ONNX opset
+
+    def __post_init__(self) -> None:
+        if self.verify_rows < 1 or self.batch_size < 1:
+            raise ConfigError(f"export: verify_rows and batch_size must be >= 1, got {self.verify_rows} and {self.batch_size}")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise ConfigError(f"export: min_agreement must be in (0, 1], got {self.min_agreement}")
+        if self.format is ExportFormat.merged and self.quantize is not ExportQuantize.none:
+            raise ConfigError("export format=merged writes a plain Hugging Face folder; quantize=int8 applies to format=onnx|gguf")
+
+
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig}

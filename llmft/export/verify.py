@@ -1,0 +1,65 @@
+"""The exporter checks its own work: the exported model and the PyTorch checkpoint run on the same test batches;
+agreement (same predicted label / answer span / next token) and the largest logit difference decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from llmft.export.heads import Head
+
+DEFAULT_MIN_AGREEMENT = 0.99  # fp32 and f16 graphs compute the same function up to rounding
+DEFAULT_MIN_AGREEMENT_QUANTIZED = 0.95  # int8 weights move logits; a near-tie may flip (sentence-transformers: ~0.4 points)
+
+Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # a batch of inputs -> the head's outputs, in order
+
+
+@dataclass
+class Verification:
+    agreeing: int
+    compared: int
+    max_abs_diff: float
+    min_agreement: float
+    item: str  # what was compared (rows, windows, tokens)
+
+    @property
+    def agreement(self) -> float:
+        return self.agreeing / self.compared if self.compared else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.compared > 0 and self.agreement >= self.min_agreement
+
+    def line(self) -> str:
+        return (f"agreement {self.agreement:.4f} ({self.agreeing}/{self.compared} {self.item}), max |logit diff| "
+                f"{self.max_abs_diff:.3g}, bar {self.min_agreement}")
+
+
+def torch_runner(model: Any, head: Head) -> Runner:
+    """The PyTorch checkpoint as a Runner (fp32, CPU, no grad)."""
+    import torch
+
+    def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            result = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        return [getattr(result, name).float().numpy() for name in head.outputs]
+
+    return run
+
+
+def onnx_runner(session: Any) -> Runner:
+    """An onnxruntime session as a Runner (feeds the inputs the graph names)."""
+    names = [i.name for i in session.get_inputs()]
+    return lambda batch: session.run(None, {n: batch[n] for n in names})
+
+
+def verify(exported: Runner, reference: Runner, batches: list[dict[str, np.ndarray]], head: Head, min_agreement: float) -> Verification:
+    """Compare the two runners batch by batch (no logits are kept: a decoder's vocabulary-wide logits are large)."""
+    agreeing = compared = 0
+    diff = 0.0
+    for batch in batches:
+        a, n, d = head.agreeing(exported(batch), reference(batch), batch["attention_mask"])
+        agreeing, compared, diff = agreeing + a, compared + n, max(diff, d)
+    return Verification(agreeing, compared, diff, min_agreement, head.item)
