@@ -18,6 +18,7 @@ FITTING_MODELS = {
     "Seq2SeqLM": ("an encoder-decoder model", ["tiny-t5", "t5-small", "flan-t5-base", "bart-base"]),
     "SequenceClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "TokenClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
 }
 
 
@@ -161,7 +162,7 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
         return
     head = auto_class_name.replace("AutoModelFor", "")
     names = {"CausalLM": "CAUSAL_LM", "Seq2SeqLM": "SEQ_TO_SEQ_CAUSAL_LM", "SequenceClassification": "SEQUENCE_CLASSIFICATION",
-             "QuestionAnswering": "QUESTION_ANSWERING"}.get(head)
+             "QuestionAnswering": "QUESTION_ANSWERING", "TokenClassification": "TOKEN_CLASSIFICATION"}.get(head)
     mapping = getattr(modeling_auto, f"MODEL_FOR_{names}_MAPPING_NAMES", None) if names else None
     custom = auto_class_name in (getattr(config, "auto_map", None) or {})  # trust_remote_code models bring their own head
     if mapping is not None and not custom and config.model_type not in mapping:
