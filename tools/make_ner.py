@@ -261,11 +261,11 @@ def generate(seed: int) -> dict[str, list[dict[str, list[str]]]]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "llmft" / "resources" / "ner")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for split, rows in generate(args.seed).items():
         with open(args.out / f"{split}.jsonl", "w", encoding="utf-8") as handle:
