@@ -74,7 +74,7 @@ BRUSSELS NNP B-NP I-LOC
 
 
 def test_conll_reader_skips_docstart_and_splits_sentences_at_blank_lines(tmp_path):
-    from llmft.config import DataConfig
+    from llmft.config import ConfigError, DataConfig
     from llmft.data.loading import load_raw
     from llmft.errors import UserError
 
@@ -85,6 +85,8 @@ def test_conll_reader_skips_docstart_and_splits_sentences_at_blank_lines(tmp_pat
                     {"tokens": ["BRUSSELS"], "ner_tags": ["I-LOC"]}]
     (tmp_path / "eng.txt").write_text(CONLL.replace("\n", "\r\n"))  # any name with task.data.format=conll; CRLF lines
     assert list(load_raw(DataConfig(path=str(tmp_path / "eng.txt"), format="conll"))["train"]) == rows
+    with pytest.raises(ConfigError, match="task.data.format=xml is not one of"):
+        DataConfig(format="xml")
     (tmp_path / "bad.iob").write_text("EU B-ORG\nrejects\n")
     with pytest.raises(UserError, match=r"bad.iob, line 2: one column"):
         load_raw(DataConfig(path=str(tmp_path / "bad.iob")))
@@ -184,6 +186,10 @@ def test_pipeline_loads_the_checkpoint_and_generate_prints_spans_of_the_input(ne
         assert e["word"] == PROMPT[e["start"] : e["end"]] and e["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
     first = pipeline("token-classification", model=str(best), aggregation_strategy="first")(PROMPT)  # what generate reads
     assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == [(e["entity_group"], e["start"], e["end"]) for e in first]
+    (tmp_path / "in.jsonl").write_text(json.dumps({"text": PROMPT}) + "\n" + json.dumps({"text": "Nothing here ."}) + "\n")
+    cli(["generate", f"run={ner_run}", "input=in.jsonl", "output=out.jsonl"], cwd=tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == [PROMPT, "Nothing here ."] and rows[0]["entities"] == entities
 
 
 def test_user_conll_folder_in_iob1_trains_through_token_classification(tmp_path):
@@ -217,6 +223,8 @@ def test_ner_killed_and_resumed_matches_an_unbroken_run(tmp_path):
     run = _wait_for_step(broken, 16, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    killed_at = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"]
+    assert 7 <= killed_at < 30  # the kill landed mid-run, after at least one checkpoint
     run_cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
     reference = only_run_dir(unbroken / "outputs")
     curve = [(r["step"], r.get("train/loss"), r.get("eval/f1")) for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
