@@ -199,14 +199,16 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     from llmft.paths import resources_dir
     sys.path.insert(0, str(ROOT / "tools"))  # the data generators live outside the wheel
     import make_generative
+    import make_ner
     import make_sentiment
 
     counts = {s: len((resources_dir() / "sentiment" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")}
     assert counts == {"train": 3000, "validation": 500, "test": 1000}
     make_sentiment.main(["--out", str(tmp_path / "sentiment")])
     make_generative.main(["--out", str(tmp_path)])
+    make_ner.main(["--out", str(tmp_path / "ner")])
     shipped = sorted(p.relative_to(resources_dir()) for p in resources_dir().glob("*/*.jsonl"))
-    assert len(shipped) == 21
+    assert len(shipped) == 24
     for name in shipped:
         assert (tmp_path / name).read_bytes() == (resources_dir() / name).read_bytes(), name
 

@@ -78,3 +78,13 @@ class TextGenerationOptions(TaskConfig):
 
             raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
                               f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
+
+
+@dataclass
+class TokenClassificationOptions(TaskConfig):
+    """Token classification / NER: `task.data.text_columns[0]` holds each row's token list, `task.data.label_column`
+    its tag list (names, or ids with `task.data.label_names`)."""
+
+    family: str = "token_classification"
+    select_metric: str = "f1"  # seqeval's entity-level micro F1
+    label_all_subwords: bool = False  # false: a word's tag trains its first sub-word only (the rest are not scored)
