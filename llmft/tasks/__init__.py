@@ -26,6 +26,7 @@ FAMILIES: dict[str, Family] = {
     "causal_lm": Family("llmft.tasks.causal_lm:CausalLMTask", options.TextGenerationOptions),
     "seq2seq": Family("llmft.tasks.seq2seq:Seq2SeqTask", options.TextGenerationOptions),
     "extractive_qa": Family("llmft.tasks.extractive_qa:ExtractiveQATask", options.ExtractiveQAOptions),
+    "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
 }
 
 

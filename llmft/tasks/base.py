@@ -85,6 +85,11 @@ class Task(Protocol):
         """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
         ...
 
+    def checkpoint_files(self, folder: Path, model: Any) -> None:
+        """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
+        trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
+        ...
+
 
 class PlainHead:
     """The Protocol's defaults for a family whose head needs nothing from the data or the checkpoint (every family but
@@ -98,3 +103,6 @@ class PlainHead:
 
     def from_checkpoint(self, model: Any) -> None:
         return None  # the checkpoint's head and tokenizer are all it needs
+
+    def checkpoint_files(self, folder: Path, model: Any) -> None:
+        return None  # transformers alone loads the checkpoint
