@@ -18,6 +18,7 @@ FITTING_MODELS = {
     "Seq2SeqLM": ("an encoder-decoder model", ["tiny-t5", "t5-small", "flan-t5-base", "bart-base"]),
     "SequenceClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "AutoModel": ("a backbone (an encoder fits best)", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
 }
 
 
