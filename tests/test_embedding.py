@@ -190,3 +190,23 @@ def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, monkeypatch):
         return [{k: v for k, v in r.items() if "per_s" not in k} for r in records]
 
     assert curve(broken) == curve(only_run_dir(tmp_path / "unbroken" / "outputs"))
+
+
+@pytest.mark.slow  # a torchrun job (2 CPU processes, gloo)
+def test_torchrun_sharded_test_metrics_equal_one_process_eval_of_the_same_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    args = [*RUN, "trainer.max_steps=4", "trainer.eval_every=2", "trainer.eval_batch_size=7"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run_dir(tmp_path / "outputs")
+    sharded = json.loads((run / "eval.json").read_text())["metrics"]
+    cli(["eval", f"run={run}", "split=test", "hydra.run.dir=one"], cwd=tmp_path)
+    single = json.loads((tmp_path / "one" / "eval.json").read_text())["metrics"]
+    assert sharded.keys() == single.keys()
+    for key in sharded:
+        assert sharded[key] == pytest.approx(single[key], abs=1e-6), key
