@@ -173,6 +173,13 @@ class EmbeddingTask(PlainHead):
             features = self._normalize(features)
         return features["sentence_embedding"].float()
 
+    def adapt_model(self, model: Any) -> None:
+        """Freeze the backbone's pooler (BERT's dense layer over [CLS]): mean pooling never reads it, and DDP refuses a
+        parameter that gets no gradient. It stays in the checkpoint as loaded."""
+        pooler = getattr(model, "pooler", None)
+        if isinstance(pooler, torch.nn.Module):
+            pooler.requires_grad_(False)
+
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         """sentence-transformers' layout beside the Hugging Face files: modules.json (Transformer at the root, then
         Pooling, then Normalize), sentence_bert_config.json (the training max length) and each module's config."""
