@@ -118,7 +118,7 @@ def test_eval_sharded_over_two_ranks_equals_one_process(run):
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
 
 
-def test_scored_pairs_train_with_cosent_and_normalize(tmp_path):
+def test_scored_pairs_train_with_cosent_normalize_and_merged_lora(tmp_path):
     import torch
 
     words = ["red", "blue", "green", "cat", "dog", "house", "tree", "car", "sun", "moon"]
@@ -126,7 +126,8 @@ def test_scored_pairs_train_with_cosent_and_normalize(tmp_path):
             for i, (a, b) in enumerate((a, b) for a in words for b in words if a != b)]
     data = write_jsonl(tmp_path / "sts.jsonl", rows)
     cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.select_metric=spearman",
-         "task.normalize=true", "trainer.max_steps=4", "trainer.batch_size=16", "trainer.progress=false"], cwd=tmp_path)
+         "task.normalize=true", "finetune=lora", "trainer.max_steps=4", "trainer.batch_size=16", "trainer.progress=false"],
+        cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["plan"]["data"]["train"]["scored"] > 0 and manifest["plan"]["data"]["train"]["pairs"] == 0
