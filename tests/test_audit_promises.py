@@ -201,6 +201,7 @@ def test_hub_sources_without_the_network_fail_in_one_line():
 def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_path):
     from llmft.paths import resources_dir
     sys.path.insert(0, str(ROOT / "tools"))  # the data generators live outside the wheel
+    import make_embedding
     import make_generative
     import make_mc
     import make_ner
@@ -214,6 +215,7 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     make_ner.main(["--out", str(tmp_path / "ner")])
     make_sts.main(["--out", str(tmp_path / "sts")])
     make_mc.main(["--out", str(tmp_path / "multiple-choice")])
+    make_embedding.main(["--out", str(tmp_path / "embedding")])
     shipped = sorted(p.relative_to(resources_dir()) for p in resources_dir().glob("*/*.jsonl"))
     assert len(shipped) >= 30  # every shipped file below is remade byte for byte by its generator
     for name in shipped:

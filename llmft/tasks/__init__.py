@@ -29,6 +29,7 @@ FAMILIES: dict[str, Family] = {
     "regression": Family("llmft.tasks.regression:RegressionTask", TaskConfig),
     "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
     "token_classification": Family("llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions),
+    "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
 }
 
 
