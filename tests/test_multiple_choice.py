@@ -109,6 +109,7 @@ MC = ["task=multiple-choice", "model=tiny-bert", "task.data.max_train_samples=48
       "trainer.batch_size=4", "optimizer.lr=1e-3"]
 
 
+@pytest.mark.slow  # ~8 s; resume is exercised per family in the slow suite, for every loop in the default one
 def test_multiple_choice_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
     from test_regression import stopped_and_resumed_equals_unbroken
 

@@ -177,6 +177,7 @@ STS = ["task=sts", "model=tiny-bert", "task.data.max_train_samples=64", "task.da
        "optimizer.lr=1e-3"]
 
 
+@pytest.mark.slow  # ~8 s; resume is exercised per family in the slow suite, for every loop in the default one
 def test_sts_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
     metrics = stopped_and_resumed_equals_unbroken([*STS, "trainer.max_steps=6"], tmp_path, monkeypatch)
     assert {"pearson", "spearman", "mse"} <= set(metrics)

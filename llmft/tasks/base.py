@@ -87,7 +87,7 @@ class Task(Protocol):
 
     def adapt_model(self, model: Any) -> None:
         """Adjust a freshly loaded backbone before it is wrapped for training (embedding: freeze the pooler its loss
-        never reaches, so DDP meets no parameter without a gradient). Most do nothing."""
+        never reaches, so a several-process run meets no parameter without a gradient). Most do nothing."""
         ...
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:

@@ -174,7 +174,7 @@ class EmbeddingTask(PlainHead):
         return features["sentence_embedding"].float()
 
     def adapt_model(self, model: Any) -> None:
-        """Freeze the backbone's pooler (BERT's dense layer over [CLS]): mean pooling never reads it, and DDP refuses a
+        """Freeze the backbone's pooler (BERT's dense layer over [CLS]): mean pooling never reads it, and data-parallel training refuses a
         parameter that gets no gradient. It stays in the checkpoint as loaded."""
         pooler = getattr(model, "pooler", None)
         if isinstance(pooler, torch.nn.Module):

@@ -89,6 +89,12 @@ class TokenClassificationTask:
     eval_order_free = True  # micro metrics over whole sentences do not depend on their order
     streams = False
 
+    def adapt_model(self, model: Any) -> None:
+        return None  # the head trains as loaded
+
+    def checkpoint_files(self, folder: Any, model: Any) -> None:
+        return None  # transformers alone loads the checkpoint (id2label included)
+
     @property
     def data(self) -> DataConfig:
         return self.cfg.data
