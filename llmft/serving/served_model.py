@@ -166,15 +166,7 @@ class ServedModel:
         """Label and probabilities of each text (tasks.classification.classify, as `llmft generate` on a classifier)."""
         from llmft.tasks.classification import classify
 
-        results: list[Any] = [None] * len(texts)
-        valid = []
-        for i, text in enumerate(texts):
-            tokens = self.count_tokens(text, True)
-            if tokens > self.max_length:
-                results[i] = ServeError(400, f"the input has {tokens} tokens; {self.name} takes at most {self.max_length}",
-                                        param="input", code="context_length_exceeded")
-            else:
-                valid.append(i)
+        results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
             predictions = classify(self.model, self.tokenizer, [[texts[i]] for i in valid], self.max_batch_size, self.max_length,
                                    self.device, self.task.cfg.input_truncation_side)
@@ -183,10 +175,29 @@ class ServedModel:
         return results
 
     def check_single_text(self) -> None:
-        columns = list(self.task.cfg.data.text_columns)
-        if len(columns) != 1:
-            raise ServeError(400, f"{self.name} classifies text pairs {columns}; /v1/classify takes single texts",
-                             param="input", code="unsupported_input")
+        check_single_text(self.task, self.name)
+
+
+def refuse_too_long(texts: list[str], tokenizer: Any, max_length: int, name: str) -> tuple[list[Any], list[int]]:
+    """(results with the ServeError of each text longer than the model takes, the indices of the others)."""
+    results: list[Any] = [None] * len(texts)
+    valid = []
+    for i, text in enumerate(texts):
+        tokens = len(tokenizer(text, add_special_tokens=True)["input_ids"])
+        if tokens > max_length:
+            results[i] = ServeError(400, f"the input has {tokens} tokens; {name} takes at most {max_length}",
+                                    param="input", code="context_length_exceeded")
+        else:
+            valid.append(i)
+    return results, valid
+
+
+def check_single_text(task: Any, name: str) -> None:
+    """/v1/classify takes single texts: a run trained on text pairs is refused per request."""
+    columns = list(task.cfg.data.text_columns)
+    if len(columns) != 1:
+        raise ServeError(400, f"{name} classifies text pairs {columns}; /v1/classify takes single texts",
+                         param="input", code="unsupported_input")
 
 
 def generation_for(defaults: GenerationConfig, request: Any) -> GenerationConfig:
