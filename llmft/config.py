@@ -147,6 +147,9 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
+DATA_FORMATS = ("csv", "json", "parquet", "text", "conll")  # task.data.format
+
+
 @dataclass
 class DataConfig:
     path: str = "builtin:sentiment"  # hub id, local file/folder, or builtin:<name>
@@ -168,8 +171,12 @@ class DataConfig:
     text_unit: TextUnit = TextUnit.paragraph  # raw text files: one document per file, paragraph or line
     delimiter: Optional[str] = None  # .csv/.tsv: one character, or `tab`; None: from the file name (`,` / tab)
     quoting: Quoting = Quoting.auto
+    # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name
+    format: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.format is not None and self.format not in DATA_FORMATS:
+            raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)")
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
             raise ConfigError(f"task.data.delimiter takes one character or 'tab', got {self.delimiter!r}")
         if not 1 <= len(self.text_columns) <= 2:

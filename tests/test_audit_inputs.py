@@ -164,7 +164,8 @@ def test_config_folder_whose_hydra_callback_hydra_blocks(tmp_path):
 
 DEFAULT_MODELS = {"sentiment": "minilm-l6", "classification": "minilm-l6", "qa": "minilm-l6", "sft": "smollm2-135m",
                   "chat": "smollm2-135m", "textgen": "smollm2-135m", "generative-qa": "smollm2-135m",
-                  "summarization": "tiny-t5", "translation": "tiny-t5"}
+                  "summarization": "tiny-t5", "translation": "tiny-t5", "ner": "minilm-l6", "token-classification": "minilm-l6",
+                  "embedding": "minilm-l6"}
 
 
 def _compose(verb: str, overrides: list[str]):
@@ -189,7 +190,7 @@ def test_every_task_defaults_to_a_model_that_fits_it():
 
     assert set(DEFAULT_MODELS) == {p.stem for p in (conf_dir() / "task").glob("*.yaml")}
     for task, model in DEFAULT_MODELS.items():
-        extra = ["task.data.path=data.csv"] if task == "classification" else []
+        extra = ["task.data.path=data.csv"] if "path: ???" in (conf_dir() / "task" / f"{task}.yaml").read_text() else []
         config = to_typed(_compose("train", [f"task={task}", *extra]), TrainConfig)
         assert config.model.name_or_path == OmegaConf.load(conf_dir() / "model" / f"{model}.yaml").name_or_path, task
         head = get_task(config.task).auto_class_name.replace("AutoModelFor", "")

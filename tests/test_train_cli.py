@@ -118,7 +118,8 @@ def test_sweep_writes_each_job_and_a_ranked_summary(tmp_path):
     assert "| rank |" in (sweep / "summary.md").read_text()
 
 
-TINY_BY_FAMILY = {"classification": "tiny-bert", "extractive_qa": "tiny-bert", "causal_lm": "tiny-gpt2", "seq2seq": "tiny-t5"}
+TINY_BY_FAMILY = {"classification": "tiny-bert", "extractive_qa": "tiny-bert", "causal_lm": "tiny-gpt2", "seq2seq": "tiny-t5",
+                  "embedding": "tiny-bert"}
 
 
 def _recipe_family(recipe: str) -> str:

@@ -160,11 +160,11 @@ def pair(rng: random.Random) -> dict:
     return {"sentence1": s1, "sentence2": s2, "score": round(score, 2)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "llmft" / "resources" / "sts")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     seen: set = set()
     args.out.mkdir(parents=True, exist_ok=True)

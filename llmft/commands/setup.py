@@ -70,6 +70,7 @@ def build_run(config: TrainConfig) -> RunParts:
     if dist.main:
         dist.barrier()
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
+    task.adapt_model(model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and config.model.max_length > positions:
         from llmft.errors import UserError

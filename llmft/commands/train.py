@@ -194,7 +194,7 @@ def _finish(run: Any, state: Any) -> float:
     config, parts, dist = run.config, run.parts, run.parts.dist
     value = float("nan")
     if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
-        _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir)
+        _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
     test_metrics = _score_test(config, run.best_dir, parts, dist)
     if dist.main:
         value = _write_results(config, run.out_dir, parts, state, test_metrics)
@@ -218,7 +218,7 @@ def _dry_run(parts: Any, config: TrainConfig) -> float:
     return float("nan")
 
 
-def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
+def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -> None:
     """Fold the best adapter into the backbone and save a plain Hugging Face checkpoint in its place."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -226,7 +226,7 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path) -> None:
     from llmft.runs.checkpoint import save_model
 
     set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
-    save_model(best_dir, model.merge_and_unload(), tokenizer)
+    save_model(best_dir, model.merge_and_unload(), tokenizer, extra_files=task.checkpoint_files)
 
 
 def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> dict[str, Any]:

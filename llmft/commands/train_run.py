@@ -61,7 +61,8 @@ class TrainRun:
         parts = self.parts
         weights = parts.strategy.full_weights(parts.model)  # may be a collective: every rank gathers
         if parts.dist.main:
-            save_model(self.best_dir, parts.strategy.unwrap(parts.model), parts.tokenizer, state_dict=weights)
+            save_model(self.best_dir, parts.strategy.unwrap(parts.model), parts.tokenizer, state_dict=weights,
+                       extra_files=parts.task.checkpoint_files)
         parts.dist.barrier()
 
     def save_state(self, loop_state: LoopState) -> None:
@@ -76,7 +77,7 @@ class TrainRun:
         if dist.main:  # rank 0 writes
             save_training_state(self.checkpoints, strategy.unwrap(parts.model), parts.tokenizer, weights, optimizer_state,
                                 strategy.optimizer_format, parts.scheduler, parts.scaler, loop_state.to_dict(),
-                                trainer.keep_last, rngs)
+                                trainer.keep_last, rngs, parts.task.checkpoint_files)
         dist.barrier()
 
     def restore(self, folder: Path) -> LoopState:

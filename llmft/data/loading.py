@@ -14,12 +14,16 @@ from llmft.errors import UserError
 from llmft.paths import resources_dir
 
 BUILTIN_PREFIX = "builtin:"
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",
+           ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}  # CoNLL columns: llmft/data/conll.py
 ROLES = ("train", "eval", "test")
 ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
 
 
-def _format_of(path: str) -> str:
+def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
+    """A file's format: `task.data.format` when set, else from its name (no extension: JSON or text by content)."""
+    if cfg is not None and cfg.format is not None:
+        return cfg.format
     suffix = Path(path).suffix.lower()
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
         from llmft.data.text_files import sniff_format
@@ -64,7 +68,7 @@ def load_raw(cfg: DataConfig) -> Any:
     files = local_files(cfg)
     try:
         if files is not None:
-            formats = {_format_of(f) for f in files.values()}
+            formats = {_format_of(f, cfg) for f in files.values()}
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
             _check_not_empty(files)
@@ -79,6 +83,10 @@ def load_raw(cfg: DataConfig) -> Any:
                 from llmft.data.text_files import load_text
 
                 return load_text(files, cfg.text_unit)
+            if fmt == "conll":
+                from llmft.data.conll import load_conll
+
+                return load_conll(files)
             kwargs, rows = data_files.csv_options(files, cfg) if fmt == "csv" else ({}, {})
             raw = data_files.load_splits(fmt, files, **kwargs)
             data_files.check_row_counts(raw, files, rows)
@@ -88,7 +96,7 @@ def load_raw(cfg: DataConfig) -> Any:
         raise
     except Exception as ex:
         if files is not None:
-            _raise_located(files, ex)
+            _raise_located(files, ex, cfg)
         if isinstance(ex, UnicodeDecodeError):
             raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
         if isinstance(ex, (FileNotFoundError, ValueError, ConnectionError, OSError)):
@@ -116,13 +124,13 @@ def _check_not_empty(files: dict[str, str]) -> None:
                 raise UserError(f"data file {file} (split '{split}') is empty")
 
 
-def _raise_located(files: dict[str, str], ex: Exception) -> None:
+def _raise_located(files: dict[str, str], ex: Exception, cfg: DataConfig) -> None:
     """When a local file failed to load, find the line at fault ourselves (datasets names only a byte position):
     a JSON line that does not parse, a file that has a header but no rows. Returns when nothing is found."""
     import json
 
     for split, file in files.items():
-        if _format_of(file) != "json":
+        if _format_of(file, cfg) != "json":
             continue
         try:
             text = Path(file).read_text(encoding="utf-8")

@@ -19,6 +19,8 @@ FITTING_MODELS = {
     "SequenceClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "MultipleChoice": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "TokenClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "AutoModel": ("a backbone (an encoder fits best)", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
 }
 
 
@@ -162,7 +164,8 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
         return
     head = auto_class_name.replace("AutoModelFor", "")
     names = {"CausalLM": "CAUSAL_LM", "Seq2SeqLM": "SEQ_TO_SEQ_CAUSAL_LM", "SequenceClassification": "SEQUENCE_CLASSIFICATION",
-             "QuestionAnswering": "QUESTION_ANSWERING", "MultipleChoice": "MULTIPLE_CHOICE"}.get(head)
+             "QuestionAnswering": "QUESTION_ANSWERING", "MultipleChoice": "MULTIPLE_CHOICE",
+             "TokenClassification": "TOKEN_CLASSIFICATION"}.get(head)
     mapping = getattr(modeling_auto, f"MODEL_FOR_{names}_MAPPING_NAMES", None) if names else None
     custom = auto_class_name in (getattr(config, "auto_map", None) or {})  # trust_remote_code models bring their own head
     if mapping is not None and not custom and config.model_type not in mapping:

@@ -38,10 +38,15 @@ def smollm2_path() -> str:
     return str(converted_path())
 
 
+# the data sets the tiny BPE tokenizer is trained on: a fixed list, so a data set added later does not change the
+# tokenizer of tiny-gpt2 / tiny-t5 (its cache is keyed by TINY_BPE_VERSION alone)
+TINY_BPE_CORPORA = ("chat", "qa", "sentiment", "sft", "summarization", "textgen", "translation")
+
+
 def _corpus() -> list[str]:
-    """Every text field of the bundled data sets, in a fixed order."""
+    """Every text field of the train splits of TINY_BPE_CORPORA, in a fixed order."""
     texts: list[str] = []
-    for path in sorted(resources_dir().glob("*/train.jsonl")):
+    for path in sorted(resources_dir() / name / "train.jsonl" for name in TINY_BPE_CORPORA):
         for line in path.read_text(encoding="utf-8").splitlines():
             _strings(json.loads(line), texts)
     return texts

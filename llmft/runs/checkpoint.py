@@ -178,15 +178,19 @@ def _pickled_callables(path: Path) -> list[str]:
     return [n for n in names if not n.startswith("torch.")]
 
 
-def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None) -> None:
+def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None,
+               extra_files: Optional[Callable[[Path, Any], None]] = None) -> None:
     """`save_pretrained` of model and tokenizer: loadable by transformers alone. `state_dict`: the full weights when
-    the module does not hold them whole (None: its own)."""
+    the module does not hold them whole (None: its own). `extra_files(folder, model)`: what the task adds for other
+    libraries (`Task.checkpoint_files`)."""
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         if hasattr(model, "peft_config"):  # an adapter: keep the head's config (labels) beside it
             model.get_base_model().config.save_pretrained(folder)
+        if extra_files is not None:
+            extra_files(folder, model)
 
     atomic_write_dir(target, write)
 
@@ -232,12 +236,14 @@ def save_training_state(
     loop_state: dict[str, Any],
     keep_last: int = 1,
     rng_per_rank: Optional[list[dict[str, Any]]] = None,
+    extra_files: Optional[Callable[[Path, Any], None]] = None,
 ) -> Path:
     """checkpoints/last: model + tokenizer + optimizer/scheduler/scaler/RNG state and the loop's position.
 
     `weights` (None: the model's own) and `optimizer_state` come whole from the training strategy, which names their
     layout in `optimizer_format`. With keep_last > 1 the replaced checkpoint moves to checkpoints/step-<N>; the oldest
     are pruned. keep_last=0 keeps one, as 1 does, until the run finishes (see `drop_training_state`).
+    `extra_files(folder, model)`: what the task adds for other libraries (`Task.checkpoint_files`).
     """
     import json
 
@@ -247,6 +253,8 @@ def save_training_state(
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True, state_dict=weights)
         tokenizer.save_pretrained(folder)
+        if extra_files is not None:
+            extra_files(folder, model)
         state = {
             "optimizer": optimizer_state,
             "optimizer_format": optimizer_format,

@@ -117,7 +117,7 @@ def _check_model(served: Served, name: Optional[str]) -> None:
 
 def _needs(served: Served, generates: bool, route: str) -> None:
     if (served.generates if generates else served.classifies) is False:
-        what = "generative (decoder or seq2seq)" if generates else "classification"
+        what = "text-generating" if generates else "classifying"
         raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}",
                          code="unsupported_model")
 

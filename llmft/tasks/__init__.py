@@ -28,6 +28,8 @@ FAMILIES: dict[str, Family] = {
     "extractive_qa": Family("llmft.tasks.extractive_qa:ExtractiveQATask", options.ExtractiveQAOptions),
     "regression": Family("llmft.tasks.regression:RegressionTask", TaskConfig),
     "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
+    "token_classification": Family("llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions),
+    "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
 }
 
 

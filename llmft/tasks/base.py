@@ -85,6 +85,16 @@ class Task(Protocol):
         """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
         ...
 
+    def adapt_model(self, model: Any) -> None:
+        """Adjust a freshly loaded backbone before it is wrapped for training (embedding: freeze the pooler its loss
+        never reaches, so DDP meets no parameter without a gradient). Most do nothing."""
+        ...
+
+    def checkpoint_files(self, folder: Path, model: Any) -> None:
+        """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
+        trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
+        ...
+
 
 class PlainHead:
     """The Protocol's defaults for a family whose head needs nothing from the data or the checkpoint (every family but
@@ -98,3 +108,9 @@ class PlainHead:
 
     def from_checkpoint(self, model: Any) -> None:
         return None  # the checkpoint's head and tokenizer are all it needs
+
+    def adapt_model(self, model: Any) -> None:
+        return None  # the head trains as loaded
+
+    def checkpoint_files(self, folder: Path, model: Any) -> None:
+        return None  # transformers alone loads the checkpoint

@@ -187,6 +187,12 @@ class ClassificationTask:
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         self.cfg.data.label_names = [id2label[i] for i in range(len(id2label))]
 
+    def adapt_model(self, model: Any) -> None:
+        return None  # the head trains as loaded
+
+    def checkpoint_files(self, folder: Any, model: Any) -> None:
+        return None  # transformers alone loads the checkpoint
+
     # --- loss and evaluation ----------------------------------------------------------------
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:

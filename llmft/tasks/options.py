@@ -4,7 +4,8 @@ its family's schema first. A family without options of its own registers TaskCon
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 from llmft.config import BLEU_TOKENIZERS, ConfigError, Side, TaskConfig, TextMetric
@@ -78,3 +79,43 @@ class TextGenerationOptions(TaskConfig):
 
             raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
                               f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
+
+
+@dataclass
+class TokenClassificationOptions(TaskConfig):
+    """Token classification / NER: `task.data.text_columns[0]` holds each row's token list, `task.data.label_column`
+    its tag list (names, or ids with `task.data.label_names`)."""
+
+    family: str = "token_classification"
+    select_metric: str = "f1"  # seqeval's entity-level micro F1
+    label_all_subwords: bool = False  # false: a word's tag trains its first sub-word only (the rest are not scored)
+
+
+class EmbeddingLoss(str, Enum):
+    auto = "auto"  # by each train row's shape: (anchor, positive[, negative]) -> mnrl, (sentence1, sentence2, score) -> cosent
+    mnrl = "mnrl"  # sentence-transformers' MultipleNegativesRankingLoss: in-batch negatives (+ the row's hard negative)
+    cosent = "cosent"  # sentence-transformers' CoSENTLoss: the order of the cosine similarities follows the scores
+
+
+@dataclass
+class EmbeddingOptions(TaskConfig):
+    """A bi-encoder (sentence embeddings): the backbone's token states mean-pooled, as sentence-transformers'
+    Transformer + Pooling(mean) (+ Normalize) modules compute them. Pair rows name their texts in
+    `task.data.text_columns` ([anchor, positive]) and `negative_column`; scored rows in `scored_columns` and
+    `task.data.label_column` (the score)."""
+
+    family: str = "embedding"
+    loss: EmbeddingLoss = EmbeddingLoss.auto
+    negative_column: Optional[str] = "negative"  # a pair row's hard negative, used where the column exists and is set
+    scored_columns: list[str] = field(default_factory=lambda: ["sentence1", "sentence2"])
+    normalize: bool = False  # unit-length embeddings (a Normalize module in the checkpoint); cosine scores are unchanged
+    scale: float = 20.0  # the losses' inverse temperature (sentence-transformers' default for both)
+
+    def __post_init__(self) -> None:
+        if len(self.scored_columns) != 2:
+            raise ConfigError(f"task.scored_columns names the two texts of a scored pair, got {self.scored_columns}")
+        if self.scale <= 0:
+            raise ConfigError(f"task.scale must be > 0, got {self.scale}")
+        if self.truncation_side is Side.left:
+            raise ConfigError("task.truncation_side=left: sentence-transformers cuts inputs on the right, and an "
+                              "embedding checkpoint must embed there as it trained; drop the option")
