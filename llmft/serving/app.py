@@ -35,6 +35,9 @@ class Served(Protocol):
     @property
     def classifies(self) -> bool: ...
 
+    @property
+    def embeds(self) -> bool: ...
+
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]: ...
 
     def check_single_text(self) -> None: ...
@@ -115,10 +118,9 @@ def _check_model(served: Served, name: Optional[str]) -> None:
                          code="model_not_found")
 
 
-def _needs(served: Served, generates: bool, route: str) -> None:
-    if (served.generates if generates else served.classifies) is False:
-        what = "text-generating" if generates else "classifying"
-        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}",
+def _needs(served: Served, able: bool, what: str, route: str, param: Optional[str] = None) -> None:
+    if not able:
+        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}", param=param,
                          code="unsupported_model")
 
 
@@ -126,7 +128,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, True, "/v1/chat/completions")
+        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/chat/completions")
         work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
                               seed=body.seed, param="messages")
         if body.stream:
@@ -138,7 +140,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: schemas.CompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, True, "/v1/completions")
+        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/completions")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
@@ -156,7 +158,7 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
     @app.post("/v1/classify")
     async def classify(body: schemas.ClassifyRequest) -> dict[str, Any]:
         _check_model(served, body.model)
-        _needs(served, False, "/v1/classify")
+        _needs(served, served.classifies, "classification", "/v1/classify")
         served.check_single_text()
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
@@ -167,9 +169,17 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
 
     @app.post("/v1/embeddings")
     async def embeddings(body: schemas.EmbeddingRequest) -> dict[str, Any]:
-        _check_model(served, body.model)  # embedding runs come with their own family; nothing served here embeds yet
-        raise ServeError(400, f"/v1/embeddings needs an embedding model; {served.name} is {served.task.pipeline_tag}",
-                         param="model", code="unsupported_model")
+        _check_model(served, body.model)
+        _needs(served, served.embeds, "embedding (task=embedding)", "/v1/embeddings", param="model")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
+        results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("embed", t)) for t in texts))
+        size = len(results[0]["embedding"])
+        if body.dimensions is not None and body.dimensions != size:
+            raise ServeError(400, f"{served.name} embeds in {size} dimensions; dimensions={body.dimensions} is not served",
+                             param="dimensions", code="invalid_dimensions")
+        return schemas.embedding_list(served.name, list(results), body.encoding_format)
 
 
 async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool) -> Any:

@@ -59,6 +59,7 @@ class OnnxModel:
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # unused: nothing generates here
     generates: bool = False
     classifies: bool = True
+    embeds: bool = False
 
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
         """The batcher's runner: texts to classify (the only work this backend takes)."""
