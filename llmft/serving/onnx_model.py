@@ -40,7 +40,7 @@ def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
     if record.get("status") != "verified" or not record.get("passed"):
         agreement = f" (agreement {record['agreement']} < {record.get('min_agreement')})" if "agreement" in record else ""
         raise UserError(f"backend=onnx: the export in {folder} did not pass its verification: status "
-                        f"{record.get('status')}{agreement}; {fix}")
+                        f"{record.get('status')}{agreement}; {fix}, or name another export with export=<folder>")
     return record
 
 
