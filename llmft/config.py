@@ -104,6 +104,11 @@ class ExportFormat(str, Enum):
     gguf = "gguf"  # decoders (Llama architecture), for llama.cpp-based runtimes
 
 
+class ServeBackend(str, Enum):
+    torch = "torch"  # the run's PyTorch checkpoint
+    onnx = "onnx"  # the run's verified ONNX export (llmft export), on onnxruntime (CPU)
+
+
 class ExportQuantize(str, Enum):
     none = "none"  # onnx: fp32; gguf: f16
     int8 = "int8"  # onnx: dynamic int8 weights (onnxruntime); gguf: q8_0
@@ -398,13 +403,16 @@ class ServeConfig:
     max_batch_size: int = 8  # requests run together as one batch
     batch_window_ms: float = 10.0  # how long the first queued request waits for others to join its batch
     device: Device = Device.auto
-    backend: str = "torch"  # the PyTorch checkpoint; serving an ONNX export (backend=onnx) is not built yet
+    backend: ServeBackend = ServeBackend.torch
+    export: Optional[str] = None  # backend=onnx: the export folder; default <run>/export/onnx-int8 if there, else onnx
 
     def __post_init__(self) -> None:
         if (self.run is None) == (not self.model.name_or_path):
             raise ConfigError("serve needs exactly one of run=<run folder> or model=<model option>")
-        if self.backend != "torch":
-            raise ConfigError(f"backend={self.backend} is not served yet; serve the PyTorch checkpoint (backend=torch)")
+        if self.backend is ServeBackend.onnx and self.run is None:
+            raise ConfigError("backend=onnx serves a run's ONNX export: give run=<run folder> (model= serves PyTorch only)")
+        if self.export is not None and self.backend is not ServeBackend.onnx:
+            raise ConfigError("export=<folder> names the ONNX export backend=onnx serves; add backend=onnx")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         if self.max_batch_size < 1 or self.batch_window_ms < 0:

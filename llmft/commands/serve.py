@@ -1,35 +1,51 @@
 """`llmft serve run=<folder>|model=<option> [host=127.0.0.1] [port=8000] [api_key=...] [max_batch_size=8]
-[batch_window_ms=10]`: the run's checkpoint (or a model) behind an OpenAI-compatible HTTP API (llmft.serving)."""
+[batch_window_ms=10] [backend=torch|onnx] [export=<folder>]`: the run's checkpoint (or a model, or with backend=onnx
+the run's ONNX export) behind an OpenAI-compatible HTTP API (llmft.serving)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, load_run_config, quiet_libraries, to_typed
-from llmft.config import ServeConfig, TrainConfig
+from llmft.config import ServeBackend, ServeConfig, TrainConfig
 from llmft.errors import UserError
 
 
 def serve_command(cfg: DictConfig) -> None:
-    """Load like `llmft generate`, then serve until Ctrl-C."""
+    """Load like `llmft generate` (or the run's ONNX export with backend=onnx), then serve until Ctrl-C."""
     config = to_typed(cfg, ServeConfig)
-    _check_extra()
-    from llmft.commands.generate import load_predictor
-    from llmft.engine.precision import resolve_device
+    _check_extra(config.backend)
     from llmft.serving.app import build_app
     from llmft.serving.server import serve_forever
-    from llmft.serving.served_model import ServedModel
 
     quiet_libraries()
-    task, model, tokenizer, max_length = load_predictor(config)
-    served = ServedModel(served_name(config), task, model, tokenizer, max_length, resolve_device(config.device),
-                         apply_user_overrides(task.cfg.generation, cfg, "generation"), config.max_batch_size)
+    served = _load_onnx(config) if config.backend is ServeBackend.onnx else _load_torch(config, cfg)
     app = build_app(served, config.api_key, config.max_batch_size, config.batch_window_ms)
-    print(f"serving {served.name} ({task.pipeline_tag}) on http://{config.host}:{config.port}/v1", file=sys.stderr)
+    print(f"serving {served.name} ({served.task.pipeline_tag}) on http://{config.host}:{config.port}/v1", file=sys.stderr)
     serve_forever(app, config.host, config.port)
+
+
+def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
+    from llmft.commands.generate import load_predictor
+    from llmft.engine.precision import resolve_device
+    from llmft.serving.served_model import ServedModel
+
+    task, model, tokenizer, max_length = load_predictor(config)
+    return ServedModel(served_name(config), task, model, tokenizer, max_length, resolve_device(config.device),
+                       apply_user_overrides(task.cfg.generation, cfg, "generation"), config.max_batch_size)
+
+
+def _load_onnx(config: ServeConfig) -> Any:
+    from llmft.serving.onnx_model import load_onnx_model
+
+    run_dir = Path(config.run)  # type: ignore[arg-type]  # backend=onnx needs run= (ServeConfig checks)
+    served = load_onnx_model(served_name(config), run_dir, load_run_config(run_dir, TrainConfig), config.export)
+    print(f"backend=onnx: {served.folder} on onnxruntime (CPU)", file=sys.stderr)
+    return served
 
 
 def served_name(config: ServeConfig) -> str:
@@ -41,9 +57,11 @@ def served_name(config: ServeConfig) -> str:
     return str(HydraConfig.get().runtime.choices.get("model") or config.model.name_or_path)
 
 
-def _check_extra() -> None:
+def _check_extra(backend: ServeBackend) -> None:
     import importlib.util
 
     missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"llmft serve needs {', '.join(missing)}: pip install \"llmft[serve]\"")
+    if backend is ServeBackend.onnx and importlib.util.find_spec("onnxruntime") is None:
+        raise UserError("llmft serve backend=onnx needs onnxruntime: pip install \"llmft[export]\"")

@@ -9,7 +9,7 @@ import json
 import secrets
 import threading
 import time
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Hashable, Optional, Protocol
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
@@ -18,12 +18,35 @@ from llmft.serving import schemas
 from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers
 from llmft.serving.metrics import Metrics
-from llmft.serving.served_model import GenerationWork, ServedModel, generation_for
+from llmft.config import GenerationConfig
+from llmft.serving.served_model import GenerationWork, generation_for
+
+class Served(Protocol):
+    """What the app asks of a served model: ServedModel (PyTorch) and OnnxModel (an ONNX export) answer it."""
+
+    name: str  # the id clients name in `model`
+    task: Any  # the run's task: its pipeline_tag, its data columns
+    generation: GenerationConfig  # the defaults a request's sampling fields override
+    max_batch_size: int
+
+    @property
+    def generates(self) -> bool: ...
+
+    @property
+    def classifies(self) -> bool: ...
+
+    @property
+    def embeds(self) -> bool: ...
+
+    def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]: ...
+
+    def check_single_text(self) -> None: ...
+
 
 ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/classify", "/v1/embeddings")
 
 
-def build_app(served: ServedModel, api_key: Optional[str] = None, max_batch_size: int = 8, batch_window_ms: float = 10.0) -> FastAPI:
+def build_app(served: Served, api_key: Optional[str] = None, max_batch_size: int = 8, batch_window_ms: float = 10.0) -> FastAPI:
     """The app serving `served`; its batcher thread starts and stops with the app's lifespan."""
     metrics = Metrics()
     served.max_batch_size = max_batch_size  # generate() runs a batch of this many in one call
@@ -66,7 +89,7 @@ def _install_middleware(app: FastAPI, metrics: Metrics, api_key: Optional[str]) 
         return response
 
 
-def _monitoring_routes(app: FastAPI, served: ServedModel, metrics: Metrics) -> None:
+def _monitoring_routes(app: FastAPI, served: Served, metrics: Metrics) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": served.name, "task": served.task.pipeline_tag}
@@ -85,28 +108,27 @@ def _monitoring_routes(app: FastAPI, served: ServedModel, metrics: Metrics) -> N
         return _model_card(served)
 
 
-def _model_card(served: ServedModel) -> dict[str, Any]:
+def _model_card(served: Served) -> dict[str, Any]:
     return {"id": served.name, "object": "model", "created": 0, "owned_by": "llmft", "task": served.task.pipeline_tag}
 
 
-def _check_model(served: ServedModel, name: Optional[str]) -> None:
+def _check_model(served: Served, name: Optional[str]) -> None:
     if name is not None and name != served.name:
         raise ServeError(404, f"the model '{name}' does not exist; this server serves '{served.name}'", param="model",
                          code="model_not_found")
 
 
-def _needs(served: ServedModel, generates: bool, route: str) -> None:
-    if (served.generates if generates else served.classifies) is False:
-        what = "text-generating" if generates else "classifying"
-        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}",
+def _needs(served: Served, able: bool, what: str, route: str, param: Optional[str] = None) -> None:
+    if not able:
+        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}", param=param,
                          code="unsupported_model")
 
 
-def _generation_routes(app: FastAPI, served: ServedModel, batcher: Batcher, metrics: Metrics) -> None:
+def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: Metrics) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, True, "/v1/chat/completions")
+        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/chat/completions")
         work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
                               seed=body.seed, param="messages")
         if body.stream:
@@ -118,7 +140,7 @@ def _generation_routes(app: FastAPI, served: ServedModel, batcher: Batcher, metr
     @app.post("/v1/completions", response_model=None)
     async def completions(body: schemas.CompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, True, "/v1/completions")
+        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/completions")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
@@ -132,11 +154,11 @@ def _generation_routes(app: FastAPI, served: ServedModel, batcher: Batcher, metr
         return schemas.text_completion(served.name, list(answers))
 
 
-def _other_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> None:
+def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
     @app.post("/v1/classify")
     async def classify(body: schemas.ClassifyRequest) -> dict[str, Any]:
         _check_model(served, body.model)
-        _needs(served, False, "/v1/classify")
+        _needs(served, served.classifies, "classification", "/v1/classify")
         served.check_single_text()
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
@@ -147,12 +169,20 @@ def _other_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> None:
 
     @app.post("/v1/embeddings")
     async def embeddings(body: schemas.EmbeddingRequest) -> dict[str, Any]:
-        _check_model(served, body.model)  # embedding runs come with their own family; nothing served here embeds yet
-        raise ServeError(400, f"/v1/embeddings needs an embedding model; {served.name} is {served.task.pipeline_tag}",
-                         param="model", code="unsupported_model")
+        _check_model(served, body.model)
+        _needs(served, served.embeds, "embedding (task=embedding)", "/v1/embeddings", param="model")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
+        results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("embed", t)) for t in texts))
+        size = len(results[0]["embedding"])
+        if body.dimensions is not None and body.dimensions != size:
+            raise ServeError(400, f"{served.name} embeds in {size} dimensions; dimensions={body.dimensions} is not served",
+                             param="dimensions", code="invalid_dimensions")
+        return schemas.embedding_list(served.name, list(results), body.encoding_format)
 
 
-async def _stream(served: ServedModel, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool) -> Any:
+async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool) -> Any:
     """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
     alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
     response starts); a client that leaves stops its own generation at the next token."""
@@ -169,7 +199,7 @@ async def _stream(served: ServedModel, batcher: Batcher, metrics: Metrics, work:
     return StreamingResponse(_events(served, metrics, work, future, pieces, first, gone, chat), media_type="text/event-stream")
 
 
-async def _events(served: ServedModel, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
+async def _events(served: Served, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
                   first: Optional[str], gone: threading.Event, chat: bool) -> AsyncIterator[str]:
     stream_id, sent, raw = schemas.new_id("chatcmpl" if chat else "cmpl"), "", ""
 

@@ -49,6 +49,8 @@ class ClassifyRequest(_Request):
 class EmbeddingRequest(_Request):
     model: Optional[str] = None
     input: Union[str, list[str]]
+    encoding_format: Literal["float", "base64"] = "float"  # the openai client asks for base64 unless told otherwise
+    dimensions: Optional[int] = Field(None, ge=1)  # only the model's own size is served
 
 
 def new_id(prefix: str) -> str:
@@ -72,6 +74,23 @@ def text_completion(model: str, answers: list[dict[str, Any]]) -> dict[str, Any]
     choices = [{"index": i, "text": a["text"], "finish_reason": a["finish_reason"], "logprobs": None} for i, a in enumerate(answers)]
     return {"id": new_id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": usage(sum(a["prompt_tokens"] for a in answers), sum(a["completion_tokens"] for a in answers))}
+
+
+def embedding_list(model: str, results: list[dict[str, Any]], encoding_format: str) -> dict[str, Any]:
+    """OpenAI's embeddings response: one `embedding` per input ({embedding: float32 vector, tokens}), as a list of
+    floats or as base64 of the little-endian float32 bytes (what the openai client decodes)."""
+    import base64
+
+    import numpy as np
+
+    def encoded(vector: Any) -> Any:
+        if encoding_format == "base64":
+            return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+        return [float(x) for x in vector]
+
+    data = [{"object": "embedding", "index": i, "embedding": encoded(r["embedding"])} for i, r in enumerate(results)]
+    tokens = sum(r["tokens"] for r in results)
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def stream_chunk(chat: bool, stream_id: str, model: str, text: Optional[str], finish_reason: Optional[str] = None,

@@ -15,6 +15,7 @@ from llmft.serving.errors import ServeError
 
 GENERATIVE = ("text-generation", "text2text-generation")
 CLASSIFYING = ("text-classification",)
+EMBEDDING = ("sentence-similarity",)  # task=embedding: /v1/embeddings through the task's own encode
 
 
 class StreamCancelled(Exception):
@@ -54,8 +55,9 @@ class ServedModel:
     max_batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING:
-            raise UserError(f"llmft serve serves generative and classification runs; this run's task is {self.task.pipeline_tag}")
+        if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING + EMBEDDING:
+            raise UserError(f"llmft serve serves generative, classification and embedding runs; this run's task is "
+                            f"{self.task.pipeline_tag}")
         self.task.tokenizer, self.task.max_length = self.tokenizer, self.max_length  # as generative_predict sets them
         self.model.to(self.device)
 
@@ -68,13 +70,19 @@ class ServedModel:
         return self.task.pipeline_tag in CLASSIFYING
 
     @property
+    def embeds(self) -> bool:
+        return self.task.pipeline_tag in EMBEDDING
+
+    @property
     def chat(self) -> bool:
         return bool(getattr(self.task, "chat", False))  # a decoder run with the tokenizer's chat template on
 
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
-        """The batcher's runner: generations of one settings key, or texts to classify."""
+        """The batcher's runner: generations of one settings key, or texts to classify or embed."""
         if key == "classify":
             return self.classify_batch(payloads)
+        if key == "embed":
+            return self.embed_batch(payloads)
         return self.generate_batch(payloads)
 
     # --- generation -----------------------------------------------------------------------
@@ -166,15 +174,7 @@ class ServedModel:
         """Label and probabilities of each text (tasks.classification.classify, as `llmft generate` on a classifier)."""
         from llmft.tasks.classification import classify
 
-        results: list[Any] = [None] * len(texts)
-        valid = []
-        for i, text in enumerate(texts):
-            tokens = self.count_tokens(text, True)
-            if tokens > self.max_length:
-                results[i] = ServeError(400, f"the input has {tokens} tokens; {self.name} takes at most {self.max_length}",
-                                        param="input", code="context_length_exceeded")
-            else:
-                valid.append(i)
+        results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
             predictions = classify(self.model, self.tokenizer, [[texts[i]] for i in valid], self.max_batch_size, self.max_length,
                                    self.device, self.task.cfg.input_truncation_side)
@@ -183,10 +183,41 @@ class ServedModel:
         return results
 
     def check_single_text(self) -> None:
-        columns = list(self.task.cfg.data.text_columns)
-        if len(columns) != 1:
-            raise ServeError(400, f"{self.name} classifies text pairs {columns}; /v1/classify takes single texts",
-                             param="input", code="unsupported_input")
+        check_single_text(self.task, self.name)
+
+    # --- embedding --------------------------------------------------------------------------
+    def embed_batch(self, texts: list[str]) -> list[Any]:
+        """Each text's embedding (a float32 numpy vector) and its token count, by the task's own `encode` (what
+        `llmft generate` prints); a text longer than the model takes gets its ServeError (encode would cut it)."""
+        results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
+        if valid:
+            vectors = self.task.encode(self.model, self.tokenizer, [texts[i] for i in valid], self.max_batch_size,
+                                       self.max_length, self.device).numpy()
+            for i, vector in zip(valid, vectors):
+                results[i] = {"embedding": vector, "tokens": self.count_tokens(texts[i], True)}
+        return results
+
+
+def refuse_too_long(texts: list[str], tokenizer: Any, max_length: int, name: str) -> tuple[list[Any], list[int]]:
+    """(results with the ServeError of each text longer than the model takes, the indices of the others)."""
+    results: list[Any] = [None] * len(texts)
+    valid = []
+    for i, text in enumerate(texts):
+        tokens = len(tokenizer(text, add_special_tokens=True)["input_ids"])
+        if tokens > max_length:
+            results[i] = ServeError(400, f"the input has {tokens} tokens; {name} takes at most {max_length}",
+                                    param="input", code="context_length_exceeded")
+        else:
+            valid.append(i)
+    return results, valid
+
+
+def check_single_text(task: Any, name: str) -> None:
+    """/v1/classify takes single texts: a run trained on text pairs is refused per request."""
+    columns = list(task.cfg.data.text_columns)
+    if len(columns) != 1:
+        raise ServeError(400, f"{name} classifies text pairs {columns}; /v1/classify takes single texts",
+                         param="input", code="unsupported_input")
 
 
 def generation_for(defaults: GenerationConfig, request: Any) -> GenerationConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -272,15 +272,28 @@ def classify(
     """Label name (from the model's id2label) and class probabilities for each row of text(s), truncated on `side`
     (the training side) from bounded pieces of the texts."""
     model.eval()
-    id2label = {int(k): v for k, v in model.config.id2label.items()}
+
+    def logits_of(enc: dict[str, np.ndarray]) -> np.ndarray:
+        return model(**{k: torch.from_numpy(v).to(device) for k, v in enc.items()}).logits.float().cpu().numpy()
+
+    return classify_with(logits_of, model.config.id2label, tokenizer, rows, batch_size, max_length, side)
+
+
+def classify_with(
+    logits_of: Callable[[dict[str, np.ndarray]], np.ndarray], id2label: dict[Any, str], tokenizer: Any,
+    rows: list[list[str]], batch_size: int, max_length: int, side: Side = Side.right,
+) -> list[dict[str, Any]]:
+    """`classify` for any runner of the classifier (the PyTorch model, an ONNX session): `logits_of` maps a padded
+    batch of numpy int64 inputs to its logits; the texts are cut and the logits read exactly as `classify` does."""
+    id2label = {int(k): v for k, v in id2label.items()}
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         columns = [[bounded_piece(t, char_budget(max_length), side)[0] for t in c] for c in zip(*chunk)]
         with truncating_on(tokenizer, side):
-            enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
-        for p in torch.softmax(logits, dim=-1).cpu().tolist():
+            enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        logits = torch.from_numpy(np.asarray(logits_of({k: v.astype(np.int64) for k, v in enc.items()}), dtype=np.float32))
+        for p in torch.softmax(logits, dim=-1).tolist():
             best = max(range(len(p)), key=p.__getitem__)
             out.append({"label": id2label[best], "score": p[best], "probabilities": {id2label[i]: v for i, v in enumerate(p)}})
     return out

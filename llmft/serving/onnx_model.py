@@ -1,0 +1,112 @@
+"""`llmft serve backend=onnx`: a run's verified ONNX export (`llmft export format=onnx`) on onnxruntime (CPU), answering
+the batcher like ServedModel does. Classifiers only: labels and scores are read as `tasks.classification.classify`
+reads the PyTorch logits (`classify_with`). A decoder's export has no KV cache (each token would rerun the whole
+prefix), so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in either backend."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Hashable, Optional
+
+from llmft.config import GenerationConfig, TrainConfig
+from llmft.errors import UserError
+from llmft.serving.served_model import check_single_text, refuse_too_long
+
+EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
+MODEL_FILE = "model.onnx"
+SERVED_HEADS = ("AutoModelForSequenceClassification",)  # the exported heads this backend reads (llmft.export.heads)
+
+
+def export_folder(run_dir: Path, export: Optional[str]) -> Path:
+    """The export to serve: `export=` when given, else <run>/export/onnx-int8 when that export exists (the one made
+    for CPU serving: int8 weights, ~3x the samples/s), else <run>/export/onnx."""
+    if export is not None:
+        return Path(export)
+    int8 = run_dir / "export" / "onnx-int8"
+    return int8 if (int8 / EXPORT_JSON).is_file() else run_dir / "export" / "onnx"
+
+
+def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
+    """export.json of a finished, verified ONNX export; else one line naming `llmft export` as the fix."""
+    fix = f"run `llmft export run={run_dir} format=onnx` (add quantize=int8 for the int8 export)"
+    record_file = folder / EXPORT_JSON
+    if not record_file.is_file() or not (folder / MODEL_FILE).is_file():
+        raise UserError(f"backend=onnx: no ONNX export in {folder} (no {EXPORT_JSON} and {MODEL_FILE}); {fix}, or name one with export=<folder>")
+    record = json.loads(record_file.read_text())
+    if record.get("format") != "onnx":
+        raise UserError(f"backend=onnx: {folder} holds a {record.get('format')} export, not ONNX; {fix}")
+    if record.get("status") != "verified" or not record.get("passed"):
+        agreement = f" (agreement {record['agreement']} < {record.get('min_agreement')})" if "agreement" in record else ""
+        raise UserError(f"backend=onnx: the export in {folder} did not pass its verification: status "
+                        f"{record.get('status')}{agreement}; {fix}, or name another export with export=<folder>")
+    return record
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX classifier export with the run's task and the export's tokenizer and labels (the app's Served)."""
+
+    name: str
+    task: Any
+    session: Any  # onnxruntime.InferenceSession
+    tokenizer: Any
+    id2label: dict[Any, str]
+    max_length: int
+    folder: Path
+    max_batch_size: int = 8
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # unused: nothing generates here
+    generates: bool = False
+    classifies: bool = True
+    embeds: bool = False
+
+    def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
+        """The batcher's runner: texts to classify (the only work this backend takes)."""
+        return self.classify_batch(payloads)
+
+    def logits(self, batch: dict[str, Any]) -> Any:
+        """The graph's logits for a tokenized batch: it is fed the inputs it names (token_type_ids zeros when the
+        tokenizer gives none, as the export's verification fed it)."""
+        ids = batch["input_ids"]
+        feed = {i.name: batch[i.name] if i.name in batch else ids * 0 for i in self.session.get_inputs()}
+        return self.session.run(None, feed)[0]
+
+    def classify_batch(self, texts: list[str]) -> list[Any]:
+        """Label and probabilities of each text, or the ServeError of a text longer than the model takes."""
+        from llmft.tasks.classification import classify_with
+
+        results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
+        if valid:
+            predictions = classify_with(self.logits, self.id2label, self.tokenizer, [[texts[i]] for i in valid],
+                                        self.max_batch_size, self.max_length, self.task.cfg.input_truncation_side)
+            for i, prediction in zip(valid, predictions):
+                results[i] = prediction
+        return results
+
+    def check_single_text(self) -> None:
+        check_single_text(self.task, self.name)
+
+
+def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Optional[str], threads: int = 0) -> OnnxModel:
+    """The run's verified ONNX export as a served model; a decoder (or another head) is refused in one line."""
+    import onnxruntime as ort
+    from transformers import AutoConfig, AutoTokenizer
+
+    from llmft import tasks
+
+    task = tasks.get_task(saved.task)
+    if task.auto_class_name == "AutoModelForCausalLM":
+        raise UserError("backend=onnx serves classifiers: a decoder's ONNX export has no KV cache (every token would rerun "
+                        "the whole prefix); serve this run with backend=torch")
+    if task.auto_class_name not in SERVED_HEADS:
+        raise UserError(f"backend=onnx serves classification runs; this run's task is {task.pipeline_tag} (backend=torch "
+                        "serves classifiers and generative runs)")
+    folder = export_folder(run_dir, export)
+    check_export(folder, run_dir)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    config = AutoConfig.from_pretrained(folder)
+    return OnnxModel(name, task, session, AutoTokenizer.from_pretrained(folder), config.id2label, saved.model.max_length, folder)
