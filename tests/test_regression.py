@@ -186,3 +186,17 @@ def test_sts_stopped_and_resumed_equals_an_unbroken_run(tmp_path, monkeypatch):
 @pytest.mark.slow  # a torchrun job
 def test_sts_sharded_evaluation_equals_one_process(tmp_path):
     sharded_eval_equals_one_process(STS[:4], ["pearson", "spearman", "mse", "loss"], tmp_path)
+
+
+def test_a_one_output_head_classifies_to_its_raw_score_not_a_softmax():
+    """`/v1/classify` and the ONNX backend read heads through classify_with: a regression head's value is its score
+    (a softmax over one output would always say 1.0)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from llmft.models.builtin import minilm_path
+    from llmft.tasks.classification import classify_with
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())  # the tokenizer tiny-bert uses
+    out = classify_with(lambda enc: np.array([[2.5], [-0.75]]), {0: "LABEL_0"}, tokenizer, [["a"], ["b c"]], 8, 16)
+    assert [r["score"] for r in out] == [2.5, -0.75] and all(r["label"] == "LABEL_0" for r in out)

@@ -293,6 +293,9 @@ def classify_with(
         with truncating_on(tokenizer, side):
             enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="np")
         logits = torch.from_numpy(np.asarray(logits_of({k: v.astype(np.int64) for k, v in enc.items()}), dtype=np.float32))
+        if logits.shape[-1] == 1:  # a one-output (regression) head: its raw value, as transformers' pipeline gives it
+            out.extend({"label": id2label.get(0, "LABEL_0"), "score": float(v)} for v in logits[:, 0].tolist())
+            continue
         for p in torch.softmax(logits, dim=-1).tolist():
             best = max(range(len(p)), key=p.__getitem__)
             out.append({"label": id2label[best], "score": p[best], "probabilities": {id2label[i]: v for i, v in enumerate(p)}})
