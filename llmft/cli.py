@@ -241,10 +241,18 @@ def _hydra_message(ex: BaseException) -> str | None:
     return None
 
 
+def _print_help(text: str) -> None:
+    """Print help; a reader that closes the pipe early (`llmft --help | head`) ends it quietly, as Unix tools do."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(top_level_help())
+        _print_help(top_level_help())
         return
     verb, args = argv[0], argv[1:]
     args = ["trainer.dry_run=true" if a == "--dry-run" else a for a in args]
@@ -264,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     try:
         if help_only:
-            print(verb_help(verb, overrides))
+            _print_help(verb_help(verb, overrides))
             return
         run_verb(verb, args)
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages

@@ -83,3 +83,13 @@ def test_top_level_help_separates_every_verb_from_its_text(tmp_path):
     out = cli(["--help"], cwd=tmp_path).stdout
     assert "sweep-reportrank" not in out
     assert "  sweep-report  rank the jobs" in out
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`llmft --help | head`: a reader gone before the help is written ends the help without a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m llmft --help | true", shell=True, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stderr == ""  # the reader left without reading: no BrokenPipeError traceback
