@@ -138,6 +138,7 @@ loop.optimizer_step = _step_then_term
 """
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_resume_between_log_records_gives_the_unbroken_log(tmp_path):
     from test_resume import _start
 

@@ -164,6 +164,7 @@ def test_select_metric_the_eval_split_cannot_give_is_refused_before_training(tmp
     assert proc.returncode == 2 and "the eval split has no scored pairs; choose one of: mrr@10" in proc.stderr
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_resume_after_a_stop_equals_an_unbroken_run(tmp_path, monkeypatch):
     import llmft.engine.loop as loop
 

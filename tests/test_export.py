@@ -94,6 +94,7 @@ def test_onnx_classifier_matches_pytorch_on_other_shapes_and_int8_agrees(cls_run
     assert np.abs(quantized - fp32).max() < 0.1
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_onnx_decoder_logits_match_pytorch_with_padding(lm_run, tmp_path):
     out = tmp_path / "lm-onnx"
     cli(["export", f"run={lm_run}", "format=onnx", f"output={out}", "verify_rows=32"], cwd=tmp_path)
@@ -111,6 +112,7 @@ def test_onnx_decoder_logits_match_pytorch_with_padding(lm_run, tmp_path):
     np.testing.assert_allclose(got[keep], expected[keep], atol=1e-4)
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_a_disagreeing_export_exits_2_and_keeps_its_files(lm_run, tmp_path):
     out = tmp_path / "strict"  # int8 flips a few near-tie next tokens of the barely trained decoder: below a 1.0 bar
     line = _fails(["export", f"run={lm_run}", f"output={out}", "quantize=int8", "min_agreement=1.0"], tmp_path, "disagrees")

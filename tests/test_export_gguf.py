@@ -65,6 +65,7 @@ def test_gguf_f16_and_q8_0_load_back_with_the_checkpoints_logits(llama_run, tmp_
     assert np.abs((got - want).numpy()).max() < 0.05
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_gguf_refuses_a_decoder_that_is_not_llama(tmp_path):
     cli(["train", *FAST, "task=sft", "model=tiny-gpt2"], cwd=tmp_path)
     proc = cli(["export", f"run={only_run_dir(tmp_path / 'outputs')}", "format=gguf"], cwd=tmp_path, check=False)

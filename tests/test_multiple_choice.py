@@ -60,6 +60,7 @@ def test_generate_prints_the_choice_and_its_probabilities(list_run, tmp_path):
     assert refused.returncode == 2 and "one JSON object" in refused.stderr
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_bundled_swag_layout_is_prepared_as_batch_by_choices_by_tokens(tmp_path):
     proc = cli(["train", *ARGS, "trainer.dry_run=true"], cwd=tmp_path)
     assert "multiple choice (4 endings per row)" in proc.stdout + proc.stderr

@@ -207,6 +207,7 @@ def test_serve_cli_refuses_bad_input_with_one_line(tmp_path, chat_run):
     assert proc.returncode == 2 and "cannot listen on 127.0.0.1" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
     from fastapi.testclient import TestClient
 
@@ -226,6 +227,7 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
         assert chat.json()["choices"][0]["message"]["content"] == expected  # no chat template: one user message as a prompt
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_llmft_serve_process_answers_and_stops_on_ctrl_c(chat_run, tmp_path):
     """The real verb in its own process: it binds the port it was given, answers, and exits 0 on SIGINT."""
     import os

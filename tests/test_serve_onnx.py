@@ -65,6 +65,7 @@ def _onnx_served(run: Path, export: str | None = None):
     return load_onnx_model("tiny", run, load_run_config(run, TrainConfig), export)
 
 
+@pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_onnx_backend_answers_the_torch_backends_labels(exported_run):
     expected = _classify(_torch_served(exported_run), TEXTS)
     fp32 = _onnx_served(exported_run, str(exported_run / "export" / "onnx"))

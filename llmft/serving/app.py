@@ -128,7 +128,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/chat/completions")
+        _needs(served, served.generates, "text-generating", "/v1/chat/completions")
         work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
                               seed=body.seed, param="messages")
         if body.stream:
@@ -140,7 +140,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: schemas.CompletionRequest) -> Any:
         _check_model(served, body.model)
-        _needs(served, served.generates, "generative (decoder or seq2seq)", "/v1/completions")
+        _needs(served, served.generates, "text-generating", "/v1/completions")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
@@ -158,7 +158,7 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
     @app.post("/v1/classify")
     async def classify(body: schemas.ClassifyRequest) -> dict[str, Any]:
         _check_model(served, body.model)
-        _needs(served, served.classifies, "classification", "/v1/classify")
+        _needs(served, served.classifies, "classifying", "/v1/classify")
         served.check_single_text()
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
@@ -170,7 +170,7 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
     @app.post("/v1/embeddings")
     async def embeddings(body: schemas.EmbeddingRequest) -> dict[str, Any]:
         _check_model(served, body.model)
-        _needs(served, served.embeds, "embedding (task=embedding)", "/v1/embeddings", param="model")
+        _needs(served, served.embeds, "sentence-embedding (task=embedding)", "/v1/embeddings", param="model")
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
