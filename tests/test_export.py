@@ -152,3 +152,12 @@ def test_onnx_extractive_qa_spans_agree(tmp_path):
     cli(["export", f"run={run}", "verify_rows=32"], cwd=tmp_path)
     record = _record(run / "export" / "onnx")
     assert record["passed"] and "span" in record["compared_items"]
+
+
+@pytest.mark.slow  # ~10 s: a NER run and its export
+def test_ner_run_exports_and_its_tags_agree_token_by_token(tmp_path):
+    """The token-classification family exports like the others: its logits per token, verified per attended token."""
+    run = _train(tmp_path, "task=ner", "model=tiny-bert", "task.data.max_train_samples=64")
+    cli(["export", f"run={run}", "verify_rows=16"], cwd=tmp_path)
+    record = json.loads((run / "export" / "onnx" / "export.json").read_text())
+    assert record["status"] == "verified" and record["agreement"] == 1.0 and record["max_abs_logit_diff"] < 1e-4
