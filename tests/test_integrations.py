@@ -55,6 +55,7 @@ def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch):
             build_sink(LoggerConfig(kind=kind), tmp_path, {})
 
 
+@pytest.mark.slow  # ~11 s; the default suite stays under 10 minutes on 2 cores (CI runs it in the slow one)
 def test_wandb_offline_run_records_metrics(tmp_path):
     pytest.importorskip("wandb")
     run_cli(["train", *FAST, "logger=wandb", "logger.project=llmft-test"], cwd=tmp_path,
