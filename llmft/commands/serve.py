@@ -11,7 +11,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, load_run_config, quiet_libraries, to_typed
-from llmft.config import ServeBackend, ServeConfig, TrainConfig
+from llmft.config import TrainConfig
+from llmft.deploy_config import ServeBackend, ServeConfig
 from llmft.errors import UserError
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from llmft.config import ExportQuantize
+from llmft.deploy_config import ExportQuantize
 from llmft.errors import UserError
 from llmft.export.heads import Head
 from llmft.export.source import Source

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from llmft.config import ExportConfig, ExportFormat, ExportQuantize
+from llmft.deploy_config import ExportConfig, ExportFormat, ExportQuantize
 from llmft.errors import UserError
 from llmft.export.source import Source
 from llmft.export.verify import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_AGREEMENT_QUANTIZED, Runner, Verification, torch_runner, verify
