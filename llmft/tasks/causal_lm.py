@@ -13,7 +13,8 @@ from llmft.tasks.options import TextGenerationOptions
 from llmft.data.loading import cached_map, check_columns
 from llmft.errors import UserError
 from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
-                                     to_example, token_loss_sum)
+                                     to_example)
+from llmft.engine.token_loss import token_loss_sum
 from llmft.data.truncation import bounded_encoding
 from llmft.tasks.base import PlainHead
 
@@ -206,10 +207,10 @@ class CausalLMTask(PlainHead):
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-        logits = model(**inputs, use_cache=False).logits  # no cache: it would also switch off packed-sequence masking
-        # position t predicts token t+1: shift the labels, not the logits (slicing the logits would copy them all)
+        # position t predicts token t+1: shift the labels, not the logits (slicing the logits would copy them all);
+        # no KV cache (token_loss_sum): it would also switch off packed-sequence masking
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
-        return token_loss_sum(logits, targets)
+        return token_loss_sum(model, inputs, targets, chunked=self.cfg.chunked_loss)
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

@@ -61,6 +61,10 @@ class TextGenerationOptions(TaskConfig):
     # model.max_length blocks (run_clm's group_texts), every split; false: one row per document, cut at max_length.
     # unset: true unless task.packing asks for documents kept apart
     chunk_text: Optional[bool] = None
+    # the loss through the output layer in chunks of supervised rows (engine/token_loss.py): no (tokens, vocabulary)
+    # logits for the batch; false: the plain path (full logits). Models whose head is more than a linear layer always
+    # take the plain path
+    chunked_loss: bool = True
 
     @property
     def input_truncation_side(self) -> Side:

@@ -11,7 +11,8 @@ from llmft.config import Side
 from llmft.tasks.options import TextGenerationOptions
 from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
-from llmft.tasks.text_common import check_text_metric, IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example, token_loss_sum
+from llmft.tasks.text_common import check_text_metric, IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example
+from llmft.engine.token_loss import inner_model, token_loss_sum
 from llmft.data.truncation import encode_rows
 from llmft.tasks.base import PlainHead
 
@@ -92,8 +93,10 @@ class Seq2SeqTask(PlainHead):
         return int((batch["labels"] != IGNORE).sum())
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
-        return token_loss_sum(logits, batch["labels"])
+        labels = batch["labels"]  # the decoder reads them shifted right (its start token first, pad for IGNORE)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)}
+        return token_loss_sum(model, inputs, labels, chunked=self.cfg.chunked_loss)
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

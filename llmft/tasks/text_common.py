@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from llmft.config import TextMetric
 from llmft.tasks.options import TextGenerationOptions
@@ -15,8 +14,8 @@ from llmft.errors import UserError
 from llmft.data.nested_fields import fill_template, lookup
 from llmft.engine.precision import Precision
 from llmft.models.eval_mode import eval_mode
+from llmft.engine.token_loss import IGNORE  # noqa: F401  (the families import it from here)
 
-IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
 
 
 @dataclass
@@ -62,11 +61,6 @@ def to_example(row: dict[str, Any], cfg: TextGenerationOptions) -> Example:
 def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     return [*messages, {"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
-
-
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy over supervised positions (labels != -100)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
 
 def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]],

@@ -15,7 +15,7 @@ from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.options import TokenClassificationOptions
-from llmft.tasks.text_common import IGNORE, token_loss_sum
+from llmft.engine.token_loss import IGNORE, plain_cross_entropy_sum as token_loss_sum
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what the model is given (not labels, word_starts)
 

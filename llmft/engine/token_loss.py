@@ -1,0 +1,139 @@
+"""Token cross-entropy without the whole batch's `(tokens, vocabulary)` logits.
+
+A decoder's loss is usually `cross_entropy(lm_head(hidden).float(), targets)`: the logits of every position, an fp32 copy
+and log-softmax's output, three tensors of `batch x tokens x vocabulary` (3.2 GB each for SmolLM2 at 32 x 512). Here
+the output layer and the loss run together over chunks of the supervised rows only (prompt and padding positions never
+reach the output layer): each chunk's logits live for one loop iteration, and the gradients of the hidden states and
+of the output layer's weight are computed in that same pass (what Liger's fused linear cross-entropy does on CUDA, in
+torch's own ops), so the backward holds no logits either. Loss and gradients equal the plain path's.
+
+The model's forward still runs as written; a pre-hook on its output layer takes the final hidden states (after any
+final norm or rescaling the model applies before the head), computes the loss, and hands the head a zero-length
+sequence. Models whose logits are more than `head(hidden)` (soft-capping, logit scales, a bias added after the head)
+are not on `SPLITTABLE` and take the plain path.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100  # label of a position that is not a target (torch's cross-entropy ignore_index)
+CHUNK_ELEMENTS = 1 << 26  # logits per chunk (256 MB in fp32): rows per chunk = this // vocabulary
+# model types whose forward computes exactly `logits = output_layer(hidden)` (checked in their transformers source)
+SPLITTABLE = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "t5", "mt5", "phi3", "olmo2", "smollm3"})
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T + bias` against `targets`, chunk by chunk; the backward only scales
+    the gradients the forward already computed."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
+                rows_per_chunk: int) -> torch.Tensor:
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        want_b = bias is not None and ctx.needs_input_grad[2]
+        grad_h = torch.zeros_like(hidden) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        w = weight.to(hidden.dtype) if want_h else None  # one cast for every chunk (a no-op in fp32)
+        for start in range(0, hidden.shape[0], rows_per_chunk):
+            h, t = hidden[start:start + rows_per_chunk], targets[start:start + rows_per_chunk]
+            logits = F.linear(h, weight, bias).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not (want_h or want_w or want_b):
+                continue
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+            g = probs.to(h.dtype)
+            if want_h:
+                grad_h[start:start + rows_per_chunk] = torch.mm(g, w)
+            if want_w:
+                grad_w += torch.mm(g.t(), h).float()
+            if want_b:
+                grad_b += probs.sum(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+
+        def scale(g: Optional[torch.Tensor], dtype: Optional[torch.dtype]) -> Optional[torch.Tensor]:
+            return None if g is None else (g * grad_out).to(dtype or g.dtype)
+
+        return scale(grad_h, None), scale(grad_w, w_dtype), scale(grad_b, b_dtype), None, None
+
+
+def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                             targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of the output layer `(weight, bias)` applied to `hidden` (..., H) against `targets` (...),
+    positions labelled IGNORE skipped; never more than one chunk of logits at a time."""
+    hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1).to(hidden.device)
+    rows = (targets != IGNORE).nonzero().squeeze(1)
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
+    return _LinearCrossEntropy.apply(hidden.index_select(0, rows), weight, bias, targets.index_select(0, rows),
+                                     rows_per_chunk)
+
+
+def plain_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The reference: summed cross-entropy over supervised positions of fully materialised logits."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+                           reduction="sum")
+
+
+def inner_model(model: Any) -> Any:
+    """The model under the data-parallel and compile wrappers (peft forwards what it wraps)."""
+    for attr in ("module", "_orig_mod"):
+        while hasattr(model, attr) and isinstance(getattr(model, attr), torch.nn.Module):
+            model = getattr(model, attr)
+    return model
+
+
+def split_head(model: Any) -> Optional[torch.nn.Linear]:
+    """The model's output layer when the loss may be computed from its input in chunks, else None (plain path)."""
+    inner = inner_model(model)
+    config = getattr(inner, "config", None)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if getattr(config, "model_type", None) not in SPLITTABLE or type(head) is not torch.nn.Linear:
+        return None  # a LoRA-wrapped or otherwise replaced head computes more than weight and bias
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None
+    return head
+
+
+@contextmanager
+def _head_takes_loss(head: torch.nn.Linear, targets: torch.Tensor, out: dict[str, torch.Tensor]) -> Iterator[None]:
+    """While active, the head's input goes to the chunked loss (into `out['loss']`) and the head itself computes the
+    logits of zero positions."""
+
+    def hook(module: torch.nn.Linear, args: tuple) -> tuple:
+        hidden = args[0]
+        out["loss"] = linear_cross_entropy_sum(hidden, module.weight, module.bias, targets)
+        return (hidden[..., :0, :], *args[1:])
+
+    handle = head.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def token_loss_sum(model: Any, inputs: dict[str, torch.Tensor], targets: torch.Tensor, chunked: bool = True) -> torch.Tensor:
+    """Summed next-token (or target-token) cross-entropy of `model(**inputs)` against `targets` aligned with the
+    output positions (IGNORE: not a target). Chunked through the output layer when the model allows it and `chunked`;
+    otherwise the plain path over the full logits."""
+    head = split_head(model) if chunked else None
+    if head is None:
+        return plain_cross_entropy_sum(model(**inputs, use_cache=False).logits, targets)
+    out: dict[str, torch.Tensor] = {}
+    with _head_takes_loss(head, targets, out):
+        model(**inputs, use_cache=False)
+    return out["loss"]
