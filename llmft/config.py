@@ -16,6 +16,7 @@ class OptimizerName(str, Enum):
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
+    adamw8bit = "adamw8bit"  # AdamW with 8-bit moments (bitsandbytes)
 
 
 class SchedulerName(str, Enum):
@@ -96,6 +97,7 @@ class FinetuneMethod(str, Enum):
     full = "full"
     freeze = "freeze"
     lora = "lora"
+    qlora = "qlora"  # LoRA on a 4-bit NF4 base (bitsandbytes)
 
 
 LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
@@ -234,8 +236,23 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     lora_target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
     merge: bool = True  # lora: merge the adapter into a plain HF checkpoint at the end
+    use_dora: bool = False  # lora/qlora: weight-decomposed LoRA (DoRA, peft)
+    use_rslora: bool = False  # lora/qlora: rank-stabilised scaling lora_alpha / sqrt(r) instead of lora_alpha / r
+    neftune_alpha: Optional[float] = None  # noise on the input embeddings while training (NEFTune; 5 in its paper)
+
+    @property
+    def adapters(self) -> bool:
+        """LoRA adapters train (lora, or qlora on a 4-bit base)."""
+        return self.method in (FinetuneMethod.lora, FinetuneMethod.qlora)
 
     def __post_init__(self) -> None:
+        if self.neftune_alpha is not None and not self.neftune_alpha > 0:
+            raise ConfigError(f"finetune.neftune_alpha must be > 0, got {self.neftune_alpha}")
+        if self.method is FinetuneMethod.qlora and self.merge:
+            raise ConfigError("finetune=qlora keeps the adapter (its base is 4-bit): set finetune.merge=false, and merge it "
+                              "into the full-precision base with `llmft export run=<run> format=merged`")
+        if (self.use_dora or self.use_rslora) and not self.adapters:
+            raise ConfigError("finetune.use_dora / finetune.use_rslora change LoRA adapters: use finetune=lora or finetune=qlora")
         if self.freeze_layers < 0:
             raise ConfigError(f"finetune.freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.lora_r < 1:
@@ -294,6 +311,12 @@ class TrainerConfig:
     epochs: int = 2
     batch_size: int = 32
     eval_batch_size: int = 64
+    # rows per forward pass (batch_size / micro_batch_size passes accumulate into one step, losses unchanged).
+    # None: all of batch_size, or its largest divisor whose estimated peak memory fits trainer.memory_budget_gib
+    micro_batch_size: Optional[int] = None
+    # the peak memory a training step may plan for (engine/memory.py). None: 90% of a GPU; on a CPU the memory
+    # available, at most a third of the machine (but 8 GiB at least)
+    memory_budget_gib: Optional[float] = None
     grad_accum_steps: int = 1
     max_grad_norm: Optional[float] = 1.0  # None: no clipping
     max_steps: int = -1  # optimizer steps: the run's length (epochs repeat as needed, `epochs` is ignored); -1: `epochs`
@@ -324,6 +347,11 @@ class TrainerConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
+            raise ConfigError(f"trainer.micro_batch_size={self.micro_batch_size} must be >= 1 and divide "
+                              f"trainer.batch_size={self.batch_size}")
+        if self.memory_budget_gib is not None and not self.memory_budget_gib > 0:
+            raise ConfigError(f"trainer.memory_budget_gib must be > 0 (GiB), got {self.memory_budget_gib}")
         if self.keep_last < 0 or self.save_every < 0:
             raise ConfigError("trainer.keep_last must be >= 0 (0: none kept once the run finishes) and trainer.save_every >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:

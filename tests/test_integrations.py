@@ -13,7 +13,7 @@ from conftest import FAST, cli, run_cli
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     proc = cli(["train", "--dry-run", *FAST, "trainer.grad_accum_steps=2"], cwd=tmp_path)
     for text in ("dry run", "trainable_parameters", "effective_batch_size", "optimizer_steps", "warmup_steps",
-                 "estimated_memory_gib", "train_label_counts", "data/train"):
+                 "estimated_peak_gib", "micro_batch_size", "train_label_counts", "data/train"):
         assert text in proc.stdout
     assert re.search(r"effective_batch_size\s*│\s*64\b", proc.stdout)  # 32 x 2 accumulation steps
     assert not list(tmp_path.glob("outputs/**/checkpoints"))

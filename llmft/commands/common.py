@@ -111,6 +111,7 @@ def quiet_libraries() -> None:
     logging.captureWarnings(True)
     for name in ("matplotlib", "PIL", "urllib3", "filelock", "fsspec"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its CPU backend's note that it found no hub kernel
     logging.getLogger("datasets").setLevel(logging.CRITICAL)  # its read errors reach the user as our one-line error
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import torch
 
@@ -11,13 +11,14 @@ from llmft.models import backbone
 
 from llmft.data import loading as data
 
-from llmft.engine import attention, distributed
+from llmft.engine import attention, distributed, memory
 from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
 
 from llmft.data import splits as carving
-from llmft.config import TrainConfig
+from llmft.config import FinetuneMethod, TrainConfig
+from llmft.models.quantized import four_bit_load_kwargs
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
@@ -45,8 +46,9 @@ class RunParts:
     strategy: Strategy
 
 
-def build_run(config: TrainConfig) -> RunParts:
-    """Seeded, in a fixed order, so the same config builds the same run (resume relies on it)."""
+def build_run(config: TrainConfig, micro_batch: Optional[int] = None) -> RunParts:
+    """Seeded, in a fixed order, so the same config builds the same run (resume relies on it: it passes the
+    `micro_batch` its run planned)."""
     import transformers
 
     transformers.set_seed(config.seed)  # python, numpy, torch (and CUDA) RNGs
@@ -69,21 +71,24 @@ def build_run(config: TrainConfig) -> RunParts:
     features = task.prepare(splits, tokenizer, config.model.max_length)
     if dist.main:
         dist.barrier()
-    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
+    load_kwargs = four_bit_load_kwargs(device) if config.finetune.method is FinetuneMethod.qlora else None
+    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, load_kwargs, **task.head_kwargs())
     task.adapt_model(model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and config.model.max_length > positions:
         from llmft.errors import UserError
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
-    model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing).to(device)
+    model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing, device)
     if config.task.packing:
         _check_packing(model, tokenizer, task)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
+    collate = task.collator(tokenizer)
+    estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
+    trainer = config.trainer  # with the micro-batch the memory plan chose
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
-    collate = task.collator(tokenizer)
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"])
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
@@ -103,6 +108,7 @@ def build_run(config: TrainConfig) -> RunParts:
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
         plan["cudnn_attention"] = cudnn_attention
+    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
 
@@ -126,6 +132,24 @@ def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_st
         "total_parameters": total,
         **task.plan_info(),
     }
+
+
+def _fit_memory(config: TrainConfig, model: Any, task: Task, train: Any, collate: Any, precision: Precision,
+                dist: distributed.Dist, recorded: Optional[int]) -> tuple[memory.MemoryEstimate, int]:
+    """Estimate a step's peak memory and choose the rows per forward pass (rank 0 decides for all; a resumed run keeps
+    what it planned). Fewer rows than trainer.batch_size accumulate: the step, its loss and its data are unchanged."""
+    trainer = config.trainer
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    estimate = memory.measure(model, task, train, collate, precision, trainable, config.optimizer.name.value)
+    rows = recorded or memory.fit_batch(estimate, trainer.batch_size, precision.device, trainer.memory_budget_gib,
+                                        trainer.micro_batch_size)
+    rows = int(dist.broadcast(rows))
+    if rows != trainer.batch_size:
+        split = trainer.batch_size // rows
+        limit = trainer.limit_train_batches * split if trainer.limit_train_batches > 0 else trainer.limit_train_batches
+        config.trainer = replace(trainer, batch_size=rows, grad_accum_steps=trainer.grad_accum_steps * split,
+                                 limit_train_batches=limit, micro_batch_size=None)
+    return estimate, rows
 
 
 def _group_by_length(asked: Any, task_default: bool) -> bool:

@@ -17,6 +17,7 @@ from llmft.runs.run_folder import RunFolder
 
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
+                "micro_batch_size", "estimated_peak_gib",
                 "trainable_parameters", "total_parameters", "format")
 
 
@@ -88,7 +89,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     quiet_libraries()
     _check_adapter_only(config)
-    parts = build_run(config)
+    parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None)
     if config.trainer.dry_run:
         _print_splits(parts, config)
         return _dry_run(parts, config)
@@ -97,15 +98,25 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
     return _finish(run, state)
 
 
+def _planned_micro_batch(out_dir: Path) -> Optional[int]:
+    """The rows per forward pass a run chose when it started (its manifest's plan), so its resume keeps them."""
+    manifest = RunFolder(out_dir).manifest
+    try:
+        return json.loads(manifest.read_text()).get("plan", {}).get("micro_batch_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _check_adapter_only(config: TrainConfig) -> None:
     """An unmerged LoRA checkpoint holds only the adapter: useless on a random base."""
-    if config.finetune.method is FinetuneMethod.lora and not config.finetune.merge:
+    if config.finetune.adapters and not config.finetune.merge:
         from llmft.models.backbone import is_random
 
         if is_random(config.model):
             from llmft.errors import UserError
 
-            raise UserError(f"finetune.merge=false keeps only the adapter, which needs a pretrained base; {config.model.name_or_path} is random")
+            raise UserError(f"finetune={config.finetune.method.value} with finetune.merge=false keeps only the adapter, which needs a "
+                            f"pretrained base; {config.model.name_or_path} is random")
 
 
 def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]) -> Any:
@@ -209,11 +220,8 @@ def _dry_run(parts: Any, config: TrainConfig) -> float:
     from llmft.reporting.console import print_plan
 
     plan = dict(parts.plan)
-    trainable = plan["trainable_parameters"]
-    optimizer_slots = {"sgd": 1 if config.optimizer.momentum else 0, "adam": 2, "adamw": 2}[config.optimizer.name.value]
-    bytes_needed = 4 * (plan["total_parameters"] + trainable * (1 + optimizer_slots))  # fp32 weights, grads, optimizer state
-    plan["estimated_memory_gib"] = round(bytes_needed / 2**30, 3)
-    plan["memory_note"] = "weights + gradients + optimizer state in fp32; activations come on top"
+    plan["memory_note"] = ("estimated_peak_gib: weights, gradients, optimizer state and the activations measured on the "
+                           "longest training row (engine/memory.py)")
     print_plan(plan)
     return float("nan")
 

@@ -31,9 +31,22 @@ def build_optimizer(cfg: OptimizerConfig, model: torch.nn.Module) -> torch.optim
     if cfg.name is OptimizerName.sgd:
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
     betas = (cfg.betas[0], cfg.betas[1])
+    if cfg.name is OptimizerName.adamw8bit:
+        return _adamw8bit(groups, cfg.lr, betas, cfg.eps)
     if cfg.name is OptimizerName.adam:
         return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, **kwargs)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, **kwargs)
+
+
+def _adamw8bit(groups: list[dict], lr: float, betas: tuple[float, float], eps: float) -> torch.optim.Optimizer:
+    """bitsandbytes' AdamW with 8-bit block-wise quantized moments (CUDA, or its CPU backend)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError as ex:
+        from llmft.errors import UserError
+
+        raise UserError('optimizer=adamw8bit needs bitsandbytes: pip install "llmft[qlora]"') from ex
+    return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 
 
 def _fused_supported(groups: list[dict]) -> bool:

@@ -87,21 +87,27 @@ def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
     return tokenizer
 
 
-def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, **head_kwargs: Any) -> Any:
+def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, load_kwargs: dict[str, Any] | None = None,
+               **head_kwargs: Any) -> Any:
     """A model with the task's head (`task.auto_class_name`, or the Auto class itself) and the head's extras
     (`task.head_kwargs()`: labels for classification): pretrained weights when given, else a tiny random model
-    (builtin). A model without a pad id gets the tokenizer's (batches are padded with it)."""
+    (builtin). A model without a pad id gets the tokenizer's (batches are padded with it). `load_kwargs` go to
+    `from_pretrained` (QLoRA's 4-bit quantization config)."""
+    if load_kwargs and weights is None:
+        raise UserError(f"finetune=qlora quantizes pretrained weights; {cfg.name_or_path} is a random model: "
+                        "choose a pretrained one (e.g. model=smollm2-135m)")
     if isinstance(head, str):
         import transformers
 
         head = getattr(transformers, head)
-    model = _load_with_head(head, weights, tokenizer, cfg, head_kwargs)
+    model = _load_with_head(head, weights, tokenizer, cfg, head_kwargs, load_kwargs or {})
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, head_kwargs: dict[str, Any]) -> Any:
+def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, head_kwargs: dict[str, Any],
+                    load_kwargs: dict[str, Any]) -> Any:
     from llmft.models.finetune import dropout_overrides
 
     try:
@@ -126,7 +132,8 @@ def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: M
             # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
             with _load_report():
                 model, info = auto_class.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                                         dtype=torch.float32, output_loading_info=True, **head_kwargs)
+                                                         output_loading_info=True, **{"dtype": torch.float32, **load_kwargs},
+                                                         **head_kwargs)
             _note_loading(info, "trained from scratch")
     except ValueError as ex:
         if "Unrecognized configuration class" in str(ex):
@@ -264,6 +271,8 @@ def _load_adapter(auto_class: Any, folder: Path) -> Any:
     if not base:
         raise UserError(f"adapter {folder} does not name its base model; it cannot be loaded on its own")
     config = AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
+    if config is not None and hasattr(config, "quantization_config"):
+        del config.quantization_config  # a QLoRA adapter applies to the full-precision base (as its merge does)
     try:
         model = auto_class.from_pretrained(base, config=config, trust_remote_code=False)
     except (OSError, ValueError) as ex:

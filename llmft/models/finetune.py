@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -65,6 +65,8 @@ def apply_lora(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str)
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.lora_target_modules) if cfg.lora_target_modules else None,
+        use_dora=cfg.use_dora,
+        use_rslora=cfg.use_rslora,
     )
     try:
         with warnings.catch_warnings():  # peft asks for transformers' old name; nothing a user can act on
@@ -80,8 +82,16 @@ def _no_cache_note(record: logging.LogRecord) -> bool:
     return "incompatible with gradient checkpointing" not in str(record.msg)
 
 
-def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool) -> Any:
-    """Apply the fine-tuning method; returns the model to train (a PeftModel for LoRA)."""
+def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool,
+                 device: Optional[torch.device] = None) -> Any:
+    """Apply the fine-tuning method; returns the model to train (a PeftModel for LoRA), on `device`."""
+    if cfg.neftune_alpha:
+        add_neftune(model, cfg.neftune_alpha)
+    if cfg.method is FinetuneMethod.qlora:
+        from llmft.models.quantized import prepare_for_adapters
+
+        model = prepare_for_adapters(model, gradient_checkpointing)
+        return apply_lora(model, cfg, peft_task_type)  # already on its device (loaded there)
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise UserError(f"trainer.gradient_checkpointing: {type(model).__name__} does not support it")
@@ -99,7 +109,19 @@ def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: st
         model = apply_lora(model, cfg, peft_task_type)
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError("nothing left to train: the finetune settings froze every parameter")
-    return model
+    return model.to(device) if device is not None else model
+
+
+def add_neftune(model: torch.nn.Module, alpha: float) -> None:
+    """NEFTune: uniform noise of scale alpha / sqrt(tokens x width) on the input embeddings in training mode only
+    (transformers' hook, as its Trainer applies it); generation and eval see clean embeddings."""
+    from transformers.integrations.neftune import neftune_post_forward_hook
+
+    embeddings = model.get_input_embeddings()
+    if not isinstance(embeddings, torch.nn.Embedding):
+        raise UserError(f"finetune.neftune_alpha: {type(model).__name__}'s input embeddings are not an Embedding layer")
+    embeddings.neftune_noise_alpha = alpha
+    embeddings.register_forward_hook(neftune_post_forward_hook)
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
