@@ -108,7 +108,8 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None) -> RunPart
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
         plan["cudnn_attention"] = cudnn_attention
-    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2))
+    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
+                memory_parts_gib=estimate.parts(rows))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
 

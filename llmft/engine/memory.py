@@ -29,6 +29,12 @@ class MemoryEstimate:
     fixed_activations: int  # saved for the backward whatever the rows (the chunked loss's weight gradient, ...)
     activations_per_row: int  # saved for the backward per row of the longest length
 
+    def parts(self, rows: int) -> dict[str, float]:
+        """The estimate's parts in GiB, for the plan: loaded, gradients + optimizer state, saved activations."""
+        saved = self.fixed_activations + rows * self.activations_per_row
+        return {"loaded": round(self.base / GIB, 3), "grads_and_optimizer": round(self.state / GIB, 3),
+                "activations": round(saved / GIB, 3)}
+
     def peak(self, rows: int) -> int:
         saved = self.fixed_activations + rows * self.activations_per_row
         return int(self.base + self.state + saved * BACKWARD_TEMPORARIES + FIXED_TEMPORARIES)
