@@ -18,7 +18,7 @@ import torch
 
 GIB = 2**30
 BACKWARD_TEMPORARIES = 1.35  # measured peak / (base + state + saved activations), rounded up (bench/BENCHMARKS.md)
-FIXED_TEMPORARIES = 0.25 * GIB  # allocator slack, the loss's chunk of logits, the eval batch's transient activations
+FIXED_TEMPORARIES = 0.05 * GIB  # allocator slack and transients that do not scale with rows (calibrated: bench/BENCHMARKS.md)
 OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4, "adamw8bit": 2}  # moments per trainable parameter
 
 
