@@ -7,6 +7,7 @@ checks live in `__post_init__` and run when the command calls `OmegaConf.to_obje
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -271,8 +272,10 @@ class OptimizerConfig:
     fused: Optional[bool] = None  # the fused (one-kernel) implementation; None: fused where torch has it for the device
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"optimizer.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"optimizer.weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if len(self.betas) != 2:
             raise ConfigError(f"optimizer.betas takes two numbers, got {self.betas}")
 
@@ -354,8 +357,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.memory_budget_gib must be > 0 (GiB), got {self.memory_budget_gib}")
         if self.keep_last < 0 or self.save_every < 0:
             raise ConfigError("trainer.keep_last must be >= 0 (0: none kept once the run finishes) and trainer.save_every >= 0")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ConfigError("trainer.max_grad_norm must be > 0, or null to turn clipping off")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ConfigError(f"trainer.max_grad_norm must be a finite number > 0, or null to turn clipping off; got {self.max_grad_norm}")
 
 
 @dataclass

@@ -31,7 +31,8 @@ def unknown_key_message(full_key: str, valid: list[str]) -> str:
 
 
 def _omegaconf_message(ex: Any) -> Optional[str]:
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
+                                  ValidationError)
 
     first_line = str(getattr(ex, "msg", ex)).splitlines()[0]
     full_key = getattr(ex, "full_key", None) or getattr(ex, "key", None) or "?"
@@ -41,6 +42,9 @@ def _omegaconf_message(ex: Any) -> Optional[str]:
         return f"config key '{full_key}' has no value; set it on the command line, e.g. {full_key}=..."
     if isinstance(ex, ValidationError):
         return f"bad value for '{full_key}': {first_line}"
+    if isinstance(ex, InterpolationResolutionError):  # `${python:...}`, `seed=${seed}`, `${oc.env:UNSET}`
+        reason = re.sub(r"^\w+ raised while resolving interpolation: ", "", first_line).strip('"')
+        return f"cannot resolve the interpolation in '{full_key}': {reason}"
     return None
 
 

@@ -30,6 +30,8 @@ def sentences(text: str, path: str) -> list[dict[str, list[str]]]:
         if len(columns) < 2:
             raise UserError(f"{path}, line {number}: one column ({line.strip()!r}); each line of a CoNLL file is "
                             "`token ... tag` (a blank line between sentences)")
+        if len(columns[-1]) == 2 and columns[-1][1] == "-":  # `B-`: a position without an entity type
+            raise UserError(f"{path}, line {number}: tag {columns[-1]!r} has no entity type (e.g. B-PER, I-LOC; O outside entities)")
         tokens.append(columns[0])
         tags.append(columns[-1])
     if tokens:

@@ -80,6 +80,9 @@ def _count(reader: Any, file: str, delimiter: str, quoting: Quoting) -> int:
             continue  # a blank line (the loader skips it too)
         if header is None:
             header = record
+            twice = next((name for i, name in enumerate(record) if name.strip() and name in record[:i]), None)
+            if twice is not None:  # pandas would rename the second one and a column would be silently lost
+                raise UserError(f"{file}, line {line}: the header names the column '{twice}' twice; give each column its own name")
         elif len(record) != len(header):
             name = "tab" if delimiter == "\t" else f"'{delimiter}'"
             hint = "" if quoting is Quoting.none else "quote a field that holds one, or "

@@ -99,8 +99,9 @@ def total_steps(num_batches: int, cfg: TrainerConfig) -> int:
 
 
 @contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a request the loop honours after the current step."""
+def stop_requests(note: str = "stopping after this step and saving a checkpoint") -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a request the loop (or the final scoring) honours after the current step (batch);
+    `note` is what the first signal prints."""
     requested: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
@@ -113,7 +114,7 @@ def stop_requests() -> Iterator[list[int]]:
             signal.raise_signal(signum)
         requested.append(signum)
         again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
-        message = f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint; {again} to stop at once without saving\n"
+        message = f"\n{signal.Signals(signum).name}: {note}; {again} to stop at once without saving\n"
         os.write(2, message.encode())  # not print(): a handler may interrupt a write to sys.stderr (a reentrant call fails)
 
     for s in previous:
@@ -219,8 +220,8 @@ def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Op
         parts.optimizer.zero_grad(set_to_none=True)
         if cfg.nonfinite is NonFinite.stop:
             raise NonFiniteLoss(
-                f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}); "
-                "the last good checkpoint is kept. Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
+                f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}). "
+                "Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
             )
         state.skipped_steps += 1
         return None

@@ -118,7 +118,20 @@ class ServedModel:
             raise ServeError(400, f"the prompt has {tokens} tokens; {self.name} takes at most {limit} with max_tokens="
                              f"{work.generation.max_new_tokens} (model.max_length={self.max_length})", param=work.param,
                              code="context_length_exceeded")
+        positions = self.positions()
+        room = positions - (0 if self.model.config.is_encoder_decoder else tokens) if positions else None
+        if room is not None and work.generation.max_new_tokens > room:
+            raise ServeError(400, f"max_tokens must be from 1 to {room} here: {self.name} has {positions} positions"
+                             + ("" if self.model.config.is_encoder_decoder else f" and the prompt takes {tokens}")
+                             + f"; got {work.generation.max_new_tokens}", param="max_tokens", code="invalid_max_tokens")
         return text, tokens
+
+    def positions(self) -> Optional[int]:
+        """The positions the model's decoder has (absolute position embeddings or a trained context); None: no limit
+        the config states (T5's relative positions)."""
+        config = self.model.config
+        found = [getattr(config, name, None) for name in ("n_positions", "max_position_embeddings", "n_ctx")]
+        return next((int(n) for n in found if isinstance(n, int) and n > 0), None)
 
     def generate_batch(self, works: list[GenerationWork]) -> list[Any]:
         """One `generate` call for every valid prompt of the batch (one settings key); each result is a dict of
