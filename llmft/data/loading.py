@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from llmft.data import files as data_files
 
-from llmft.data import nested_fields
+from llmft.data import json_records, nested_fields
 from llmft.config import DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -79,6 +79,11 @@ def load_raw(cfg: DataConfig) -> Any:
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
                 return nested_fields.expose(squad)
+            records = json_records.read_records(files, cfg.field) if fmt == "json" else None  # rows under one key
+            if records is not None:
+                return nested_fields.expose(records)
+            if cfg.field is not None:
+                raise UserError(f"task.data.field={cfg.field} applies to JSON files; {', '.join(files.values())} are {fmt}")
             if fmt == "text":
                 from llmft.data.text_files import load_text
 
@@ -91,7 +96,8 @@ def load_raw(cfg: DataConfig) -> Any:
             raw = data_files.load_splits(fmt, files, **kwargs)
             data_files.check_row_counts(raw, files, rows)
             return nested_fields.expose(data_files.drop_unlabeled(raw, files, cfg) if folder is not None else raw)
-        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))
+        field = {"field": cfg.field} if cfg.field else {}  # a hub data set of JSON files
+        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision, **field))
     except UserError:
         raise
     except Exception as ex:
@@ -182,15 +188,31 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
             out[role] = raw[split]
             continue
         if len(train) < 4:
-            raise UserError(f"split '{split}' is missing and train has too few rows ({len(train)}) to carve it")
+            source = split_source(cfg, "train")
+            hint = json_records.records_hint(source) if len(train) == 1 and Path(source).is_file() else ""
+            raise UserError(f"split '{split}' is missing and train ('{source}') has too few rows ({len(train)}) "
+                            f"to carve it{hint}")
         parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
         train, out[role] = parts["train"], parts["test"]
     out = {"train": train, **out}
     out = {role: cap(ds, role, cfg) for role, ds in out.items()}
     for role in ROLES:
         if len(out[role]) == 0:
-            raise UserError(f"the {role} split of data set '{cfg.path}' is empty")
+            raise UserError(f"the {role} split of '{split_source(cfg, role)}' is empty")
     return out
+
+
+def split_source(cfg: DataConfig, role: str) -> str:
+    """Where a split's rows come from, for error messages: its file when the data is local (a carved split: the
+    train file), else the data set's name (a hub id, or `builtin:<name>` for bundled data)."""
+    if cfg.path.startswith(BUILTIN_PREFIX) and not cfg.data_files:
+        return cfg.path
+    split = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    try:
+        files = local_files(cfg) or {}
+    except UserError:
+        files = {}
+    return files.get(split) or files.get(cfg.train_split) or cfg.path
 
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from llmft.config import DataConfig
-from llmft.data.loading import cached_map, check_columns, row_origin
+from llmft.data.loading import cached_map, check_columns, row_origin, split_source
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
@@ -107,7 +107,7 @@ class TokenClassificationTask:
                             "choose a model whose tokenizer has one")
         columns = [self.data.text_columns[0], self.data.label_column]
         for role, ds in splits.items():
-            check_columns(ds, columns, f"the {role} split of '{self.data.path}'")
+            check_columns(ds, columns, f"the {role} split of '{split_source(self.data, role)}'")
         self.label_names = _tag_names(splits["train"], self.data) if not self.label_names else self.label_names
         out = {}
         for role, ds in splits.items():
