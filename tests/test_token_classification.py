@@ -79,12 +79,15 @@ def test_conll_reader_skips_docstart_and_splits_sentences_at_blank_lines(tmp_pat
     from llmft.errors import UserError
 
     (tmp_path / "train.conll").write_text(CONLL)
-    rows = list(load_raw(DataConfig(path=str(tmp_path / "train.conll")))["train"])
+    read = list(load_raw(DataConfig(path=str(tmp_path / "train.conll")))["train"])
+    assert [row.pop("__line__") for row in read] == [3, 10, 13]  # each sentence's first line, for error messages
+    rows = read
     assert rows == [{"tokens": ["EU", "rejects", "German", "call", "."], "ner_tags": ["I-ORG", "O", "I-MISC", "O", "O"]},
                     {"tokens": ["Peter", "Blackburn"], "ner_tags": ["I-PER", "I-PER"]},
                     {"tokens": ["BRUSSELS"], "ner_tags": ["I-LOC"]}]
     (tmp_path / "eng.txt").write_text(CONLL.replace("\n", "\r\n"))  # any name with task.data.format=conll; CRLF lines
-    assert list(load_raw(DataConfig(path=str(tmp_path / "eng.txt"), format="conll"))["train"]) == rows
+    crlf = list(load_raw(DataConfig(path=str(tmp_path / "eng.txt"), format="conll"))["train"])
+    assert [row.pop("__line__") for row in crlf] == [3, 10, 13] and crlf == rows
     with pytest.raises(ConfigError, match="task.data.format=xml is not one of"):
         DataConfig(format="xml")
     (tmp_path / "bad.iob").write_text("EU B-ORG\nrejects\n")
