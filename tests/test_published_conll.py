@@ -68,3 +68,20 @@ def test_folder_of_conll_txt_files_says_to_set_the_format(tmp_path):
     assert "task.data.format=conll" in message and "train.txt" in message, message
     proc = cli(["train", *NER, f"task.data.path={folder}", "task.data.format=conll", "--dry-run"], cwd=tmp_path)
     assert plan_rows(proc.stdout)["train"] + plan_rows(proc.stdout)["test"] == SENTENCES["train"], proc.stdout
+
+
+def test_word_accuracy_compares_tags_as_predicted(tmp_path):
+    # a model trained on I-PER alone predicts I-PER for every word; on IOB1 gold `O I-PER I-PER O` that is right on
+    # 2 of 4 words (run_ner.py's accuracy). Rewriting the predictions to IOB2 first (B-PER I-PER I-PER I-PER) made the
+    # second word wrong: 0.25
+    train = "".join(f"w{i} X X I-PER\nv{i} X X I-PER\n\n" for i in range(48))
+    gold = "".join(f"a{i} X X O\nb{i} X X I-PER\nc{i} X X I-PER\nd{i} X X O\n\n" for i in range(8))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "eng.train").write_text(train)
+    (folder / "eng.testa").write_text(gold)
+    (folder / "eng.testb").write_text(gold)
+    cli(["train", *NER, f"task.data.path={folder}", "task.data.label_names=[O,I-PER]", "trainer.max_steps=12",
+         "trainer.batch_size=8", "optimizer.lr=5e-3", "trainer.eval_every=0"], cwd=tmp_path)
+    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "eval.json").read_text())["metrics"]
+    assert metrics["accuracy"] == pytest.approx(0.5), metrics
