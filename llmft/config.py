@@ -160,6 +160,9 @@ class DataConfig:
     quoting: Quoting = Quoting.auto
     # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name
     format: Optional[str] = None
+    # JSON: the key of the top-level object whose list holds the rows (`datasets`' json `field`, e.g. `data` for
+    # run_qa.py's SQuAD layout, which is also told by its content); None: the file's rows themselves
+    field: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in DATA_FORMATS:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from llmft.data import files as data_files
 
-from llmft.data import nested_fields
+from llmft.data import json_records, nested_fields
 from llmft.config import DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -18,6 +18,7 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".pa
            ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}  # CoNLL columns: llmft/data/conll.py
 ROLES = ("train", "eval", "test")
 ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
+LINE_COLUMN = "__line__"  # the file line a CoNLL sentence starts on (llmft/data/conll.py), for error messages
 
 
 def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
@@ -25,6 +26,8 @@ def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     if cfg is not None and cfg.format is not None:
         return cfg.format
     suffix = Path(path).suffix.lower()
+    if suffix in data_files.CONLL2003_ENDINGS:  # CoNLL-2003's eng.train, eng.testa, eng.testb
+        return "conll"
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
         from llmft.data.text_files import sniff_format
 
@@ -79,6 +82,11 @@ def load_raw(cfg: DataConfig) -> Any:
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
                 return nested_fields.expose(squad)
+            records = json_records.read_records(files, cfg.field) if fmt == "json" else None  # rows under one key
+            if records is not None:
+                return nested_fields.expose(records)
+            if cfg.field is not None:
+                raise UserError(f"task.data.field={cfg.field} applies to JSON files; {', '.join(files.values())} are {fmt}")
             if fmt == "text":
                 from llmft.data.text_files import load_text
 
@@ -91,7 +99,8 @@ def load_raw(cfg: DataConfig) -> Any:
             raw = data_files.load_splits(fmt, files, **kwargs)
             data_files.check_row_counts(raw, files, rows)
             return nested_fields.expose(data_files.drop_unlabeled(raw, files, cfg) if folder is not None else raw)
-        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))
+        field = {"field": cfg.field} if cfg.field else {}  # a hub data set of JSON files
+        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision, **field))
     except UserError:
         raise
     except Exception as ex:
@@ -182,15 +191,31 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
             out[role] = raw[split]
             continue
         if len(train) < 4:
-            raise UserError(f"split '{split}' is missing and train has too few rows ({len(train)}) to carve it")
+            source = split_source(cfg, "train")
+            hint = json_records.records_hint(source) if len(train) == 1 and Path(source).is_file() else ""
+            raise UserError(f"split '{split}' is missing and train ('{source}') has too few rows ({len(train)}) "
+                            f"to carve it{hint}")
         parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
         train, out[role] = parts["train"], parts["test"]
     out = {"train": train, **out}
     out = {role: cap(ds, role, cfg) for role, ds in out.items()}
     for role in ROLES:
         if len(out[role]) == 0:
-            raise UserError(f"the {role} split of data set '{cfg.path}' is empty")
+            raise UserError(f"the {role} split of '{split_source(cfg, role)}' is empty")
     return out
+
+
+def split_source(cfg: DataConfig, role: str) -> str:
+    """Where a split's rows come from, for error messages: its file when the data is local (a carved split: the
+    train file), else the data set's name (a hub id, or `builtin:<name>` for bundled data)."""
+    if cfg.path.startswith(BUILTIN_PREFIX) and not cfg.data_files:
+        return cfg.path
+    split = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    try:
+        files = local_files(cfg) or {}
+    except UserError:
+        files = {}
+    return files.get(split) or files.get(cfg.train_split) or cfg.path
 
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:
@@ -212,12 +237,14 @@ def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) ->
     return ds.select([i for i in range(len(ds)) if i not in drop]), len(empty)
 
 
-def row_origin(ds: Any, index: int, role: str, cfg: DataConfig) -> str:
+def row_origin(ds: Any, index: int, role: str, cfg: DataConfig, item: int = 0) -> str:
     """Where row `index` of the `role` split came from, in the user's terms: 'line 31 of data.jsonl' (a JSON
-    Lines file), 'row 30 of data.csv' (counted after the header), or 'row 30 of split train' (a hub data set).
-    Rows carved off train carry their position in the train file (ROW_COLUMN); other splits keep file order."""
+    Lines file), 'line 105 of eng.train' (a CoNLL file: the line of the row's token `item`), 'row 30 of data.csv'
+    (counted after the header), or 'row 30 of split train' (a hub data set). Rows carved off train carry their
+    position in the train file (ROW_COLUMN); other splits keep file order."""
     carved = ROW_COLUMN in ds.column_names
-    row = int(ds[index][ROW_COLUMN]) if carved else index
+    record = ds[index] if carved or LINE_COLUMN in ds.column_names else {}
+    row = int(record[ROW_COLUMN]) if carved else index
     split = cfg.train_split if carved else {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
     try:
         file = (local_files(cfg) or {}).get(split)
@@ -225,6 +252,8 @@ def row_origin(ds: Any, index: int, role: str, cfg: DataConfig) -> str:
         file = None
     if file is None:
         return f"row {row + 1} of split '{split}'"
+    if LINE_COLUMN in record:  # a CoNLL sentence: one token per line from its first
+        return f"line {int(record[LINE_COLUMN]) + item} of {file}"
     if file.endswith(".jsonl"):  # datasets skips blank lines: the row's line is the (row+1)-th non-blank one
         with open(file, encoding="utf-8", errors="replace") as handle:
             count = -1
@@ -242,7 +271,7 @@ def cap(ds: Any, role: str, cfg: DataConfig) -> Any:
 
 
 def check_columns(ds: Any, columns: list[str], where: str) -> None:
-    names = [c for c in ds.column_names if c != ROW_COLUMN]
+    names = [c for c in ds.column_names if c not in (ROW_COLUMN, LINE_COLUMN)]
     missing = [c for c in columns if c not in names]
     if missing:
         from llmft.errors import closest

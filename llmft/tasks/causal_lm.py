@@ -10,7 +10,7 @@ import torch
 
 from llmft.config import Side
 from llmft.tasks.options import TextGenerationOptions
-from llmft.data.loading import cached_map, check_columns
+from llmft.data.loading import cached_map, check_columns, split_source
 from llmft.errors import UserError
 from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
                                      to_example)
@@ -149,7 +149,7 @@ class CausalLMTask(PlainHead):
         needed = [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
         out = {}
         for role, ds in splits.items():
-            check_columns(ds, needed, f"the {role} split of '{self.cfg.data.path}'")
+            check_columns(ds, needed, f"the {role} split of '{split_source(self.cfg.data, role)}'")
             if role != "train" and not self.cfg.messages_column:
                 self.examples[role] = [to_example(ds[i], self.cfg) for i in range(min(len(ds), self.cfg.eval_generate_samples))]
             if self.chunked:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from llmft.data import shapes as data_shapes
 from llmft.config import DataConfig, Side
 from llmft.tasks.options import ClassificationOptions
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
@@ -113,7 +113,7 @@ class ClassificationTask:
         """Check columns, fix the label set from train, map labels to ids and tokenize every split."""
         columns = [*self.data.text_columns, self.data.label_column]
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, columns, where)
             data_shapes.check_text_columns(ds, list(self.data.text_columns), where)
             data_shapes.check_label_column(ds, self.data.label_column, where)

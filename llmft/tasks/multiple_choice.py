@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig
 from llmft.data import shapes as data_shapes
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import encode_rows
 from llmft.engine.distributed import Dist
@@ -120,7 +120,7 @@ class MultipleChoiceTask(PlainHead):
         context = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, [*context, self.data.label_column], where)
             data_shapes.check_text_columns(ds, context, where)
             source = ending_source(ds.column_names, self.cfg.endings, where)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig, Side, TaskConfig
 from llmft.data import shapes as data_shapes
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
 from llmft.engine.distributed import Dist
@@ -71,7 +71,7 @@ class RegressionTask(PlainHead):
         columns = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, [*columns, self.data.label_column], where)
             data_shapes.check_text_columns(ds, columns, where)
             data_shapes.check_label_column(ds, self.data.label_column, where)
