@@ -6,10 +6,11 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from llmft.data import chat_files
 from llmft.data import files as data_files
 
 from llmft.data import nested_fields
-from llmft.config import DataConfig
+from llmft.config import ROW_FORMATS, DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
 
@@ -23,7 +24,7 @@ ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the s
 def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     """A file's format: `task.data.format` when set, else from its name (no extension: JSON or text by content)."""
     if cfg is not None and cfg.format is not None:
-        return cfg.format
+        return "json" if cfg.format in ROW_FORMATS else cfg.format  # Alpaca/ShareGPT/OpenAI rows are JSON
     suffix = Path(path).suffix.lower()
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
         from llmft.data.text_files import sniff_format
@@ -79,6 +80,9 @@ def load_raw(cfg: DataConfig) -> Any:
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
                 return nested_fields.expose(squad)
+            chats = chat_files.read_chat_json(files, cfg) if fmt == "json" else None  # conversations kept as written
+            if chats is not None:
+                return chats
             if fmt == "text":
                 from llmft.data.text_files import load_text
 
