@@ -134,7 +134,9 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
-DATA_FORMATS = ("csv", "json", "parquet", "text", "conll")  # task.data.format
+FILE_FORMATS = ("csv", "json", "parquet", "text", "conll")
+ROW_FORMATS = ("alpaca", "sharegpt", "openai")  # JSON rows in a published layout (llmft/data/chat_formats.py)
+DATA_FORMATS = FILE_FORMATS + ROW_FORMATS  # task.data.format
 
 
 @dataclass
@@ -158,7 +160,8 @@ class DataConfig:
     text_unit: TextUnit = TextUnit.paragraph  # raw text files: one document per file, paragraph or line
     delimiter: Optional[str] = None  # .csv/.tsv: one character, or `tab`; None: from the file name (`,` / tab)
     quoting: Quoting = Quoting.auto
-    # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name
+    # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name.
+    # alpaca, sharegpt or openai: JSON rows in that layout (None: told by the columns)
     format: Optional[str] = None
     # JSON: the key of the top-level object whose list holds the rows (`datasets`' json `field`, e.g. `data` for
     # run_qa.py's SQuAD layout, which is also told by its content); None: the file's rows themselves

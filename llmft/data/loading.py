@@ -6,10 +6,11 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from llmft.data import chat_files
 from llmft.data import files as data_files
 
 from llmft.data import json_records, nested_fields
-from llmft.config import DataConfig
+from llmft.config import ROW_FORMATS, DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
 
@@ -24,7 +25,7 @@ LINE_COLUMN = "__line__"  # the file line a CoNLL sentence starts on (llmft/data
 def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     """A file's format: `task.data.format` when set, else from its name (no extension: JSON or text by content)."""
     if cfg is not None and cfg.format is not None:
-        return cfg.format
+        return "json" if cfg.format in ROW_FORMATS else cfg.format  # Alpaca/ShareGPT/OpenAI rows are JSON
     suffix = Path(path).suffix.lower()
     if suffix in data_files.CONLL2003_ENDINGS:  # CoNLL-2003's eng.train, eng.testa, eng.testb
         return "conll"
@@ -87,6 +88,9 @@ def load_raw(cfg: DataConfig) -> Any:
                 return nested_fields.expose(records)
             if cfg.field is not None:
                 raise UserError(f"task.data.field={cfg.field} applies to JSON files; {', '.join(files.values())} are {fmt}")
+            chats = chat_files.read_chat_json(files, cfg) if fmt == "json" else None  # conversations kept as written
+            if chats is not None:
+                return chats
             if fmt == "text":
                 from llmft.data.text_files import load_text
 

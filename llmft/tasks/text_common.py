@@ -25,6 +25,7 @@ class Example:
     prompt: str
     response: str
     references: list[str] = field(default_factory=list)
+    messages: Optional[list[dict[str, Any]]] = None  # a chat row: the turns before the answer (prompt is the last user turn)
 
 
 def check_text_metric(cfg: TextGenerationOptions) -> None:
