@@ -132,6 +132,9 @@ def measure(model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callab
                 return loss_fn.loss_sum(model, batch).float()
         return run
 
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.sum()  # weights still memory-mapped from the checkpoint file become resident, as training makes them
     base = loaded_bytes(device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
