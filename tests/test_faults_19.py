@@ -21,7 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import FAST, cli, only_run_dir
+from conftest import cli, only_run_dir
+
+FAST = ["model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=32", "trainer.epochs=1",
+        "trainer.max_steps=3", "trainer.progress=false"]  # conftest's FAST on less data: these tests need a run, not a model
 
 SECRET = "s3cr3t-value-from-the-environment"
 
@@ -262,6 +265,7 @@ checkpoint.atomic_write_dir = _limited
 """
 
 
+@pytest.mark.slow  # a process of its own; the RuntimeError case above covers the same path in-process
 def test_a_save_beyond_ulimit_f_is_one_line(tmp_path):
     _one_line(_run_with(FILE_SIZE_LIMIT_AT_FIRST_SAVE, ["train", *FAST], tmp_path), "cannot save", "File too large")
 
