@@ -58,7 +58,8 @@ def _train_command(cfg: DictConfig) -> float:
         else:
             resume.check_overrides(user_overrides())
             saved = load_run_config(run_dir, TrainConfig)
-            continue_in(run_dir)  # its log, and no folder of this job's own
+            if _holds_run_folder():
+                continue_in(run_dir)  # its log, and no folder of this job's own
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
             resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
