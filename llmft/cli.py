@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -270,11 +271,17 @@ def main(argv: list[str] | None = None) -> None:
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ[_USER_FULL_ERROR] = "1" if show_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
+    previous = _stop_on_signals()
     try:
         if help_only:
             _print_help(verb_help(verb, overrides))
             return
         run_verb(verb, args)
+    except KeyboardInterrupt as ex:  # a signal where no phase stops on its own: what it kept, in one line
+        signum = getattr(ex, "signum", signal.SIGINT)
+        detail = getattr(ex, "detail", "")
+        print(f"error: stopped by {signal.Signals(signum).name}{'; ' + detail if detail else ''}", file=sys.stderr)
+        sys.exit(128 + signum)
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages
         from llmft.errors import describe
 
@@ -284,6 +291,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {message}", file=sys.stderr)
         print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM raise `Stopped` wherever no phase handles them itself (the training loop and the final
+    scoring do): `finally` blocks and cleanups run, and `main` prints one line. Returns the handlers it replaced."""
+    import threading
+
+    from llmft.errors import Stopped
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    return {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,15 @@ class UserError(Exception):
     """A mistake in config, data or paths that the user can fix; the message says how."""
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM where no phase stops on its own (the training loop and the final scoring do): the
+    command ends with one line naming the signal and what was kept, exit 128 + signal (cli.main)."""
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        super().__init__(detail)
+        self.signum, self.detail = int(signum), detail
+
+
 def closest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

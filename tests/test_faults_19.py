@@ -21,7 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import FAST, cli, only_run_dir, run_cli
+from conftest import cli, only_run_dir
+
+FAST = ["model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=32", "trainer.epochs=1",
+        "trainer.max_steps=3", "trainer.progress=false"]  # conftest's FAST on less data: these tests need a run, not a model
 
 SECRET = "s3cr3t-value-from-the-environment"
 
@@ -36,6 +39,13 @@ def _one_line(proc: subprocess.CompletedProcess, *words: str) -> str:
     for word in words:
         assert word in errors[0], errors[0]
     return errors[0]
+
+
+def _run_with(prelude: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`llmft ARGS` in its own process (signals are under test), after `prelude` (a patch that injects the fault)."""
+    code = f"import sys\n{prelude}\nfrom llmft.cli import main\nmain(sys.argv[1:])"
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +73,13 @@ def test_a_run_is_written_with_its_interpolations_resolved(tmp_path):
 def test_serve_refuses_a_saved_config_holding_an_interpolation_and_leaks_nothing(run, tmp_path):
     copy = _copy(run, tmp_path / "run")
     config = copy / ".hydra" / "config.yaml"
-    config.write_text(config.read_text().replace("run_name: null", "run_name: ${oc.env:LLMFT_SECRET}"))
-    assert "LLMFT_SECRET" in config.read_text()
+    config.write_text(config.read_text().replace("\nrun_name: null\n", "\nrun_name: ${oc.env:LLMFT_SECRET}\n"))
+    assert "\nrun_name: ${oc.env:LLMFT_SECRET}" in config.read_text()
     with socket.socket() as taken:  # were the run accepted, the server would stop at once: the port is taken
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         proc = cli(["serve", f"run={copy}", f"port={taken.getsockname()[1]}"], tmp_path, check=False, env={"LLMFT_SECRET": SECRET})
-    _one_line(proc, "'run_name'", "interpolation")
+    _one_line(proc, "in 'run_name'", "interpolation")
     assert SECRET not in proc.stderr + proc.stdout
 
 
@@ -107,14 +117,11 @@ evaluation.gathered_metrics = _signal_when_test_starts
 
 @pytest.mark.parametrize("signum, finetune", [(signal.SIGTERM, "finetune=lora"), (signal.SIGINT, "finetune=full")])
 def test_a_stop_during_the_final_test_scoring_says_how_to_finish_and_the_resume_finishes(tmp_path, signum, finetune):
-    code = f"import sys\n{SIGNAL_AT_TEST_SCORING.format(name=signal.Signals(signum).name)}\nfrom llmft.cli import main\nmain(sys.argv[1:])"
-    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, "train", *FAST, finetune], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = _run_with(SIGNAL_AT_TEST_SCORING.format(name=signal.Signals(signum).name), ["train", *FAST, finetune], tmp_path)
     assert proc.returncode == 128 + signum, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr[-3000:]
     run = only_run_dir(tmp_path / "outputs")
-    assert f"during the final test scoring" in proc.stderr and f"trainer.resume={run}" in proc.stderr
+    assert "during the final test scoring" in proc.stderr and f"trainer.resume={run}" in proc.stderr
     assert not (run / "eval.json").exists() and (run / "checkpoints" / "last" / "trainer_state.pt").is_file()
     killed_log = (run / "train.log").read_text()
 
@@ -125,6 +132,26 @@ def test_a_stop_during_the_final_test_scoring_says_how_to_finish_and_the_resume_
     assert [p for p in (tmp_path / "outputs").rglob("*") if p.is_dir() and run not in (p, *p.parents) and p not in run.parents] == []
     log = (run / "train.log").read_text()
     assert log.startswith(killed_log) and len(log) > len(killed_log)
+
+
+SIGNAL_AT_SETUP = """
+import os, signal
+import llmft.commands.setup as setup
+_build = setup.build_run
+def _signal_then_build(config):
+    os.kill(os.getpid(), signal.{name})
+    return _build(config)
+setup.build_run = _signal_then_build
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_before_training_begins_is_one_line_and_leaves_nothing(tmp_path, signum):
+    proc = _run_with(SIGNAL_AT_SETUP.format(name=signal.Signals(signum).name), ["train", *FAST], tmp_path)
+    assert proc.returncode == 128 + signum, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr[-3000:]
+    assert f"error: stopped by {signal.Signals(signum).name}; before training began; nothing was saved" in proc.stderr
+    assert not list(tmp_path.glob("outputs/train/*/*"))
 
 
 def test_resume_writes_its_log_into_the_run_folder_and_leaves_no_folder_of_its_own(tmp_path, monkeypatch):
@@ -238,12 +265,9 @@ checkpoint.atomic_write_dir = _limited
 """
 
 
+@pytest.mark.slow  # a process of its own; the RuntimeError case above covers the same path in-process
 def test_a_save_beyond_ulimit_f_is_one_line(tmp_path):
-    code = f"import sys\n{FILE_SIZE_LIMIT_AT_FIRST_SAVE}\nfrom llmft.cli import main\nmain(sys.argv[1:])"
-    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, "train", *FAST], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
-    _one_line(proc, "cannot save", "File too large")
+    _one_line(_run_with(FILE_SIZE_LIMIT_AT_FIRST_SAVE, ["train", *FAST], tmp_path), "cannot save", "File too large")
 
 
 def test_generate_to_a_full_device_keeps_the_predictions_and_says_where(run, tmp_path):

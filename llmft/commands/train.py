@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmft.commands.common import (continue_in, hydra_output_dir, load_run_config, quiet_libraries, save_resolved_config,
                                    to_typed, user_overrides)
 from llmft.config import FinetuneMethod, TrainConfig
+from llmft.errors import Stopped
 from llmft.runs.run_folder import RunFolder
 
 
@@ -58,7 +59,8 @@ def _train_command(cfg: DictConfig) -> float:
         else:
             resume.check_overrides(user_overrides())
             saved = load_run_config(run_dir, TrainConfig)
-            continue_in(run_dir)  # its log, and no folder of this job's own
+            if _holds_run_folder():
+                continue_in(run_dir)  # its log, and no folder of this job's own
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
             resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
@@ -72,6 +74,9 @@ def _train_command(cfg: DictConfig) -> float:
         if holder and resume_from is not None:
             resume.repair(run)
         return train(config, out_dir, resolved, resume_from)
+    except Stopped as ex:  # a signal before the loop began (the loop and the final scoring stop on their own)
+        again = f"the run is as it was; resume it with: llmft train trainer.resume={out_dir}" if resume_from else "nothing was saved"
+        raise Stopped(ex.signum, f"before training {'went on' if resume_from else 'began'}; {again}") from None
     finally:
         run.unlock()
         teardown()  # after train()'s frame, with the wrapped model, is gone
@@ -228,9 +233,9 @@ def _finish(run: Any, state: Any) -> float:
         test_metrics = _score_test(config, run.best_dir, parts, dist, requested)
         if test_metrics is None:
             _stopped_scoring(run, requested[0])
-    if dist.main:
-        value = _write_results(config, run.out_dir, parts, state, test_metrics)
-        drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
+        if dist.main:  # a stop from here on waits for the results: the run finishes
+            value = _write_results(config, run.out_dir, parts, state, test_metrics)
+            drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
     run.log.close()
     dist.barrier()
     return dist.broadcast(value)

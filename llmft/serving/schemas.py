@@ -22,8 +22,8 @@ class Sampling(_Request):
     max_tokens fits its positions after the prompt.)"""
 
     model: Optional[str] = None  # when given, must be the served model's id
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)  # the newer name of max_tokens
+    max_tokens: Optional[int] = Field(None, ge=1, le=2**31 - 1)  # the served model checks its own positions too
+    max_completion_tokens: Optional[int] = Field(None, ge=1, le=2**31 - 1)  # the newer name of max_tokens
     temperature: Optional[float] = Field(None, ge=0, le=2)  # 0: greedy; > 0 samples
     top_p: Optional[float] = Field(None, gt=0, le=1)
     stop: Optional[Union[str, list[str]]] = None
