@@ -27,6 +27,8 @@ Verbs:
 Config groups (pick one with GROUP=OPTION, override any field with GROUP.FIELD=VALUE):
 {groups}
 
+{schedule}
+
 Examples:
   llmft train task=sentiment
   llmft train task=sentiment optimizer.lr=2e-5 scheduler=cosine trainer.epochs=3
@@ -46,6 +48,11 @@ HYDRA_FULL_ERROR=1 to see the traceback.
 """
 
 
+SCHEDULE_NOTE = ("Schedules: warmup multiplies optimizer.lr by step/warmup (0-based optimizer steps; the first runs "
+                 "at 0 and step `warmup` at the full rate, as transformers' schedules), warmup = scheduler.warmup_steps "
+                 "or ceil(scheduler.warmup_ratio x steps); then linear, cosine, constant or exponential decay.")
+
+
 def _options(group_dir) -> list[str]:
     return sorted(p.stem for p in group_dir.glob("*.yaml")) if group_dir.is_dir() else []
 
@@ -61,7 +68,7 @@ def top_level_help() -> str:
     width = max(map(len, VERBS)) + 2  # a space after the longest verb (sweep-report)
     verbs = "\n".join(f"  {name:<{width}}{text}" for name, text in VERBS.items())
     groups = [f"  {g:<11}{', '.join(options)}" for g, options in group_options().items()]
-    return USAGE.format(verbs=verbs, groups="\n".join(groups))
+    return USAGE.format(verbs=verbs, groups="\n".join(groups), schedule=SCHEDULE_NOTE)
 
 
 def verb_help(verb: str, overrides: list[str]) -> str:
@@ -78,7 +85,7 @@ def verb_help(verb: str, overrides: list[str]) -> str:
     groups = [f"{g}: {', '.join(options)}" for g, options in sorted(group_options().items())]
     return (f"llmft {verb} ({VERBS[verb]})\n\n== Configuration groups ==\nCompose your configuration from those groups "
             f"(group=option)\n\n" + "\n".join(groups) + "\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
-            + OmegaConf.to_yaml(cfg) + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
+            + OmegaConf.to_yaml(cfg) + (f"\n{SCHEDULE_NOTE}\n" if "scheduler" in cfg else "") + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
 
 
 def register_recipes() -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 from llmft.data import chat_files
 from llmft.data import files as data_files
 
-from llmft.data import json_records, nested_fields
+from llmft.data import json_records, load_errors, nested_fields
 from llmft.config import ROW_FORMATS, DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -75,7 +75,7 @@ def load_raw(cfg: DataConfig) -> Any:
             formats = {_format_of(f, cfg) for f in files.values()}
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
-            _check_not_empty(files)
+            load_errors.check_not_empty(files)
             folder = _user_folder(cfg)
             if folder is not None:
                 data_files.warn_unused(folder, files.values())
@@ -109,14 +109,14 @@ def load_raw(cfg: DataConfig) -> Any:
         raise
     except Exception as ex:
         if files is not None:
-            _raise_located(files, ex, cfg)
+            load_errors.raise_located(files, ex, [f for f in files.values() if _format_of(f, cfg) == "json"])
         if isinstance(ex, UnicodeDecodeError):
-            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
+            raise UserError(f"could not read data set '{cfg.path}': {load_errors.root_cause(ex)}") from ex
         if isinstance(ex, (FileNotFoundError, ValueError, ConnectionError, OSError)):
             first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
             raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
         if type(ex).__module__.startswith("datasets"):  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
-            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
+            raise UserError(f"could not read data set '{cfg.path}': {load_errors.root_cause(ex)}") from ex
         raise
 
 
@@ -124,61 +124,6 @@ def _user_folder(cfg: DataConfig) -> Optional[Path]:
     """The user's data folder the split files come from, if they do (not explicit data_files, not a builtin)."""
     folder = Path(cfg.path).expanduser()
     return folder if not cfg.data_files and not cfg.path.startswith(BUILTIN_PREFIX) and folder.is_dir() else None
-
-
-def _check_not_empty(files: dict[str, str]) -> None:
-    """A file with no text at all (datasets fails on it with a bare StopIteration)."""
-    for split, file in files.items():
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 16):
-                if chunk.strip():
-                    break
-            else:
-                raise UserError(f"data file {file} (split '{split}') is empty")
-
-
-def _raise_located(files: dict[str, str], ex: Exception, cfg: DataConfig) -> None:
-    """When a local file failed to load, find the line at fault ourselves (datasets names only a byte position):
-    a JSON line that does not parse, a file that has a header but no rows. Returns when nothing is found."""
-    import json
-
-    for split, file in files.items():
-        if _format_of(file, cfg) != "json":
-            continue
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            return  # reported as not UTF-8 by the caller
-        if file.endswith(".json"):
-            try:
-                json.loads(text)
-                continue
-            except json.JSONDecodeError:
-                pass  # maybe JSON Lines under a .json name: check line by line
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as bad:
-                raise UserError(f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
-                                "each line of a .jsonl file must be one JSON object") from ex
-            if not isinstance(row, dict):
-                raise UserError(f"{file}, line {number}: a JSON {type(row).__name__}, not an object with one field per column") from ex
-    if "corresponds to no data" in str(ex):
-        raise UserError(f"data file(s) {', '.join(files.values())} have no rows") from ex
-
-
-def _root_cause(ex: BaseException) -> str:
-    cause: BaseException | None = ex
-    while cause is not None:
-        if isinstance(cause, UnicodeDecodeError):
-            return f"it is not valid UTF-8 text ({cause.reason} at byte {cause.start}); re-save it as UTF-8"
-        if cause.__cause__ is None and cause.__context__ is None:
-            break
-        cause = cause.__cause__ or cause.__context__
-    first = str(cause or ex).strip().splitlines()
-    return first[0] if first else type(ex).__name__
 
 
 def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
