@@ -160,6 +160,7 @@ class DataConfig:
     # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name.
     # alpaca, sharegpt or openai: JSON rows in that layout (None: told by the columns)
     format: Optional[str] = None
+    dedup: bool = False  # drop identical train rows (case and spacing folded) before splits are carved
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in DATA_FORMATS:
@@ -381,4 +382,7 @@ class GenerateConfig:
 # the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
 from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig}
+from llmft.data_report_config import DataReportConfig  # noqa: E402
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
+           "data": DataReportConfig}
