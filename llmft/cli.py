@@ -13,6 +13,7 @@ VERBS = {
     "eval": "re-evaluate a run's best checkpoint on a split or data set",
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
     "serve": "serve a run (or a model) over HTTP: OpenAI-compatible API, batching, metrics",
+    "data": "show what a task trains on: rows rendered as training renders them, counts, duplicates, leakage",
     "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
@@ -36,6 +37,7 @@ Examples:
   llmft train recipe=sentiment-minilm
   llmft eval run=outputs/train/<day>/<time>
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+  llmft data task=sft model=tiny-gpt2 rows=5 output=report/                # what training will see, and its quality
   llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
@@ -145,6 +147,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.serve import serve_command as fn
     elif verb == "export":
         from llmft.commands.export import export_command as fn
+    elif verb == "data":
+        from llmft.commands.data import data_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)

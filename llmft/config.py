@@ -166,6 +166,7 @@ class DataConfig:
     # JSON: the key of the top-level object whose list holds the rows (`datasets`' json `field`, e.g. `data` for
     # run_qa.py's SQuAD layout, which is also told by its content); None: the file's rows themselves
     field: Optional[str] = None
+    dedup: bool = False  # drop identical train rows (case and spacing folded) before splits are carved
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in DATA_FORMATS:
@@ -415,4 +416,7 @@ class GenerateConfig:
 # the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
 from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig}
+from llmft.data_report_config import DataReportConfig  # noqa: E402
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
+           "data": DataReportConfig}

@@ -72,11 +72,3 @@ def test_messages_without_role_and_content_name_file_row_and_keys(tmp_path, turn
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
     assert "line 6 of " in proc.stderr and "chat.jsonl" in proc.stderr
     assert "role and content" in proc.stderr and "from and value" in proc.stderr
-
-
-def test_a_prompt_template_typed_on_the_command_line_understands_newlines(tmp_path):
-    data = write_jsonl(tmp_path / "qa.jsonl", [{"q": f"{i} + 1", "a": str(i + 1)} for i in range(8)])
-    _train(tmp_path, "task=sft", f"task.data.path={data}", "task.response_column=a", "task.use_chat_template=false",
-           r"task.prompt_template='Q: {q}\nA:'")
-    saved = (only_run_dir(tmp_path / "outputs") / "run.json").read_text()
-    assert "Q: {q}\\nA:" in saved  # JSON's escape of a real newline, not a backslash and an n ("\\\\n")

@@ -64,3 +64,13 @@ def drop_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             message["content"] = THINK_BLOCK.sub("", message.get("content") or "")
         out.append(message)
     return out
+
+
+def disagreement(full: str, prefix: str) -> str:
+    """One line: where a prefix rendering (the turns before an answer, with the generation prompt) leaves the full
+    conversation's rendering; training masks and generation both rely on the two agreeing."""
+    at = next((i for i, (a, b) in enumerate(zip(prefix, full)) if a != b), min(len(prefix), len(full)))
+    return (f"the chat template renders a conversation's prompt for generation differently from the same turns in "
+            f"training (at character {at}: generation {prefix[at:at + 24]!r}, training {full[at:at + 24]!r}), e.g. a "
+            "generation prompt that opens a <think> block its turns never show; set task.chat_template to a template "
+            "that agrees, or task.use_chat_template=false")

@@ -133,8 +133,10 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
     train = raw[cfg.train_split]
     out: dict[str, Any] = {}
     carve = [split for split in (cfg.eval_split, cfg.test_split) if split not in raw or split == cfg.train_split]
-    if carve and ROW_COLUMN not in train.column_names:  # the carve shuffles: keep each row's place in its file
+    if (carve or cfg.dedup) and ROW_COLUMN not in train.column_names:  # the carve shuffles: keep each row's place in its file
         train = train.add_column(ROW_COLUMN, list(range(len(train))))
+    if cfg.dedup:
+        train = _drop_duplicates(train, cfg)
     for role, split in (("eval", cfg.eval_split), ("test", cfg.test_split)):
         if split not in carve:
             out[role] = raw[split]
@@ -165,6 +167,19 @@ def split_source(cfg: DataConfig, role: str) -> str:
     except UserError:
         files = {}
     return files.get(split) or files.get(cfg.train_split) or cfg.path
+
+
+def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
+    """`task.data.dedup=true`: identical train rows (case and spacing folded) kept once, before any split is carved."""
+    import os
+    import sys
+
+    from llmft.data.quality import drop_exact_duplicates  # quality reads this module's ROW_COLUMN
+
+    train, dropped = drop_exact_duplicates(train)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"task.data.dedup: dropped {dropped} duplicate row(s) of split '{cfg.train_split}' before carving", file=sys.stderr)
+    return train
 
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:

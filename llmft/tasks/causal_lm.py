@@ -37,7 +37,7 @@ def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, Any]], to
         before = render(messages[:i], add_generation_prompt=True)
         through = render(messages[: i + 1])
         if not full.startswith(before) or not full.startswith(through):
-            raise UserError("the tokenizer's chat template renders turns inconsistently; set task.use_chat_template=false")
+            raise UserError(chat_templates.disagreement(full, before if not full.startswith(before) else through))
         spans.append((len(before), len(through)))
     return full, spans
 
@@ -229,6 +229,8 @@ class CausalLMTask(PlainHead):
             self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
                                      "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
             out[role] = features.remove_columns(["truncated", "supervised", "attention_mask"])
+            if role == "train":
+                self.check_prompt_agreement(ds[0], out[role][0]["input_ids"])
             if role == "train" and self.cfg.packing:
                 from llmft.data.packing import pack
 
@@ -253,6 +255,23 @@ class CausalLMTask(PlainHead):
             return {k: torch.tensor(v) for k, v in batch.items()}
 
         return collate
+
+    def check_prompt_agreement(self, row: dict[str, Any], trained: list[int]) -> None:
+        """At the start of a run: the prompt `llmft generate` / `llmft serve` build for a row (its turns before the last
+        answer, with the generation prompt) tokenizes as the start of what training saw, token for token."""
+        # without a chat template the prompt/response boundary may merge into one token (offsets handle it); a cut row
+        # cannot be compared from its start
+        if not self.chat or len(trained) >= self.max_length:
+            return
+        prompt = self.generation_prompt(self.example(row))
+        ids = self.tokenizer(prompt, add_special_tokens=not self.prompt_has_special_tokens, verbose=False)["input_ids"]
+        if trained[: len(ids)] != ids:
+            at = next((i for i, (a, b) in enumerate(zip(ids, trained)) if a != b), min(len(ids), len(trained)))
+            shown = [repr(self.tokenizer.decode(x[at:at + 3])) for x in (ids, trained)]
+            raise UserError(f"training and generation render the prompt differently (token {at}: generation has "
+                            f"{shown[0]}, training {shown[1]}); the model would be served a prompt it never trained on. "
+                            "Set task.chat_template to a template whose generation prompt starts each answer as its "
+                            "turns do (or task.use_chat_template=false)")
 
     def generation_prompt(self, example: Example) -> str:
         """The prompt as training saw it before its first target. Trailing spaces go: in training they were part of
