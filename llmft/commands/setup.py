@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -46,9 +47,9 @@ class RunParts:
     strategy: Strategy
 
 
-def build_run(config: TrainConfig, micro_batch: Optional[int] = None) -> RunParts:
+def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: Optional[Path] = None) -> RunParts:
     """Seeded, in a fixed order, so the same config builds the same run (resume relies on it: it passes the
-    `micro_batch` its run planned)."""
+    `micro_batch` its run planned). `run_dir`: the run's folder, where a task may keep what it computes once."""
     import transformers
 
     transformers.set_seed(config.seed)  # python, numpy, torch (and CUDA) RNGs
@@ -80,6 +81,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None) -> RunPart
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing, device)
+    task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
     if config.task.packing:
         _check_packing(model, tokenizer, task)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)

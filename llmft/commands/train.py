@@ -96,7 +96,7 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     quiet_libraries()
     _check_adapter_only(config)
-    parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None)
+    parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None, out_dir)
     if config.trainer.dry_run:
         _print_splits(parts, config)
         return _dry_run(parts, config)

@@ -137,3 +137,88 @@ def token_loss_sum(model: Any, inputs: dict[str, torch.Tensor], targets: torch.T
     with _head_takes_loss(head, targets, out):
         model(**inputs, use_cache=False)
     return out["loss"]
+
+
+class _LinearTokenLogps(torch.autograd.Function):
+    """Log-probabilities of `targets` under `softmax(hidden @ weight.T + bias)`, one per row, chunk by chunk. Unlike the
+    summed loss above, the caller weights each row (per-sequence sums feed DPO's non-linear losses), so the backward
+    recomputes each chunk's logits from the saved hidden rows instead of keeping them: no `(rows, vocabulary)` tensor
+    outlives a chunk in either pass."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
+                rows_per_chunk: int) -> torch.Tensor:
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], rows_per_chunk):
+            end = start + rows_per_chunk
+            logits = F.linear(hidden[start:end], weight, bias).float()
+            out[start:end] = logits.gather(1, targets[start:end, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        ctx.save_for_backward(hidden, weight, bias, targets)
+        ctx.rows_per_chunk = rows_per_chunk
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
+        hidden, weight, bias, targets = ctx.saved_tensors
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        want_b = bias is not None and ctx.needs_input_grad[2]
+        grad_h = torch.zeros_like(hidden) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        w = weight.to(hidden.dtype) if want_h else None
+        step = ctx.rows_per_chunk
+        for start in range(0, hidden.shape[0], step):
+            h, t, g = hidden[start:start + step], targets[start:start + step], grad_out[start:start + step].float()
+            probs = torch.softmax(F.linear(h, weight, bias).float(), dim=-1)  # recomputed: d logp / d logits = onehot - p
+            grads = probs.mul_(-g[:, None])
+            grads[torch.arange(len(t), device=t.device), t] += g
+            gl = grads.to(h.dtype)
+            if want_h:
+                grad_h[start:start + step] = torch.mm(gl, w)
+            if want_w:
+                grad_w += torch.mm(gl.t(), h).float()
+            if want_b:
+                grad_b += grads.sum(0)
+        return (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
+                None if grad_b is None else grad_b.to(bias.dtype), None, None)
+
+
+def linear_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities of the supervised targets, their flat positions) for the output layer `(weight, bias)` over
+    `hidden` (..., H); positions labelled IGNORE are skipped and never reach the output layer."""
+    hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1).to(hidden.device)
+    rows = (targets != IGNORE).nonzero().squeeze(1)
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
+    logps = _LinearTokenLogps.apply(hidden.index_select(0, rows), weight, bias, targets.index_select(0, rows), rows_per_chunk)
+    return logps, rows
+
+
+def plain_sequence_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The reference: per-row sums of the targets' log-softmax over fully materialised logits (IGNORE skipped)."""
+    logps = logits.float().log_softmax(-1)
+    mask = targets != IGNORE
+    picked = logps.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def sequence_logps(model: Any, inputs: dict[str, torch.Tensor], targets: torch.Tensor, chunked: bool = True) -> torch.Tensor:
+    """Summed log-probability of each row's targets (batch, positions; IGNORE: not a target) under `model(**inputs)`:
+    one value per row. Chunked through the output layer as `token_loss_sum` is, else the plain path."""
+    head = split_head(model) if chunked else None
+    if head is None:
+        return plain_sequence_logps(model(**inputs, use_cache=False).logits, targets)
+    out: dict[str, torch.Tensor] = {}
+
+    def hook(module: torch.nn.Linear, args: tuple) -> tuple:
+        hidden = args[0]
+        out["logps"], out["rows"] = linear_token_logps(hidden, module.weight, module.bias, targets)
+        return (hidden[..., :0, :], *args[1:])
+
+    handle = head.register_forward_pre_hook(hook)
+    try:
+        model(**inputs, use_cache=False)
+    finally:
+        handle.remove()
+    per_row = torch.zeros(targets.shape[0], dtype=torch.float32, device=out["logps"].device)
+    return per_row.index_add(0, torch.div(out["rows"], targets.shape[-1], rounding_mode="floor"), out["logps"])

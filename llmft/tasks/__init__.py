@@ -30,6 +30,7 @@ FAMILIES: dict[str, Family] = {
     "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
     "token_classification": Family("llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions),
     "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
+    "preference": Family("llmft.tasks.preference:PreferenceTask", options.PreferenceOptions),
 }
 
 

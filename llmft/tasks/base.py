@@ -90,6 +90,12 @@ class Task(Protocol):
         never reaches, so a several-process run meets no parameter without a gradient). Most do nothing."""
         ...
 
+    def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
+        """Take what the loss needs from the freshly built model to train (initial weights, fine-tuning method applied,
+        before any step or resume): the preference families' frozen reference (or its log-probs, stored in `run_dir`).
+        Most take nothing."""
+        ...
+
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
         trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
@@ -111,6 +117,9 @@ class PlainHead:
 
     def adapt_model(self, model: Any) -> None:
         return None  # the head trains as loaded
+
+    def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
+        return None  # the loss needs nothing but the model it is given
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         return None  # transformers alone loads the checkpoint

@@ -190,6 +190,9 @@ class ClassificationTask:
     def adapt_model(self, model: Any) -> None:
         return None  # the head trains as loaded
 
+    def bind_model(self, model: Any, run_dir: Any) -> None:
+        return None  # the loss needs nothing but the model it is given
+
     def checkpoint_files(self, folder: Any, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
 

@@ -134,3 +134,91 @@ class EmbeddingOptions(TaskConfig):
         if self.truncation_side is Side.left:
             raise ConfigError("task.truncation_side=left: sentence-transformers cuts inputs on the right, and an "
                               "embedding checkpoint must embed there as it trained; drop the option")
+
+
+class PreferenceLoss(str, Enum):
+    sigmoid = "sigmoid"  # DPO (Rafailov et al.): -log sigmoid(beta * margin of the policy/reference log-ratios)
+    ipo = "ipo"  # IPO (Azar et al.): (margin - 1 / (2 beta))^2 on length-averaged log-ratios, as TRL computes it
+    hinge = "hinge"  # SLiC: relu(1 - beta * margin)
+    simpo = "simpo"  # SimPO (Meng et al.): reference-free, length-averaged log-probs, target margin simpo_gamma
+    orpo = "orpo"  # ORPO (Hong et al.): reference-free, the chosen NLL + beta x log-odds-ratio term
+
+
+REFERENCE_FREE = (PreferenceLoss.simpo, PreferenceLoss.orpo)
+
+
+@dataclass
+class PairOptions(TaskConfig):
+    """What the pair-based families share (dpo, reward): rows of a prompt and a chosen and a rejected completion,
+    as strings, message lists, or whole transcripts whose shared beginning is the prompt (told by content)."""
+
+    family: str = "preference"
+    prompt_column: str = "prompt"  # a string or a message list; absent or unset: the common prefix of chosen/rejected
+    chosen_column: str = "chosen"
+    rejected_column: str = "rejected"
+    use_chat_template: bool = True  # string prompts wrapped as a user turn, completions as the assistant's
+
+    @property
+    def prompt_template(self) -> None:
+        """Prompts are used as written (generation_text and serving read this)."""
+        return None
+
+    @property
+    def input_truncation_side(self) -> Side:
+        return self.truncation_side or Side.right  # completions are cut at their end; the prompt stays whole
+
+
+@dataclass
+class PreferenceOptions(PairOptions):
+    """Direct preference optimisation and its relatives (task=dpo)."""
+
+    family: str = "preference"
+    loss: PreferenceLoss = PreferenceLoss.sigmoid
+    beta: float = 0.1  # the strength of the reference KL (sigmoid/ipo/hinge), SimPO's reward scale, ORPO's lambda
+    simpo_gamma: float = 0.5  # SimPO's target reward margin (gamma; TRL's simpo_gamma)
+    sft_weight: float = 0.0  # > 0: adds that times the chosen completion's NLL per token (RPO; TRL's rpo_alpha)
+    precompute_reference: bool = False  # score the reference once before training (stored with the run), then free it
+    chunked_loss: bool = True  # log-probs through the output layer in chunks (engine/token_loss.py)
+
+    @property
+    def reference_free(self) -> bool:
+        return self.loss in REFERENCE_FREE
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0:
+            raise ConfigError(f"task.beta must be > 0, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ConfigError(f"task.sft_weight must be >= 0, got {self.sft_weight}")
+        if self.precompute_reference and self.reference_free:
+            raise ConfigError(f"task.loss={self.loss.value} has no reference model; drop task.precompute_reference")
+
+
+@dataclass
+class KTOOptions(TaskConfig):
+    """Kahneman-Tversky optimisation on unpaired rows (task=kto): a prompt, a completion and whether it is desirable."""
+
+    family: str = "kto"
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    label_column: str = "label"  # true: desirable, false: undesirable
+    use_chat_template: bool = True
+    beta: float = 0.1
+    desirable_weight: float = 1.0  # lambda_D
+    undesirable_weight: float = 1.0  # lambda_U
+    chunked_loss: bool = True
+
+    @property
+    def prompt_template(self) -> None:
+        return None
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0 or self.desirable_weight <= 0 or self.undesirable_weight <= 0:
+            raise ConfigError("task.beta, task.desirable_weight and task.undesirable_weight must be > 0")
+
+
+@dataclass
+class RewardOptions(PairOptions):
+    """A Bradley-Terry reward model (task=reward): one score per prompt + completion, trained on pair rows."""
+
+    family: str = "reward"
+    select_metric: str = "accuracy"  # pairwise: the chosen completion scored above the rejected one

@@ -95,6 +95,9 @@ class TokenClassificationTask:
     def adapt_model(self, model: Any) -> None:
         return None  # the head trains as loaded
 
+    def bind_model(self, model: Any, run_dir: Any) -> None:
+        return None  # the loss needs nothing but the model it is given
+
     def checkpoint_files(self, folder: Any, model: Any) -> None:
         return None  # transformers alone loads the checkpoint (id2label included)
 
