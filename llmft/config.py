@@ -100,7 +100,7 @@ class FinetuneMethod(str, Enum):
     qlora = "qlora"  # LoRA on a 4-bit NF4 base (bitsandbytes)
 
 
-LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter", "ece")
 
 
 def metric_mode(metric: str) -> MetricMode:
@@ -212,6 +212,8 @@ class TaskConfig:
     # response, the prompt's cue, what generation continues; right otherwise). Seq2seq targets are always cut right.
     truncation_side: Optional[Side] = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # how `llmft generate` decodes
+    # fit a temperature on validation after training, saved with the checkpoint (classification, multiple choice)
+    calibrate: bool = False
 
     @property
     def input_truncation_side(self) -> Side:

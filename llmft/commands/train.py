@@ -89,6 +89,10 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     quiet_libraries()
     _check_adapter_only(config)
+    if config.task.calibrate:
+        from llmft.commands.calibrate import check_supported
+
+        check_supported(config)
     parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None)
     if config.trainer.dry_run:
         _print_splits(parts, config)
@@ -206,6 +210,10 @@ def _finish(run: Any, state: Any) -> float:
     value = float("nan")
     if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
         _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
+    if config.task.calibrate:
+        from llmft.commands.calibrate import calibrate_best
+
+        calibrate_best(config, run.best_dir, parts, dist)  # the test scores below use the fitted temperature
     test_metrics = _score_test(config, run.best_dir, parts, dist)
     if dist.main:
         value = _write_results(config, run.out_dir, parts, state, test_metrics)

@@ -114,3 +114,22 @@ class PlainHead:
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
+
+
+@runtime_checkable
+class ClassProbabilities(Protocol):
+    """A family whose evaluation gives each row a probability per class (classification, multiple choice): what
+    temperature scaling (`task.calibrate=true`) and ensembles of runs read. The others state it by not having it."""
+
+    def class_probabilities(self, partials: list[dict[str, Any]]) -> tuple[Any, Any]:
+        """(labels, probabilities) of every shard's rows, from `eval_partial`'s partials."""
+        ...
+
+
+def check_class_probabilities(task: Any, what: str) -> None:
+    """Refuse in one line a method (`what`) that needs class probabilities on a family that does not give them."""
+    if not isinstance(task, ClassProbabilities):
+        from llmft.errors import UserError
+
+        raise UserError(f"{what} needs class probabilities (families classification, multiple_choice); "
+                        f"task.family={task.cfg.family} does not give them")

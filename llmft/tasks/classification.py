@@ -247,6 +247,11 @@ class ClassificationTask:
         metrics["samples"] = n
         return metrics
 
+    @staticmethod
+    def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
+        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""

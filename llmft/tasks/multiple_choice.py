@@ -212,8 +212,15 @@ class MultipleChoiceTask(PlainHead):
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
         y_true = np.concatenate([x for p in partials for x in p["labels"]])
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
-        return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "loss": sum(p["loss"] for p in partials) / n,
-                "samples": n}
+        from llmft.evaluation.calibration import expected_calibration_error
+
+        return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "ece": expected_calibration_error(y_true, y_prob),
+                "loss": sum(p["loss"] for p in partials) / n, "samples": n}
+
+    @staticmethod
+    def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, choice probabilities) of every shard's rows: what temperature scaling and ensembles read."""
+        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (prompt=<one JSON object>, or the input file's rows: the context columns and the endings) with the
