@@ -159,8 +159,12 @@ class DataConfig:
     quoting: Quoting = Quoting.auto
     # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name
     format: Optional[str] = None
+    folds: int = 0  # k-fold cross-validation: train dealt into k folds (stratified for classification); 0: off
+    fold: Optional[int] = None  # with folds: the fold held out as the validation split, 0..folds-1
 
     def __post_init__(self) -> None:
+        if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):
+            raise ConfigError(f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}")
         if self.format is not None and self.format not in DATA_FORMATS:
             raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)")
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
@@ -344,8 +348,11 @@ class TrainerConfig:
     strategy: Strategy = Strategy.ddp  # under torchrun
     dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 writes checkpoints alone)
     progress: bool = True
+    cv_folds: int = 0  # k-fold cross-validation: k runs (fold-0 ... under the run folder) and their mean +- std; 0: off
 
     def __post_init__(self) -> None:
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ConfigError(f"trainer.cv_folds takes k >= 2 (0: off), got {self.cv_folds}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")

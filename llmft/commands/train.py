@@ -69,6 +69,10 @@ def _train_command(cfg: DictConfig) -> float:
     try:
         if holder and resume_from is not None:
             resume.repair(run)
+        if config.trainer.cv_folds:
+            from llmft.commands.cross_validate import cross_validate
+
+            return cross_validate(config, out_dir, resolved, train)
         return train(config, out_dir, resolved, resume_from)
     finally:
         run.unlock()

@@ -90,6 +90,11 @@ class Task(Protocol):
         never reaches, so a several-process run meets no parameter without a gradient). Most do nothing."""
         ...
 
+    def fold_strata(self, train: Any) -> Optional[list[Any]]:
+        """Each raw train row's stratum for k-fold cross-validation (classification: its label), or None (folds are
+        dealt from one shuffle)."""
+        ...
+
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
         trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
@@ -114,6 +119,9 @@ class PlainHead:
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
+
+    def fold_strata(self, train: Any) -> None:
+        return None  # cross-validation folds from one shuffle
 
 
 @runtime_checkable

@@ -193,6 +193,10 @@ class ClassificationTask:
     def checkpoint_files(self, folder: Any, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
 
+    def fold_strata(self, train: Any) -> list[Any]:
+        """Cross-validation folds keep the label proportions: each row's raw label is its stratum."""
+        return list(train[self.data.label_column])
+
     # --- loss and evaluation ----------------------------------------------------------------
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
