@@ -383,7 +383,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    run: str = "???"  # a train run folder
+    run: Any = "???"  # a train run folder, or [a,b,c]: an ensemble of runs
     checkpoint: str = "best"  # best | last | a folder
     split: str = "test"  # which split of the task's data to score
     model: Optional[ModelConfig] = None  # set only by a task option's default model (task=sft); eval loads the run's checkpoint
@@ -395,7 +395,7 @@ class EvalConfig:
 
 @dataclass
 class GenerateConfig:
-    run: Optional[str] = None  # a train run folder (or give model=...)
+    run: Any = None  # a train run folder, or [a,b,c]: an ensemble (or give model=...)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or generate with a model: model=smollm2-135m
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"

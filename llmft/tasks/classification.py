@@ -256,6 +256,24 @@ class ClassificationTask:
         """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
 
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with their class probabilities averaged."""
+        from llmft.tasks.ensemble import average_probability_partials
+
+        return average_probability_partials(members)
+
+    @staticmethod
+    def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each row with the members' mean probabilities, and the label and score they give."""
+        from llmft.tasks.ensemble import mean_of
+
+        out = []
+        for row, probs in zip(members[0], mean_of(members, "probabilities")):
+            best = max(probs, key=probs.__getitem__)
+            out.append({**row, "label": best, "score": probs[best], "probabilities": probs})
+        return out
+
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""
