@@ -101,7 +101,7 @@ class FinetuneMethod(str, Enum):
     qlora = "qlora"  # LoRA on a 4-bit NF4 base (bitsandbytes)
 
 
-LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter", "ece")
 
 
 def metric_mode(metric: str) -> MetricMode:
@@ -167,8 +167,12 @@ class DataConfig:
     # run_qa.py's SQuAD layout, which is also told by its content); None: the file's rows themselves
     field: Optional[str] = None
     dedup: bool = False  # drop identical train rows (case and spacing folded) before splits are carved
+    folds: int = 0  # k-fold cross-validation: train dealt into k folds (stratified for classification); 0: off
+    fold: Optional[int] = None  # with folds: the fold held out as the validation split, 0..folds-1
 
     def __post_init__(self) -> None:
+        if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):
+            raise ConfigError(f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}")
         if self.format is not None and self.format not in DATA_FORMATS:
             raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)")
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
@@ -220,6 +224,8 @@ class TaskConfig:
     # response, the prompt's cue, what generation continues; right otherwise). Seq2seq targets are always cut right.
     truncation_side: Optional[Side] = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # how `llmft generate` decodes
+    # fit a temperature on validation after training, saved with the checkpoint (classification, multiple choice)
+    calibrate: bool = False
 
     @property
     def input_truncation_side(self) -> Side:
@@ -352,8 +358,11 @@ class TrainerConfig:
     strategy: Strategy = Strategy.ddp  # under torchrun
     dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 writes checkpoints alone)
     progress: bool = True
+    cv_folds: int = 0  # k-fold cross-validation: k runs (fold-0 ... under the run folder) and their mean +- std; 0: off
 
     def __post_init__(self) -> None:
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ConfigError(f"trainer.cv_folds takes k >= 2 (0: off), got {self.cv_folds}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
@@ -384,7 +393,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    run: str = "???"  # a train run folder
+    run: Any = "???"  # a train run folder, or [a,b,c]: an ensemble of runs
     checkpoint: str = "best"  # best | last | a folder
     split: str = "test"  # which split of the task's data to score
     model: Optional[ModelConfig] = None  # set only by a task option's default model (task=sft); eval loads the run's checkpoint
@@ -396,7 +405,7 @@ class EvalConfig:
 
 @dataclass
 class GenerateConfig:
-    run: Optional[str] = None  # a train run folder (or give model=...)
+    run: Any = None  # a train run folder, or [a,b,c]: an ensemble (or give model=...)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or generate with a model: model=smollm2-135m
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"

@@ -76,16 +76,42 @@ def generate_command(cfg: DictConfig) -> None:
         check_output(Path(config.output))
     quiet_libraries()
     device = resolve_device(config.device)
-    task, model, tokenizer, max_length = load_predictor(config)
-    stream = config.prompt is not None and not config.output
-    request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length, device,
-                             apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
-    results = task.predict(model.to(device), tokenizer, request)
+    if isinstance(config.run, list):  # run=[a,b,c]: the members' probabilities (or scores) averaged
+        task, results = _ensemble_predictions(config, device)
+        stream = False
+    else:
+        task, model, tokenizer, max_length = load_predictor(config)
+        stream = config.prompt is not None and not config.output
+        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
+                                 device, apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
+        results = task.predict(model.to(device), tokenizer, request)
     if config.output:
         write_results(results, Path(config.output))
     elif not (stream and task.streams):  # a streamed generation is on the terminal already
         for r in results:
             print(json.dumps(r))
+
+
+def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Every member predicts the input; the family averages their rows (members share family and labels)."""
+    import copy
+
+    from llmft.tasks import ensemble
+    from llmft.tasks.base import PredictRequest
+
+    members = []
+    for run in config.run:
+        member = copy.deepcopy(config)
+        member.run = run
+        members.append(load_predictor(member))
+    ensemble.check_ensembled(members[0][0])
+    ensemble.check_members(list(config.run), [str(m[0].cfg.family) for m in members], [m[1] for m in members])
+    rows = []
+    for task, model, tokenizer, max_length in members:
+        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
+                                 device, task.cfg.generation, False)
+        rows.append(task.predict(model.to(device), tokenizer, request))
+    return members[0][0], members[0][0].ensemble_predictions(rows)
 
 
 def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:

@@ -17,6 +17,7 @@ from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
 
+from llmft.data import folds
 from llmft.data import splits as carving
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.models.quantized import four_bit_load_kwargs
@@ -64,7 +65,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
     raw = data.load_raw(config.task.data)
-    splits = data.named_splits(raw, config.task.data)
+    splits = folds.apply(data.named_splits(raw, config.task.data), config.task.data, task.fold_strata)  # k-fold: fold i is eval
     carve = carving.record(raw, splits, config.task.data)
     del raw
     if not dist.main:

@@ -73,6 +73,10 @@ def _train_command(cfg: DictConfig) -> float:
     try:
         if holder and resume_from is not None:
             resume.repair(run)
+        if config.trainer.cv_folds:
+            from llmft.commands.cross_validate import cross_validate
+
+            return cross_validate(config, out_dir, resolved, train)
         return train(config, out_dir, resolved, resume_from)
     except Stopped as ex:  # a signal before the loop began (the loop and the final scoring stop on their own)
         again = f"the run is as it was; resume it with: llmft train trainer.resume={out_dir}" if resume_from else "nothing was saved"
@@ -96,6 +100,10 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     quiet_libraries()
     _check_adapter_only(config)
+    if config.task.calibrate:
+        from llmft.commands.calibrate import check_supported
+
+        check_supported(config)
     parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None, out_dir)
     if config.trainer.dry_run:
         _print_splits(parts, config)
@@ -230,6 +238,10 @@ def _finish(run: Any, state: Any) -> float:
     with stop_requests("stopping the final test scoring (the trained checkpoints are saved)") as requested:
         if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
             _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
+        if config.task.calibrate:
+            from llmft.commands.calibrate import calibrate_best
+
+            calibrate_best(config, run.best_dir, parts, dist)  # the test scores below use the fitted temperature
         test_metrics = _score_test(config, run.best_dir, parts, dist, requested)
         if test_metrics is None:
             _stopped_scoring(run, requested[0])

@@ -205,7 +205,9 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     check_weights(folder, fix)
     try:
         if (folder / "adapter_config.json").is_file():
-            return _load_adapter(getattr(transformers, auto_class_name), folder)
+            from llmft.models import temperature
+
+            return temperature.attach(_load_adapter(getattr(transformers, auto_class_name), folder), folder)
         if not (folder / "config.json").is_file():
             raise UserError(f"{folder} is not a model checkpoint (no config.json)")
         with _load_report():
@@ -216,7 +218,9 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
     _note_loading(info, f"not in the checkpoint {folder}: random")
-    return model
+    from llmft.models import temperature
+
+    return temperature.attach(model, folder)  # task.calibrate=true: the fitted temperature saved with the checkpoint
 
 
 class _HeldReport(logging.Filter):

@@ -145,6 +145,20 @@ class RegressionTask(PlainHead):
         metrics["samples"] = len(y_true)
         return metrics
 
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with their scores averaged."""
+        from llmft.tasks.ensemble import average_prediction_partials
+
+        return average_prediction_partials(members)
+
+    @staticmethod
+    def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each row with the members' mean score."""
+        from llmft.tasks.ensemble import mean_of
+
+        return [{**row, "score": s} for row, s in zip(members[0], mean_of(members, "score"))]
+
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its predicted score."""
         from llmft.data.jsonl_input import read_jsonl

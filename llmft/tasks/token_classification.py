@@ -166,6 +166,9 @@ class TokenClassificationTask:
     def sample_weights(self, train: Any) -> None:
         return None  # uniform sampling
 
+    def fold_strata(self, train: Any) -> None:
+        return None  # a row holds many tags: cross-validation folds from one shuffle
+
     # --- model ------------------------------------------------------------------------------
     def head_kwargs(self) -> dict[str, Any]:
         """The tag set of the head, in id order (the checkpoint's id2label is what the pipeline prints)."""
