@@ -28,6 +28,9 @@ def _plan(tmp_path: Path) -> dict:
     ("sft", "alpaca_data.json", "alpaca (columns instruction, input, output) -> chat template"),
     ("sft", "alpaca_bom_crlf.json", "alpaca (columns instruction, input, output) -> chat template"),
     ("chat", "sharegpt.json", "sharegpt (column 'conversations') -> chat template"),
+    ("chat", "sharegpt_bom_crlf.json", "sharegpt (column 'conversations') -> chat template"),
+    ("chat", "openai_bom_crlf.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
+    # content "4" stays text (datasets' JSON feature would give the integer 4): conversations are read as written
     ("chat", "openai_plain.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
     ("sft", "openai_plain.jsonl", "openai (column 'messages') -> chat template"),
 ])

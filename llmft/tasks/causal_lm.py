@@ -204,7 +204,7 @@ class CausalLMTask(PlainHead):
         self.tokenizer, self.max_length = tokenizer, max_length
         tokenizer.padding_side = "right"
         chat_templates.apply_option(tokenizer, self.cfg.chat_template)  # before any rendering; saved with the checkpoint
-        self.row_format = self.read_format(splits["train"].column_names)
+        self.row_format = self.read_format(splits.get("train", next(iter(splits.values()))).column_names)  # eval: one split
         fmt = self.row_format
         needed = [fmt.column] if fmt and fmt.column else [] if fmt else [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
         out = {}
