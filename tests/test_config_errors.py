@@ -16,7 +16,7 @@ from conftest import cli
         ("precision=bf17", ["unknown precision 'bf17'", "did you mean 'bf16'", "auto, bf16, fp16, fp32"]),
         ("optimizer=adamww", ["unknown optimizer 'adamww'", "did you mean 'adamw'"]),
         ("optimizer.lr=abc", ["bad value for 'optimizer.lr'", "could not be converted to Float"]),
-        ("optimizer.name=adamx", ["bad value for 'optimizer.name'", "expected one of [sgd, adam, adamw]"]),
+        ("optimizer.name=adamx", ["bad value for 'optimizer.name'", "expected one of [sgd, adam, adamw, adamw8bit]"]),
         ("trainer.epochs=0", ["trainer.epochs must be >= 1"]),
         ("precision=fp16", ["precision=fp16 needs a CUDA GPU"]),
         ("recipe=nope", ["unknown recipe 'nope'"]),

@@ -183,7 +183,9 @@ def quiet_libraries() -> None:
     logging.captureWarnings(True)
     for name in ("matplotlib", "PIL", "urllib3", "filelock", "fsspec"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its CPU backend's note that it found no hub kernel
+    # bitsandbytes' CPU backend (llmft[qlora]) looks for a hub kernel when peft imports it: its notes are not the user's
+    for name in ("bitsandbytes", "kernels"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("datasets").setLevel(logging.CRITICAL)  # its read errors reach the user as our one-line error
 
 
