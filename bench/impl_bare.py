@@ -1,6 +1,6 @@
 """A bare PyTorch loop doing the same math: the same features and model, shuffled batches padded per batch, AdamW,
-linear decay, clipping at 1.0, forward with labels under autocast (bf16, or fp16 with a GradScaler). Nothing else: the
-practical limit of the machine."""
+the scenario's warmup and linear decay (llmft's schedule, which is Trainer's), clipping at 1.0, forward with labels
+under autocast (bf16, or fp16 with a GradScaler). Nothing else: the practical limit of the machine."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _pad(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
 
 def run(scenario: Scenario, start: float) -> dict[str, Any]:
     from llmft.commands.setup import build_run
+    from llmft.engine.optim import lr_multiplier
 
     config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)  # only for the model and the tokenized features every implementation shares
@@ -33,7 +34,7 @@ def run(scenario: Scenario, start: float) -> dict[str, Any]:
     loader = torch.utils.data.DataLoader(train, batch_size=config.trainer.batch_size, shuffle=True,
                                          collate_fn=lambda rows: _pad(rows, pad_id), pin_memory=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / scenario.steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(config.scheduler, scenario.steps))  # llmft's = Trainer's
     meter, step, skipped = Meter(start), 0, 0
     dtype = parts.precision.dtype  # None (fp32), bfloat16 or float16, as llmft resolved `precision`
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)  # the nanoGPT recipe for fp16

@@ -1,5 +1,6 @@
-"""transformers.Trainer as users run it: the same features, model, batch size, optimizer (AdamW), linear decay and
-clipping; its default collator (padding per batch) and no packing or length grouping."""
+"""transformers.Trainer as users run it: the same features, model, batch size, optimizer (AdamW), warmup and linear
+decay (the scenario's warmup steps, as llmft computes them) and clipping; its default collator (padding per batch) and
+no packing or length grouping."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from llmft.commands.setup import build_run
+    from llmft.engine.optim import warmup_steps
 
     config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)
@@ -45,6 +47,7 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=config.trainer.batch_size,
                              per_device_eval_batch_size=64, learning_rate=config.optimizer.lr,
                              weight_decay=config.optimizer.weight_decay, max_steps=scenario.steps, lr_scheduler_type="linear",
+                             warmup_steps=warmup_steps(config.scheduler, scenario.steps),  # llmft's warmup, same formula
                              max_grad_norm=1.0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
                              dataloader_num_workers=0, seed=config.seed, use_cpu=parts.precision.device.type == "cpu",
                              disable_tqdm=True, bf16=parts.precision.mode.value == "bf16", fp16=parts.precision.mode.value == "fp16")

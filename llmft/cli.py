@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ VERBS = {
     "eval": "re-evaluate a run's best checkpoint on a split or data set",
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
     "serve": "serve a run (or a model) over HTTP: OpenAI-compatible API, batching, metrics",
+    "data": "show what a task trains on: rows rendered as training renders them, counts, duplicates, leakage",
     "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
@@ -26,6 +28,8 @@ Verbs:
 Config groups (pick one with GROUP=OPTION, override any field with GROUP.FIELD=VALUE):
 {groups}
 
+{schedule}
+
 Examples:
   llmft train task=sentiment
   llmft train task=sentiment optimizer.lr=2e-5 scheduler=cosine trainer.epochs=3
@@ -33,6 +37,7 @@ Examples:
   llmft train recipe=sentiment-minilm
   llmft eval run=outputs/train/<day>/<time>
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
+  llmft data task=sft model=tiny-gpt2 rows=5 output=report/                # what training will see, and its quality
   llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
@@ -43,6 +48,11 @@ Examples:
 `llmft VERB --help` shows that verb's full config. Errors print one line; set
 HYDRA_FULL_ERROR=1 to see the traceback.
 """
+
+
+SCHEDULE_NOTE = ("Schedules: warmup multiplies optimizer.lr by step/warmup (0-based optimizer steps; the first runs "
+                 "at 0 and step `warmup` at the full rate, as transformers' schedules), warmup = scheduler.warmup_steps "
+                 "or ceil(scheduler.warmup_ratio x steps); then linear, cosine, constant or exponential decay.")
 
 
 def _options(group_dir) -> list[str]:
@@ -60,7 +70,7 @@ def top_level_help() -> str:
     width = max(map(len, VERBS)) + 2  # a space after the longest verb (sweep-report)
     verbs = "\n".join(f"  {name:<{width}}{text}" for name, text in VERBS.items())
     groups = [f"  {g:<11}{', '.join(options)}" for g, options in group_options().items()]
-    return USAGE.format(verbs=verbs, groups="\n".join(groups))
+    return USAGE.format(verbs=verbs, groups="\n".join(groups), schedule=SCHEDULE_NOTE)
 
 
 def verb_help(verb: str, overrides: list[str]) -> str:
@@ -77,7 +87,7 @@ def verb_help(verb: str, overrides: list[str]) -> str:
     groups = [f"{g}: {', '.join(options)}" for g, options in sorted(group_options().items())]
     return (f"llmft {verb} ({VERBS[verb]})\n\n== Configuration groups ==\nCompose your configuration from those groups "
             f"(group=option)\n\n" + "\n".join(groups) + "\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
-            + OmegaConf.to_yaml(cfg) + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
+            + OmegaConf.to_yaml(cfg) + (f"\n{SCHEDULE_NOTE}\n" if "scheduler" in cfg else "") + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
 
 
 def register_recipes() -> None:
@@ -137,6 +147,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.serve import serve_command as fn
     elif verb == "export":
         from llmft.commands.export import export_command as fn
+    elif verb == "data":
+        from llmft.commands.data import data_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)
@@ -270,11 +282,17 @@ def main(argv: list[str] | None = None) -> None:
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ[_USER_FULL_ERROR] = "1" if show_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
+    previous = _stop_on_signals()
     try:
         if help_only:
             _print_help(verb_help(verb, overrides))
             return
         run_verb(verb, args)
+    except KeyboardInterrupt as ex:  # a signal where no phase stops on its own: what it kept, in one line
+        signum = getattr(ex, "signum", signal.SIGINT)
+        detail = getattr(ex, "detail", "")
+        print(f"error: stopped by {signal.Signals(signum).name}{'; ' + detail if detail else ''}", file=sys.stderr)
+        sys.exit(128 + signum)
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages
         from llmft.errors import describe
 
@@ -284,6 +302,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {message}", file=sys.stderr)
         print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM raise `Stopped` wherever no phase handles them itself (the training loop and the final
+    scoring do): `finally` blocks and cleanups run, and `main` prints one line. Returns the handlers it replaced."""
+    import threading
+
+    from llmft.errors import Stopped
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    return {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ checks live in `__post_init__` and run when the command calls `OmegaConf.to_obje
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -100,7 +101,7 @@ class FinetuneMethod(str, Enum):
     qlora = "qlora"  # LoRA on a 4-bit NF4 base (bitsandbytes)
 
 
-LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter")
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter", "ece")
 
 
 def metric_mode(metric: str) -> MetricMode:
@@ -133,7 +134,9 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
-DATA_FORMATS = ("csv", "json", "parquet", "text", "conll")  # task.data.format
+FILE_FORMATS = ("csv", "json", "parquet", "text", "conll")
+ROW_FORMATS = ("alpaca", "sharegpt", "openai")  # JSON rows in a published layout (llmft/data/chat_formats.py)
+DATA_FORMATS = FILE_FORMATS + ROW_FORMATS  # task.data.format
 
 
 @dataclass
@@ -157,10 +160,19 @@ class DataConfig:
     text_unit: TextUnit = TextUnit.paragraph  # raw text files: one document per file, paragraph or line
     delimiter: Optional[str] = None  # .csv/.tsv: one character, or `tab`; None: from the file name (`,` / tab)
     quoting: Quoting = Quoting.auto
-    # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name
+    # how local files are read: csv, json, parquet, text or conll (token ... tag columns); None: from the file name.
+    # alpaca, sharegpt or openai: JSON rows in that layout (None: told by the columns)
     format: Optional[str] = None
+    # JSON: the key of the top-level object whose list holds the rows (`datasets`' json `field`, e.g. `data` for
+    # run_qa.py's SQuAD layout, which is also told by its content); None: the file's rows themselves
+    field: Optional[str] = None
+    dedup: bool = False  # drop identical train rows (case and spacing folded) before splits are carved
+    folds: int = 0  # k-fold cross-validation: train dealt into k folds (stratified for classification); 0: off
+    fold: Optional[int] = None  # with folds: the fold held out as the validation split, 0..folds-1
 
     def __post_init__(self) -> None:
+        if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):
+            raise ConfigError(f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}")
         if self.format is not None and self.format not in DATA_FORMATS:
             raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)")
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
@@ -212,6 +224,8 @@ class TaskConfig:
     # response, the prompt's cue, what generation continues; right otherwise). Seq2seq targets are always cut right.
     truncation_side: Optional[Side] = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # how `llmft generate` decodes
+    # fit a temperature on validation after training, saved with the checkpoint (classification, multiple choice)
+    calibrate: bool = False
 
     @property
     def input_truncation_side(self) -> Side:
@@ -271,8 +285,10 @@ class OptimizerConfig:
     fused: Optional[bool] = None  # the fused (one-kernel) implementation; None: fused where torch has it for the device
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"optimizer.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"optimizer.weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if len(self.betas) != 2:
             raise ConfigError(f"optimizer.betas takes two numbers, got {self.betas}")
 
@@ -342,8 +358,11 @@ class TrainerConfig:
     strategy: Strategy = Strategy.ddp  # under torchrun
     dist_timeout_minutes: int = 60  # torchrun: how long ranks wait for each other (rank 0 writes checkpoints alone)
     progress: bool = True
+    cv_folds: int = 0  # k-fold cross-validation: k runs (fold-0 ... under the run folder) and their mean +- std; 0: off
 
     def __post_init__(self) -> None:
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ConfigError(f"trainer.cv_folds takes k >= 2 (0: off), got {self.cv_folds}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
@@ -354,8 +373,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.memory_budget_gib must be > 0 (GiB), got {self.memory_budget_gib}")
         if self.keep_last < 0 or self.save_every < 0:
             raise ConfigError("trainer.keep_last must be >= 0 (0: none kept once the run finishes) and trainer.save_every >= 0")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ConfigError("trainer.max_grad_norm must be > 0, or null to turn clipping off")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ConfigError(f"trainer.max_grad_norm must be a finite number > 0, or null to turn clipping off; got {self.max_grad_norm}")
 
 
 @dataclass
@@ -374,7 +393,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    run: str = "???"  # a train run folder
+    run: Any = "???"  # a train run folder, or [a,b,c]: an ensemble of runs
     checkpoint: str = "best"  # best | last | a folder
     split: str = "test"  # which split of the task's data to score
     model: Optional[ModelConfig] = None  # set only by a task option's default model (task=sft); eval loads the run's checkpoint
@@ -386,7 +405,7 @@ class EvalConfig:
 
 @dataclass
 class GenerateConfig:
-    run: Optional[str] = None  # a train run folder (or give model=...)
+    run: Any = None  # a train run folder, or [a,b,c]: an ensemble (or give model=...)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or generate with a model: model=smollm2-135m
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"
@@ -406,4 +425,7 @@ class GenerateConfig:
 # the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
 from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig}
+from llmft.data_report_config import DataReportConfig  # noqa: E402
+
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
+           "data": DataReportConfig}

@@ -12,6 +12,15 @@ class UserError(Exception):
     """A mistake in config, data or paths that the user can fix; the message says how."""
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM where no phase stops on its own (the training loop and the final scoring do): the
+    command ends with one line naming the signal and what was kept, exit 128 + signal (cli.main)."""
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        super().__init__(detail)
+        self.signum, self.detail = int(signum), detail
+
+
 def closest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
@@ -31,7 +40,8 @@ def unknown_key_message(full_key: str, valid: list[str]) -> str:
 
 
 def _omegaconf_message(ex: Any) -> Optional[str]:
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
+                                  ValidationError)
 
     first_line = str(getattr(ex, "msg", ex)).splitlines()[0]
     full_key = getattr(ex, "full_key", None) or getattr(ex, "key", None) or "?"
@@ -41,6 +51,9 @@ def _omegaconf_message(ex: Any) -> Optional[str]:
         return f"config key '{full_key}' has no value; set it on the command line, e.g. {full_key}=..."
     if isinstance(ex, ValidationError):
         return f"bad value for '{full_key}': {first_line}"
+    if isinstance(ex, InterpolationResolutionError):  # `${python:...}`, `seed=${seed}`, `${oc.env:UNSET}`
+        reason = re.sub(r"^\w+ raised while resolving interpolation: ", "", first_line).strip('"')
+        return f"cannot resolve the interpolation in '{full_key}': {reason}"
     return None
 
 

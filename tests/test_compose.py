@@ -47,13 +47,15 @@ def test_every_yaml_starts_with_a_comment_line():
 
 
 def test_eval_and_generate_compose():
-    assert set(SCHEMAS) == {"train", "eval", "generate", "serve", "export"}
+    assert set(SCHEMAS) == {"train", "eval", "generate", "serve", "export", "data"}
     cfg = _compose("eval", ["run=somewhere", "split=validation"])
     assert cfg.split == "validation"
     cfg = _compose("generate", ["run=somewhere", "prompt=hi"])
     assert cfg.prompt == "hi"
     cfg = _compose("serve", ["model=tiny-gpt2", "port=9000"])
     assert (cfg.port, cfg.host, cfg.model.name_or_path) == (9000, "127.0.0.1", "builtin:tiny-gpt2")
+    cfg = _compose("data", ["task=sft", "rows=3", "task.data.dedup=true"])
+    assert (cfg.rows, cfg.task.data.dedup) == (3, True)
 
 
 def test_run_folders_of_runs_started_in_the_same_second_differ():

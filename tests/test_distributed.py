@@ -26,16 +26,18 @@ def _curve(run: Path) -> tuple[list, list]:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
-    """The reference: one process with the global batch (8)."""
+    """The reference: one process with the global batch (8), on the plain full-logits loss (the torchrun runs take the
+    chunked one: engine/token_loss.py)."""
     cwd = tmp_path_factory.mktemp("single")
-    run_cli(["train", *RUN, "trainer.batch_size=8"], cwd=cwd)
+    run_cli(["train", *RUN, "trainer.batch_size=8", "task.chunked_loss=false"], cwd=cwd)
     return only_run_dir(cwd / "outputs")
 
 
 @pytest.mark.parametrize("strategy,accum", [("ddp", 1), ("ddp", 2), ("fsdp", 1), ("fsdp", 2)])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_process, strategy, accum):
     """2 gloo processes x batch 4/accum x accum micro-batches follow 1 process x batch 8, under DDP and FSDP, with and
-    without gradient accumulation (each micro-batch but the last skips the gradient sync)."""
+    without gradient accumulation (each micro-batch but the last skips the gradient sync), the chunked loss equal to
+    the plain one."""
     proc = _torchrun([*RUN, f"trainer.batch_size={4 // accum}", f"trainer.grad_accum_steps={accum}", f"trainer.strategy={strategy}"],
                      tmp_path)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-4000:]

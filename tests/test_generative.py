@@ -100,8 +100,13 @@ def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
         answer = json.loads(out.strip().splitlines()[-1])["answer"]
         assert answer == "" or answer in rows[0]["context"]  # a span of the context, or no answer
         return
+    if task == "generative-qa":  # a two-field template: rows name both fields (test_generate_template.py)
+        rows = [{"context": "Emil Ambler was born in Kelport.", "question": "Who?"}]
+        out = cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'q.jsonl', rows)}"], cwd=tmp_path)
+        assert "generation" in json.loads(out.stdout.strip().splitlines()[-1])
+        return
     prompt = {"textgen": "Belbrook is", "chat": "What is 2 + 3?", "summarization": "Mayor Ana Fox opened a bridge in Pelport.",
-              "translation": "The dog ran.", "generative-qa": "Who?"}[task]
+              "translation": "The dog ran."}[task]
     out = cli(["generate", f"run={run}", f"prompt={prompt}", "generation.max_new_tokens=8"], cwd=tmp_path)
     assert out.returncode == 0
     if task == "textgen":

@@ -390,3 +390,21 @@ def test_the_gpu_check_dry_path_runs_on_cpu(tmp_path):
     profiles = (out / "profile.md").read_text()  # the step profiler, packed and plain, with its operator table
     assert "### profile: sft-shape-tiny, llmft," in profiles and "### profile: sft-shape-tiny, llmft (plain)," in profiles
     assert profiles.count("Self CPU time total") == 2
+
+
+@gpu
+def test_qlora_and_8bit_adamw_train_on_cuda_in_bf16(tmp_path):
+    """finetune=qlora on CUDA: 4-bit NF4 base computing in bf16, LoRA adapters, bitsandbytes' 8-bit AdamW; the chunked
+    loss under bf16 autocast; the adapter is kept and scored."""
+    pytest.importorskip("bitsandbytes")
+    args = ["train", "task=sft", "finetune=qlora", "optimizer=adamw8bit", "optimizer.lr=3e-4", "trainer.max_steps=4",
+            "trainer.batch_size=4", "trainer.log_every=1", "trainer.progress=false", "task.data.max_train_samples=32",
+            "task.data.max_eval_samples=8", "task.eval_generate_samples=2", "task.generation.max_new_tokens=4",
+            f"trainer.device={DEVICE}"]
+    run_cli(args, cwd=tmp_path)
+    run = only_run_dir(tmp_path / "outputs")
+    losses = [r["train/loss"] for r in _records(run) if "train/loss" in r]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    plan = json.loads((run / "run.json").read_text())["plan"]
+    assert plan["finetune"] == "qlora" and plan["precision"] == ("bf16" if DEVICE == "cuda" else "fp32")
+    assert (run / "checkpoints" / "best" / "adapter_model.safetensors").is_file()

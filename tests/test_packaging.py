@@ -34,7 +34,7 @@ def test_wheel_carries_configs_recipes_and_data(tmp_path):
     zipfile.ZipFile(wheel).extractall(unpacked)
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     out = subprocess.run([sys.executable, "-m", "llmft", "train", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert "optimizer: adam, adamw, sgd" in out.stdout
+    assert "optimizer: adam, adamw, adamw8bit, sgd" in out.stdout
     where = subprocess.run([sys.executable, "-c", "from llmft.paths import conf_dir, recipes_dir; print(conf_dir()); print(recipes_dir())"],
                            env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
     assert all(p.startswith(str(unpacked)) for p in where)

@@ -148,3 +148,40 @@ def test_sft_trains_the_same_with_and_without_chunking(tmp_path) -> None:
     assert len(losses["true"]) == 4
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-5)
     assert losses["true-eval"] == pytest.approx(losses["false-eval"], rel=1e-5)
+
+
+def test_training_and_evaluation_never_build_a_batch_of_logits(tmp_path, monkeypatch):
+    """Through the CLI (SFT on tiny-gpt2, eval batches of 64 rows): no output-layer result anywhere in training or
+    evaluation is wider than one chunk of rows (the eval that held 64 rows' full-vocabulary logits, issue #19.8)."""
+    import llmft.engine.token_loss as tl
+
+    vocab = {}
+    widest = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, w, b=None):
+        out = real_linear(x, w, b)
+        if w.shape[0] == vocab.setdefault("n", w.shape[0]):
+            widest.append(out.numel() // w.shape[0])
+        return out
+
+    def head_hook(module, args, output):  # the head itself sees zero positions on the chunked path
+        widest.append(output.numel() // output.shape[-1] if output.numel() else 0)
+
+    monkeypatch.setattr(tl, "CHUNK_ELEMENTS", 1 << 16)
+    monkeypatch.setattr(tl.F, "linear", spy)
+    real_split = tl.split_head
+
+    def split_and_watch(model):
+        head = real_split(model)
+        if head is not None and not getattr(head, "_watched", False):
+            head.register_forward_hook(head_hook)
+            head._watched = True
+        return head
+
+    monkeypatch.setattr(tl, "split_head", split_and_watch)
+    cli(["train", "task=sft", "model=tiny-gpt2", "trainer.max_steps=2", "trainer.batch_size=8", "trainer.eval_batch_size=64",
+         "trainer.progress=false", "task.eval_generate_samples=0", "task.select_metric=loss", "task.data.max_train_samples=32",
+         "task.data.max_eval_samples=64"], tmp_path)
+    rows_per_chunk = (1 << 16) // vocab["n"]
+    assert widest and max(widest) <= rows_per_chunk

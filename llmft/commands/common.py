@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from llmft.errors import UserError, unknown_key_message
 from llmft.runs.run_folder import RunFolder
@@ -34,8 +35,13 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
     if "task" in base and isinstance(cfg.get("task"), DictConfig):
         base = OmegaConf.merge(base, {"task": OmegaConf.structured(_task_schema(cfg.task))})
     _check_known_keys(cfg, base)
-    merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    try:
+        merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except InterpolationResolutionError as ex:  # `${python:...}`, `seed='${seed}'`, `${oc.env:UNSET}`: one line
+        from llmft.errors import describe
+
+        raise UserError(describe(ex) or str(ex)) from ex
 
 
 def _task_schema(task: DictConfig) -> type:
@@ -70,6 +76,36 @@ def hydra_output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def continue_in(run_dir: Path) -> None:
+    """A resumed run logs into its own folder: the job's log file (<verb>.log) moves to `run_dir` (appended to the run's),
+    and the folder Hydra made for this job, holding nothing else, is removed (a single run, not a sweep's job)."""
+    import logging
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    job_dir = hydra_output_dir().resolve()
+    if job_dir == Path(run_dir).resolve() or HydraConfig.get().mode != RunMode.RUN:
+        return
+    for logger in [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == job_dir:
+                logger.removeHandler(handler)
+                handler.close()
+                old, new = Path(handler.baseFilename), Path(run_dir) / Path(handler.baseFilename).name
+                with open(new, "a", encoding="utf-8") as log:
+                    log.write(old.read_text(encoding="utf-8", errors="replace") if old.is_file() else "")
+                old.unlink(missing_ok=True)
+                moved = logging.FileHandler(new, mode="a", encoding=handler.encoding)
+                moved.setLevel(handler.level)
+                moved.setFormatter(handler.formatter)
+                for log_filter in handler.filters:
+                    moved.addFilter(log_filter)
+                logger.addHandler(moved)
+    if RunFolder(job_dir).holds_only_hydra_files():
+        RunFolder(job_dir).remove_unstarted()
+
+
 def user_overrides() -> list[str]:
     """The overrides the user typed for this job."""
     from hydra.core.hydra_config import HydraConfig
@@ -85,14 +121,50 @@ def load_run_config(run_dir: Path, schema: type[T]) -> T:
     if not path.is_file():
         raise UserError(f"{run_dir} is not an llmft run folder: {path} is missing")
     try:
-        saved = _legacy_task_keys(OmegaConf.load(path))
-        return to_typed(saved, schema)  # type: ignore[arg-type]
+        loaded = OmegaConf.load(path)
+        refuse_interpolations(loaded, path)
+    except UserError:
+        raise
+    except Exception as ex:  # not YAML
+        raise UserError(f"the config saved in {path} is damaged (not YAML: {str(ex).splitlines()[0]})") from ex
+    try:
+        return to_typed(_legacy_task_keys(loaded), schema)  # type: ignore[arg-type]
     except UserError as ex:
         raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex
     except Exception as ex:  # omegaconf validation errors
         from llmft.errors import describe
 
         raise UserError(f"the config saved in {path} no longer validates: {describe(ex) or ex}") from ex
+
+
+def refuse_interpolations(node: Any, path: Path, prefix: str = "") -> None:
+    """A saved run config is data: its values were resolved when the run was written (`save_resolved_config`). An
+    interpolation in it (`${oc.env:SECRET}`, ...) would be resolved on the machine that loads it, so it is refused."""
+    from omegaconf import ListConfig
+
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node)) if isinstance(node, ListConfig) else []
+    for key in keys:
+        full_key = f"{prefix}{key}" if isinstance(key, str) else f"{prefix.rstrip('.')}[{key}]"
+        if OmegaConf.is_interpolation(node, key):
+            raise UserError(f"{path} holds an interpolation in '{full_key}' ({node._get_node(key)._value()}); a saved run "
+                            "config is data and is never resolved when loaded: write the value itself there")
+        refuse_interpolations(node._get_node(key), path, f"{full_key}.")
+
+
+def save_resolved_config(resolved: dict[str, Any], path: Path) -> None:
+    """Write the run's config with every interpolation resolved (what the run used), a literal `${` escaped, so loading
+    it never resolves anything (see `refuse_interpolations`)."""
+
+    def escaped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: escaped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escaped(v) for v in value]
+        return value.replace("${", "\\${") if isinstance(value, str) else value
+
+    tmp = RunFolder.temp_file(path)
+    OmegaConf.save(OmegaConf.create(escaped(resolved)), tmp)
+    tmp.replace(path)
 
 
 def quiet_libraries() -> None:

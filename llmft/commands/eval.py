@@ -50,6 +50,10 @@ def _without_model(cfg: DictConfig) -> DictConfig:
 def eval_command(cfg: DictConfig) -> float:
     cfg = _without_model(cfg)
     config = to_typed(cfg, EvalConfig)
+    if isinstance(config.run, list):  # run=[a,b,c]: an ensemble
+        from llmft.commands.eval_ensemble import eval_ensemble
+
+        return eval_ensemble(cfg, config, lambda saved_task: _task_with_overrides(saved_task, config, cfg))
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
     task_cfg = _task_with_overrides(saved.task, config, cfg)

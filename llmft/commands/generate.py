@@ -27,6 +27,43 @@ def check_output(path: Path) -> None:
         raise UserError(f"cannot write output={path}: cannot create its folder {parent} ({ex.strerror})") from ex
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"cannot write output={path}: permission denied")
+    existed = path.exists()
+    try:  # open it as the write will (a path under /proc, a read-only file system fail here); its content is kept
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as ex:
+        raise UserError(f"cannot write output={path}: {ex.strerror}") from ex
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def write_results(results: list[dict[str, Any]], out: Path) -> None:
+    """Write the results to `out`; a write that fails (a full disk, /dev/full) keeps them in a file beside the current
+    folder (or the temp folder) and says where, in one line: computed predictions are never lost."""
+    import tempfile
+    import time
+
+    text = "".join(json.dumps(r) + "\n" for r in results)
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as ex:
+        name = f"llmft-generate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+        for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+            try:
+                (folder / name).write_text(text, encoding="utf-8")
+            except OSError:
+                continue
+            raise UserError(f"cannot write output={out} ({ex.strerror}); the {_count(results)} are kept in "
+                            f"{folder / name}") from ex
+        print(text, end="")
+        raise UserError(f"cannot write output={out} ({ex.strerror}) nor a copy in {Path.cwd()} or "
+                        f"{tempfile.gettempdir()}; the {_count(results)} were printed on stdout") from ex
+    print(f"wrote {len(results)} results to {out}", file=sys.stderr)
+
+
+def _count(results: list[Any]) -> str:
+    return f"{len(results)} result{'' if len(results) == 1 else 's'}"
 
 
 def generate_command(cfg: DictConfig) -> None:
@@ -39,19 +76,42 @@ def generate_command(cfg: DictConfig) -> None:
         check_output(Path(config.output))
     quiet_libraries()
     device = resolve_device(config.device)
-    task, model, tokenizer, max_length = load_predictor(config)
-    stream = config.prompt is not None and not config.output
-    request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length, device,
-                             apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
-    results = task.predict(model.to(device), tokenizer, request)
+    if isinstance(config.run, list):  # run=[a,b,c]: the members' probabilities (or scores) averaged
+        task, results = _ensemble_predictions(config, device)
+        stream = False
+    else:
+        task, model, tokenizer, max_length = load_predictor(config)
+        stream = config.prompt is not None and not config.output
+        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
+                                 device, apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
+        results = task.predict(model.to(device), tokenizer, request)
     if config.output:
-        out = Path(config.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(json.dumps(r) + "\n" for r in results), encoding="utf-8")
-        print(f"wrote {len(results)} results to {out}", file=sys.stderr)
+        write_results(results, Path(config.output))
     elif not (stream and task.streams):  # a streamed generation is on the terminal already
         for r in results:
             print(json.dumps(r))
+
+
+def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Every member predicts the input; the family averages their rows (members share family and labels)."""
+    import copy
+
+    from llmft.tasks import ensemble
+    from llmft.tasks.base import PredictRequest
+
+    members = []
+    for run in config.run:
+        member = copy.deepcopy(config)
+        member.run = run
+        members.append(load_predictor(member))
+    ensemble.check_ensembled(members[0][0])
+    ensemble.check_members(list(config.run), [str(m[0].cfg.family) for m in members], [m[1] for m in members])
+    rows = []
+    for task, model, tokenizer, max_length in members:
+        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
+                                 device, task.cfg.generation, False)
+        rows.append(task.predict(model.to(device), tokenizer, request))
+    return members[0][0], members[0][0].ensemble_predictions(rows)
 
 
 def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:

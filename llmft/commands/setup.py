@@ -17,6 +17,7 @@ from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
 
+from llmft.data import folds
 from llmft.data import splits as carving
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.models.quantized import four_bit_load_kwargs
@@ -64,7 +65,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
     raw = data.load_raw(config.task.data)
-    splits = data.named_splits(raw, config.task.data)
+    splits = folds.apply(data.named_splits(raw, config.task.data), config.task.data, task.fold_strata)  # k-fold: fold i is eval
     carve = carving.record(raw, splits, config.task.data)
     del raw
     if not dist.main:
@@ -72,18 +73,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     features = task.prepare(splits, tokenizer, config.model.max_length)
     if dist.main:
         dist.barrier()
-    load_kwargs = four_bit_load_kwargs(device) if config.finetune.method is FinetuneMethod.qlora else None
-    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, load_kwargs, **task.head_kwargs())
-    task.adapt_model(model)
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and config.model.max_length > positions:
-        from llmft.errors import UserError
-
-        raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
-    model = finetune.apply_method(model, config.finetune, task.peft_task_type, trainer.gradient_checkpointing, device)
-    task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
-    if config.task.packing:
-        _check_packing(model, tokenizer, task)
+    model = _build_model(config, task, weights, tokenizer, device, run_dir)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
@@ -110,9 +100,29 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
         plan["cudnn_attention"] = cudnn_attention
-    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2))
+    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
+                memory_parts_gib=estimate.parts(rows))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
+
+
+def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,
+                 run_dir: Optional[Path]) -> Any:
+    """The backbone with the task's head, the fine-tuning method applied, on `device`; the task binds what it keeps of
+    the initial weights (a preference task's reference)."""
+    load_kwargs = four_bit_load_kwargs(device) if config.finetune.method is FinetuneMethod.qlora else None
+    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, load_kwargs, **task.head_kwargs())
+    task.adapt_model(model)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and config.model.max_length > positions:
+        from llmft.errors import UserError
+
+        raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
+    model = finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
+    task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
+    if config.task.packing:
+        _check_packing(model, tokenizer, task)
+    return model
 
 
 def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_steps: int, processes: int, by_length: bool,

@@ -83,7 +83,40 @@ def write_summary(sweep_dir: Path) -> list[JobRow]:
         lines.append(f"| {rank} | {r.job} | `{r.overrides}` | {r.metric} | {value} | {r.status} |")
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     _print_table(rows, sweep_dir)
+    _write_fold_means(rows, mode, sweep_dir)
     return rows
+
+
+def fold_means(rows: list[JobRow], mode: str) -> list[tuple[str, float, float, int]]:
+    """Jobs that differ only in `task.data.fold` grouped into one configuration each: (its other overrides, the mean
+    and sample std of the selection metric over its folds, how many folds finished), best mean first."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        overrides = r.overrides.split()
+        if not any(o.startswith("task.data.fold=") for o in overrides):
+            continue
+        key = " ".join(o for o in overrides if not o.startswith("task.data.fold="))
+        groups.setdefault(key, [])
+        if r.value is not None:
+            groups[key].append(r.value)
+    import statistics
+
+    out = [(key, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for key, v in groups.items() if v]
+    return sorted(out, key=lambda t: t[1], reverse=(mode == "max"))
+
+
+def _write_fold_means(rows: list[JobRow], mode: str, sweep_dir: Path) -> None:
+    """folds.csv and a printed ranking when the sweep ran cross-validation folds (`task.data.fold=0,1,...`)."""
+    means = fold_means(rows, mode)
+    if not means:
+        return
+    with open(sweep_dir / "folds.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "overrides", "metric", "mean", "std", "folds"])
+        writer.writerows([[rank, key or "(all)", rows[0].metric, m, sd, n] for rank, (key, m, sd, n) in enumerate(means, 1)])
+    print(f"Ranked by the fold mean of {rows[0].metric} ({sweep_dir / 'folds.csv'}):")
+    for rank, (key, m, sd, n) in enumerate(means, 1):
+        print(f"  {rank}. {key or '(all)'}: {m:.4f} ± {sd:.4f} over {n} folds")
 
 
 def _plot(rows: list[JobRow], path: Path) -> None:

@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.commands.common import hydra_output_dir, load_run_config, quiet_libraries, to_typed, user_overrides
+from llmft.commands.common import (continue_in, hydra_output_dir, load_run_config, quiet_libraries, save_resolved_config,
+                                   to_typed, user_overrides)
 from llmft.config import FinetuneMethod, TrainConfig
+from llmft.errors import Stopped
 from llmft.runs.run_folder import RunFolder
 
 
@@ -57,6 +59,8 @@ def _train_command(cfg: DictConfig) -> float:
         else:
             resume.check_overrides(user_overrides())
             saved = load_run_config(run_dir, TrainConfig)
+            if _holds_run_folder():
+                continue_in(run_dir)  # its log, and no folder of this job's own
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
             resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
@@ -69,7 +73,14 @@ def _train_command(cfg: DictConfig) -> float:
     try:
         if holder and resume_from is not None:
             resume.repair(run)
+        if config.trainer.cv_folds:
+            from llmft.commands.cross_validate import cross_validate
+
+            return cross_validate(config, out_dir, resolved, train)
         return train(config, out_dir, resolved, resume_from)
+    except Stopped as ex:  # a signal before the loop began (the loop and the final scoring stop on their own)
+        again = f"the run is as it was; resume it with: llmft train trainer.resume={out_dir}" if resume_from else "nothing was saved"
+        raise Stopped(ex.signum, f"before training {'went on' if resume_from else 'began'}; {again}") from None
     finally:
         run.unlock()
         teardown()  # after train()'s frame, with the wrapped model, is gone
@@ -89,6 +100,10 @@ def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]]
 
     quiet_libraries()
     _check_adapter_only(config)
+    if config.task.calibrate:
+        from llmft.commands.calibrate import check_supported
+
+        check_supported(config)
     parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None, out_dir)
     if config.trainer.dry_run:
         _print_splits(parts, config)
@@ -169,6 +184,8 @@ def _start(run: Any) -> None:
     config, parts, out_dir = run.config, run.parts, run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     config_record = run.resolved or OmegaConf.to_container(OmegaConf.structured(config))
+    if RunFolder(out_dir).saved_config.is_file():  # Hydra wrote it unresolved: `${oc.env:X}` must not resolve at load
+        save_resolved_config(config_record, RunFolder(out_dir).saved_config)
     write_manifest(RunFolder(out_dir).manifest, config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
     plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
     console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
@@ -179,7 +196,7 @@ def _start(run: Any) -> None:
 
 def _fit(run: Any) -> Any:
     """The loop, from where the run stands. A signal stops it after a step with a checkpoint saved: exit 128 + signal."""
-    from llmft.engine.loop import Interrupted, Selection, StepParts, fit
+    from llmft.engine.loop import Interrupted, NonFiniteLoss, Selection, StepParts, fit
 
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
@@ -189,6 +206,8 @@ def _fit(run: Any) -> Any:
         return fit(step_parts, parts.train_loader, selection, run.hooks(), parts.num_steps, run.state)
     except Interrupted as ex:
         stopped = (ex.signum, str(ex))  # leave the except block: its traceback would keep the wrapped model alive
+    except NonFiniteLoss as ex:
+        raise NonFiniteLoss(f"{ex}; {_what_is_kept(run)}") from None
     del step_parts  # it holds the wrapped model (see distributed.teardown)
     where = RunFolder(run.out_dir).last if config.trainer.save_last else "nowhere (trainer.save_last=false)"
     if parts.dist.main:
@@ -198,21 +217,53 @@ def _fit(run: Any) -> Any:
     sys.exit(128 + stopped[0])
 
 
+def _what_is_kept(run: Any) -> str:
+    """What a run that stops on an error keeps: its last resumable checkpoint, or nothing (its folder goes when it had
+    logged nothing either)."""
+    last = RunFolder(run.out_dir).last
+    if RunFolder.loop_state(last).is_file():
+        step = json.loads(RunFolder.loop_state(last).read_text())["step"]
+        return f"the last good checkpoint (step {step}) is kept in {last}"
+    return "no checkpoint was saved before it, so none is kept"
+
+
 def _finish(run: Any, state: Any) -> float:
-    """Merge a LoRA adapter into checkpoints/best, score it on test, write the results; drop the training state."""
+    """Merge a LoRA adapter into checkpoints/best, score it on test, write the results; drop the training state. A
+    signal during the scoring stops it, saying how to finish the run (everything it needs is saved)."""
+    from llmft.engine.loop import stop_requests
     from llmft.runs.checkpoint import drop_training_state
 
     config, parts, dist = run.config, run.parts, run.parts.dist
     value = float("nan")
-    if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
-        _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
-    test_metrics = _score_test(config, run.best_dir, parts, dist)
-    if dist.main:
-        value = _write_results(config, run.out_dir, parts, state, test_metrics)
-        drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
+    with stop_requests("stopping the final test scoring (the trained checkpoints are saved)") as requested:
+        if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
+            _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
+        if config.task.calibrate:
+            from llmft.commands.calibrate import calibrate_best
+
+            calibrate_best(config, run.best_dir, parts, dist)  # the test scores below use the fitted temperature
+        test_metrics = _score_test(config, run.best_dir, parts, dist, requested)
+        if test_metrics is None:
+            _stopped_scoring(run, requested[0])
+        if dist.main:  # a stop from here on waits for the results: the run finishes
+            value = _write_results(config, run.out_dir, parts, state, test_metrics)
+            drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
     run.log.close()
     dist.barrier()
     return dist.broadcast(value)
+
+
+def _stopped_scoring(run: Any, signum: int) -> None:
+    """Exit 128 + signal after a stop during the final test scoring, with the command that finishes the run."""
+    import signal
+
+    saved = RunFolder(run.out_dir).last if run.config.trainer.save_last else None
+    finish = f"llmft train trainer.resume={run.out_dir}" if saved is not None else f"llmft eval run={run.out_dir}"
+    if run.parts.dist.main:
+        print(f"error: stopped by {signal.Signals(signum).name} during the final test scoring; the training is done and "
+              f"saved ({run.best_dir}{', ' + str(saved) if saved else ''}). Score it on test with: {finish}", file=sys.stderr)
+    run.log.close()
+    sys.exit(128 + signum)
 
 
 def _dry_run(parts: Any, config: TrainConfig) -> float:
@@ -233,12 +284,15 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -
 
     from llmft.runs.checkpoint import save_model
 
+    if not (best_dir / "adapter_model.safetensors").is_file() and (best_dir / "model.safetensors").is_file():
+        return  # merged already, by a finish that was stopped during its test scoring (the run resumed to finish)
     set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
     save_model(best_dir, model.merge_and_unload(), tokenizer, extra_files=task.checkpoint_files)
 
 
-def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> dict[str, Any]:
-    """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics."""
+def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any, requested: list[int]) -> Optional[dict[str, Any]]:
+    """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics. None
+    when a stop was `requested` (a signal) before the scoring ended."""
     from llmft.commands.train_run import limited_batches
     from llmft.engine.evaluation import gathered_metrics
     from llmft.models import backbone
@@ -248,10 +302,24 @@ def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> d
     dist.barrier()  # the best checkpoint (merged, for LoRA) is on disk
     best_model = backbone.load_finetuned(parts.task.auto_class_name, best_dir).to(parts.precision.device)
     batches = limited_batches(parts.test_loader, config.trainer.limit_eval_batches, "test", config.trainer.progress)
-    metrics = gathered_metrics(parts.task, best_model, batches, parts.precision, "test", dist)
+    try:
+        metrics = gathered_metrics(parts.task, best_model, _until_stopped(batches, requested), parts.precision, "test", dist)
+    except StopScoring:
+        metrics = None
     del best_model
     gc.collect()  # multirun jobs share one process
-    return metrics
+    return None if requested else metrics
+
+
+class StopScoring(Exception):
+    """A stop was requested during the final test scoring."""
+
+
+def _until_stopped(batches: Any, requested: list[int]) -> Any:
+    for batch in batches:
+        if requested:
+            raise StopScoring()
+        yield batch
 
 
 def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:

@@ -14,26 +14,32 @@ from typing import Any
 from llmft.errors import UserError
 
 TOKENS, TAGS = "tokens", "ner_tags"  # the columns a CoNLL file becomes (the Hugging Face conll2003 names)
+LINE = "__line__"  # the file line of a sentence's first token (error messages name lines; loading.LINE_COLUMN)
 DOCSTART = "-DOCSTART-"
 
 
-def sentences(text: str, path: str) -> list[dict[str, list[str]]]:
-    """Each sentence of a CoNLL file's text as {tokens, ner_tags}; a line with a single column names its line."""
-    rows, tokens, tags = [], [], []
+def sentences(text: str, path: str) -> list[dict[str, Any]]:
+    """Each sentence of a CoNLL file's text as {tokens, ner_tags, __line__} (its first token's line, counted from 1);
+    a line with a single column names its line."""
+    rows, tokens, tags, first = [], [], [], 0
     for number, line in enumerate(text.split("\n"), 1):
         columns = line.split()
         if not columns or columns[0] == DOCSTART:
             if tokens:
-                rows.append({TOKENS: tokens, TAGS: tags})
+                rows.append({TOKENS: tokens, TAGS: tags, LINE: first})
             tokens, tags = [], []
             continue
+        if not tokens:
+            first = number
         if len(columns) < 2:
             raise UserError(f"{path}, line {number}: one column ({line.strip()!r}); each line of a CoNLL file is "
                             "`token ... tag` (a blank line between sentences)")
+        if len(columns[-1]) == 2 and columns[-1][1] == "-":  # `B-`: a position without an entity type
+            raise UserError(f"{path}, line {number}: tag {columns[-1]!r} has no entity type (e.g. B-PER, I-LOC; O outside entities)")
         tokens.append(columns[0])
         tags.append(columns[-1])
     if tokens:
-        rows.append({TOKENS: tokens, TAGS: tags})
+        rows.append({TOKENS: tokens, TAGS: tags, LINE: first})
     return rows
 
 
@@ -53,7 +59,8 @@ def load_conll(files: dict[str, str]) -> Any:
         if not rows:
             raise UserError(f"data file {path} (split '{split}') holds no sentence (CoNLL: one `token ... tag` per line)")
         table = pa.table({TOKENS: pa.array([r[TOKENS] for r in rows], pa.list_(pa.string())),
-                          TAGS: pa.array([r[TAGS] for r in rows], pa.list_(pa.string()))})
+                          TAGS: pa.array([r[TAGS] for r in rows], pa.list_(pa.string())),
+                          LINE: pa.array([r[LINE] for r in rows], pa.int64())})
         digest = hashlib.sha256(raw + b"|conll|" + Path(__file__).read_bytes()).hexdigest()[:32]
         out[split] = Dataset(InMemoryTable(table), fingerprint=digest)
     return DatasetDict(out)

@@ -14,6 +14,8 @@ from llmft.errors import UserError
 
 # names a folder's file may carry for each split besides the configured one (GLUE: dev.tsv; many repos: val.json)
 SPLIT_ALIASES = {"validation": ("validation", "dev", "val", "valid", "eval"), "test": ("test",)}
+# CoNLL-2003's own file names (eng.train, eng.testa, eng.testb; deu.* for German): name endings -> split roles
+CONLL2003_ENDINGS = {".train": "train", ".testa": "eval", ".testb": "test"}
 
 
 def delimiter_of(file: str, cfg: DataConfig) -> str:
@@ -80,6 +82,9 @@ def _count(reader: Any, file: str, delimiter: str, quoting: Quoting) -> int:
             continue  # a blank line (the loader skips it too)
         if header is None:
             header = record
+            twice = next((name for i, name in enumerate(record) if name.strip() and name in record[:i]), None)
+            if twice is not None:  # pandas would rename the second one and a column would be silently lost
+                raise UserError(f"{file}, line {line}: the header names the column '{twice}' twice; give each column its own name")
         elif len(record) != len(header):
             name = "tab" if delimiter == "\t" else f"'{delimiter}'"
             hint = "" if quoting is Quoting.none else "quote a field that holds one, or "
@@ -120,8 +125,25 @@ def folder_split_files(folder: Path, cfg: DataConfig, suffixes: Iterable[str]) -
         if found:
             files[split] = str(found[0])
     if cfg.train_split not in files:
-        raise UserError(f"no {cfg.train_split}.<{'|'.join(s.lstrip('.') for s in suffixes)}> file in data folder {folder}")
+        files = conll2003_files(folder, cfg)
+    if not files:
+        raise UserError(f"no {cfg.train_split}.<{'|'.join(s.lstrip('.') for s in suffixes)}> file (or CoNLL-2003's "
+                        f"<lang>.train, .testa, .testb) in data folder {folder}")
     return files
+
+
+def conll2003_files(folder: Path, cfg: DataConfig) -> dict[str, str]:
+    """split -> file for a folder of CoNLL-2003's own files: <lang>.train, <lang>.testa (validation), <lang>.testb
+    (test); empty when the folder has no <lang>.train. Two languages in one folder are an error naming them."""
+    trains = sorted(p for p in folder.glob("*.train") if p.is_file())
+    if len(trains) > 1:
+        raise UserError(f"data folder {folder} holds {', '.join(p.name for p in trains)}; name one language's files with "
+                        "task.data.data_files={train:<lang>.train,validation:<lang>.testa,test:<lang>.testb}")
+    if not trains:
+        return {}
+    splits = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}
+    return {splits[role]: str(path) for ending, role in CONLL2003_ENDINGS.items()
+            if (path := trains[0].with_suffix(ending)).is_file()}
 
 
 def warn_unused(folder: Path, used: Iterable[str]) -> None:

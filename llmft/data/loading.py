@@ -6,10 +6,11 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from llmft.data import chat_files
 from llmft.data import files as data_files
 
-from llmft.data import nested_fields
-from llmft.config import DataConfig
+from llmft.data import json_records, load_errors, nested_fields
+from llmft.config import ROW_FORMATS, DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
 
@@ -18,13 +19,16 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".pa
            ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}  # CoNLL columns: llmft/data/conll.py
 ROLES = ("train", "eval", "test")
 ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
+LINE_COLUMN = "__line__"  # the file line a CoNLL sentence starts on (llmft/data/conll.py), for error messages
 
 
 def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     """A file's format: `task.data.format` when set, else from its name (no extension: JSON or text by content)."""
     if cfg is not None and cfg.format is not None:
-        return cfg.format
+        return "json" if cfg.format in ROW_FORMATS else cfg.format  # Alpaca/ShareGPT/OpenAI rows are JSON
     suffix = Path(path).suffix.lower()
+    if suffix in data_files.CONLL2003_ENDINGS:  # CoNLL-2003's eng.train, eng.testa, eng.testb
+        return "conll"
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
         from llmft.data.text_files import sniff_format
 
@@ -71,7 +75,7 @@ def load_raw(cfg: DataConfig) -> Any:
             formats = {_format_of(f, cfg) for f in files.values()}
             if len(formats) > 1:
                 raise UserError(f"all data files must share one format, got {sorted(formats)}")
-            _check_not_empty(files)
+            load_errors.check_not_empty(files)
             folder = _user_folder(cfg)
             if folder is not None:
                 data_files.warn_unused(folder, files.values())
@@ -79,6 +83,14 @@ def load_raw(cfg: DataConfig) -> Any:
             squad = nested_fields.read_squad(files) if fmt == "json" else None  # SQuAD's layout, told by content
             if squad is not None:
                 return nested_fields.expose(squad)
+            records = json_records.read_records(files, cfg.field) if fmt == "json" else None  # rows under one key
+            if records is not None:
+                return nested_fields.expose(records)
+            if cfg.field is not None:
+                raise UserError(f"task.data.field={cfg.field} applies to JSON files; {', '.join(files.values())} are {fmt}")
+            chats = chat_files.read_chat_json(files, cfg) if fmt == "json" else None  # conversations kept as written
+            if chats is not None:
+                return chats
             if fmt == "text":
                 from llmft.data.text_files import load_text
 
@@ -91,19 +103,20 @@ def load_raw(cfg: DataConfig) -> Any:
             raw = data_files.load_splits(fmt, files, **kwargs)
             data_files.check_row_counts(raw, files, rows)
             return nested_fields.expose(data_files.drop_unlabeled(raw, files, cfg) if folder is not None else raw)
-        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision))
+        field = {"field": cfg.field} if cfg.field else {}  # a hub data set of JSON files
+        return nested_fields.expose(datasets.load_dataset(cfg.path, cfg.name, revision=cfg.revision, **field))
     except UserError:
         raise
     except Exception as ex:
         if files is not None:
-            _raise_located(files, ex, cfg)
+            load_errors.raise_located(files, ex, [f for f in files.values() if _format_of(f, cfg) == "json"])
         if isinstance(ex, UnicodeDecodeError):
-            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
+            raise UserError(f"could not read data set '{cfg.path}': {load_errors.root_cause(ex)}") from ex
         if isinstance(ex, (FileNotFoundError, ValueError, ConnectionError, OSError)):
             first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
             raise UserError(f"could not load data set '{cfg.path}': {first}") from ex
         if type(ex).__module__.startswith("datasets"):  # datasets wraps parser errors (bad JSON, bad bytes) in its own types
-            raise UserError(f"could not read data set '{cfg.path}': {_root_cause(ex)}") from ex
+            raise UserError(f"could not read data set '{cfg.path}': {load_errors.root_cause(ex)}") from ex
         raise
 
 
@@ -113,61 +126,6 @@ def _user_folder(cfg: DataConfig) -> Optional[Path]:
     return folder if not cfg.data_files and not cfg.path.startswith(BUILTIN_PREFIX) and folder.is_dir() else None
 
 
-def _check_not_empty(files: dict[str, str]) -> None:
-    """A file with no text at all (datasets fails on it with a bare StopIteration)."""
-    for split, file in files.items():
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 16):
-                if chunk.strip():
-                    break
-            else:
-                raise UserError(f"data file {file} (split '{split}') is empty")
-
-
-def _raise_located(files: dict[str, str], ex: Exception, cfg: DataConfig) -> None:
-    """When a local file failed to load, find the line at fault ourselves (datasets names only a byte position):
-    a JSON line that does not parse, a file that has a header but no rows. Returns when nothing is found."""
-    import json
-
-    for split, file in files.items():
-        if _format_of(file, cfg) != "json":
-            continue
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            return  # reported as not UTF-8 by the caller
-        if file.endswith(".json"):
-            try:
-                json.loads(text)
-                continue
-            except json.JSONDecodeError:
-                pass  # maybe JSON Lines under a .json name: check line by line
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as bad:
-                raise UserError(f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
-                                "each line of a .jsonl file must be one JSON object") from ex
-            if not isinstance(row, dict):
-                raise UserError(f"{file}, line {number}: a JSON {type(row).__name__}, not an object with one field per column") from ex
-    if "corresponds to no data" in str(ex):
-        raise UserError(f"data file(s) {', '.join(files.values())} have no rows") from ex
-
-
-def _root_cause(ex: BaseException) -> str:
-    cause: BaseException | None = ex
-    while cause is not None:
-        if isinstance(cause, UnicodeDecodeError):
-            return f"it is not valid UTF-8 text ({cause.reason} at byte {cause.start}); re-save it as UTF-8"
-        if cause.__cause__ is None and cause.__context__ is None:
-            break
-        cause = cause.__cause__ or cause.__context__
-    first = str(cause or ex).strip().splitlines()
-    return first[0] if first else type(ex).__name__
-
-
 def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
     """{'train', 'eval', 'test'} -> Dataset; a missing eval/test split is carved from train with a fixed seed."""
     if cfg.train_split not in raw:
@@ -175,22 +133,53 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
     train = raw[cfg.train_split]
     out: dict[str, Any] = {}
     carve = [split for split in (cfg.eval_split, cfg.test_split) if split not in raw or split == cfg.train_split]
-    if carve and ROW_COLUMN not in train.column_names:  # the carve shuffles: keep each row's place in its file
+    if (carve or cfg.dedup) and ROW_COLUMN not in train.column_names:  # the carve shuffles: keep each row's place in its file
         train = train.add_column(ROW_COLUMN, list(range(len(train))))
+    if cfg.dedup:
+        train = _drop_duplicates(train, cfg)
     for role, split in (("eval", cfg.eval_split), ("test", cfg.test_split)):
         if split not in carve:
             out[role] = raw[split]
             continue
         if len(train) < 4:
-            raise UserError(f"split '{split}' is missing and train has too few rows ({len(train)}) to carve it")
+            source = split_source(cfg, "train")
+            hint = json_records.records_hint(source) if len(train) == 1 and Path(source).is_file() else ""
+            raise UserError(f"split '{split}' is missing and train ('{source}') has too few rows ({len(train)}) "
+                            f"to carve it{hint}")
         parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
         train, out[role] = parts["train"], parts["test"]
     out = {"train": train, **out}
     out = {role: cap(ds, role, cfg) for role, ds in out.items()}
     for role in ROLES:
         if len(out[role]) == 0:
-            raise UserError(f"the {role} split of data set '{cfg.path}' is empty")
+            raise UserError(f"the {role} split of '{split_source(cfg, role)}' is empty")
     return out
+
+
+def split_source(cfg: DataConfig, role: str) -> str:
+    """Where a split's rows come from, for error messages: its file when the data is local (a carved split: the
+    train file), else the data set's name (a hub id, or `builtin:<name>` for bundled data)."""
+    if cfg.path.startswith(BUILTIN_PREFIX) and not cfg.data_files:
+        return cfg.path
+    split = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    try:
+        files = local_files(cfg) or {}
+    except UserError:
+        files = {}
+    return files.get(split) or files.get(cfg.train_split) or cfg.path
+
+
+def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
+    """`task.data.dedup=true`: identical train rows (case and spacing folded) kept once, before any split is carved."""
+    import os
+    import sys
+
+    from llmft.data.quality import drop_exact_duplicates  # quality reads this module's ROW_COLUMN
+
+    train, dropped = drop_exact_duplicates(train)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"task.data.dedup: dropped {dropped} duplicate row(s) of split '{cfg.train_split}' before carving", file=sys.stderr)
+    return train
 
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:
@@ -212,12 +201,14 @@ def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) ->
     return ds.select([i for i in range(len(ds)) if i not in drop]), len(empty)
 
 
-def row_origin(ds: Any, index: int, role: str, cfg: DataConfig) -> str:
+def row_origin(ds: Any, index: int, role: str, cfg: DataConfig, item: int = 0) -> str:
     """Where row `index` of the `role` split came from, in the user's terms: 'line 31 of data.jsonl' (a JSON
-    Lines file), 'row 30 of data.csv' (counted after the header), or 'row 30 of split train' (a hub data set).
-    Rows carved off train carry their position in the train file (ROW_COLUMN); other splits keep file order."""
+    Lines file), 'line 105 of eng.train' (a CoNLL file: the line of the row's token `item`), 'row 30 of data.csv'
+    (counted after the header), or 'row 30 of split train' (a hub data set). Rows carved off train carry their
+    position in the train file (ROW_COLUMN); other splits keep file order."""
     carved = ROW_COLUMN in ds.column_names
-    row = int(ds[index][ROW_COLUMN]) if carved else index
+    record = ds[index] if carved or LINE_COLUMN in ds.column_names else {}
+    row = int(record[ROW_COLUMN]) if carved else index
     split = cfg.train_split if carved else {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
     try:
         file = (local_files(cfg) or {}).get(split)
@@ -225,6 +216,8 @@ def row_origin(ds: Any, index: int, role: str, cfg: DataConfig) -> str:
         file = None
     if file is None:
         return f"row {row + 1} of split '{split}'"
+    if LINE_COLUMN in record:  # a CoNLL sentence: one token per line from its first
+        return f"line {int(record[LINE_COLUMN]) + item} of {file}"
     if file.endswith(".jsonl"):  # datasets skips blank lines: the row's line is the (row+1)-th non-blank one
         with open(file, encoding="utf-8", errors="replace") as handle:
             count = -1
@@ -242,7 +235,7 @@ def cap(ds: Any, role: str, cfg: DataConfig) -> Any:
 
 
 def check_columns(ds: Any, columns: list[str], where: str) -> None:
-    names = [c for c in ds.column_names if c != ROW_COLUMN]
+    names = [c for c in ds.column_names if c not in (ROW_COLUMN, LINE_COLUMN)]
     missing = [c for c in columns if c not in names]
     if missing:
         from llmft.errors import closest

@@ -21,10 +21,10 @@ def squad_document(file: str) -> Optional[dict[str, Any]]:
     else None. Told from the content, not the name; only a file that looks like it is parsed whole."""
     with open(file, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
-    if not head.lstrip().startswith(b"{") or b'"paragraphs"' not in head or b'"data"' not in head:
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") or b'"paragraphs"' not in head or b'"data"' not in head:
         return None
     try:
-        document = json.loads(Path(file).read_text(encoding="utf-8"))
+        document = json.loads(Path(file).read_text(encoding="utf-8-sig"))  # a byte-order mark is allowed
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # JSON Lines, or broken: the ordinary reader says what is wrong
     articles = document.get("data") if isinstance(document, dict) else None

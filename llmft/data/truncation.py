@@ -1,6 +1,8 @@
 """Truncating tokenization that costs what the kept tokens need: only a bounded piece of each text, from the end that
 truncation keeps, reaches the tokenizer. A 10 MB row then tokenizes as fast as a long ordinary one, and whether a row
-was truncated comes from the same pass (no second tokenization at max_length + 1)."""
+was truncated comes from the same pass (no second tokenization at max_length + 1). The untruncated pass over a piece
+may exceed the model's own maximum (a piece is bounded in characters, and a symbol can be a token each): it runs with
+`verbose=False`, so transformers does not warn of a length that the cut after it removes."""
 
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def bounded_encoding(tokenizer: Any, text: str, max_length: int, side: Side, **k
     budget = char_budget(max_length)
     while True:
         piece, start = bounded_piece(text, budget, side)
-        enc = tokenizer(piece, **kwargs)
+        enc = tokenizer(piece, verbose=False, **kwargs)  # the caller cuts it: no "longer than the maximum" warning
         if len(piece) == len(text) or len(enc["input_ids"]) > max_length + TOKEN_MARGIN:
             return enc, start
         budget *= 2  # long tokens (runs of spaces, symbols): widen the piece
@@ -81,7 +83,8 @@ def encode_rows(tokenizer: Any, columns: list[list[str]], max_length: int, side:
     One untruncated pass over bounded pieces gives every row's length; only the rows found too long are encoded again,
     with truncation, from their pieces."""
 
-    def tokenize(texts: list[list[str]], **more: Any) -> Any:
+    def tokenize(texts: list[list[str]], **more: Any) -> Any:  # verbose=False: the pieces are cut here, not by the model
+        more = {"verbose": False, **more}
         return tokenizer(text_target=texts[0], **kwargs, **more) if as_target else tokenizer(*texts, **kwargs, **more)
 
     budgets = [char_budget(max_length)] * len(columns[0])

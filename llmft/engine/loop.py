@@ -99,8 +99,9 @@ def total_steps(num_batches: int, cfg: TrainerConfig) -> int:
 
 
 @contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a request the loop honours after the current step."""
+def stop_requests(note: str = "stopping after this step and saving a checkpoint") -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a request the loop (or the final scoring) honours after the current step (batch);
+    `note` is what the first signal prints."""
     requested: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
@@ -113,7 +114,7 @@ def stop_requests() -> Iterator[list[int]]:
             signal.raise_signal(signum)
         requested.append(signum)
         again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
-        message = f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint; {again} to stop at once without saving\n"
+        message = f"\n{signal.Signals(signum).name}: {note}; {again} to stop at once without saving\n"
         os.write(2, message.encode())  # not print(): a handler may interrupt a write to sys.stderr (a reentrant call fails)
 
     for s in previous:
@@ -135,7 +136,8 @@ def _groups(loader: Iterable[Batch], remaining: int, accum: int) -> Iterator[lis
 class LogWindow:
     """What the loop adds up between two log records, on this process: the loss stays on the device (no host sync
     until the log interval); its contents are saved with every checkpoint, so the first record after a resume
-    averages the same steps as an unbroken run's."""
+    averages the same steps as an unbroken run's. Its clock counts training only: the loop takes the time of evals
+    and checkpoint saves out (`exclude`), so samples/s after an eval is the training speed."""
 
     def __init__(self, device: torch.device, saved: Optional[dict[str, Any]] = None):
         saved = saved or {}
@@ -149,6 +151,10 @@ class LogWindow:
             self.loss += group_loss
             self.steps += 1
         self.samples, self.tokens = self.samples + samples, self.tokens + tokens
+
+    def exclude(self, seconds: float) -> None:
+        """Time spent on something other than training (an eval, a checkpoint save) during this window."""
+        self.start += seconds
 
     def saved(self) -> dict[str, Any]:
         return {"loss": self.loss.item(), "steps": self.steps, "samples": self.samples, "tokens": self.tokens,
@@ -170,16 +176,17 @@ class LogWindow:
 def batch_volume(batch: Batch) -> tuple[int, int]:
     """(samples, tokens) of a collated batch, counted on the host before it moves: rows, or for packed rows the examples
     in them (where positions restart, padding segments excluded); tokens are the non-padding input tokens (0 when the
-    batch has no input ids)."""
+    batch has no input ids). A row is a row: a batch that stacks several texts per row in its inputs (an embedding
+    pair: anchors, then positives) keeps one entry per row in its other fields, so rows are the shortest first dim."""
     from llmft.data.packing import packed_volume
 
     if "position_ids" in batch and "labels" in batch:
         return packed_volume(batch)
-    first = batch.get("input_ids", next(iter(batch.values())))
+    rows = min((int(v.shape[0]) for v in batch.values() if getattr(v, "ndim", 0) > 0), default=0)
     if "input_ids" not in batch:
-        return int(first.shape[0]), 0
+        return rows, 0
     mask = batch.get("attention_mask")
-    return int(first.shape[0]), int(mask.sum()) if mask is not None else int(first.numel())
+    return rows, int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
 
 @dataclass
@@ -219,8 +226,8 @@ def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Op
         parts.optimizer.zero_grad(set_to_none=True)
         if cfg.nonfinite is NonFinite.stop:
             raise NonFiniteLoss(
-                f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}); "
-                "the last good checkpoint is kept. Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
+                f"the loss became {group_loss.item()} at step {state.step + 1} (epoch {state.epoch}). "
+                "Lower optimizer.lr, check the data, or set trainer.nonfinite=skip"
             )
         state.skipped_steps += 1
         return None
@@ -297,11 +304,15 @@ class Steps:
         if state.step % cfg.log_every == 0 or state.step == self.num_steps or epoch_end:
             _log(self.window, self.hooks, state, lr, parts, self.progress)
             self.window = LogWindow(parts.precision.device)
+        started = time.perf_counter()
         if (cfg.eval_every > 0 and state.step % cfg.eval_every == 0) or epoch_end or state.step == self.num_steps:
             _evaluate(self.hooks, self.selection, state, cfg, self.progress)
+        self.window.exclude(time.perf_counter() - started)  # the eval and the best checkpoint's save are not training
         if epoch_end:
             state.epoch, state.batches_done = state.epoch + 1, 0
+        started = time.perf_counter()
         _after_step(state, self.window, self.hooks, self.requested, parts.dist, cfg, epoch_end, self.num_steps)
+        self.window.exclude(time.perf_counter() - started)  # nor the resumable checkpoint's
         return state.step >= self.num_steps or state.stopped_early or epoch_end
 
 

@@ -18,7 +18,7 @@ import torch
 
 GIB = 2**30
 BACKWARD_TEMPORARIES = 1.35  # measured peak / (base + state + saved activations), rounded up (bench/BENCHMARKS.md)
-FIXED_TEMPORARIES = 0.25 * GIB  # allocator slack, the loss's chunk of logits, the eval batch's transient activations
+FIXED_TEMPORARIES = 0.05 * GIB  # allocator slack and transients that do not scale with rows (calibrated: bench/BENCHMARKS.md)
 OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4, "adamw8bit": 2}  # moments per trainable parameter
 
 
@@ -28,6 +28,12 @@ class MemoryEstimate:
     state: int  # gradients + optimizer state
     fixed_activations: int  # saved for the backward whatever the rows (the chunked loss's weight gradient, ...)
     activations_per_row: int  # saved for the backward per row of the longest length
+
+    def parts(self, rows: int) -> dict[str, float]:
+        """The estimate's parts in GiB, for the plan: loaded, gradients + optimizer state, saved activations."""
+        saved = self.fixed_activations + rows * self.activations_per_row
+        return {"loaded": round(self.base / GIB, 3), "grads_and_optimizer": round(self.state / GIB, 3),
+                "activations": round(saved / GIB, 3)}
 
     def peak(self, rows: int) -> int:
         saved = self.fixed_activations + rows * self.activations_per_row
@@ -126,6 +132,9 @@ def measure(model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callab
                 return loss_fn.loss_sum(model, batch).float()
         return run
 
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.sum()  # weights still memory-mapped from the checkpoint file become resident, as training makes them
     base = loaded_bytes(device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):

@@ -64,13 +64,16 @@ def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:
 
 
 def lr_multiplier(cfg: SchedulerConfig, total_steps: int) -> Callable[[int], float]:
-    """The factor on the base lr at optimizer step `step` (0-based): linear warmup, then the decay."""
+    """The factor on the base lr at optimizer step `step` (0-based): linear warmup, then the decay. Warmup is
+    transformers' (`get_linear_schedule_with_warmup` and its siblings): step / warmup, so the first step runs at 0 and
+    step `warmup` reaches the full rate; the decays after it are transformers' too, so a run here and a Trainer run with
+    the same warmup_steps follow one schedule."""
     warmup = warmup_steps(cfg, total_steps)
     decay_steps = max(1, total_steps - warmup)
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / (warmup + 1)
+            return step / warmup
         progress = min(1.0, (step - warmup) / decay_steps)
         if cfg.name is SchedulerName.constant:
             return 1.0

@@ -3,8 +3,9 @@ F1 over whole entities, the same per entity type, and token accuracy.
 
 seqeval's default mode reads chunks as conlleval does, so IOB1 (an entity opens with I-, B- only between two
 adjacent entities of one type) and IOB2 (every entity opens with B-) score alike: `I-PER I-PER` is one PER entity in
-either, and a prediction that opens an entity with I- counts as that entity. Both sides are rewritten in IOB2 first
-(`to_iob2`), so token accuracy does not depend on the scheme either."""
+either, and a prediction that opens an entity with I- counts as that entity (both sides are read in IOB2, `to_iob2`).
+Token accuracy compares the tags per word as given and as predicted, as transformers' run_ner.py reports it: a
+predicted I-X that continues a gold X is right, whatever type the word before it was predicted."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ def entity_metrics(y_true: list[list[str]], y_pred: list[list[str]]) -> dict[str
     tag names (one tag per word, gold and predicted of equal lengths)."""
     from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
+    accuracy = float(accuracy_score(y_true, y_pred))  # per word, O tags included, tags as predicted
     y_true, y_pred = [to_iob2(tags) for tags in y_true], [to_iob2(tags) for tags in y_pred]
 
     metrics: dict[str, Any] = {
         "precision": float(precision_score(y_true, y_pred, zero_division=0)),
         "recall": float(recall_score(y_true, y_pred, zero_division=0)),
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),  # token (word) accuracy, O tags included
+        "accuracy": accuracy,
     }
     report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
     for kind, row in sorted(report.items()):

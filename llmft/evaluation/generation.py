@@ -70,7 +70,7 @@ def generate(
     limit = max(max_length - cfg.max_new_tokens, (max_length + 1) // 2) if decoder_only else max_length
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left" if decoder_only else "right"  # decoder-only models continue from the last token
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens, verbose=False)["input_ids"]]
     outputs: list[str] = [""] * len(prompts)
     try:
         with eval_mode(model):

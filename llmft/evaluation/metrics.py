@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from llmft.evaluation.calibration import expected_calibration_error
+
 
 def classification_metrics(
     labels: Sequence[int], probs: np.ndarray, label_names: Sequence[str]
@@ -14,7 +16,8 @@ def classification_metrics(
 
     `probs` is (n, num_classes); predictions are its argmax. Macro averages are scikit-learn's default: over
     the classes present in the labels or the predictions (a class absent from both is not counted as 0);
-    per-class figures are given for every class. ROC-AUC is binary on the positive class for two classes
+    per-class figures are given for every class. `ece` is the expected calibration error over 15 equal-width
+    confidence bins (evaluation/calibration.py). ROC-AUC is binary on the positive class for two classes
     and macro one-vs-rest for more; it is omitted when a class is absent from `labels`.
     """
     from sklearn.metrics import (
@@ -48,6 +51,7 @@ def classification_metrics(
         out[f"recall/{name}"] = float(per_r[i])
         out[f"f1/{name}"] = float(per_f1[i])
         out[f"support/{name}"] = int(support[i])
+    out["ece"] = expected_calibration_error(y_true, probs)
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
     return out
 

@@ -4,6 +4,7 @@ record the result in export.json."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,6 +72,9 @@ def min_agreement(config: ExportConfig) -> float:
 
 def check_output(out: Path) -> None:
     """`out` must be new, empty, or an earlier export (which is replaced whole); anything else is refused."""
+    if out.is_symlink():  # replacing it whole would remove the link, not the export it points to
+        raise UserError(f"output={out} is a symbolic link (to {os.readlink(out)}); name the folder itself, e.g. "
+                        f"output={out.resolve()}")
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / EXPORT_JSON).is_file())):
         raise UserError(f"output={out} exists and is not an llmft export; name a new or empty folder")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -196,23 +197,30 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
     import transformers
 
-    from llmft.runs.checkpoint import check_weights
+    from llmft.runs.checkpoint import check_weights, refused_pickle
 
     folder = Path(folder)
     # a truncated or garbled weights file: one line naming it, not safetensors' traceback
-    check_weights(folder, "restore it from a copy, or choose another checkpoint (checkpoint=best|last|<folder>)")
-    if (folder / "adapter_config.json").is_file():
-        return _load_adapter(getattr(transformers, auto_class_name), folder)
-    if not (folder / "config.json").is_file():
-        raise UserError(f"{folder} is not a model checkpoint (no config.json)")
+    fix = "restore it from a copy, or choose another checkpoint (checkpoint=best|last|<folder>)"
+    check_weights(folder, fix)
     try:
+        if (folder / "adapter_config.json").is_file():
+            from llmft.models import temperature
+
+            return temperature.attach(_load_adapter(getattr(transformers, auto_class_name), folder), folder)
+        if not (folder / "config.json").is_file():
+            raise UserError(f"{folder} is not a model checkpoint (no config.json)")
         with _load_report():
             auto_class = getattr(transformers, auto_class_name)
             model, info = auto_class.from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
+    except pickle.UnpicklingError as ex:  # a *.bin that weights_only refused (code in it): as trainer_state.pt is refused
+        raise refused_pickle(folder, ex, fix) from ex
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
     _note_loading(info, f"not in the checkpoint {folder}: random")
-    return model
+    from llmft.models import temperature
+
+    return temperature.attach(model, folder)  # task.calibrate=true: the fitted temperature saved with the checkpoint
 
 
 class _HeldReport(logging.Filter):
@@ -270,7 +278,8 @@ def _load_adapter(auto_class: Any, folder: Path) -> Any:
     base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise UserError(f"adapter {folder} does not name its base model; it cannot be loaded on its own")
-    config = AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
+    # trust_remote_code=False: a config.json naming custom code (auto_map, no model_type) is refused, never asked about
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False) if (folder / "config.json").is_file() else None
     if config is not None and hasattr(config, "quantization_config"):
         del config.quantization_config  # a QLoRA adapter applies to the full-precision base (as its merge does)
     try:

@@ -59,7 +59,13 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
         shutil.rmtree(tmp, ignore_errors=True)
         if ex.errno == errno.ENOSPC:
             raise UserError(f"disk full while saving {target}; the previous checkpoint there is kept. Free space and resume") from ex
+        raise UserError(_save_failed(target, ex)) from ex
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except Exception as ex:  # safetensors' "File too large" (ulimit -f), torch.save's RuntimeError, ...: whatever it is
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(_save_failed(target, ex)) from ex
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -73,6 +79,12 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
     RunFolder.complete_marker(target).unlink(missing_ok=True)  # only temp folders need it; a checkpoint folder is shared as it is
     if keep_old_as is None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_failed(target: Path, ex: BaseException) -> str:
+    """One line for a save that failed (its temp folder is gone; `target` untouched)."""
+    kept = "the previous checkpoint there is kept" if target.exists() else "nothing was saved there before"
+    return f"cannot save {target} ({type(ex).__name__}: {_first_line(ex)}); {kept}"
 
 
 def swap_leftover(target: Path) -> Optional[Path]:
@@ -144,13 +156,24 @@ def load_state_file(path: Path, fix: str) -> dict[str, Any]:
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as ex:
-        code = re.findall(r"GLOBAL (\S+)", str(ex)) or _pickled_callables(path)
-        if code:
-            raise UserError(f"{path} holds pickled code ({', '.join(code[:3])}), not only tensors, and was refused: llmft "
-                            f"never loads code from a checkpoint, and never writes it into one; {fix}") from ex
-        raise UserError(f"{path} is damaged (not a torch state file: {_first_line(ex).split('.')[0]}); {fix}") from ex
+        raise refused_pickle(path, ex, fix) from ex
     except (RuntimeError, EOFError, OSError, ValueError) as ex:
         raise UserError(f"{path} is damaged ({_first_line(ex).split('. ')[0]}); {fix}") from ex
+
+
+def refused_pickle(path: Path, ex: Exception, fix: str) -> Exception:
+    """The one-line error for a pickle `torch.load(weights_only=True)` refused (`ex`): one that holds code, or a damaged
+    one. `path` may be a checkpoint folder (transformers or peft loaded one of its *.bin files): the file is found."""
+    from llmft.errors import UserError
+
+    if Path(path).is_dir():
+        files = sorted(Path(path).glob("*.bin"))
+        path = next((f for f in files if _pickled_callables(f)), files[0] if files else path)
+    code = re.findall(r"GLOBAL (\S+)", str(ex)) or (_pickled_callables(path) if Path(path).is_file() else [])
+    if code:
+        return UserError(f"{path} holds pickled code ({', '.join(code[:3])}), not only tensors, and was refused: llmft "
+                         f"never loads code from a checkpoint, and never writes it into one; {fix}")
+    return UserError(f"{path} is damaged (not a torch state file: {_first_line(ex).split('.')[0]}); {fix}")
 
 
 def _pickled_callables(path: Path) -> list[str]:

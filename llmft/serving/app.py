@@ -58,7 +58,8 @@ def build_app(served: Served, api_key: Optional[str] = None, max_batch_size: int
         yield
         batcher.stop()
 
-    app = FastAPI(title=f"llmft serve: {served.name}", lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: the server answers the routes the README lists (ROUTES), nothing more
+    app = FastAPI(title=f"llmft serve: {served.name}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics
     install_error_handlers(app)
     _install_middleware(app, metrics, api_key)

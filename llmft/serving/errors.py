@@ -34,7 +34,8 @@ def _validation_response(ex: RequestValidationError) -> JSONResponse:
     if first.get("type") == "json_invalid":
         return error_response(400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})",
                               code="invalid_json")
-    message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
+    text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")  # our validators' own words
+    message = f"{param}: {text}" if param else text
     return error_response(400, message, param=param, code=str(first.get("type", "invalid_value")))
 
 

@@ -32,15 +32,34 @@ def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
     """export.json of a finished, verified ONNX export; else one line naming `llmft export` as the fix."""
     fix = f"run `llmft export run={run_dir} format=onnx` (add quantize=int8 for the int8 export)"
     record_file = folder / EXPORT_JSON
-    if not record_file.is_file() or not (folder / MODEL_FILE).is_file():
+    missing = [name for name in (EXPORT_JSON, MODEL_FILE) if not (folder / name).is_file()]
+    if len(missing) == 2:
         raise UserError(f"backend=onnx: no ONNX export in {folder} (no {EXPORT_JSON} and {MODEL_FILE}); {fix}, or name one with export=<folder>")
-    record = json.loads(record_file.read_text())
+    record = _read_record(record_file, fix) if record_file.is_file() else None
+    if record is not None and record.get("status") == "incomplete":
+        raise UserError(f"backend=onnx: the export in {folder} never finished ({EXPORT_JSON} says status incomplete: it was "
+                        f"stopped while exporting); {fix}")
+    if missing:
+        raise UserError(f"backend=onnx: the export in {folder} is torn: it has {EXPORT_JSON if record else MODEL_FILE} but no "
+                        f"{missing[0]}; {fix}")
+    assert record is not None
     if record.get("format") != "onnx":
         raise UserError(f"backend=onnx: {folder} holds a {record.get('format')} export, not ONNX; {fix}")
     if record.get("status") != "verified" or not record.get("passed"):
         agreement = f" (agreement {record['agreement']} < {record.get('min_agreement')})" if "agreement" in record else ""
         raise UserError(f"backend=onnx: the export in {folder} did not pass its verification: status "
                         f"{record.get('status')}{agreement}; {fix}, or name another export with export=<folder>")
+    return record
+
+
+def _read_record(path: Path, fix: str) -> dict[str, Any]:
+    """An export's export.json; a damaged one (torn, not JSON, not an object) is one line saying so."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+        raise UserError(f"backend=onnx: {path} is damaged (not JSON: {ex}); {fix}") from ex
+    if not isinstance(record, dict):
+        raise UserError(f"backend=onnx: {path} is damaged (not a JSON object); {fix}")
     return record
 
 
@@ -107,6 +126,11 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
     options.log_severity_level = 3  # errors only
-    session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    except Exception as ex:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or garbled graph
+        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+        raise UserError(f"backend=onnx: {folder / MODEL_FILE} is damaged ({first}); run `llmft export run={run_dir} "
+                        "format=onnx` again") from ex
     config = AutoConfig.from_pretrained(folder)
     return OnnxModel(name, task, session, AutoTokenizer.from_pretrained(folder), config.id2label, saved.model.max_length, folder)

@@ -7,25 +7,43 @@ import time
 import uuid
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (user, logprobs=None, ...)
 
 
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
+
+
 class Sampling(_Request):
-    """The per-request generation settings; unset ones take the run's task.generation."""
+    """The per-request generation settings; unset ones take the run's task.generation. (The served model checks that
+    max_tokens fits its positions after the prompt.)"""
 
     model: Optional[str] = None  # when given, must be the served model's id
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)  # the newer name of max_tokens
+    max_tokens: Optional[int] = Field(None, ge=1, le=2**31 - 1)  # the served model checks its own positions too
+    max_completion_tokens: Optional[int] = Field(None, ge=1, le=2**31 - 1)  # the newer name of max_tokens
     temperature: Optional[float] = Field(None, ge=0, le=2)  # 0: greedy; > 0 samples
     top_p: Optional[float] = Field(None, gt=0, le=1)
     stop: Optional[Union[str, list[str]]] = None
     seed: Optional[int] = None
     n: int = Field(1, ge=1, le=1)  # one choice per prompt
     stream: bool = False
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, seed: Optional[int]) -> Optional[int]:
+        if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            raise ValueError(f"must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
+        return seed
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stop: Optional[Union[str, list[str]]]) -> Optional[Union[str, list[str]]]:
+        if stop is not None and "" in ([stop] if isinstance(stop, str) else stop):
+            raise ValueError("an empty stop string would stop before the first character; give non-empty strings")
+        return stop
 
 
 class ChatMessage(_Request):

@@ -118,7 +118,25 @@ class ServedModel:
             raise ServeError(400, f"the prompt has {tokens} tokens; {self.name} takes at most {limit} with max_tokens="
                              f"{work.generation.max_new_tokens} (model.max_length={self.max_length})", param=work.param,
                              code="context_length_exceeded")
+        room, why = self.answer_room(tokens)
+        if work.generation.max_new_tokens > room:
+            raise ServeError(400, f"max_tokens must be from 1 to {room} here ({why}); got {work.generation.max_new_tokens}",
+                             param="max_tokens", code="invalid_max_tokens")
         return text, tokens
+
+    def answer_room(self, prompt_tokens: int) -> tuple[int, str]:
+        """The most new tokens a request may ask for, and why: a decoder's positions left after the prompt; an
+        encoder-decoder's decoder positions, or where its config states none (T5's relative ones) model.max_length or
+        the run's own generation.max_new_tokens, the larger."""
+        config = self.model.config
+        found = [getattr(config, name, None) for name in ("n_positions", "max_position_embeddings", "n_ctx")]
+        positions = next((int(n) for n in found if isinstance(n, int) and n > 0), None)
+        if positions is None:
+            room = max(self.max_length, self.generation.max_new_tokens)
+            return room, f"model.max_length={self.max_length}, generation.max_new_tokens={self.generation.max_new_tokens}"
+        if config.is_encoder_decoder:
+            return positions, f"{self.name} has {positions} positions"
+        return positions - prompt_tokens, f"{self.name} has {positions} positions and the prompt takes {prompt_tokens}"
 
     def generate_batch(self, works: list[GenerationWork]) -> list[Any]:
         """One `generate` call for every valid prompt of the batch (one settings key); each result is a dict of

@@ -94,6 +94,9 @@ class Task(Protocol):
         """Take what the loss needs from the freshly built model to train (initial weights, fine-tuning method applied,
         before any step or resume): the preference families' frozen reference (or its log-probs, stored in `run_dir`).
         Most take nothing."""
+    def fold_strata(self, train: Any) -> Optional[list[Any]]:
+        """Each raw train row's stratum for k-fold cross-validation (classification: its label), or None (folds are
+        dealt from one shuffle)."""
         ...
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:
@@ -123,3 +126,25 @@ class PlainHead:
 
     def checkpoint_files(self, folder: Path, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
+
+    def fold_strata(self, train: Any) -> None:
+        return None  # cross-validation folds from one shuffle
+
+
+@runtime_checkable
+class ClassProbabilities(Protocol):
+    """A family whose evaluation gives each row a probability per class (classification, multiple choice): what
+    temperature scaling (`task.calibrate=true`) and ensembles of runs read. The others state it by not having it."""
+
+    def class_probabilities(self, partials: list[dict[str, Any]]) -> tuple[Any, Any]:
+        """(labels, probabilities) of every shard's rows, from `eval_partial`'s partials."""
+        ...
+
+
+def check_class_probabilities(task: Any, what: str) -> None:
+    """Refuse in one line a method (`what`) that needs class probabilities on a family that does not give them."""
+    if not isinstance(task, ClassProbabilities):
+        from llmft.errors import UserError
+
+        raise UserError(f"{what} needs class probabilities (families classification, multiple_choice); "
+                        f"task.family={task.cfg.family} does not give them")

@@ -4,33 +4,40 @@ continued pre-training, and prompted summarization / translation / generative QA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+import functools
+from typing import Any, Callable, Optional
 
 import torch
 
 from llmft.config import Side
-from llmft.tasks.options import TextGenerationOptions
-from llmft.data.loading import cached_map, check_columns
+from llmft.tasks.options import TextGenerationOptions, Thinking
+from llmft.data import chat_formats, chat_templates
+from llmft.data.chat_formats import RowFormat
+from llmft.data.loading import cached_map, check_columns, row_origin, split_source
 from llmft.errors import UserError
 from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
-                                     to_example)
+                                     template_fields, to_example)
 from llmft.engine.token_loss import token_loss_sum
 from llmft.data.truncation import bounded_encoding
 from llmft.tasks.base import PlainHead
 
 
 
-def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of the assistant turns (what is supervised)."""
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
+def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: Optional[list[Any]] = None
+                              ) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant turns (what is supervised; an OpenAI
+    `weight: 0` turn is context only). Spans come from prefix renderings, so templates without `{% generation %}`
+    mask correctly."""
+    render = functools.partial(tokenizer.apply_chat_template, tokenize=False, **({"tools": tools} if tools else {}))
+    full = render(messages)
     spans = []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight") == 0:
             continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        before = render(messages[:i], add_generation_prompt=True)
+        through = render(messages[: i + 1])
         if not full.startswith(before) or not full.startswith(through):
-            raise UserError("the tokenizer's chat template renders turns inconsistently; set task.use_chat_template=false")
+            raise UserError(chat_templates.disagreement(full, before if not full.startswith(before) else through))
         spans.append((len(before), len(through)))
     return full, spans
 
@@ -51,6 +58,7 @@ class CausalLMTask(PlainHead):
     max_length: int = 512
     examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    row_format: Optional[RowFormat] = None  # Alpaca / ShareGPT / OpenAI rows, told by the train split's columns
 
     eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
     # trainer.group_by_length's default: the loss is per token and each step is normalised by its own tokens, so
@@ -81,27 +89,76 @@ class CausalLMTask(PlainHead):
 
     def plan_info(self) -> dict[str, Any]:
         mode = "chat" if self.cfg.messages_column else "prompt/response" if self.cfg.prompt_template else "raw text"
-        mode += " in blocks" if self.chunked else ""
+        mode = self.row_format.describe(self.chat) if self.row_format else mode + (" in blocks" if self.chunked else "")
         return {"format": mode, "chat_template": self.chat, "packing": self.cfg.packing, "data": self.data_stats}
 
+    @property
+    def rows(self) -> Optional[RowFormat]:
+        """How rows are read: as prepare() found them, else chat rows in task.messages_column, else the task's own columns."""
+        column = self.cfg.messages_column
+        return self.row_format or (RowFormat("openai", column, "task.messages_column") if column else None)
+
+    @property
+    def chat_rows(self) -> bool:
+        """Rows read as conversations (ShareGPT, OpenAI messages, Alpaca under a chat template)."""
+        return self.rows is not None and (self.rows.name != "alpaca" or self.chat)
+
+    def read_format(self, columns: list[str]) -> Optional[RowFormat]:
+        """Alpaca / ShareGPT / OpenAI rows (task.data.format, or told by the columns), or None for the task's own
+        columns (prompt template and response column, or raw text) when the data has them."""
+        if self.cfg.data.format in chat_formats.ROW_FORMATS or self.cfg.messages_column:
+            return chat_formats.detect(columns, self.cfg.data.format, self.cfg.messages_column)
+        own = [*template_fields(self.cfg.prompt_template), self.cfg.response_column or self.cfg.data.text_columns[0]]
+        return None if all(c.split(".")[0] in columns for c in own) else chat_formats.detect(columns, None, None)
+
     # --- text -> tokens ---------------------------------------------------------------------
-    def text_and_spans(self, row: dict[str, Any]) -> tuple[str, list[tuple[int, int]], bool]:
+    def messages(self, row: dict[str, Any], where: Callable[[], str]) -> list[dict[str, Any]]:
+        """A chat row as messages, refused in one line when the tokenizer cannot render it."""
+        assert self.rows is not None
+        messages = self.rows.messages(row, where)
+        if self.cfg.thinking is Thinking.drop:
+            messages = chat_templates.drop_thinking(messages)
+        if not self.chat:
+            raise UserError(f"{self.rows.name} rows are conversations: they need a tokenizer with a chat template "
+                            "(task.chat_template=<name or .jinja file>, and task.use_chat_template=true)")
+        if chat_formats.has_tool_turns(messages) and not chat_formats.template_renders_tools(self.tokenizer.chat_template):
+            raise UserError(f"{where()}: a tool-call turn, but the chat template in use does not render tool calls "
+                            "(it never reads tool_calls); drop the tool turns or set task.chat_template to one that does")
+        return messages
+
+    def text_and_spans(self, row: dict[str, Any], where: Callable[[], str] = lambda: "a row"
+                       ) -> tuple[str, list[tuple[int, int]], bool]:
         """(full text, supervised char spans, append EOS?) for one row."""
-        if self.cfg.messages_column:
-            if not self.chat:
-                raise UserError("chat rows (task.messages_column) need a tokenizer with a chat template")
-            text, spans = supervised_spans_for_chat(self.tokenizer, row[self.cfg.messages_column])
+        fmt = self.rows
+        if fmt is not None and self.chat_rows:
+            text, spans = supervised_spans_for_chat(self.tokenizer, self.messages(row, where), fmt.tools(row))
             return text, spans, False
-        example = to_example(row, self.cfg)
-        if self.cfg.prompt_template is None:  # raw text: every token supervised
+        example = self.example(row, where)
+        if self.cfg.prompt_template is None and fmt is None:  # raw text: every token supervised
             return example.response, [(0, len(example.response))], True
         if self.chat:
             text, spans = supervised_spans_for_chat(self.tokenizer, chat_messages(example))
             return text, spans, False
         return example.prompt + example.response, [(len(example.prompt), len(example.prompt) + len(example.response))], True
 
-    def encode(self, row: dict[str, Any]) -> dict[str, Any]:
-        text, spans, add_eos = self.text_and_spans(row)
+    def example(self, row: dict[str, Any], where: Callable[[], str] = lambda: "a row") -> Example:
+        """A row as the prompt and the reference answer: a chat row's last assistant turn after the turns before it,
+        a prompt/response row as text (an Alpaca row in the published Alpaca prompt)."""
+        if self.chat_rows:
+            messages = self.messages(row, where)
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            users = [m["content"] for m in messages[:last] if m["role"] == "user"]
+            answer = messages[last]["content"]
+            return Example(users[-1] if users else "", answer, [answer], messages[:last])
+        if self.row_format is not None and self.row_format.name == "alpaca":
+            prompt, response = chat_formats.alpaca_prompt(row, where)
+            return Example(prompt, response, [response])
+        return to_example(row, self.cfg)
+
+    def encode(self, row: dict[str, Any], index: Optional[int] = None, origin: Optional[Callable[[int], str]] = None
+               ) -> dict[str, Any]:
+        where = (lambda: origin(index)) if origin is not None and index is not None else (lambda: "a row")
+        text, spans, add_eos = self.text_and_spans(row, where)
         side = self.cfg.input_truncation_side
         # a bounded piece from the kept end: a 10 MB row costs what max_length tokens do (offsets are relative to it)
         enc, start = bounded_encoding(self.tokenizer, text, self.max_length, side, add_special_tokens=not self.chat,
@@ -146,17 +203,23 @@ class CausalLMTask(PlainHead):
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
         tokenizer.padding_side = "right"
-        needed = [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
+        chat_templates.apply_option(tokenizer, self.cfg.chat_template)  # before any rendering; saved with the checkpoint
+        self.row_format = self.read_format(splits.get("train", next(iter(splits.values()))).column_names)  # eval: one split
+        fmt = self.row_format
+        needed = [fmt.column] if fmt and fmt.column else [] if fmt else [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
         out = {}
         for role, ds in splits.items():
-            check_columns(ds, needed, f"the {role} split of '{self.cfg.data.path}'")
-            if role != "train" and not self.cfg.messages_column:
-                self.examples[role] = [to_example(ds[i], self.cfg) for i in range(min(len(ds), self.cfg.eval_generate_samples))]
-            if self.chunked:
+            check_columns(ds, needed, f"the {role} split of '{split_source(self.cfg.data, role)}'")
+            origin = functools.partial(row_origin, ds, role=role, cfg=self.cfg.data)
+            if role != "train":
+                self.examples[role] = [self.example(ds[i], functools.partial(origin, i))
+                                       for i in range(min(len(ds), self.cfg.eval_generate_samples))]
+            if self.chunked and fmt is None:
                 out[role] = self.chunk(ds, role)
                 continue
-            features = cached_map(ds, self.encode, f"causal_lm|{self.cfg}|{max_length}", tokenizer, remove_columns=ds.column_names,
-                                  desc=f"tokenize {role}")
+            encode = functools.partial(self.encode, origin=origin)
+            features = cached_map(ds, encode, f"causal_lm|{self.cfg}|{fmt}|{max_length}", tokenizer, with_indices=True,
+                                  remove_columns=ds.column_names, desc=f"tokenize {role}")
             unsupervised = sum(1 for n in features["supervised"] if n == 0)
             if unsupervised == len(features):
                 raise UserError(f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "
@@ -166,6 +229,8 @@ class CausalLMTask(PlainHead):
             self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
                                      "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
             out[role] = features.remove_columns(["truncated", "supervised", "attention_mask"])
+            if role == "train":
+                self.check_prompt_agreement(ds[0], out[role][0]["input_ids"])
             if role == "train" and self.cfg.packing:
                 from llmft.data.packing import pack
 
@@ -191,13 +256,30 @@ class CausalLMTask(PlainHead):
 
         return collate
 
+    def check_prompt_agreement(self, row: dict[str, Any], trained: list[int]) -> None:
+        """At the start of a run: the prompt `llmft generate` / `llmft serve` build for a row (its turns before the last
+        answer, with the generation prompt) tokenizes as the start of what training saw, token for token."""
+        # without a chat template the prompt/response boundary may merge into one token (offsets handle it); a cut row
+        # cannot be compared from its start
+        if not self.chat or len(trained) >= self.max_length:
+            return
+        prompt = self.generation_prompt(self.example(row))
+        ids = self.tokenizer(prompt, add_special_tokens=not self.prompt_has_special_tokens, verbose=False)["input_ids"]
+        if trained[: len(ids)] != ids:
+            at = next((i for i, (a, b) in enumerate(zip(ids, trained)) if a != b), min(len(ids), len(trained)))
+            shown = [repr(self.tokenizer.decode(x[at:at + 3])) for x in (ids, trained)]
+            raise UserError(f"training and generation render the prompt differently (token {at}: generation has "
+                            f"{shown[0]}, training {shown[1]}); the model would be served a prompt it never trained on. "
+                            "Set task.chat_template to a template whose generation prompt starts each answer as its "
+                            "turns do (or task.use_chat_template=false)")
+
     def generation_prompt(self, example: Example) -> str:
         """The prompt as training saw it before its first target. Trailing spaces go: in training they were part of
         the response's first token (" five"), which generation must produce, not continue from a lone space."""
         if not self.chat:
             return example.prompt.rstrip(" ")
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
-                                                  add_generation_prompt=True).rstrip(" ")
+        messages = example.messages or [{"role": "user", "content": example.prompt}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True).rstrip(" ")
 
     # --- model, loss, eval --------------------------------------------------------------------
     @staticmethod

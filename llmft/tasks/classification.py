@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from llmft.data import shapes as data_shapes
 from llmft.config import DataConfig, Side
 from llmft.tasks.options import ClassificationOptions
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
@@ -113,7 +113,7 @@ class ClassificationTask:
         """Check columns, fix the label set from train, map labels to ids and tokenize every split."""
         columns = [*self.data.text_columns, self.data.label_column]
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, columns, where)
             data_shapes.check_text_columns(ds, list(self.data.text_columns), where)
             data_shapes.check_label_column(ds, self.data.label_column, where)
@@ -196,6 +196,10 @@ class ClassificationTask:
     def checkpoint_files(self, folder: Any, model: Any) -> None:
         return None  # transformers alone loads the checkpoint
 
+    def fold_strata(self, train: Any) -> list[Any]:
+        """Cross-validation folds keep the label proportions: each row's raw label is its stratum."""
+        return list(train[self.data.label_column])
+
     # --- loss and evaluation ----------------------------------------------------------------
     @staticmethod
     def count(batch: dict[str, torch.Tensor]) -> int:
@@ -249,6 +253,29 @@ class ClassificationTask:
         metrics["loss"] = sum(p["loss"] for p in partials) / n
         metrics["samples"] = n
         return metrics
+
+    @staticmethod
+    def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
+        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with their class probabilities averaged."""
+        from llmft.tasks.ensemble import average_probability_partials
+
+        return average_probability_partials(members)
+
+    @staticmethod
+    def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each row with the members' mean probabilities, and the label and score they give."""
+        from llmft.tasks.ensemble import mean_of
+
+        out = []
+        for row, probs in zip(members[0], mean_of(members, "probabilities")):
+            best = max(probs, key=probs.__getitem__)
+            out.append({**row, "label": best, "score": probs[best], "probabilities": probs})
+        return out
 
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:

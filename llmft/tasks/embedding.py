@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from llmft.config import Side
-from llmft.data.loading import row_origin
+from llmft.data.loading import row_origin, split_source
 from llmft.data.truncation import encode_rows
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
@@ -80,7 +80,7 @@ class EmbeddingTask(PlainHead):
         names = [c for c in ds.column_names if c != "__row__"]
         has_pairs, has_scored = all(c in names for c in pair_columns), all(c in names for c in scored_columns)
         if not has_pairs and not has_scored:
-            raise UserError(f"the {role} split of '{data.path}' has neither pair columns {pair_columns} nor scored columns "
+            raise UserError(f"the {role} split of '{split_source(data, role)}' has neither pair columns {pair_columns} nor scored columns "
                             f"{scored_columns}; its columns: {', '.join(names)} (name yours with task.data.text_columns, "
                             "task.scored_columns and task.data.label_column)")
         negative = self.cfg.negative_column if self.cfg.negative_column in names else None

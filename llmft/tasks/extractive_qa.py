@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from llmft.tasks.options import ExtractiveQAOptions
-from llmft.data.loading import check_columns
+from llmft.data.loading import check_columns, split_source
 from llmft.engine.distributed import Dist
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
@@ -60,7 +60,7 @@ class ExtractiveQATask(PlainHead):
         self.tokenizer, self.max_length = tokenizer, max_length
         out = {}
         for role, ds in splits.items():
-            check_columns(ds, list(COLUMNS), f"the {role} split of '{self.cfg.data.path}'")
+            check_columns(ds, list(COLUMNS), f"the {role} split of '{split_source(self.cfg.data, role)}'")
             rows = ds.to_list()
             enc = self._windows(tokenizer, rows, max_length)
             starts, ends, offsets = [], [], []

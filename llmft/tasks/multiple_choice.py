@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig
 from llmft.data import shapes as data_shapes
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import encode_rows
 from llmft.engine.distributed import Dist
@@ -120,7 +120,7 @@ class MultipleChoiceTask(PlainHead):
         context = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, [*context, self.data.label_column], where)
             data_shapes.check_text_columns(ds, context, where)
             source = ending_source(ds.column_names, self.cfg.endings, where)
@@ -212,8 +212,34 @@ class MultipleChoiceTask(PlainHead):
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
         y_true = np.concatenate([x for p in partials for x in p["labels"]])
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
-        return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "loss": sum(p["loss"] for p in partials) / n,
-                "samples": n}
+        from llmft.evaluation.calibration import expected_calibration_error
+
+        return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "ece": expected_calibration_error(y_true, y_prob),
+                "loss": sum(p["loss"] for p in partials) / n, "samples": n}
+
+    @staticmethod
+    def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, choice probabilities) of every shard's rows: what temperature scaling and ensembles read."""
+        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with their choice probabilities averaged."""
+        from llmft.tasks.ensemble import average_probability_partials
+
+        return average_probability_partials(members)
+
+    def ensemble_predictions(self, members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each row with the members' mean choice probabilities and the choice they give."""
+        from llmft.tasks.ensemble import mean_of
+
+        out = []
+        for number, (row, probs) in enumerate(zip(members[0], mean_of(members, "probabilities")), 1):
+            given = {k: v for k, v in row.items() if k not in ("choice", "ending", "probabilities")}
+            ends = row_endings(given, ending_source(list(given), self.cfg.endings, f"input row {number}"))
+            best = max(range(len(probs)), key=probs.__getitem__)
+            out.append({**given, "choice": best, "ending": ends[best], "probabilities": probs})
+        return out
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (prompt=<one JSON object>, or the input file's rows: the context columns and the endings) with the

@@ -43,6 +43,11 @@ class MultipleChoiceOptions(TaskConfig):
     endings: Optional[list[str]] = None
 
 
+class Thinking(str, Enum):
+    keep = "keep"  # `<think>...</think>` blocks and reasoning_content stay in the supervised text
+    drop = "drop"  # removed from assistant turns before rendering: the model learns the answers only
+
+
 @dataclass
 class TextGenerationOptions(TaskConfig):
     """The two generative families, causal_lm (decoder-only) and seq2seq (encoder-decoder), share one schema: the
@@ -53,6 +58,10 @@ class TextGenerationOptions(TaskConfig):
     response_column: Optional[str] = None  # the supervised text (target)
     messages_column: Optional[str] = None  # causal_lm chat rows: [{role, content}, ...]; only assistant turns supervised
     use_chat_template: bool = True  # causal_lm: wrap prompt/response in the tokenizer's chat template when it has one
+    # causal_lm: a template the tokenizer ships (by name) or a .jinja file; saved with the checkpoint's tokenizer, so
+    # `llmft generate` and `llmft serve` render as training did. None: the tokenizer's own
+    chat_template: Optional[str] = None
+    thinking: Thinking = Thinking.keep  # causal_lm chat rows: keep or drop <think> blocks in the supervised text
     text_metric: TextMetric = TextMetric.none  # computed on generated text during eval
     bleu_tokenize: str = "13a"  # sacrebleu's BLEU tokenizer: 13a, zh (Chinese), ja-mecab (Japanese), intl, char, flores200, ...
     eval_generate_samples: int = 64  # eval rows generated for text_metric (0: none)
@@ -72,6 +81,8 @@ class TextGenerationOptions(TaskConfig):
         return self.truncation_side or (Side.left if self.family == "causal_lm" else Side.right)
 
     def __post_init__(self) -> None:
+        if self.prompt_template is not None:  # typed on a command line, `\n` and `\t` mean what they do in YAML
+            self.prompt_template = self.prompt_template.replace("\\n", "\n").replace("\\t", "\t")
         raw_text = self.family == "causal_lm" and self.prompt_template is None and not self.messages_column
         if self.chunk_text and not raw_text:
             raise ConfigError("task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "

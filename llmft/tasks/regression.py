@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig, Side, TaskConfig
 from llmft.data import shapes as data_shapes
-from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin
+from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
 from llmft.engine.distributed import Dist
@@ -71,7 +71,7 @@ class RegressionTask(PlainHead):
         columns = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
-            where = f"the {role} split of '{self.data.path}'"
+            where = f"the {role} split of '{split_source(self.data, role)}'"
             check_columns(ds, [*columns, self.data.label_column], where)
             data_shapes.check_text_columns(ds, columns, where)
             data_shapes.check_label_column(ds, self.data.label_column, where)
@@ -144,6 +144,20 @@ class RegressionTask(PlainHead):
         metrics["loss"] = metrics["mse"]
         metrics["samples"] = len(y_true)
         return metrics
+
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with their scores averaged."""
+        from llmft.tasks.ensemble import average_prediction_partials
+
+        return average_prediction_partials(members)
+
+    @staticmethod
+    def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each row with the members' mean score."""
+        from llmft.tasks.ensemble import mean_of
+
+        return [{**row, "score": s} for row, s in zip(members[0], mean_of(members, "score"))]
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its predicted score."""

@@ -25,6 +25,7 @@ class Example:
     prompt: str
     response: str
     references: list[str] = field(default_factory=list)
+    messages: Optional[list[dict[str, Any]]] = None  # a chat row: the turns before the answer (prompt is the last user turn)
 
 
 def check_text_metric(cfg: TextGenerationOptions) -> None:
@@ -136,10 +137,10 @@ def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> 
 
 
 def template_fields(template: Optional[str]) -> list[str]:
-    """The {field} names of a prompt template, in order."""
+    """The {field} names of a prompt template, in order, each once."""
     import string
 
-    return [f for _, f, _, _ in string.Formatter().parse(template or "") if f]
+    return list(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template or "") if f))
 
 
 def generation_text(task: Any, prompt: str) -> str:
@@ -159,6 +160,10 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
     cfg: TextGenerationOptions = task.cfg
     task.tokenizer, task.max_length = tokenizer, request.max_length
     fields = template_fields(cfg.prompt_template)
+    if request.prompt is not None and len(fields) > 1:  # one text cannot fill two fields: the model would see no template
+        row = ", ".join(f'"{f}": ...' for f in fields)
+        raise UserError(f"prompt= fills one field, and the run's task.prompt_template has {len(fields)} "
+                        f"({', '.join(fields)}); give input=<file.jsonl> with rows {{{row}}}")
     if request.prompt is not None:
         rows = [{fields[0]: request.prompt} if len(fields) == 1 else {"prompt": request.prompt}]
         texts = [generation_text(task, request.prompt)]

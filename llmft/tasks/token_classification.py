@@ -9,7 +9,8 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from llmft.config import DataConfig
-from llmft.data.loading import cached_map, check_columns, row_origin
+from llmft.data.loading import ROW_COLUMN, cached_map, check_columns, row_origin, split_source
+from llmft.data.text_files import TEXT_COLUMN
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
@@ -42,17 +43,19 @@ def _tag_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> list[list
     tokens_column = cfg.text_columns[0]
     out = []
     for row, (tokens, tags) in enumerate(zip(ds[tokens_column], ds[cfg.label_column])):
-        where = row_origin(ds, row, role, cfg)
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
-            raise UserError(f"{where}: '{tokens_column}' must be a non-empty list of non-empty tokens, got {tokens!r:.80}")
+            raise UserError(f"{row_origin(ds, row, role, cfg)}: '{tokens_column}' must be a non-empty list of non-empty "
+                            f"tokens, got {tokens!r:.80}")
         if not isinstance(tags, list) or len(tags) != len(tokens):
             count = len(tags) if isinstance(tags, list) else type(tags).__name__
-            raise UserError(f"{where}: {len(tokens)} tokens but {count} tags in '{cfg.label_column}'; give one tag per token")
+            raise UserError(f"{row_origin(ds, row, role, cfg)}: {len(tokens)} tokens but {count} tags in "
+                            f"'{cfg.label_column}'; give one tag per token")
         ids = []
-        for tag in tags:
+        for item, tag in enumerate(tags):
             key = names[tag] if isinstance(tag, int) and not isinstance(tag, bool) and 0 <= tag < len(names) else tag
             if key not in index:
-                raise UserError(f"{where}: tag {tag!r} is not in the tag set {names}; fix the data or set task.data.label_names")
+                raise UserError(f"{row_origin(ds, row, role, cfg, item)}: tag {tag!r} is not in the tag set {names}; "
+                                "fix the data or set task.data.label_names")
             ids.append(index[key])
         out.append(ids)
     return out
@@ -110,7 +113,11 @@ class TokenClassificationTask:
                             "choose a model whose tokenizer has one")
         columns = [self.data.text_columns[0], self.data.label_column]
         for role, ds in splits.items():
-            check_columns(ds, columns, f"the {role} split of '{self.data.path}'")
+            where = f"the {role} split of '{split_source(self.data, role)}'"
+            if self.data.format is None and set(ds.column_names) - {ROW_COLUMN} == {TEXT_COLUMN}:
+                raise UserError(f"{where} has only a '{TEXT_COLUMN}' column (a .txt file is read as raw text, a document "
+                                "per paragraph); for CoNLL columns (`token ... tag` per line) set task.data.format=conll")
+            check_columns(ds, columns, where)
         self.label_names = _tag_names(splits["train"], self.data) if not self.label_names else self.label_names
         out = {}
         for role, ds in splits.items():
@@ -158,6 +165,9 @@ class TokenClassificationTask:
 
     def sample_weights(self, train: Any) -> None:
         return None  # uniform sampling
+
+    def fold_strata(self, train: Any) -> None:
+        return None  # a row holds many tags: cross-validation folds from one shuffle
 
     # --- model ------------------------------------------------------------------------------
     def head_kwargs(self) -> dict[str, Any]:
