@@ -131,3 +131,16 @@ def test_precomputed_reference_is_stored_with_the_run_and_resume_reads_it(tmp_pa
     monkeypatch.setattr(Reference, "context", refuse)  # the one way in to scoring with the reference
     again = _parts(tmp_path / "run", "task.precompute_reference=true")  # what a resumed run builds
     torch.testing.assert_close(again.task.reference.table[0], parts.task.reference.table[0])
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "preference"
+
+
+@pytest.mark.parametrize("name, extra", [("hh-rlhf.jsonl", []), ("ultrafeedback-binarized.jsonl", []),
+                                         ("hh-rlhf.jsonl", ["finetune=lora", "task.loss=simpo"])])
+def test_public_layouts_train_through_documented_options_only(tmp_path, name, extra):
+    """Anthropic HH-RLHF transcripts and UltraFeedback-binarized message lists, as published: only the path is set."""
+    cli(["train", "task=dpo", *GPT, f"task.data.path={FIXTURES / name}", "task.data.carve_ratio=0.2",
+         "trainer.batch_size=4", "trainer.max_steps=2", "model.max_length=96", *extra], tmp_path)
+    metrics = json.loads((only_run_dir(tmp_path) / "eval.json").read_text())["metrics"]
+    assert metrics["pairs"] == 2 and math.isfinite(metrics["loss"])

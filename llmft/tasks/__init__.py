@@ -31,6 +31,8 @@ FAMILIES: dict[str, Family] = {
     "token_classification": Family("llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions),
     "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
     "preference": Family("llmft.tasks.preference:PreferenceTask", options.PreferenceOptions),
+    "kto": Family("llmft.tasks.kto:KTOTask", options.KTOOptions),
+    "reward": Family("llmft.tasks.reward:RewardTask", options.RewardOptions),
 }
 
 
