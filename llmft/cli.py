@@ -13,6 +13,7 @@ VERBS = {
     "generate": "predict with a run's best checkpoint, for a prompt or a JSONL file",
     "serve": "serve a run (or a model) over HTTP: OpenAI-compatible API, batching, metrics",
     "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
+    "explain": "token attributions (Integrated Gradients) of a run's predictions: terminal, HTML page, PNG heatmap",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
@@ -35,6 +36,7 @@ Examples:
   llmft generate run=outputs/train/<day>/<time> prompt="A lovely, funny film."
   llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
+  llmft explain run=outputs/train/<day>/<time> prompt="A lovely and funny film."
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
   llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
   llmft sweep-report outputs/train-multirun/<day>/<time>
@@ -137,6 +139,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.serve import serve_command as fn
     elif verb == "export":
         from llmft.commands.export import export_command as fn
+    elif verb == "explain":
+        from llmft.commands.explain import explain_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)

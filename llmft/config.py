@@ -414,5 +414,7 @@ class GenerateConfig:
 
 # the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
 from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
+from llmft.explain_config import ExplainConfig  # noqa: E402
 
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig}
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
+           "explain": ExplainConfig}
