@@ -15,6 +15,7 @@ VERBS = {
     "serve": "serve a run (or a model) over HTTP: OpenAI-compatible API, batching, metrics",
     "data": "show what a task trains on: rows rendered as training renders them, counts, duplicates, leakage",
     "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
+    "explain": "token attributions (Integrated Gradients) of a run's predictions: terminal, HTML page, PNG heatmap",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
@@ -40,6 +41,7 @@ Examples:
   llmft data task=sft model=tiny-gpt2 rows=5 output=report/                # what training will see, and its quality
   llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
+  llmft explain run=outputs/train/<day>/<time> prompt="A lovely and funny film."
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
   llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
   llmft sweep-report outputs/train-multirun/<day>/<time>
@@ -149,6 +151,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.export import export_command as fn
     elif verb == "data":
         from llmft.commands.data import data_command as fn
+    elif verb == "explain":
+        from llmft.commands.explain import explain_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)

@@ -424,8 +424,9 @@ class GenerateConfig:
 
 # the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
 from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
+from llmft.explain_config import ExplainConfig  # noqa: E402
 
 from llmft.data_report_config import DataReportConfig  # noqa: E402
 
 SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
-           "data": DataReportConfig}
+           "data": DataReportConfig, "explain": ExplainConfig}

@@ -47,8 +47,7 @@ def test_eval_ece_equals_the_hand_computation_over_generate_probabilities(tiny_r
     metrics = json.loads((tmp_path / "ev" / "eval.json").read_text())["metrics"]
     printed = [json.loads(x) for x in cli(["generate", f"run={tiny_run}", f"input={rows}"], cwd=tmp_path).stdout.splitlines()]
     probs = np.array([[p["probabilities"]["negative"], p["probabilities"]["positive"]] for p in printed])
-    labels = [["negative", "positive"].index(p["label_gold"]) for p in printed] if "label_gold" in printed[0] else None
-    labels = labels or [["negative", "positive"].index(json.loads(x)["label"]) for x in rows.read_text().splitlines()]
+    labels = [["negative", "positive"].index(json.loads(x)["label"]) for x in rows.read_text().splitlines()]
     assert metrics["ece"] == pytest.approx(expected_calibration_error(labels, probs), abs=1e-4)
 
 

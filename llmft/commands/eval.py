@@ -53,7 +53,7 @@ def eval_command(cfg: DictConfig) -> float:
     if isinstance(config.run, list):  # run=[a,b,c]: an ensemble
         from llmft.commands.eval_ensemble import eval_ensemble
 
-        return eval_ensemble(cfg, config, lambda saved_task: _task_with_overrides(saved_task, config, cfg))
+        return eval_ensemble(config, lambda saved_task: _task_with_overrides(saved_task, config, cfg))
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
     task_cfg = _task_with_overrides(saved.task, config, cfg)

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
 
 from llmft.commands.common import checkpoint_dir, hydra_output_dir, load_run_config, quiet_libraries
 from llmft.config import EvalConfig, TrainConfig
@@ -17,7 +16,7 @@ from llmft.runs.run_folder import RunFolder
 from llmft.tasks import ensemble
 
 
-def eval_ensemble(cfg: DictConfig, config: EvalConfig, task_config: Any) -> float:
+def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
     """Each member scores the split (rows in file order); the family averages their partials; write eval.json."""
     from llmft.engine.precision import resolve_device, resolve_precision
     from llmft.models import backbone

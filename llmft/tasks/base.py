@@ -148,3 +148,13 @@ def check_class_probabilities(task: Any, what: str) -> None:
 
         raise UserError(f"{what} needs class probabilities (families classification, multiple_choice); "
                         f"task.family={task.cfg.family} does not give them")
+
+
+@runtime_checkable
+class ExplainsTokens(Protocol):
+    """A family whose head gives one output per class or one score (classification, regression): `llmft explain`
+    attributes the output this names to the input tokens."""
+
+    def explanation_target(self, logits: list[float], target: Optional[str]) -> tuple[int, str]:
+        """(index into the row's logits, its name): the named target, or else the prediction."""
+        ...

@@ -277,6 +277,16 @@ class ClassificationTask:
             out.append({**row, "label": best, "score": probs[best], "probabilities": probs})
         return out
 
+    def explanation_target(self, logits: list[float], target: Optional[str]) -> tuple[int, str]:
+        """`llmft explain`: the logit to explain, the named label or else the predicted one."""
+        names = list(self.data.label_names or [])
+        if target is None:
+            best = max(range(len(logits)), key=logits.__getitem__)
+            return best, names[best] if best < len(names) else str(best)
+        if target not in names:
+            raise UserError(f"target={target} is not a label of this run; its labels are {names}")
+        return names.index(target), target
+
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""

@@ -146,6 +146,13 @@ class RegressionTask(PlainHead):
         return metrics
 
     @staticmethod
+    def explanation_target(logits: list[float], target: Optional[str]) -> tuple[int, str]:
+        """`llmft explain`: the one score the head gives."""
+        if target is not None:
+            raise UserError("a regression run has one output, its score: drop target=")
+        return 0, "score"
+
+    @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their scores averaged."""
         from llmft.tasks.ensemble import average_prediction_partials
