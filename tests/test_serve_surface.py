@@ -182,3 +182,17 @@ def test_openai_client_sees_the_refusal(chat_server):
     with pytest.raises(openai.BadRequestError) as refused:
         _client(url).chat.completions.create(model="tiny-chat", messages=CHAT, response_format={"type": "json_object"})
     assert json.loads(refused.value.response.text)["error"]["param"] == "response_format"
+
+
+def test_beam_search_serves_answers_but_refuses_logprobs(chat_server):
+    from fastapi.testclient import TestClient
+
+    from llmft.serving.app import build_app
+
+    _, served = chat_server
+    beams = dataclasses.replace(served, generation=dataclasses.replace(served.generation, num_beams=2))
+    with TestClient(build_app(beams)) as client:
+        answer = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "n": 2})
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] > 0, answer.text
+        refused = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "logprobs": 1})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"

@@ -111,29 +111,33 @@ class Choice:
     text: str
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
     token_ids: list[int]
-    logprobs: list[float]
-    top: list[list[tuple[int, float]]]  # per token, (id, logprob) best first; empty lists unless asked
+    logprobs: list[float]  # empty unless asked
+    top: list[list[tuple[int, float]]]  # per token, (id, logprob) best first; empty unless asked
 
 
 @torch.no_grad()
 def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
                      max_length: int = 1024, streamer: Optional[Any] = None, add_special_tokens: bool = True,
-                     truncation_side: Side = Side.right, top_logprobs: int = 0) -> list[Choice]:
-    """`generate` with each answer's tokens, finish reason and log-probabilities (what `llmft serve` reports); the
+                     truncation_side: Side = Side.right, top_logprobs: Optional[int] = None) -> list[Choice]:
+    """`generate` with each answer's tokens and finish reason (what `llmft serve` reports), and with `top_logprobs`
+    k (not None; greedy or sampling, not beam search) each token's log-probability and the k most likely tokens; the
     texts equal `generate`'s for the same prompts, settings and seed."""
+    if top_logprobs is not None and cfg.num_beams > 1:
+        raise ValueError("log-probabilities are not reported with beam search")  # its logits rows are beams, not prompts
     choices: list[Optional[Choice]] = [None] * len(prompts)
     ends = set(eos_ids(model, tokenizer))
     for batch, enc in _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side):
+        wanted = top_logprobs is not None
         out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer, return_dict_in_generate=True,
-                             output_logits=True)
+                             output_logits=wanted)
         new = _new_tokens(model, enc, out.sequences)
-        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)  # [batch, steps, vocab], the model's own
+        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if wanted else None  # [batch, steps, vocab], raw
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for row, (i, text) in enumerate(zip(batch, texts)):
             ids = new[row].tolist()
             kept, finish = _kept_tokens(tokenizer, ids, ends, cfg.stop)
-            chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist()
-            top = [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if top_logprobs else []
+            chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist() if logprobs is not None else []
+            top = [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
             choices[i] = Choice(cut_at_stop(text, cfg.stop).strip(), finish, ids[:kept], chosen, top)
     return choices  # type: ignore[return-value]
 

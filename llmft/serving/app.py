@@ -125,7 +125,7 @@ def _needs(served: Served, able: bool, what: str, route: str, param: Optional[st
                          code="unsupported_model")
 
 
-def _check_request(body: Any) -> None:
+def _check_request(body: Any, generation: GenerationConfig) -> None:
     """A field this server does not do, or a combination it does not stream, is a 400 naming the field."""
     field = body.unsupported()
     if field is not None:
@@ -137,6 +137,9 @@ def _check_request(body: Any) -> None:
         raise ServeError(400, "stream_options is only allowed with stream=true", param="stream_options", code="invalid_value")
     if body.stream and body.n > 1:
         raise ServeError(400, "n > 1 is not streamed by llmft serve; send stream=false", param="n", code="unsupported_field")
+    if body.wanted_logprobs() is not None and generation.num_beams > 1:
+        raise ServeError(400, f"logprobs are not reported with beam search (generation.num_beams={generation.num_beams})",
+                         param="logprobs", code="unsupported_field")
     if body.stream and body.wanted_logprobs() is not None:
         raise ServeError(400, "logprobs are not streamed by llmft serve; send stream=false", param="logprobs",
                          code="unsupported_field")
@@ -147,7 +150,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
         _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/chat/completions")
-        _check_request(body)
+        _check_request(body, served.generation)
         work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
                               seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(), param="messages")
         if body.stream:
@@ -160,7 +163,7 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
     async def completions(body: schemas.CompletionRequest) -> Any:
         _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/completions")
-        _check_request(body)
+        _check_request(body, served.generation)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",

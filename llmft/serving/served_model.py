@@ -166,7 +166,7 @@ class ServedModel:
         choices = iter(generate_choices(self.model, self.tokenizer, texts, generation, self.device, self.max_length,
                                         streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
                                         truncation_side=self.task.cfg.input_truncation_side,
-                                        top_logprobs=first.top_logprobs or 0))
+                                        top_logprobs=first.top_logprobs))
         for i in prompts:
             mine = [next(choices) for _ in range(works[i].n)]
             results[i] = {"choices": [self.reported(c, works[i].top_logprobs is not None) for c in mine],
