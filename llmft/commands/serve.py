@@ -33,11 +33,12 @@ def serve_command(cfg: DictConfig) -> None:
 def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
     from llmft.commands.generate import load_predictor
     from llmft.engine.precision import resolve_device
-    from llmft.serving.served_model import ServedModel
+    from llmft.serving.served_model import ServedModel, model_sampling_defaults
 
     task, model, tokenizer, max_length = load_predictor(config)
+    defaults = model_sampling_defaults(task.cfg.generation, model)  # as vLLM: the model's generation_config first
     return ServedModel(served_name(config), task, model, tokenizer, max_length, resolve_device(config.device),
-                       apply_user_overrides(task.cfg.generation, cfg, "generation"), config.max_batch_size)
+                       apply_user_overrides(defaults, cfg, "generation"), config.max_batch_size)
 
 
 def _load_onnx(config: ServeConfig) -> Any:

@@ -4,6 +4,7 @@ training cut them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 import torch
@@ -47,6 +48,32 @@ def _length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list
         yield order[start : start + batch_size]
 
 
+def _encoded_batches(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
+                     max_length: int, add_special_tokens: bool, truncation_side: Side) -> Iterator[tuple[list[int], Any]]:
+    """(prompt indices, their padded encoding): length-sorted batches, cut as `generate` documents. The tokenizer pads on
+    the decoder's side while the caller consumes the batches."""
+    decoder_only = not model.config.is_encoder_decoder
+    limit = max(max_length - cfg.max_new_tokens, (max_length + 1) // 2) if decoder_only else max_length
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left" if decoder_only else "right"  # decoder-only models continue from the last token
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens, verbose=False)["input_ids"]]
+    try:
+        with eval_mode(model):
+            for batch in _length_sorted_batches(lengths, cfg.batch_size):
+                with truncating_on(tokenizer, truncation_side):
+                    enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
+                                    max_length=limit, add_special_tokens=add_special_tokens).to(device)
+                yield batch, enc
+    finally:
+        tokenizer.padding_side = padding_side
+
+
+def _new_tokens(model: Any, enc: Any, sequences: torch.Tensor) -> torch.Tensor:
+    """The generated columns of `generate`'s output (a decoder repeats the prompt; an encoder-decoder starts with its
+    decoder start token)."""
+    return sequences[:, enc["input_ids"].shape[1] :] if not model.config.is_encoder_decoder else sequences[:, 1:]
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -66,22 +93,67 @@ def generate(
     answer fit the length the model was trained on, but never less than half of max_length (a long answer asked of a
     model with room beyond its training length). `add_special_tokens=False` when the prompt text already carries them
     (a rendered chat template)."""
-    decoder_only = not model.config.is_encoder_decoder
-    limit = max(max_length - cfg.max_new_tokens, (max_length + 1) // 2) if decoder_only else max_length
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left" if decoder_only else "right"  # decoder-only models continue from the last token
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens, verbose=False)["input_ids"]]
     outputs: list[str] = [""] * len(prompts)
-    try:
-        with eval_mode(model):
-            for batch in _length_sorted_batches(lengths, cfg.batch_size):
-                with truncating_on(tokenizer, truncation_side):
-                    enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
-                                    max_length=limit, add_special_tokens=add_special_tokens).to(device)
-                out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
-                new = out[:, enc["input_ids"].shape[1] :] if decoder_only else out
-                for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                    outputs[i] = cut_at_stop(text, cfg.stop).strip()
-    finally:
-        tokenizer.padding_side = padding_side
+    for batch, enc in _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side):
+        out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
+        new = out[:, enc["input_ids"].shape[1] :] if not model.config.is_encoder_decoder else out
+        for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+            outputs[i] = cut_at_stop(text, cfg.stop).strip()
     return outputs
+
+
+@dataclass
+class Choice:
+    """One generated answer with what an API reports of it: the text `generate` returns, why it ended, the tokens it
+    took (up to and with the EOS or the token completing a stop string) and each one's log-probability under the model
+    (log-softmax of its raw logits), with the `top` most likely tokens at each step when asked."""
+
+    text: str
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    token_ids: list[int]
+    logprobs: list[float]  # empty unless asked
+    top: list[list[tuple[int, float]]]  # per token, (id, logprob) best first; empty unless asked
+
+
+@torch.no_grad()
+def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
+                     max_length: int = 1024, streamer: Optional[Any] = None, add_special_tokens: bool = True,
+                     truncation_side: Side = Side.right, top_logprobs: Optional[int] = None) -> list[Choice]:
+    """`generate` with each answer's tokens and finish reason (what `llmft serve` reports), and with `top_logprobs`
+    k (not None; greedy or sampling, not beam search) each token's log-probability and the k most likely tokens; the
+    texts equal `generate`'s for the same prompts, settings and seed."""
+    if top_logprobs is not None and cfg.num_beams > 1:
+        raise ValueError("log-probabilities are not reported with beam search")  # its logits rows are beams, not prompts
+    choices: list[Optional[Choice]] = [None] * len(prompts)
+    ends = set(eos_ids(model, tokenizer))
+    for batch, enc in _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side):
+        wanted = top_logprobs is not None
+        out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer, return_dict_in_generate=True,
+                             output_logits=wanted)
+        new = _new_tokens(model, enc, out.sequences)
+        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if wanted else None  # [batch, steps, vocab], raw
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for row, (i, text) in enumerate(zip(batch, texts)):
+            ids = new[row].tolist()
+            kept, finish = _kept_tokens(tokenizer, ids, ends, cfg.stop)
+            chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist() if logprobs is not None else []
+            top = [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
+            choices[i] = Choice(cut_at_stop(text, cfg.stop).strip(), finish, ids[:kept], chosen, top)
+    return choices  # type: ignore[return-value]
+
+
+def _kept_tokens(tokenizer: Any, ids: list[int], ends: set[int], stops: list[str]) -> tuple[int, str]:
+    """How many generated tokens an answer took, and why it ended: through the first token that completes a stop string
+    or is an EOS, else all of them (it ran out of max_new_tokens)."""
+    end = next((k + 1 for k, token in enumerate(ids) if token in ends), None)
+    if stops:
+        for k in range(1, (end or len(ids)) + 1):
+            text = tokenizer.decode(ids[:k], skip_special_tokens=True)
+            if len(cut_at_stop(text, stops)) < len(text):
+                return k, "stop"
+    return (end, "stop") if end is not None else (len(ids), "length")
+
+
+def _top(logprobs: torch.Tensor, k: int) -> list[tuple[int, float]]:
+    values, ids = logprobs.topk(k)
+    return list(zip(ids.tolist(), values.tolist()))

@@ -125,34 +125,61 @@ def _needs(served: Served, able: bool, what: str, route: str, param: Optional[st
                          code="unsupported_model")
 
 
+def _check_request(body: Any, generation: GenerationConfig) -> None:
+    """A field this server does not do, or a combination it does not stream, is a 400 naming the field."""
+    field = body.unsupported()
+    if field is not None:
+        raise ServeError(400, f"{field} is not supported by llmft serve (see the README's table of served fields)", param=field,
+                         code="unsupported_field")
+    if getattr(body, "top_logprobs", None) is not None and not getattr(body, "logprobs", None):
+        raise ServeError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
+    if body.stream_options is not None and not body.stream:
+        raise ServeError(400, "stream_options is only allowed with stream=true", param="stream_options", code="invalid_value")
+    if body.stream and body.n > 1:
+        raise ServeError(400, "n > 1 is not streamed by llmft serve; send stream=false", param="n", code="unsupported_field")
+    if body.wanted_logprobs() is not None and generation.num_beams > 1:
+        raise ServeError(400, f"logprobs are not reported with beam search (generation.num_beams={generation.num_beams})",
+                         param="logprobs", code="unsupported_field")
+    if body.stream and body.wanted_logprobs() is not None:
+        raise ServeError(400, "logprobs are not streamed by llmft serve; send stream=false", param="logprobs",
+                         code="unsupported_field")
+
+
 def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: Metrics) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
         _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/chat/completions")
+        _check_request(body, served.generation)
         work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
-                              seed=body.seed, param="messages")
+                              seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(), param="messages")
         if body.stream:
-            return await _stream(served, batcher, metrics, work, chat=True)
+            return await _stream(served, batcher, metrics, work, chat=True, with_usage=_with_usage(body))
         answer = await asyncio.wrap_future(batcher.submit(work.batch_key(), work))
         metrics.tokens.inc(answer["completion_tokens"])
-        return schemas.chat_completion(served.name, [answer])
+        return schemas.chat_completion(served.name, answer)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: schemas.CompletionRequest) -> Any:
         _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/completions")
+        _check_request(body, served.generation)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
                              param="prompt", code="invalid_prompt")
         generation = generation_for(served.generation, body)
-        works = [GenerationWork(generation, prompt=p, seed=body.seed) for p in prompts]
+        works = [GenerationWork(generation, prompt=p, seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs())
+                 for p in prompts]
         if body.stream:
-            return await _stream(served, batcher, metrics, works[0], chat=False)
+            return await _stream(served, batcher, metrics, works[0], chat=False, with_usage=_with_usage(body))
         answers = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(w.batch_key(), w)) for w in works))
         metrics.tokens.inc(sum(a["completion_tokens"] for a in answers))
         return schemas.text_completion(served.name, list(answers))
+
+
+def _with_usage(body: Any) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
 
 
 def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
@@ -183,7 +210,8 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
         return schemas.embedding_list(served.name, list(results), body.encoding_format)
 
 
-async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool) -> Any:
+async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool,
+                  with_usage: bool = False) -> Any:
     """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
     alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
     response starts); a client that leaves stops its own generation at the next token."""
@@ -197,15 +225,16 @@ async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: Gene
     first = await pieces.get()
     if first is None and future.exception() is not None:
         raise future.exception()  # type: ignore[misc]  # a ServeError: the client gets its 4xx
-    return StreamingResponse(_events(served, metrics, work, future, pieces, first, gone, chat), media_type="text/event-stream")
+    events = _events(served, metrics, work, future, pieces, first, gone, chat, with_usage)
+    return StreamingResponse(events, media_type="text/event-stream")
 
 
 async def _events(served: Served, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
-                  first: Optional[str], gone: threading.Event, chat: bool) -> AsyncIterator[str]:
+                  first: Optional[str], gone: threading.Event, chat: bool, with_usage: bool) -> AsyncIterator[str]:
     stream_id, sent, raw = schemas.new_id("chatcmpl" if chat else "cmpl"), "", ""
 
     def event(text: Optional[str], finish: Optional[str] = None, opening: bool = False) -> str:
-        return f"data: {json.dumps(schemas.stream_chunk(chat, stream_id, served.name, text, finish, opening))}\n\n"
+        return f"data: {json.dumps(schemas.stream_chunk(chat, stream_id, served.name, text, finish, opening, with_usage))}\n\n"
 
     try:
         if chat:
@@ -218,11 +247,14 @@ async def _events(served: Served, metrics: Metrics, work: GenerationWork, future
                 yield event(visible[len(sent):])
                 sent = visible
             piece = await pieces.get()
-        answer = future.result()  # the text `generate` returned (stop strings cut, stripped): the stream ends equal to it
-        if answer["text"].startswith(sent) and len(answer["text"]) > len(sent):
-            yield event(answer["text"][len(sent):])
+        answer = future.result()
+        choice = answer["choices"][0]  # the text `generate` returned (stop strings cut, stripped): the stream ends equal to it
+        if choice["text"].startswith(sent) and len(choice["text"]) > len(sent):
+            yield event(choice["text"][len(sent):])
         metrics.tokens.inc(answer["completion_tokens"])
-        yield event(None, answer["finish_reason"])
+        yield event(None, choice["finish_reason"])
+        if with_usage:
+            yield f"data: {json.dumps(schemas.usage_chunk(chat, stream_id, served.name, answer))}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         gone.set()  # the client left (or the stream ended): its generation stops at the next token

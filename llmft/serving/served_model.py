@@ -30,15 +30,18 @@ class GenerationWork:
     prompt: Optional[str] = None  # /v1/completions
     messages: Optional[list[dict[str, str]]] = None  # /v1/chat/completions
     seed: Optional[int] = None
+    n: int = 1  # choices to generate for the prompt
+    top_logprobs: Optional[int] = None  # None: no logprobs; k: each token's logprob and the k most likely
     param: str = "prompt"  # the request field a length error names
     on_text: Optional[Callable[[str], None]] = None
     cancelled: Optional[Callable[[], bool]] = None
 
     def batch_key(self) -> Hashable:
-        """Requests with equal settings run as one batch; a streamed one runs alone."""
-        if self.on_text is not None:
+        """Requests with equal settings run as one batch; a streamed one runs alone, and so does a seeded sampled one
+        (its choices then depend on its seed only, not on the requests it would share a batch with)."""
+        if self.on_text is not None or (self.seed is not None and self.generation.do_sample):
             return None
-        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.seed)
+        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.top_logprobs)
 
 
 @dataclass
@@ -139,11 +142,11 @@ class ServedModel:
         return positions - prompt_tokens, f"{self.name} has {positions} positions and the prompt takes {prompt_tokens}"
 
     def generate_batch(self, works: list[GenerationWork]) -> list[Any]:
-        """One `generate` call for every valid prompt of the batch (one settings key); each result is a dict of
-        text, finish_reason and token counts, or the ServeError of its request."""
+        """One decoding of every valid prompt of the batch (one settings key), each repeated for its `n` choices; each
+        result is a dict of choices (generation.Choice) and token counts, or the ServeError of its request."""
         import torch
 
-        from llmft.evaluation.generation import generate
+        from llmft.evaluation.generation import generate_choices
 
         results: list[Any] = [None] * len(works)
         prompts: dict[int, tuple[str, int]] = {}
@@ -159,14 +162,25 @@ class ServedModel:
         if first.seed is not None:
             torch.manual_seed(first.seed)
         streamer = self.streamer(first) if first.on_text is not None else None
-        texts = generate(self.model, self.tokenizer, [prompts[i][0] for i in prompts], generation, self.device, self.max_length,
-                         streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
-                         truncation_side=self.task.cfg.input_truncation_side)
-        for i, text in zip(prompts, texts):
-            completion = self.count_tokens(text, False) if text else 0
-            finish = "length" if completion >= generation.max_new_tokens else "stop"
-            results[i] = {"text": text, "finish_reason": finish, "prompt_tokens": prompts[i][1], "completion_tokens": completion}
+        texts = [prompts[i][0] for i in prompts for _ in range(works[i].n)]
+        choices = iter(generate_choices(self.model, self.tokenizer, texts, generation, self.device, self.max_length,
+                                        streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
+                                        truncation_side=self.task.cfg.input_truncation_side,
+                                        top_logprobs=first.top_logprobs))
+        for i in prompts:
+            mine = [next(choices) for _ in range(works[i].n)]
+            results[i] = {"choices": [self.reported(c, works[i].top_logprobs is not None) for c in mine],
+                          "prompt_tokens": prompts[i][1], "completion_tokens": sum(len(c.token_ids) for c in mine)}
         return results
+
+    def reported(self, choice: Any, logprobs: bool) -> dict[str, Any]:
+        """A generation.Choice as the API reports it: text, finish_reason and, when asked, (token text, logprob, top)."""
+        def text(token: int) -> str:
+            return self.tokenizer.decode([token])
+
+        tokens = [(text(t), lp, [(text(u), ulp) for u, ulp in top])
+                  for t, lp, top in zip(choice.token_ids, choice.logprobs, choice.top or [[]] * len(choice.token_ids))]
+        return {"text": choice.text, "finish_reason": choice.finish_reason, "tokens": tokens if logprobs else None}
 
     def streamer(self, work: GenerationWork) -> Any:
         """transformers' TextStreamer (what `llmft generate` streams with) handing text to the request; it stops the
@@ -238,8 +252,25 @@ def check_single_text(task: Any, name: str) -> None:
                          param="input", code="unsupported_input")
 
 
+def model_sampling_defaults(generation: GenerationConfig, model: Any) -> GenerationConfig:
+    """The run's generation settings under what the model's generation_config states (as vLLM takes its defaults from
+    it): max_new_tokens, temperature (stated and > 0: sampling, as in vLLM), top_p, top_k, repetition_penalty. The
+    user's generation.* overrides on the serve command apply after, and a request's fields after those."""
+    stated = model.generation_config.to_diff_dict() if getattr(model, "generation_config", None) is not None else {}
+    changes = {k: stated[k] for k in ("max_new_tokens", "top_p", "top_k", "repetition_penalty") if stated.get(k) is not None}
+    temperature = stated.get("temperature")
+    if stated.get("do_sample") is True or (isinstance(temperature, (int, float)) and temperature > 0):
+        changes["do_sample"] = True
+    if isinstance(temperature, (int, float)):
+        changes["do_sample"] = temperature > 0
+        if temperature > 0:
+            changes["temperature"] = temperature
+    return dataclasses.replace(generation, **changes)
+
+
 def generation_for(defaults: GenerationConfig, request: Any) -> GenerationConfig:
-    """The run's generation settings with the request's: max_tokens, temperature (0 greedy, > 0 sampling), top_p, stop."""
+    """The served defaults with the request's fields: max_completion_tokens (or its older name max_tokens), temperature
+    (0 greedy, > 0 sampling), top_p, top_k (-1 or 0: none), repetition_penalty, stop."""
     changes: dict[str, Any] = {}
     max_tokens = request.max_completion_tokens or request.max_tokens
     if max_tokens is not None:
@@ -250,6 +281,10 @@ def generation_for(defaults: GenerationConfig, request: Any) -> GenerationConfig
             changes["temperature"] = request.temperature
     if request.top_p is not None:
         changes["top_p"] = request.top_p
+    if request.top_k is not None:
+        changes["top_k"] = max(request.top_k, 0)  # transformers: 0 disables top-k
+    if request.repetition_penalty is not None:
+        changes["repetition_penalty"] = request.repetition_penalty
     if request.stop is not None:
         changes["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
     return dataclasses.replace(defaults, **changes)
