@@ -17,7 +17,7 @@ from conftest import cli, only_run_dir, write_jsonl
 
 RUN = ["task=embedding", "model=tiny-bert", "task.data.max_train_samples=256", "task.data.max_eval_samples=60",
        "trainer.batch_size=16", "trainer.max_steps=24", "trainer.eval_every=12", "trainer.log_every=4",
-       "trainer.progress=false", "optimizer.lr=1e-3", "model.dropout=0.0"]
+       "trainer.progress=false", "optimizer.lr=1e-3", "model.dropout=0.0", "scheduler.warmup_ratio=0.0"]  # no warmup: 24 steps learn
 TEXTS = ["The doctor bought the car in the morning.", "A physician purchased an automobile at dawn.",
          "The kid lost the phone by the river, " * 12]  # the last one longer than model.max_length: both cut it alike
 
