@@ -47,7 +47,7 @@ def test_every_yaml_starts_with_a_comment_line():
 
 
 def test_eval_and_generate_compose():
-    assert set(SCHEMAS) == {"train", "eval", "generate", "serve", "export", "data"}
+    assert set(SCHEMAS) == {"train", "eval", "generate", "serve", "export", "data", "explain"}
     cfg = _compose("eval", ["run=somewhere", "split=validation"])
     assert cfg.split == "validation"
     cfg = _compose("generate", ["run=somewhere", "prompt=hi"])
