@@ -4,6 +4,7 @@ training cut them."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -94,11 +95,13 @@ def generate(
     model with room beyond its training length). `add_special_tokens=False` when the prompt text already carries them
     (a rendered chat template)."""
     outputs: list[str] = [""] * len(prompts)
-    for batch, enc in _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side):
-        out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
-        new = out[:, enc["input_ids"].shape[1] :] if not model.config.is_encoder_decoder else out
-        for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
-            outputs[i] = cut_at_stop(text, cfg.stop).strip()
+    batches = _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side)
+    with contextlib.closing(batches):  # the tokenizer's padding side and the model's mode come back even on an error
+        for batch, enc in batches:
+            out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer)
+            new = out[:, enc["input_ids"].shape[1] :] if not model.config.is_encoder_decoder else out
+            for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                outputs[i] = cut_at_stop(text, cfg.stop).strip()
     return outputs
 
 
@@ -125,8 +128,17 @@ def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: Genera
     if top_logprobs is not None and cfg.num_beams > 1:
         raise ValueError("log-probabilities are not reported with beam search")  # its logits rows are beams, not prompts
     choices: list[Optional[Choice]] = [None] * len(prompts)
+    batches = _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side)
+    with contextlib.closing(batches):
+        _choose(model, tokenizer, cfg, batches, streamer, top_logprobs, choices)
+    return choices  # type: ignore[return-value]
+
+
+def _choose(model: Any, tokenizer: Any, cfg: GenerationConfig, batches: Iterator[tuple[list[int], Any]], streamer: Any,
+            top_logprobs: Optional[int], choices: list[Optional[Choice]]) -> None:
+    """Decode each batch and fill in the choices of its prompts."""
     ends = set(eos_ids(model, tokenizer))
-    for batch, enc in _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side):
+    for batch, enc in batches:
         wanted = top_logprobs is not None
         out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer, return_dict_in_generate=True,
                              output_logits=wanted)
@@ -139,7 +151,6 @@ def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: Genera
             chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist() if logprobs is not None else []
             top = [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
             choices[i] = Choice(cut_at_stop(text, cfg.stop).strip(), finish, ids[:kept], chosen, top)
-    return choices  # type: ignore[return-value]
 
 
 def _kept_tokens(tokenizer: Any, ids: list[int], ends: set[int], stops: list[str]) -> tuple[int, str]:
