@@ -108,13 +108,18 @@ def _saved_bytes(model: torch.nn.Module, step: Callable[[], torch.Tensor]) -> in
 
 
 def _longest(features: Any, sample: int = 4096) -> dict[str, Any]:
-    """The row with the most token ids among up to `sample` rows spread over the split (nested lists summed)."""
+    """The row with the most token ids among up to `sample` rows spread over the split: the lengths of its `*input_ids`
+    fields (a pair's texts, a question's choices) summed, nested lists included."""
     def size(value: Any) -> int:
-        return sum(size(v) for v in value) if isinstance(value, list) and value and isinstance(value[0], list) else len(value)
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            return sum(size(v) for v in value)
+        return len(value) if isinstance(value, list) else 0
+
+    def tokens(row: dict[str, Any]) -> int:
+        return sum(size(v) for k, v in row.items() if k.endswith("input_ids")) or sum(size(v) for v in row.values())
 
     step = max(1, len(features) // sample)
-    indices = range(0, len(features), step)
-    return max((features[i] for i in indices), key=lambda row: size(row["input_ids"]))
+    return max((features[i] for i in range(0, len(features), step)), key=tokens)
 
 
 def measure(model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callable, precision: Any,
