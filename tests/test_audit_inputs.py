@@ -165,7 +165,8 @@ def test_config_folder_whose_hydra_callback_hydra_blocks(tmp_path):
 DEFAULT_MODELS = {"sentiment": "minilm-l6", "classification": "minilm-l6", "qa": "minilm-l6", "sft": "smollm2-135m",
                   "chat": "smollm2-135m", "textgen": "smollm2-135m", "generative-qa": "smollm2-135m",
                   "summarization": "tiny-t5", "translation": "tiny-t5", "ner": "minilm-l6", "token-classification": "minilm-l6",
-                  "embedding": "minilm-l6", "sts": "minilm-l6", "regression": "minilm-l6", "multiple-choice": "minilm-l6"}
+                  "embedding": "minilm-l6", "sts": "minilm-l6", "regression": "minilm-l6", "multiple-choice": "minilm-l6",
+                  "dpo": "smollm2-135m", "kto": "smollm2-135m", "reward": "smollm2-135m"}
 
 
 def _compose(verb: str, overrides: list[str]):

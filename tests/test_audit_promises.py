@@ -72,7 +72,8 @@ def test_task_family_picks_one_head_per_named_family():
 
     heads = {f: get_task(FAMILIES[f].options(family=f)).auto_class_name for f in families}
     assert all(hasattr(transformers, head) for head in heads.values()), heads  # a real Auto class per family
-    assert len(set(heads.values())) >= len(FAMILIES) - 1  # regression shares the sequence-classification head  # a different head class for each family
+    # regression and reward share the sequence-classification head, preference and kto the causal-LM one
+    assert len(set(heads.values())) >= len(FAMILIES) - 4
 
 
 def test_trust_remote_code_stays_off_in_every_model_option():
@@ -205,6 +206,7 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     import make_generative
     import make_mc
     import make_ner
+    import make_preference
     import make_sentiment
     import make_sts
 
@@ -216,6 +218,7 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     make_sts.main(["--out", str(tmp_path / "sts")])
     make_mc.main(["--out", str(tmp_path / "multiple-choice")])
     make_embedding.main(["--out", str(tmp_path / "embedding")])
+    make_preference.main(["--out", str(tmp_path)])  # preference/ and kto/
     shipped = sorted(p.relative_to(resources_dir()) for p in resources_dir().glob("*/*.jsonl"))
     assert len(shipped) >= 30  # every shipped file below is remade byte for byte by its generator
     for name in shipped:

@@ -138,9 +138,9 @@ SIGNAL_AT_SETUP = """
 import os, signal
 import llmft.commands.setup as setup
 _build = setup.build_run
-def _signal_then_build(config):
+def _signal_then_build(config, *args, **kwargs):
     os.kill(os.getpid(), signal.{name})
-    return _build(config)
+    return _build(config, *args, **kwargs)
 setup.build_run = _signal_then_build
 """
 

@@ -74,7 +74,7 @@ def test_a_second_run_on_the_same_data_does_not_tokenize_again(tmp_path, monkeyp
     data = write_jsonl(tmp_path / "corpus.jsonl", [{"text": f"row {i} of {tag}: the quick brown fox"} for i in range(60)])
     calls: list[int] = []
     encode = CausalLMTask.encode
-    monkeypatch.setattr(CausalLMTask, "encode", lambda self, row: calls.append(1) or encode(self, row))
+    monkeypatch.setattr(CausalLMTask, "encode", lambda self, row, *args, **kwargs: calls.append(1) or encode(self, row, *args, **kwargs))
     register_configs()
     register_recipes()
 

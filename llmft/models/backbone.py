@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 FITTING_MODELS = {
     "CausalLM": ("a decoder-only model", ["smollm2-135m", "tiny-gpt2", "gpt2", "qwen2.5-0.5b", "qwen2.5-0.5b-instruct", "llama-3.2-1b"]),
     "Seq2SeqLM": ("an encoder-decoder model", ["tiny-t5", "t5-small", "flan-t5-base", "bart-base"]),
-    "SequenceClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "SequenceClassification": ("an encoder (or a decoder: reward models)", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base",
+                                                                       "distilbert", "deberta-v3", "smollm2-135m"]),
     "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "MultipleChoice": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "TokenClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),

@@ -261,8 +261,9 @@ class CausalLMTask(PlainHead):
         answer, with the generation prompt) tokenizes as the start of what training saw, token for token."""
         # without a chat template the prompt/response boundary may merge into one token (offsets handle it); a cut row
         # cannot be compared from its start
-        if not self.chat or len(trained) >= self.max_length:
-            return
+        raw_text = not self.cfg.messages_column and self.cfg.prompt_template is None and self.row_format is None
+        if not self.chat or raw_text or len(trained) >= self.max_length:
+            return  # raw text trains as written: no prompt is rendered for it
         prompt = self.generation_prompt(self.example(row))
         ids = self.tokenizer(prompt, add_special_tokens=not self.prompt_has_special_tokens, verbose=False)["input_ids"]
         if trained[: len(ids)] != ids:

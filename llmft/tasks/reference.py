@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from llmft.engine.token_loss import inner_model
+from llmft.runs.run_folder import RunFolder
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.preference_data import ROLE_CODES, ROLE_STRIDE
 
@@ -56,7 +57,7 @@ class Reference:
                 for role in roles:
                     self.table[ROLE_CODES[role]] = torch.cat([score(inner, b).detach().cpu() for b in loaders(features[role])])
             if store is not None and store.parent.is_dir():
-                tmp = store.with_suffix(f".{os.getpid()}.tmp")
+                tmp = RunFolder.temp_file(store)
                 torch.save({str(k): v for k, v in self.table.items()}, tmp)
                 os.replace(tmp, store)
         if not self.adapters and not precompute:
