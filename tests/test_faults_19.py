@@ -321,6 +321,7 @@ def test_a_conll_tag_without_a_type_is_refused_naming_file_and_line(tmp_path):
 @pytest.mark.parametrize("save_every, kept", [(0, "none is kept"), (1, "is kept in")])
 def test_a_non_finite_loss_keeps_what_its_message_promises(tmp_path, save_every, kept):
     proc = cli(["train", *FAST, "optimizer=sgd", "optimizer.lr=1e12", "trainer.max_grad_norm=null", "trainer.max_steps=20",
+                "scheduler.warmup_ratio=0.0",  # the first step already takes the full rate: it diverges before any save
                 f"trainer.save_every={save_every}"], tmp_path, check=False)
     line = _one_line(proc, "the loss became", kept)
     if save_every:

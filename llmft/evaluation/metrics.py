@@ -41,7 +41,9 @@ def classification_metrics(
         "f1_macro": float(f1),
     }
     present = set(y_true.tolist())
-    if len(present) == len(classes) and len(classes) >= 2:
+    if not np.isfinite(probs).all():  # a diverged model (the loop stops it at its next step): no ranking to score
+        out["roc_auc"] = float("nan")
+    elif len(present) == len(classes) and len(classes) >= 2:
         if len(classes) == 2:
             out["roc_auc"] = float(roc_auc_score(y_true, probs[:, 1]))
         else:
