@@ -180,3 +180,31 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     cli(["train", *TINY, "trainer.eval_every=32", "trainer.log_every=16"], cwd=root)
     return only_run_dir(root / "outputs")
+
+
+# Seconds-long tests that run in the slow suite (CI runs both) to keep the default suite under 10 minutes on 2 cores;
+# each has a faster sibling in the default suite that covers the same path.
+SLOW_FOR_TIME = {
+    "tests/test_resume.py::test_kill_9_then_resume_matches_an_unbroken_run",
+    "tests/test_resume.py::test_sigint_saves_says_how_to_resume_and_auto_resumes",
+    "tests/test_resume.py::test_kill_during_a_save_keeps_the_previous_checkpoint",
+    "tests/test_distributed.py::test_sharded_evaluation_gives_single_process_metrics",
+    "tests/test_distributed.py::test_two_processes_match_one_with_the_same_global_batch[ddp-1]",
+    "tests/test_distributed.py::test_two_processes_match_one_with_the_same_global_batch[fsdp-1]",
+    "tests/test_audit_faults.py::test_kill_9_of_the_holder_does_not_block_a_resume",
+    "tests/test_audit_faults.py::test_resume_auto_repairs_a_torn_log_line_and_a_swap_killed_between_its_renames",
+    "tests/test_faults_19.py::test_a_stop_during_the_final_test_scoring_says_how_to_finish_and_the_resume_finishes",
+    "tests/test_cross_validation.py::test_fold_sweep_ranks_configurations_by_their_fold_mean",
+    "tests/test_quiet_tokenizer.py::test_multiple_choice_rows_with_many_tokens_per_character_train_quietly",
+    "tests/test_sweeps.py::test_optuna_sweep_ranks_its_trials",
+    "tests/test_generative.py::test_sft_learns_held_out_instructions",
+    "tests/test_audit_loop.py::test_a_bf16_checkpoint_trains_on_fp32_weights",
+    "tests/test_group_default.py::test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run",
+    "tests/test_integrations.py::test_mlflow_records_metrics_and_params",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW_FOR_TIME or item.nodeid.split("[")[0] in SLOW_FOR_TIME:
+            item.add_marker(pytest.mark.slow)
