@@ -29,8 +29,7 @@ def check_output(path: Path) -> None:
         raise UserError(f"cannot write output={path}: permission denied")
     existed = path.exists()
     try:  # open it as the write will (a path under /proc, a read-only file system fail here); its content is kept
-        with open(path, "a", encoding="utf-8"):
-            pass
+        open(path, "a", encoding="utf-8").close()
     except OSError as ex:
         raise UserError(f"cannot write output={path}: {ex.strerror}") from ex
     if not existed:

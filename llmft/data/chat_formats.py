@@ -6,6 +6,7 @@ Alpaca without a chat template, the published Alpaca prompt and its response."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -81,11 +82,9 @@ def detect(columns: list[str], forced: Optional[str], messages_column: Optional[
 
 
 def _as_list(turns: Any, column: Optional[str], where: Where) -> list[Any]:
-    if isinstance(turns, str):  # a conversation stored as a JSON string
-        try:
+    if isinstance(turns, str):  # a conversation stored as a JSON string (other text is refused below)
+        with contextlib.suppress(json.JSONDecodeError):
             turns = json.loads(turns)
-        except json.JSONDecodeError:
-            pass
     if not isinstance(turns, list) or not turns:
         raise UserError(f"{where()}: column '{column}' must hold a list of turns, got {type(turns).__name__ if turns else 'nothing'}")
     return turns
