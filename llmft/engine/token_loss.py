@@ -27,6 +27,27 @@ CHUNK_ELEMENTS = 1 << 26  # logits per chunk (256 MB in fp32): rows per chunk = 
 SPLITTABLE = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "t5", "mt5", "phi3", "olmo2", "smollm3"})
 
 
+def _grad_buffers(needs: tuple, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> tuple:
+    """Zeroed gradients of hidden, weight (fp32) and bias (fp32) for the inputs that need one, else None."""
+    grad_h = torch.zeros_like(hidden) if needs[0] else None
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if needs[1] else None
+    grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if bias is not None and needs[2] else None
+    return grad_h, grad_w, grad_b
+
+
+def _add_head_grads(d_logits: torch.Tensor, h: torch.Tensor, w: Optional[torch.Tensor], rows: slice,
+                    grad_h: Optional[torch.Tensor], grad_w: Optional[torch.Tensor], grad_b: Optional[torch.Tensor]) -> None:
+    """One chunk's gradient of the logits (fp32) through the output layer: into the hidden states' rows `rows`, and
+    summed into the weight's and bias's gradients (each only where it is wanted, i.e. not None)."""
+    g = d_logits.to(h.dtype)
+    if grad_h is not None:
+        grad_h[rows] = torch.mm(g, w)
+    if grad_w is not None:
+        grad_w += torch.mm(g.t(), h).float()
+    if grad_b is not None:
+        grad_b += d_logits.sum(0)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of `hidden @ weight.T + bias` against `targets`, chunk by chunk; the backward only scales
     the gradients the forward already computed."""
@@ -34,11 +55,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
                 rows_per_chunk: int) -> torch.Tensor:
-        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        want_b = bias is not None and ctx.needs_input_grad[2]
-        grad_h = torch.zeros_like(hidden) if want_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
-        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        grad_h, grad_w, grad_b = _grad_buffers(ctx.needs_input_grad, hidden, weight, bias)
+        want_h, want_w, want_b = grad_h is not None, grad_w is not None, grad_b is not None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         w = weight.to(hidden.dtype) if want_h else None  # one cast for every chunk (a no-op in fp32)
         for start in range(0, hidden.shape[0], rows_per_chunk):
@@ -50,13 +68,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
             probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
-            g = probs.to(h.dtype)
-            if want_h:
-                grad_h[start:start + rows_per_chunk] = torch.mm(g, w)
-            if want_w:
-                grad_w += torch.mm(g.t(), h).float()
-            if want_b:
-                grad_b += probs.sum(0)
+            _add_head_grads(probs, h, w, slice(start, start + rows_per_chunk), grad_h, grad_w, grad_b)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total
@@ -160,25 +172,15 @@ class _LinearTokenLogps(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
         hidden, weight, bias, targets = ctx.saved_tensors
-        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        want_b = bias is not None and ctx.needs_input_grad[2]
-        grad_h = torch.zeros_like(hidden) if want_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
-        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
-        w = weight.to(hidden.dtype) if want_h else None
+        grad_h, grad_w, grad_b = _grad_buffers(ctx.needs_input_grad, hidden, weight, bias)
+        w = weight.to(hidden.dtype) if grad_h is not None else None
         step = ctx.rows_per_chunk
         for start in range(0, hidden.shape[0], step):
             h, t, g = hidden[start:start + step], targets[start:start + step], grad_out[start:start + step].float()
             probs = torch.softmax(F.linear(h, weight, bias).float(), dim=-1)  # recomputed: d logp / d logits = onehot - p
             grads = probs.mul_(-g[:, None])
             grads[torch.arange(len(t), device=t.device), t] += g
-            gl = grads.to(h.dtype)
-            if want_h:
-                grad_h[start:start + step] = torch.mm(gl, w)
-            if want_w:
-                grad_w += torch.mm(gl.t(), h).float()
-            if want_b:
-                grad_b += grads.sum(0)
+            _add_head_grads(grads, h, w, slice(start, start + step), grad_h, grad_w, grad_b)
         return (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
                 None if grad_b is None else grad_b.to(bias.dtype), None, None)
 
