@@ -20,6 +20,7 @@ from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_me
 from llmft.engine.token_loss import token_loss_sum
 from llmft.data.truncation import bounded_encoding
 from llmft.tasks.base import PlainHead
+from llmft.tasks.text_common import renders_chat
 
 
 
@@ -75,7 +76,7 @@ class CausalLMTask(PlainHead):
 
     @property
     def chat(self) -> bool:
-        return bool(self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        return renders_chat(self.cfg.use_chat_template, self.tokenizer)
 
     @property
     def prompt_has_special_tokens(self) -> bool:

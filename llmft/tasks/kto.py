@@ -25,6 +25,7 @@ from llmft.tasks.preference import completion_targets
 from llmft.tasks.preference_data import PairEncoder, located, pad_rows, pair_id
 from llmft.tasks.reference import Reference
 from llmft.tasks.text_common import Example, generative_predict
+from llmft.tasks.text_common import renders_chat
 
 SUMS = ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl")
 
@@ -71,7 +72,7 @@ class KTOTask(PlainHead):
 
     @property
     def chat(self) -> bool:
-        return bool(self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        return renders_chat(self.cfg.use_chat_template, self.tokenizer)
 
     @property
     def prompt_has_special_tokens(self) -> bool:

@@ -22,6 +22,7 @@ from llmft.tasks.preference_data import PairEncoder, located, pad_rows, pair_id,
 from llmft.tasks.preference_losses import PairLogps, pair_losses
 from llmft.tasks.reference import Reference
 from llmft.tasks.text_common import Example, generative_predict
+from llmft.tasks.text_common import renders_chat
 
 METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected")
 
@@ -89,7 +90,7 @@ class PreferenceTask(PlainHead):
 
     @property
     def chat(self) -> bool:
-        return bool(self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        return renders_chat(self.cfg.use_chat_template, self.tokenizer)
 
     @property
     def prompt_has_special_tokens(self) -> bool:

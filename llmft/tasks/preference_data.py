@@ -16,6 +16,7 @@ from llmft.data.loading import row_origin
 from llmft.errors import UserError
 from llmft.tasks.causal_lm import labels_from_offsets
 from llmft.engine.token_loss import IGNORE
+from llmft.tasks.text_common import renders_chat
 
 Turns = Union[str, list]  # a text, or a list of {role, content} messages
 HH_ASSISTANT = "\n\nAssistant:"
@@ -84,7 +85,7 @@ class PairEncoder:
 
     def __init__(self, tokenizer: Any, max_length: int, use_chat_template: bool, add_eos: bool = True):
         self.tokenizer, self.max_length, self.add_eos = tokenizer, max_length, add_eos
-        self.chat = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
+        self.chat = renders_chat(use_chat_template, tokenizer)
 
     def text_and_span(self, prompt: Turns, completion: Turns, raw: bool = False) -> tuple[str, tuple[int, int], bool]:
         """(text, the completion's character span, append EOS?)."""

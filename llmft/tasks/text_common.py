@@ -59,6 +59,11 @@ def to_example(row: dict[str, Any], cfg: TextGenerationOptions) -> Example:
     return Example(prompt_text(row, cfg), references[0] if references else "", references)
 
 
+def renders_chat(use_chat_template: bool, tokenizer: Any) -> bool:
+    """Rows are wrapped in the tokenizer's chat template: the option is on and the tokenizer has a template."""
+    return bool(use_chat_template and getattr(tokenizer, "chat_template", None))
+
+
 def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     return [*messages, {"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
