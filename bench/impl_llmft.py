@@ -31,7 +31,9 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     from llmft.config import MetricMode
     from llmft.engine.loop import Hooks, Selection, StepParts, fit
 
-    extra = [*scenario.llmft_overrides(options), *os.environ.get("LLMFT_BENCH_EXTRA", "").split()]
+    # `--llmft` options are llmft's own: llmft-plain stays with every speed option off (options common to every
+    # implementation go in `--all`)
+    extra = [*scenario.llmft_overrides(options), *(os.environ.get("LLMFT_BENCH_EXTRA", "").split() if options else [])]
     config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
                       "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)
@@ -49,5 +51,5 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     t0 = time.perf_counter()
     metrics = gathered_metrics(parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist())
     out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)
-    out["dev"] = metrics.get("accuracy", metrics.get("loss"))
+    out["dev"] = metrics["loss"] if scenario.dev_metric == "loss" else metrics.get("accuracy", metrics.get("loss"))
     return out

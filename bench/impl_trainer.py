@@ -67,7 +67,8 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     metrics = trainer.evaluate(dev)
     out["eval_samples_per_s"] = len(dev) / (time.perf_counter() - t0)
-    out["dev"] = metrics["eval_loss"] if generative else _accuracy(trainer, dev)  # eval loss, or accuracy
+    loss = generative or scenario.dev_metric == "loss"
+    out["dev"] = metrics["eval_loss"] if loss else _accuracy(trainer, dev)  # eval loss, or accuracy
     return out
 
 

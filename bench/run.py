@@ -110,7 +110,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=["cls"],
-                        help="cls, sft-tiny, sft-smollm2, gen, sft-0.5b, sft-0.5b-shape, cls-base-shape, sft-shape-tiny, cls-shape-tiny")
+                        help="cls, ner, sts, sft-tiny, sft-smollm2, gen, sft-0.5b, sft-0.5b-shape, cls-base-shape, sft-shape-tiny, cls-shape-tiny")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--impls", default=",".join(IMPLS), help="a subset, e.g. llmft,trainer")
     parser.add_argument("--peak-tflops", default="", help="the accelerator's peak TFLOPS for the run's precision: adds MFU")

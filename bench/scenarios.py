@@ -29,6 +29,7 @@ class Scenario:
     eval_rows: int
     llmft_extra: list[str] = field(default_factory=list)  # llmft's speed options beyond its defaults (packing)
     note: str = ""
+    dev_metric: str = "accuracy"  # "loss": eval loss (generative, token and regression scenarios), the same for every impl
 
     def llmft_overrides(self, options: bool) -> list[str]:
         """llmft's speed options on (the defaults, which group classification batches by length, plus `llmft_extra`),
@@ -48,6 +49,12 @@ SCENARIOS = {
                     steps=188, warmup=5, eval_rows=500,
                     note="MiniLM-L6 (22.7M) sentiment, short variable-length reviews, batch 32, 188 steps (2 epochs, "
                          "the main job's training); dev = accuracy on the 500 validation rows"),
+    "ner": Scenario("ner", [*COMMON, "task=ner", "model=minilm-l6", "task.data.path=@conll2003", "trainer.batch_size=32",
+                            "optimizer.lr=5e-5"], steps=150, warmup=5, eval_rows=500, dev_metric="loss",
+                    note="MiniLM-L6 NER on a CoNLL-2003-layout folder with CoNLL's length law (1-113 words), batch 32"),
+    "sts": Scenario("sts", [*COMMON, "task=sts", "model=minilm-l6", "task.data.path=@stsb", "trainer.batch_size=32",
+                            "optimizer.lr=5e-5"], steps=150, warmup=5, eval_rows=500, dev_metric="loss",
+                    note="MiniLM-L6 sentence-pair regression on a GLUE STS-B-layout folder with its length mix, batch 32"),
     "sft-tiny": Scenario("sft-tiny", [*COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=256", "trainer.batch_size=16",
                                       "optimizer.lr=1e-3", "task.data.path=@skewed", "task.use_chat_template=false", NO_GENERATION],
                          steps=60, warmup=5, eval_rows=128, llmft_extra=["task.packing=true"],
@@ -113,7 +120,7 @@ def resolve(overrides: list[str]) -> list[str]:
 
 
 def _placeholders(override: str) -> str:
-    """`@skewed`: the generated corpus; `@shape:NAME` / `@shape-tiny:NAME`: a model folder built by bench/gpu/shapes.py."""
+    """`@skewed`: the generated corpus; `@conll2003` / `@stsb`: CoNLL-2003 / STS-B-layout folders (published_like.py); `@shape:NAME` / `@shape-tiny:NAME`: a model folder built by bench/gpu/shapes.py."""
     if "@shape" in override:
         sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu"))
         from shapes import shape_path
@@ -121,6 +128,10 @@ def _placeholders(override: str) -> str:
         key, value = override.split("=", 1)
         kind, name = value[1:].split(":", 1)
         return f"{key}={shape_path(name, tiny=kind == 'shape-tiny')}"
+    if "@conll2003" in override or "@stsb" in override:
+        import published_like
+
+        return override.replace("@conll2003", str(published_like.conll2003())).replace("@stsb", str(published_like.stsb()))
     return override.replace("@skewed", str(skewed_corpus()))
 
 

@@ -30,7 +30,8 @@ def load_served(model_option: str, max_tokens: int):
     from omegaconf import OmegaConf
 
     from llmft.commands.generate import load_predictor
-    from llmft.config import GenerationConfig, ModelConfig, ServeConfig
+    from llmft.config import GenerationConfig, ModelConfig
+    from llmft.deploy_config import ServeConfig
     from llmft.paths import conf_dir
     from llmft.serving.served_model import ServedModel
 

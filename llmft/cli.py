@@ -109,11 +109,11 @@ def register_configs() -> None:
     first, each task YAML its family's options as `/task_schema@_here_: <family>`."""
     from hydra.core.config_store import ConfigStore
 
-    from llmft.config import SCHEMAS
+    from llmft.schemas import schemas
     from llmft.tasks import FAMILIES
 
     cs = ConfigStore.instance()
-    for verb, schema in SCHEMAS.items():
+    for verb, schema in schemas().items():
         cs.store(name=f"{verb}_schema", node=schema)
     for name, entry in FAMILIES.items():
         cs.store(group="task_schema", name=name, node=entry.options)
@@ -166,8 +166,7 @@ def _guarded(fn: Callable) -> Callable:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from llmft.config import ConfigError
-        from llmft.errors import UserError
+        from llmft.errors import ConfigError, UserError
 
         import logging
 
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: stopped by {signal.Signals(signum).name}{'; ' + detail if detail else ''}", file=sys.stderr)
         sys.exit(128 + signum)
     except Exception as ex:  # noqa: BLE001 - the one place that turns errors into messages
-        from llmft.errors import describe
+        from llmft.cli_errors import describe
 
         message = describe(ex) or _hydra_message(ex)
         if message is None or show_traceback:

@@ -321,13 +321,3 @@ class GenerateConfig:
             raise ConfigError('generate needs exactly one of prompt="..." or input=<file.jsonl>')
         if (self.run is None) == (not self.model.name_or_path):
             raise ConfigError("generate needs exactly one of run=<run folder> or model=<model option>")
-
-
-# the deployment verbs' schemas (deploy_config.py imports this module's pieces, so this import comes last)
-from llmft.deploy_config import ExportConfig, ServeConfig  # noqa: E402
-from llmft.explain_config import ExplainConfig  # noqa: E402
-
-from llmft.data_report_config import DataReportConfig  # noqa: E402
-
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "generate": GenerateConfig, "serve": ServeConfig, "export": ExportConfig,
-           "data": DataReportConfig, "explain": ExplainConfig}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from llmft.errors import ConfigError  # noqa: F401  (re-exported: schemas raise it)
+
 
 class OptimizerName(str, Enum):
     sgd = "sgd"
@@ -101,10 +103,6 @@ def metric_mode(metric: str) -> MetricMode:
     """Which way a metric improves: down for losses and error rates (loss, perplexity, mse, ...), up for the rest."""
     name = metric.rsplit("/", 1)[-1].lower()
     return MetricMode.min if name in LOWER_IS_BETTER or name.endswith("_loss") else MetricMode.max
-
-
-class ConfigError(ValueError):
-    """A config that composes but is inconsistent; the message is one line for the user."""
 
 
 # sacrebleu's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS; a test keeps the two equal)

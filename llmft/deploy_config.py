@@ -1,5 +1,5 @@
-"""The schemas of the deployment verbs, `llmft serve` and `llmft export` (config.py holds the training ones and
-re-exports these, so `from llmft.config import ServeConfig` keeps working)."""
+"""The schemas of the deployment verbs, `llmft serve` and `llmft export` (config.py holds the training ones;
+cli.schemas gathers every verb's)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The schema of `llmft explain` (registered with the others in config.SCHEMAS)."""
+"""The schema of `llmft explain` (cli.schemas gathers it with the others)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from llmft.cli import GROUPS, register_recipes
 from llmft.commands.common import to_typed
 from llmft.cli import register_configs
-from llmft.config import SCHEMAS, TrainConfig
+from llmft.schemas import schemas
+from llmft.config import TrainConfig
 from llmft.paths import conf_dir, recipes_dir
 
 register_configs()
@@ -47,7 +48,7 @@ def test_every_yaml_starts_with_a_comment_line():
 
 
 def test_eval_and_generate_compose():
-    assert set(SCHEMAS) == {"train", "eval", "generate", "serve", "export", "data", "explain"}
+    assert set(schemas()) == {"train", "eval", "generate", "serve", "export", "data", "explain"}
     cfg = _compose("eval", ["run=somewhere", "split=validation"])
     assert cfg.split == "validation"
     cfg = _compose("generate", ["run=somewhere", "prompt=hi"])

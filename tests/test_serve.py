@@ -33,7 +33,7 @@ def chat_run(tmp_path_factory) -> Path:
 
 def _served(run: Path, max_batch_size: int = 8):
     from llmft.commands.generate import load_predictor
-    from llmft.config import ServeConfig
+    from llmft.deploy_config import ServeConfig
     from llmft.serving.served_model import ServedModel
 
     task, model, tokenizer, max_length = load_predictor(ServeConfig(run=str(run)))

@@ -31,7 +31,7 @@ def test_embeddings_equal_llmft_generate_and_batch(tmp_path):
     import openai
 
     from llmft.commands.generate import load_predictor
-    from llmft.config import ServeConfig
+    from llmft.deploy_config import ServeConfig
     from llmft.serving.app import build_app
     from llmft.serving.served_model import ServedModel
     from llmft.serving.server import BackgroundServer

@@ -50,7 +50,7 @@ def _classify(served, texts: list[str]) -> list[dict]:
 
 def _torch_served(run: Path):
     from llmft.commands.generate import load_predictor
-    from llmft.config import ServeConfig
+    from llmft.deploy_config import ServeConfig
     from llmft.serving.served_model import ServedModel
 
     task, model, tokenizer, max_length = load_predictor(ServeConfig(run=str(run)))

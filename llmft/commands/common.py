@@ -39,7 +39,7 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
         merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except InterpolationResolutionError as ex:  # `${python:...}`, `seed='${seed}'`, `${oc.env:UNSET}`: one line
-        from llmft.errors import describe
+        from llmft.cli_errors import describe
 
         raise UserError(describe(ex) or str(ex)) from ex
 
@@ -132,7 +132,7 @@ def load_run_config(run_dir: Path, schema: type[T]) -> T:
     except UserError as ex:
         raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex
     except Exception as ex:  # omegaconf validation errors
-        from llmft.errors import describe
+        from llmft.cli_errors import describe
 
         raise UserError(f"the config saved in {path} no longer validates: {describe(ex) or ex}") from ex
 

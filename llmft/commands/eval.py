@@ -17,7 +17,8 @@ from llmft.commands.common import (
     to_typed,
     user_overrides,
 )
-from llmft.config import DataConfig, EvalConfig, TaskConfig, TrainConfig
+from llmft.config import EvalConfig, TaskConfig, TrainConfig
+from llmft.data import scored_rows
 from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
@@ -27,14 +28,6 @@ def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig)
     if any(o.lstrip("+~").split("=", 1)[0] == "task" for o in user_overrides()):
         return config.task  # a whole new task group replaces the run's
     return apply_user_overrides(saved, cfg, "task")
-
-
-def _role(split: str, task: TaskConfig) -> str:
-    roles = {"train": "train", "eval": "eval", "test": "test"}
-    roles.update({task.data.train_split: "train", task.data.eval_split: "eval", task.data.test_split: "test"})
-    if split not in roles:
-        raise UserError(f"unknown split '{split}'; choose one of: {', '.join(sorted(roles))}")
-    return roles[split]
 
 
 def _without_model(cfg: DictConfig) -> DictConfig:
@@ -85,8 +78,8 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     model = backbone.load_finetuned(task.auto_class_name, folder)
     tokenizer = backbone.load_finetuned_tokenizer(folder)
     task.from_checkpoint(model)  # e.g. score with the checkpoint's label ids
-    role = _role(config.split, task_cfg)
-    dataset, origin = _scored_rows(run_dir, task_cfg.data, saved.task.data, role)
+    role = scored_rows.role(config.split, task_cfg.data)
+    dataset, origin = scored_rows.scored_rows(run_dir, task_cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     rows = len(features[role])
     from llmft.reporting.console import console
@@ -103,29 +96,3 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     metrics = gathered_metrics(task, model.to(device), loader, precision, role, Dist())  # the evaluation training uses
     metrics.pop("samples_table", None)
     return {"rows": rows, "origin": origin}, metrics
-
-
-def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: str) -> tuple[Any, str]:
-    """The rows to score for `role` and where they come from. On the run's own data, a split carved off train is the
-    very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
-    scored as it is: a named split, or every row of a single file given to eval."""
-    from llmft.data import loading as data
-    from llmft.data import splits
-
-    split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
-    own = splits.source(cfg) == splits.source(trained_on)
-    if not own and not cfg.data_files and Path(cfg.path).expanduser().is_file():
-        cfg.data_files = {split_name: cfg.path}  # another single file given to eval: score all of it
-        return data.cap(data.load_raw(cfg)[split_name], role, cfg), f"every row of {cfg.path}"
-    raw = data.load_raw(cfg)
-    carved = splits.saved_split(run_dir, raw, cfg, role) if own else None
-    train_file = Path((data.local_files(cfg) or {}).get(cfg.train_split, cfg.path)).name
-    if carved is not None:
-        return data.cap(carved, role, cfg), f"carved from {train_file} and held out when the run was trained"
-    if split_name in raw and (role != "train" or not own):
-        return data.cap(raw[split_name], role, cfg), f"split '{split_name}' of {cfg.path}"
-    dataset = data.named_splits(raw, cfg)[role]
-    if data.ROW_COLUMN not in dataset.column_names:  # nothing was carved
-        return dataset, f"split '{split_name}' of {cfg.path}"
-    return dataset, (f"split '{split_name}' of {cfg.path} less the rows carved off it" if role == "train"
-                     else f"carved from {train_file} with task.data.split_seed={cfg.split_seed}")

@@ -50,12 +50,12 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
 
 def _member_partials(config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, tokenizer: Any,
                      precision: Any) -> list[dict[str, Any]]:
-    from llmft.commands.eval import _role, _scored_rows
+    from llmft.data import scored_rows
     from llmft.data import loading as data
 
     task.from_checkpoint(model)
-    role = _role(config.split, task.cfg)
-    dataset, _ = _scored_rows(run, task.cfg.data, saved.task.data, role)
+    role = scored_rows.role(config.split, task.cfg.data)
+    dataset, _ = scored_rows.scored_rows(run, task.cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
                               by_length=False)  # file order: the members' rows line up

@@ -8,13 +8,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from llmft.commands.common import checkpoint_dir, load_run_config, quiet_libraries, to_typed
-from llmft.config import ExportConfig, TrainConfig
+from llmft.config import TrainConfig
+from llmft.deploy_config import ExportConfig
 from llmft.errors import UserError
 
 
 def export_command(cfg: DictConfig) -> float:
     """Load the run's checkpoint and test rows, export, verify; returns the agreement."""
-    from llmft.commands.eval import _scored_rows
+    from llmft.data.scored_rows import scored_rows
     from llmft.export.pipeline import check_output, check_supported, default_output, run_export
     from llmft.export.source import load_source, test_batches
     from llmft.reporting.console import console
@@ -28,7 +29,7 @@ def export_command(cfg: DictConfig) -> float:
     quiet_libraries()
     source = load_source(run_dir, saved, folder)
     check_supported(source, config)  # before the test rows are tokenized
-    dataset, origin = _scored_rows(run_dir, saved.task.data, saved.task.data, "test")
+    dataset, origin = scored_rows(run_dir, saved.task.data, saved.task.data, "test")
     rows = min(config.verify_rows, len(dataset))
     batches = test_batches(source, dataset, rows, config.batch_size)
     result = run_export(source, config, batches, rows, out)

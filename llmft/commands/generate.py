@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
-from llmft.config import GenerateConfig, ServeConfig, TrainConfig
+from llmft.config import GenerateConfig, TrainConfig
+from llmft.deploy_config import ServeConfig
 from llmft.errors import UserError
 
 

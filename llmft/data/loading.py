@@ -10,6 +10,7 @@ from llmft.data import chat_files
 from llmft.data import files as data_files
 
 from llmft.data import json_records, load_errors, nested_fields
+from llmft.data.columns import ROW_COLUMN  # noqa: F401  (re-exported: other modules read it here)
 from llmft.config import ROW_FORMATS, DataConfig
 from llmft.errors import UserError
 from llmft.paths import resources_dir
@@ -18,7 +19,6 @@ BUILTIN_PREFIX = "builtin:"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",
            ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}  # CoNLL columns: llmft/data/conll.py
 ROLES = ("train", "eval", "test")
-ROW_COLUMN = "__row__"  # a row's position in its train file, kept through the shuffled carve (for error messages)
 LINE_COLUMN = "__line__"  # the file line a CoNLL sentence starts on (llmft/data/conll.py), for error messages
 
 
@@ -174,7 +174,7 @@ def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
     import os
     import sys
 
-    from llmft.data.quality import drop_exact_duplicates  # quality reads this module's ROW_COLUMN
+    from llmft.data.quality import drop_exact_duplicates
 
     train, dropped = drop_exact_duplicates(train)
     if os.environ.get("RANK", "0") == "0":

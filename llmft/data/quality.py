@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from llmft.data.loading import ROW_COLUMN
+from llmft.data.columns import ROW_COLUMN
 
 NUM_PERM = 64  # MinHash permutations: Jaccard estimates within ~0.1 at this size
 SHINGLE_WORDS = 3

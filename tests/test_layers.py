@@ -1,0 +1,89 @@
+"""The import rules a reviewer can rerun (issue 26): no import cycle, imports run downward through the layers only,
+(no verb importing another verb: next)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+LLMFT = Path(__file__).resolve().parent.parent / "llmft"
+
+# Bottom to top. A module may import its own layer and the layers below it, never one above.
+LAYERS = [
+    {"errors"},
+    {"config_types", "config", "deploy_config", "explain_config", "data_report_config", "paths", "resources"},  # vocabulary
+    {"runs"},
+    {"reporting"},
+    {"models"},
+    {"data"},
+    {"evaluation"},
+    {"engine"},
+    {"tasks"},
+    {"export", "serving"},
+    {"schemas", "cli_errors", "commands"},  # the edge: the only Hydra users
+    {"cli", "__main__"},
+]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(LLMFT.rglob("*.py")):
+        parts = path.relative_to(LLMFT.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The llmft modules `path` imports, at the top or inside functions alike."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "llmft":
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            out |= {n if n in modules else node.module for n in names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "llmft"}
+    resolved = set()
+    for name in out:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        resolved.add(name)
+    return resolved
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {m: _imports(p, modules) - {m, "llmft"} for m, p in modules.items()}
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in _graph() if m != "llmft" and not any(m.split(".")[1] in names for names in LAYERS)] == []
+
+
+def test_no_import_cycle():
+    graph, state, cycles = _graph(), {}, []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target] if target in path else [node, target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_imports_run_downward_only():
+    upward = [f"{m} -> {t}" for m, targets in _graph().items() if m != "llmft"
+              for t in targets if t != "llmft" and _layer(t) > _layer(m)]
+    assert upward == []
+
