@@ -44,11 +44,8 @@ def verb_schemas() -> dict[str, type]:
     store = ConfigStore.instance()
     schemas = {}
     for verb in VERBS:
-        try:
-            node = store.load(f"{verb}_schema.yaml").node
-        except Exception:  # noqa: BLE001 - a verb without a schema (sweep-report takes a folder)
-            continue
-        schemas[verb] = OmegaConf.get_type(node)
+        if f"{verb}_schema.yaml" in store.repo:  # sweep-report has none: it takes a folder
+            schemas[verb] = OmegaConf.get_type(store.load(f"{verb}_schema.yaml").node)
     return schemas
 
 
@@ -160,8 +157,8 @@ def families_section() -> list[str]:
     from llmft.tasks import FAMILIES
 
     shared = frozenset(f.name for f in dataclasses.fields(TaskConfig))
-    out = ["## Task families", "", "`task.family` picks one options schema: the shared `task.*` fields above, plus the "
-           "family's own below. An option of another family fails at compose time.", ""]
+    out = ["## Task families", "", ("`task.family` picks one options schema: the shared `task.*` fields above, plus the "
+                                     "family's own below. An option of another family fails at compose time."), ""]
     named: dict[type, str] = {}
     for name, entry in FAMILIES.items():
         out += [f"### `{name}`", ""]

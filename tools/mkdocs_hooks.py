@@ -9,12 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mkdocs.structure.files import File
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import gen_config_reference  # noqa: E402  (tools/ is not a package)
 
 BENCHMARKS_NOTE = ("!!! note\n    This page is `bench/BENCHMARKS.md`, copied at every docs build. Each table names the "
                    "command that reproduces it.\n\n")
@@ -22,13 +20,16 @@ BENCHMARKS_NOTE = ("!!! note\n    This page is `bench/BENCHMARKS.md`, copied at 
 
 def generated_pages() -> dict[str, str]:
     """docs path -> the markdown the build adds."""
+    sys.path.insert(0, str(ROOT / "tools"))  # tools/ is not a package
+    import gen_config_reference
+
     benchmarks = (ROOT / "bench" / "BENCHMARKS.md").read_text()
     title, _, rest = benchmarks.partition("\n")
     return {"config-reference.md": gen_config_reference.reference(),
             "benchmarks.md": f"{title}\n\n{BENCHMARKS_NOTE}{rest}"}
 
 
-def on_files(files, config):  # noqa: ANN001, ANN201 - mkdocs' hook signature
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     for path, content in generated_pages().items():
         files.append(File.generated(config, path, content=content))
     return files
