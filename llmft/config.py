@@ -45,8 +45,9 @@ class DataConfig:
     path: str = "builtin:sentiment"  # hub id, local file/folder, or builtin:<name>
     name: Optional[str] = None  # hub dataset configuration
     revision: Optional[str] = None
-    data_files: Any = None  # {split: local file}, overrides path lookup. Typed Any (checked in __post_init__): Hydra
-    # cannot merge `task.data.data_files={train:a.csv}` into an Optional[dict] that is None (or add keys to a typed dict)
+    # {split: local file}, overrides path lookup. Typed Any and checked in __post_init__: Hydra cannot merge
+    # `task.data.data_files={train:a.csv}` into an Optional[dict] that is None (or add keys to a typed dict)
+    data_files: Any = None
     text_columns: list[str] = field(default_factory=lambda: ["text"])  # one, or two for pairs
     label_column: str = "label"
     label_names: Optional[list[str]] = None  # None: read from the data set

@@ -1,4 +1,4 @@
-"""README promises no other test held to: each test here fails if the sentence it names stops being true.
+"""Documented promises (docs/*.md) no other test held to: each test here fails if the sentence it names stops being true.
 
 Cheap on purpose: configs are composed in-process, finished runs are reused (`tiny_run`, one short generative run),
 and the CLI is called only where the user meets the promise there."""
@@ -18,7 +18,8 @@ import pytest
 from conftest import cli, only_run_dir, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()  # the config groups, `trainer.*`
+LAYOUT = (ROOT / "docs" / "layout.md").read_text()  # the code layout
 
 
 def _compose(overrides: list[str], verb: str = "train"):
@@ -32,12 +33,12 @@ def _compose(overrides: list[str], verb: str = "train"):
         return compose(verb, overrides=overrides)
 
 
-# --- "### Config groups": the table, the defaults, trust_remote_code, task.family -------------------------------------
+# --- docs/configuration.md "## Config groups": the table, the defaults, trust_remote_code, task.family -------------------------------------
 
 def _readme_table() -> dict[str, list[str]]:
-    """group -> the options the README's config-group table names (`a(-b)` stands for `a` and `a-b`)."""
+    """group -> the options the config-group table names (`a(-b)` stands for `a` and `a-b`)."""
     table = {}
-    for group, options in re.findall(r"^\| `(\w+)` \| (.+?) \|", README, flags=re.M):
+    for group, options in re.findall(r"^\| `(\w+)` \| (.+?) \|", CONFIGURATION, flags=re.M):
         names = []
         for name in re.findall(r"`([^`]+)`", options):
             names += [re.sub(r"\(.*\)", "", name), name.replace("(", "").replace(")", "")] if "(" in name else [name]
@@ -53,7 +54,7 @@ def test_every_option_the_readme_table_names_exists_and_the_defaults_are_the_nam
     for group, names in table.items():
         if group != "recipe":  # its row names a folder, not options
             missing = [n for n in names if "/" not in n and n not in shipped[group]]
-            assert not missing, f"README names {group} options that do not exist: {missing}"
+            assert not missing, f"the docs name {group} options that do not exist: {missing}"
     cfg = _compose([])
     assert cfg.model.name_or_path == "builtin:minilm-l6"  # model: minilm-l6 (default, offline)
     defaults = {"finetune": cfg.finetune.method, "optimizer": cfg.optimizer.name, "scheduler": cfg.scheduler.name,
@@ -65,7 +66,7 @@ def test_every_option_the_readme_table_names_exists_and_the_defaults_are_the_nam
 def test_task_family_picks_one_head_per_named_family():
     from llmft.tasks import FAMILIES, get_task
 
-    named = re.search(r"`task\.family` picks the head: (.+?) \|", README).group(1)
+    named = re.search(r"`task\.family` picks the head: (.+?) \|", CONFIGURATION).group(1)
     families = re.findall(r"`(\w+)`", named)
     assert sorted(families) == sorted(FAMILIES)
     import transformers
@@ -90,7 +91,7 @@ def test_every_trainer_field_the_readme_lists_exists():
 
     from llmft.config import TrainerConfig
 
-    paragraph = README.split("`trainer.*` (no group) holds the loop:", 1)[1].split("\n\n", 1)[0]
+    paragraph = CONFIGURATION.split("`trainer.*` (no group) holds the loop:", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"`(\w+)`", paragraph))
     known = {f.name for f in fields(TrainerConfig)}
     assert len(named) >= 20 and named <= known, named - known
@@ -108,7 +109,7 @@ def test_auto_precision_is_fp32_on_cpu_bf16_on_a_gpu_that_has_it_else_fp16(monke
         assert resolve_precision(PrecisionMode.auto, torch.device("cuda")).mode is expected
 
 
-# --- "### Your own configs": -cd mydir ---------------------------------------------------------------------------------
+# --- docs/configuration.md "## Your own configs": -cd mydir ---------------------------------------------------------------------------------
 
 def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(tmp_path):
     mydir = tmp_path / "mydir"
@@ -130,7 +131,7 @@ def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(t
         assert message in proc.stderr.splitlines()[0], proc.stderr
 
 
-# --- "### Your own data" -----------------------------------------------------------------------------------------------
+# --- docs/data.md -----------------------------------------------------------------------------------------------
 
 class _Tok:
     """Stands in for a tokenizer: two ids per text (the label logic is what is under test)."""
@@ -225,15 +226,15 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
         assert (tmp_path / name).read_bytes() == (resources_dir() / name).read_bytes(), name
 
 
-def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
-    layout = README.split("## Layout", 1)[1]
+def test_the_layout_page_names_every_module_and_only_modules_that_exist():
+    layout = LAYOUT
     named = set(re.findall(r"\b(\w+\.py)\b", layout))
     folders = set(re.findall(r"\b(\w+)/(?=[\s`])", layout))
     missing = [n for n in named if not list((ROOT / "llmft").rglob(n))] + [
         f for f in folders if not ((ROOT / "llmft" / f).is_dir() or (ROOT / f).is_dir())]
     assert not missing, missing
     modules = {p.name for p in (ROOT / "llmft").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    assert modules - named == set(), "modules the README's layout does not name"
+    assert modules - named == set(), "modules docs/layout.md does not name"
     layers = {p.parent.name for p in (ROOT / "llmft").rglob("__init__.py") if p.parent != ROOT / "llmft"}
     assert layers <= folders
 
