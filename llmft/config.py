@@ -27,8 +27,18 @@ class ModelConfig:
     trust_remote_code: bool = False
     max_length: int = 128
     dropout: Optional[float] = None  # overrides the backbone's hidden/attention dropout when set
+    # a shallower student from the backbone's own layers (models/student.py): these layer indices, or this many evenly
+    # spaced ones (num_layers=3 of 6 keeps 0, 2, 4)
+    keep_layers: Optional[list[int]] = None
+    num_layers: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.keep_layers is not None and self.num_layers is not None:
+            raise ConfigError("set one of model.keep_layers=[...] or model.num_layers=N, not both")
+        if self.keep_layers is not None and (not self.keep_layers or sorted(set(self.keep_layers)) != list(self.keep_layers)):
+            raise ConfigError(f"model.keep_layers takes increasing layer indices, e.g. [0,2,4]; got {list(self.keep_layers)}")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers must be >= 1, got {self.num_layers}")
         if self.max_length < 1:
             raise ConfigError(f"model.max_length must be >= 1 (tokens per row), got {self.max_length}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
