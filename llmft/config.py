@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config import OptimizerName` keeps working)
     OptimizerName, SchedulerName, PrecisionMode, Device, MetricMode, TextMetric, Side, EmptyTexts, TextUnit,
-    Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
+    Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, KDLoss, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
     metric_mode,
 )
 
@@ -164,6 +164,19 @@ class FinetuneConfig:
     use_dora: bool = False  # lora/qlora: weight-decomposed LoRA (DoRA, peft)
     use_rslora: bool = False  # lora/qlora: rank-stabilised scaling lora_alpha / sqrt(r) instead of lora_alpha / r
     neftune_alpha: Optional[float] = None  # noise on the input embeddings while training (NEFTune; 5 in its paper)
+    teacher: Optional[str] = None  # distill: a train run folder (its best checkpoint), a checkpoint folder or a model= option
+    temperature: float = 2.0  # distill: both outputs are softened by it; the teacher term is scaled by its square
+    alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
+    kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
+
+    def _check_distill(self) -> None:
+        if (self.method is FinetuneMethod.distill) != (self.teacher is not None):
+            raise ConfigError("finetune=distill needs finetune.teacher=<run folder | model option>, and a teacher is only "
+                              f"used by finetune=distill (finetune={self.method.value}, finetune.teacher={self.teacher})")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"finetune.alpha must be in [0, 1] (the task loss's weight), got {self.alpha}")
 
     @property
     def adapters(self) -> bool:
@@ -180,6 +193,7 @@ class FinetuneConfig:
             raise ConfigError("finetune.use_dora / finetune.use_rslora change LoRA adapters: use finetune=lora or finetune=qlora")
         if self.freeze_layers < 0:
             raise ConfigError(f"finetune.freeze_layers must be >= 0, got {self.freeze_layers}")
+        self._check_distill()
         if self.lora_r < 1:
             raise ConfigError(f"finetune.lora_r must be >= 1, got {self.lora_r}")
 

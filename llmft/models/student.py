@@ -6,7 +6,7 @@ transformers."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -44,7 +44,7 @@ def _count_field(config: Any, stack_name: str) -> str:
     return "num_hidden_layers"
 
 
-def _chosen(keep_layers: Optional[list[int]], num_layers: Optional[int], total: int, where: str) -> list[int]:
+def _chosen(keep_layers: list[int] | None, num_layers: int | None, total: int, where: str) -> list[int]:
     if keep_layers is None:
         assert num_layers is not None
         if not 1 <= num_layers <= total:
@@ -75,7 +75,7 @@ def _carry_position_bias(first: torch.nn.Module, new_first: torch.nn.Module) -> 
             target.relative_attention_bias = module.relative_attention_bias
 
 
-def shrink(model: torch.nn.Module, keep_layers: Optional[list[int]], num_layers: Optional[int]) -> list[int]:
+def shrink(model: torch.nn.Module, keep_layers: list[int] | None, num_layers: int | None) -> list[int]:
     """Keep only the chosen blocks of each layer stack of `model` (in place); returns the indices kept (of the last
     stack). The config's counts and per-layer lists follow."""
     config = model.config
