@@ -170,9 +170,8 @@ class FinetuneConfig:
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
 
     def _check_distill(self) -> None:
-        if (self.method is FinetuneMethod.distill) != (self.teacher is not None):
-            raise ConfigError("finetune=distill needs finetune.teacher=<run folder | model option>, and a teacher is only "
-                              f"used by finetune=distill (finetune={self.method.value}, finetune.teacher={self.teacher})")
+        if self.teacher is not None and self.method is not FinetuneMethod.distill:  # no teacher: refused at setup
+            raise ConfigError(f"finetune.teacher is used by finetune=distill only (this is finetune={self.method.value})")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:

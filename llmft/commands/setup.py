@@ -119,7 +119,10 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
     from llmft.tasks.base import check_distills
 
     check_distills(task)
-    assert tuning.teacher is not None  # FinetuneConfig's check
+    if tuning.teacher is None:
+        from llmft.errors import UserError
+
+        raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
 

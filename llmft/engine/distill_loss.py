@@ -4,9 +4,10 @@ Jensen-Shannon divergence at beta = 0.5 (GKD's default). Sums, like every task l
 
 Each task family says which outputs are compared (`distill_loss_sum` in llmft/tasks); this module holds what they
 share: the divergence of softened logits, the mix, the loss function the loop calls, and the token-level version for
-decoders and seq2seq that never holds a `(tokens, vocabulary)` logits tensor: the supervised rows go through the
-output layer a chunk at a time, and each chunk is recomputed in the backward instead of kept (activation
-checkpointing), so at most one chunk of student and one of teacher logits exist at any moment.
+decoders and seq2seq that holds no `(tokens, vocabulary)` logits tensor of its own: when the output layer splits off
+(token_loss.SPLITTABLE) the supervised rows go through it a chunk at a time, and each chunk is recomputed in the
+backward instead of kept (activation checkpointing), so at most one chunk of student and one of teacher logits exist
+at any moment; otherwise (task.chunked_loss=false) each model's logits exist once, as its forward gave them.
 """
 
 from __future__ import annotations
@@ -98,15 +99,17 @@ def teacher_logits(teacher: torch.nn.Module, inputs: dict[str, torch.Tensor]) ->
 
 @dataclass
 class _Rows:
-    """A model's supervised output rows: hidden states and the output layer (chunkable), or plain logits."""
+    """A model's outputs at the supervised positions, read a chunk at a time: hidden states through the output layer
+    (when it splits off), or rows of the logits the model computed."""
 
-    rows: torch.Tensor  # (n, hidden) with `weight`, or (n, vocabulary) logits
+    flat: torch.Tensor  # (positions, hidden) with `weight`, or (positions, vocabulary) logits
+    ids: torch.Tensor  # the supervised positions
     weight: torch.Tensor | None
     bias: torch.Tensor | None
-    full: torch.Tensor  # every position's hidden states (or logits), for the task's own cross-entropy
+    full: torch.Tensor  # the model's hidden states (or logits) as it gave them, for the task's own cross-entropy
 
     def logits(self, start: int, end: int) -> torch.Tensor:
-        rows = self.rows[start:end]
+        rows = self.flat.index_select(0, self.ids[start:end])
         return (rows if self.weight is None else F.linear(rows, self.weight, self.bias)).float()
 
     def cross_entropy_sum(self, targets: torch.Tensor) -> torch.Tensor:
@@ -117,12 +120,12 @@ class _Rows:
 
 
 def _output_rows(model: Any, inputs: dict[str, torch.Tensor], targets: torch.Tensor, chunked: bool) -> _Rows:
-    """Run `model(**inputs)` and keep its supervised rows; the output layer runs on zero positions when it splits."""
-    rows = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
+    """Run `model(**inputs)` and keep its outputs; the output layer runs on zero positions when it splits off."""
+    ids = (targets.reshape(-1) != IGNORE).nonzero().squeeze(1)
     head = split_head(model) if chunked else None
     if head is None:
         logits = model(**inputs, use_cache=False).logits
-        return _Rows(logits.reshape(-1, logits.shape[-1]).index_select(0, rows.to(logits.device)), None, None, logits)
+        return _Rows(logits.reshape(-1, logits.shape[-1]), ids.to(logits.device), None, None, logits)
     seen: dict[str, torch.Tensor] = {}
 
     def hook(module: torch.nn.Linear, args: tuple) -> tuple:
@@ -135,8 +138,7 @@ def _output_rows(model: Any, inputs: dict[str, torch.Tensor], targets: torch.Ten
     finally:
         handle.remove()
     hidden = seen["hidden"]
-    flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows.to(hidden.device))
-    return _Rows(flat, head.weight, head.bias, hidden)
+    return _Rows(hidden.reshape(-1, hidden.shape[-1]), ids.to(hidden.device), head.weight, head.bias, hidden)
 
 
 def _chunk_divergence(student: _Rows, teacher: _Rows, start: int, end: int, distillation: Distillation) -> torch.Tensor:
@@ -153,10 +155,10 @@ def token_distill_sum(model: Any, teacher: torch.nn.Module, inputs: dict[str, to
     with torch.no_grad():
         teacher_rows = _output_rows(teacher, inputs, targets, chunked)
     task_sum = student.cross_entropy_sum(targets)
-    vocabulary = student.weight.shape[0] if student.weight is not None else student.rows.shape[-1]
+    vocabulary = student.weight.shape[0] if student.weight is not None else student.flat.shape[-1]
     step = max(1, CHUNK_ELEMENTS // vocabulary)
-    divergence_total = torch.zeros((), dtype=torch.float32, device=student.rows.device)
-    for start in range(0, student.rows.shape[0], step):
+    divergence_total = torch.zeros((), dtype=torch.float32, device=student.flat.device)
+    for start in range(0, student.ids.shape[0], step):
         divergence_total = divergence_total + checkpoint(  # recomputed in the backward: no chunk's logits are kept
             _chunk_divergence, student, teacher_rows, start, start + step, distillation, use_reentrant=False,
             preserve_rng_state=False)
