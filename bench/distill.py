@@ -41,14 +41,16 @@ def run_dir(task: str, role: str) -> Path:
     return OUT / f"distill-{task}" / role
 
 
-def commands(task: str, extra: list[str]) -> dict[str, list[str]]:
-    """Each role's `llmft train` arguments (hydra.run.dir pins the run folder)."""
+def commands(task: str, extra: list[str], student: list[str], tag: str, from_teacher: bool) -> dict[str, list[str]]:
+    """Each role's `llmft train` arguments (hydra.run.dir pins the run folder). Both students get `student` overrides;
+    `from_teacher`: they start from the fine-tuned teacher's layers instead of the pretrained model's."""
     base = ["train", f"task={task}", "model=minilm-l6", "trainer.progress=false", *extra]
     teacher = run_dir(task, "teacher")
+    students = [*base, *STUDENT, *student] + ([f"model.name_or_path={teacher}/checkpoints/best"] if from_teacher else [])
     return {
         "teacher": [*base, f"hydra.run.dir={teacher}"],
-        "distilled": [*base, *STUDENT, "finetune=distill", f"finetune.teacher={teacher}", f"hydra.run.dir={run_dir(task, 'distilled')}"],
-        "plain": [*base, *STUDENT, f"hydra.run.dir={run_dir(task, 'plain')}"],
+        "distilled": [*students, "finetune=distill", f"finetune.teacher={teacher}", f"hydra.run.dir={run_dir(task, 'distilled' + tag)}"],
+        "plain": [*students, f"hydra.run.dir={run_dir(task, 'plain' + tag)}"],
     }
 
 
@@ -81,9 +83,9 @@ def speed(run: Path, batch_size: int) -> tuple[float, int]:
     return sum(len(b["input_ids"]) for b in batches) / seconds, sum(p.numel() for p in model.parameters())
 
 
-def measure(task: str, batch_size: int) -> list[dict[str, Any]]:
+def measure(task: str, batch_size: int, tag: str) -> list[dict[str, Any]]:
     rows = []
-    for role in ("teacher", "distilled", "plain"):
+    for role in ("teacher", "distilled" + tag, "plain" + tag):
         run = run_dir(task, role)
         result = json.loads((run / "eval.json").read_text())
         per_s, params = speed(run, batch_size)
@@ -112,14 +114,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run, e.g. trainer.epochs=3")
+    parser.add_argument("--student", nargs="*", default=[], help="overrides for both students, e.g. trainer.epochs=4 "
+                        "(finetune.* ones only matter to the distilled one)")
+    parser.add_argument("--from-teacher", action="store_true", help="students start from the fine-tuned teacher's layers")
+    parser.add_argument("--tag", default="", help="suffix of the students' run folders (one per variant)")
     args = parser.parse_args()
     rows = []
     for task in args.tasks:
         if not args.skip_train:
-            for role, argv in commands(task, args.extra).items():
-                if not (run_dir(task, role) / "eval.json").is_file():
+            for role, argv in commands(task, args.extra, args.student, args.tag, args.from_teacher).items():
+                if not (run_dir(task, role if role == "teacher" else role + args.tag) / "eval.json").is_file():
                     llmft(*argv)
-        rows += measure(task, args.batch_size)
+        rows += measure(task, args.batch_size, args.tag)
     text = table(rows)
     print(text)
     if args.markdown:
