@@ -221,3 +221,18 @@ def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
     broken = only_run_dir(tmp_path / "broken" / "outputs")
     cli(["train", f"trainer.resume={broken}", "trainer.progress=false"], cwd=tmp_path / "broken")
     assert _curve(broken) == _curve(only_run_dir(tmp_path / "unbroken" / "outputs"))
+
+
+@pytest.mark.slow  # one short run per family
+@pytest.mark.parametrize("task, model", [("ner", "tiny-bert"), ("sts", "tiny-bert"), ("multiple-choice", "tiny-bert"),
+                                         ("summarization", "tiny-t5")])
+def test_every_family_distills_end_to_end_into_a_shallower_student(tmp_path, task, model):
+    import transformers
+
+    cli(["train", *FAST, f"task={task}", f"model={model}", "model.keep_layers=[1]", "finetune=distill",
+         f"finetune.teacher={model}", "finetune.kd_loss=jsd"], cwd=tmp_path)
+    run = only_run_dir(tmp_path / "outputs")
+    loss = [json.loads(x)["train/loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in x]
+    assert loss and all(math.isfinite(x) for x in loss)
+    config = transformers.AutoConfig.from_pretrained(run / "checkpoints" / "best")
+    assert config.num_hidden_layers == 1 and getattr(config, "num_decoder_layers", 1) == 1
