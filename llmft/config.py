@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config import OptimizerName` keeps working)
     OptimizerName, SchedulerName, PrecisionMode, Device, MetricMode, TextMetric, Side, EmptyTexts, TextUnit,
-    Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
+    Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, KDLoss, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
     metric_mode,
 )
 
@@ -27,8 +27,18 @@ class ModelConfig:
     trust_remote_code: bool = False
     max_length: int = 128
     dropout: Optional[float] = None  # overrides the backbone's hidden/attention dropout when set
+    # a shallower student from the backbone's own layers (models/student.py): these layer indices, or this many evenly
+    # spaced ones (num_layers=3 of 6 keeps 0, 2, 4)
+    keep_layers: Optional[list[int]] = None
+    num_layers: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.keep_layers is not None and self.num_layers is not None:
+            raise ConfigError("set one of model.keep_layers=[...] or model.num_layers=N, not both")
+        if self.keep_layers is not None and (not self.keep_layers or sorted(set(self.keep_layers)) != list(self.keep_layers)):
+            raise ConfigError(f"model.keep_layers takes increasing layer indices, e.g. [0,2,4]; got {list(self.keep_layers)}")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers must be >= 1, got {self.num_layers}")
         if self.max_length < 1:
             raise ConfigError(f"model.max_length must be >= 1 (tokens per row), got {self.max_length}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
@@ -155,6 +165,18 @@ class FinetuneConfig:
     use_dora: bool = False  # lora/qlora: weight-decomposed LoRA (DoRA, peft)
     use_rslora: bool = False  # lora/qlora: rank-stabilised scaling lora_alpha / sqrt(r) instead of lora_alpha / r
     neftune_alpha: Optional[float] = None  # noise on the input embeddings while training (NEFTune; 5 in its paper)
+    teacher: Optional[str] = None  # distill: a train run folder (its best checkpoint), a checkpoint folder or a model= option
+    temperature: float = 2.0  # distill: both outputs are softened by it; the teacher term is scaled by its square
+    alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
+    kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
+
+    def _check_distill(self) -> None:
+        if self.teacher is not None and self.method is not FinetuneMethod.distill:  # no teacher: refused at setup
+            raise ConfigError(f"finetune.teacher is used by finetune=distill only (this is finetune={self.method.value})")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"finetune.alpha must be in [0, 1] (the task loss's weight), got {self.alpha}")
 
     @property
     def adapters(self) -> bool:
@@ -171,6 +193,7 @@ class FinetuneConfig:
             raise ConfigError("finetune.use_dora / finetune.use_rslora change LoRA adapters: use finetune=lora or finetune=qlora")
         if self.freeze_layers < 0:
             raise ConfigError(f"finetune.freeze_layers must be >= 0, got {self.freeze_layers}")
+        self._check_distill()
         if self.lora_r < 1:
             raise ConfigError(f"finetune.lora_r must be >= 1, got {self.lora_r}")
 

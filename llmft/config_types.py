@@ -94,6 +94,13 @@ class FinetuneMethod(str, Enum):
     freeze = "freeze"
     lora = "lora"
     qlora = "qlora"  # LoRA on a 4-bit NF4 base (bitsandbytes)
+    distill = "distill"  # every parameter trains, on the task's loss mixed with a teacher's softened outputs
+
+
+class KDLoss(str, Enum):
+    forward_kl = "forward_kl"  # KL(teacher || student): the classic distillation loss
+    reverse_kl = "reverse_kl"  # KL(student || teacher)
+    jsd = "jsd"  # generalized Jensen-Shannon divergence, beta = 0.5
 
 
 LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "wer", "cer", "ter", "ece")

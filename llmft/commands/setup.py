@@ -46,6 +46,7 @@ class RunParts:
     dist: distributed.Dist
     carve: dict[str, Any]  # the rows carved off train for validation/test (splits.json)
     strategy: Strategy
+    loss_fn: Any = None  # what the loop trains on: the task's loss, or the task's loss with a teacher's term
 
 
 def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: Optional[Path] = None) -> RunParts:
@@ -74,6 +75,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if dist.main:
         dist.barrier()
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
+    loss_fn = _loss_fn(config, task, model, tokenizer, device)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
@@ -103,7 +105,26 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
                 memory_parts_gib=estimate.parts(rows))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn)
+
+
+def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device: torch.device) -> Any:
+    """The task itself, or under finetune=distill the task's loss mixed with its teacher's term (every process loads
+    the teacher: it runs on the same batches as the student)."""
+    tuning = config.finetune
+    if tuning.method is not FinetuneMethod.distill:
+        return task
+    from llmft.engine.distill_loss import Distillation, DistilledLoss
+    from llmft.models.teacher import load_teacher
+    from llmft.tasks.base import check_distills
+
+    check_distills(task)
+    if tuning.teacher is None:
+        from llmft.errors import UserError
+
+        raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
+    teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
+    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
 
 
 def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,

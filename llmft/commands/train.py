@@ -200,7 +200,7 @@ def _fit(run: Any) -> Any:
 
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
-    step_parts = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
+    step_parts = StepParts(parts.model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
                            config.trainer, parts.dist, parts.strategy)
     try:
         return fit(step_parts, parts.train_loader, selection, run.hooks(), parts.num_steps, run.state)

@@ -103,6 +103,11 @@ def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelC
 
         head = getattr(transformers, head)
     model = _load_with_head(head, weights, tokenizer, cfg, head_kwargs, load_kwargs or {})
+    if cfg.keep_layers is not None or cfg.num_layers is not None:
+        from llmft.models.student import shrink
+
+        kept = shrink(model, cfg.keep_layers, cfg.num_layers)
+        log.info(f"student: layers {kept} of the backbone kept")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model

@@ -151,6 +151,27 @@ def check_class_probabilities(task: Any, what: str) -> None:
 
 
 @runtime_checkable
+class Distills(Protocol):
+    """A family that learns from a teacher's outputs (finetune=distill): classification and multiple choice (class
+    distributions), token classification (per supervised sub-word), regression (the teacher's score), causal LM and
+    seq2seq (per supervised token over the vocabulary). The others state it by not having it."""
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Any) -> torch.Tensor:
+        """alpha * the task's summed loss + (1 - alpha) * the summed teacher term, over the items `count` counts; the
+        teacher (eval mode) runs on the same batch without gradients."""
+        ...
+
+
+def check_distills(task: Any) -> None:
+    """Refuse in one line finetune=distill on a family that has no teacher term."""
+    if not isinstance(task, Distills):
+        from llmft.errors import UserError
+
+        raise UserError(f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
+                        f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term")
+
+
+@runtime_checkable
 class ExplainsTokens(Protocol):
     """A family whose head gives one output per class or one score (classification, regression): `llmft explain`
     attributes the output this names to the input tokens."""

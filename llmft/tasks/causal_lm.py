@@ -17,6 +17,7 @@ from llmft.data.loading import cached_map, check_columns, row_origin, split_sour
 from llmft.errors import UserError
 from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
                                      template_fields, to_example)
+from llmft.engine.distill_loss import Distillation, token_distill_sum
 from llmft.engine.token_loss import token_loss_sum
 from llmft.data.truncation import bounded_encoding
 from llmft.tasks.base import PlainHead
@@ -295,6 +296,13 @@ class CausalLMTask(PlainHead):
         # no KV cache (token_loss_sum): it would also switch off packed-sequence masking
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
         return token_loss_sum(model, inputs, targets, chunked=self.cfg.chunked_loss)
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """The next-token loss mixed with the divergence from the teacher's next-token distribution, per supervised
+        token (chunked over the vocabulary like the loss)."""
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+        targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        return token_distill_sum(model, teacher, inputs, targets, distillation, chunked=self.cfg.chunked_loss)
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

@@ -15,6 +15,7 @@ from llmft.tasks.options import ClassificationOptions
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
+from llmft.engine.distill_loss import Distillation, teacher_logits
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
@@ -210,8 +211,15 @@ class ClassificationTask:
         """Summed training loss of a batch (cross-entropy with optional class weights, label smoothing,
         focal term); the loop divides by the items in the whole accumulation group."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return self._loss_of_logits(model(**inputs).logits.float(), batch["labels"])
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """The task's loss mixed with the divergence from the teacher's class distribution, per example."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits.float()
-        labels = batch["labels"]
+        return distillation.soft_loss_sum(self._loss_of_logits(logits, batch["labels"]), logits, teacher_logits(teacher, inputs))
+
+    def _loss_of_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         per_example = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing, reduction="none")
         if self.cfg.focal_gamma > 0:

@@ -18,6 +18,7 @@ from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import encode_rows
 from llmft.engine.distributed import Dist
+from llmft.engine.distill_loss import Distillation
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PlainHead, PredictRequest
@@ -186,6 +187,13 @@ class MultipleChoiceTask(PlainHead):
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed cross-entropy over each row's N choices."""
         return F.cross_entropy(self._scores(model, batch), batch["labels"], reduction="sum")
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """The task's loss mixed with the divergence from the teacher's distribution over each row's choices."""
+        scores = self._scores(model, batch)
+        with torch.no_grad():
+            teacher_scores = self._scores(teacher, batch)
+        return distillation.soft_loss_sum(F.cross_entropy(scores, batch["labels"], reduction="sum"), scores, teacher_scores)
 
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",

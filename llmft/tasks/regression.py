@@ -17,6 +17,7 @@ from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
 from llmft.engine.distributed import Dist
+from llmft.engine.distill_loss import Distillation
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PlainHead, PredictRequest
@@ -118,6 +119,15 @@ class RegressionTask(PlainHead):
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed squared error of a batch."""
         return F.mse_loss(self._predictions(model, batch), batch["labels"].float(), reduction="sum")
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """alpha * squared error to the gold score + (1 - alpha) * squared error to the teacher's score (a score has no
+        distribution to soften: the temperature does not apply)."""
+        predictions = self._predictions(model, batch)
+        with torch.no_grad():
+            teacher_scores = self._predictions(teacher, batch)
+        return distillation.mix(F.mse_loss(predictions, batch["labels"].float(), reduction="sum"),
+                                F.mse_loss(predictions, teacher_scores, reduction="sum"))
 
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",

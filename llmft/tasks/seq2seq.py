@@ -12,6 +12,7 @@ from llmft.tasks.options import TextGenerationOptions
 from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
 from llmft.tasks.text_common import check_text_metric, IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example
+from llmft.engine.distill_loss import Distillation, token_distill_sum
 from llmft.engine.token_loss import inner_model, token_loss_sum
 from llmft.data.truncation import encode_rows
 from llmft.tasks.base import PlainHead
@@ -97,6 +98,14 @@ class Seq2SeqTask(PlainHead):
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                   "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)}
         return token_loss_sum(model, inputs, labels, chunked=self.cfg.chunked_loss)
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """The target-token loss mixed with the divergence from the teacher's distribution over the vocabulary, per
+        target token (both decoders read the same shifted targets)."""
+        labels = batch["labels"]
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)}
+        return token_distill_sum(model, teacher, inputs, labels, distillation, chunked=self.cfg.chunked_loss)
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)
     eval_metrics = generative_metrics  # loss, perplexity and the text metric over all shards

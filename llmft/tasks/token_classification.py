@@ -12,6 +12,7 @@ from llmft.config import DataConfig
 from llmft.data.loading import ROW_COLUMN, cached_map, check_columns, row_origin, split_source
 from llmft.data.text_files import TEXT_COLUMN
 from llmft.engine.distributed import Dist
+from llmft.engine.distill_loss import Distillation, teacher_logits
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PredictRequest
@@ -190,6 +191,14 @@ class TokenClassificationTask:
         """Summed cross-entropy over the supervised sub-words."""
         logits = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
         return token_loss_sum(logits, batch["labels"])
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+        """The task's loss mixed with the divergence from the teacher's tag distribution, per supervised sub-word."""
+        inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+        logits = model(**inputs).logits
+        supervised = batch["labels"] != IGNORE
+        return distillation.soft_loss_sum(token_loss_sum(logits, batch["labels"]), logits[supervised],
+                                          teacher_logits(teacher, inputs)[supervised])
 
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
