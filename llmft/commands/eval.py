@@ -112,6 +112,10 @@ def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: s
     from llmft.data import loading as data
     from llmft.data import splits
 
+    if cfg.sources:  # each source re-carves its own splits (seeded), then they are joined as in training
+        from llmft.data import mixing
+
+        return mixing.load_splits(cfg, lambda train: None)[0][role], f"the {role} rows of {len(cfg.sources)} task.data.sources"
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
     own = splits.source(cfg) == splits.source(trained_on)
     if not own and not cfg.data_files and Path(cfg.path).expanduser().is_file():
