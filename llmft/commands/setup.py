@@ -102,7 +102,8 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if stream is not None:
         plan.update(train_examples="streamed", streaming=stream.path)
     if config.task.data.sources:
-        plan["sources"] = mixing.describe(config.task.data, plan.get("data", {}).get("train", {}).pop("sources", {}))
+        counted = plan.get("data", {}).get("train", {}).pop("sources", None)  # rows and tokens, where the task counts them
+        plan["sources"] = mixing.describe(config.task.data, counted or mixing.source_counts(splits["train"]))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
                     precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, source_loaders)
 

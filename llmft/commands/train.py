@@ -371,7 +371,8 @@ def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, 
     for source in sources:  # task.data.sources: what each gave the train split
         asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows']} rows asked" if "rows" in source else "all rows"
         tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
-        console.print(f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}", highlight=False)
+        console.print(f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}", highlight=False,
+                      soft_wrap=True)
 
     for role, counts in stats.items():
         if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens

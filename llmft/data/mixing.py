@@ -40,10 +40,11 @@ def load_splits(cfg: DataConfig, strata_of: Callable[[Any], Optional[list]]) -> 
 
 def source_config(cfg: DataConfig, spec: dict[str, Any]) -> DataConfig:
     """The run's `task.data` with one source's keys in place (its `split` is its train split)."""
-    own = {k: v for k, v in spec.items() if k not in MIX_KEYS}
+    own: dict[str, Any] = {"sources": None, "streaming": False, "name": None, "data_files": None}
+    own.update({k: v for k, v in spec.items() if k not in MIX_KEYS})
     if "split" in spec:
         own["train_split"] = spec["split"]
-    return replace(cfg, sources=None, streaming=False, name=None, data_files=None, **own)
+    return replace(cfg, **own)
 
 
 def mix(trains: list[Any], specs: list[dict[str, Any]], seed: int) -> Any:

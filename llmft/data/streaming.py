@@ -20,6 +20,7 @@ from llmft.data import loading
 from llmft.errors import UserError
 
 Position = dict[str, Any]  # {"pass", "offset", "buffer": [[ids], [labels]] or [[ids, labels], ...]}
+IGNORE = -100  # transformers' ignore index (as in packing.py)
 HELD_OUT = 200  # eval and test rows taken from the head of the file when it has no split files
 TOKENIZE_AT_ONCE = 256  # rows per tokenizer call (the position still moves row by row)
 
@@ -193,7 +194,8 @@ class _Examples:
         self.buffer.append(example)
 
     def _packed(self) -> dict[str, list[int]]:
-        return {"input_ids": [t for ids, _ in self.buffer for t in ids], "labels": [t for _, labels in self.buffer for t in labels],
+        # an example's first token is context, as at the start of a row (packing.pack does the same)
+        return {"input_ids": [t for ids, _ in self.buffer for t in ids], "labels": [t for _, labels in self.buffer for t in [IGNORE, *labels[1:]]],
                 "position_ids": [p for ids, _ in self.buffer for p in range(len(ids))]}
 
     def saved(self) -> list[list[list[int]]]:
