@@ -369,7 +369,7 @@ def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, 
     from llmft.reporting.console import console
 
     for source in sources:  # task.data.sources: what each gave the train split
-        asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows']} rows asked" if "rows" in source else "all rows"
+        asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows_asked']} rows asked" if "rows_asked" in source else "all rows"
         tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
         console.print(f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}", highlight=False,
                       soft_wrap=True)

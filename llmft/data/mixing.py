@@ -112,7 +112,7 @@ def describe(cfg: DataConfig, counts: dict[int, dict[str, int]]) -> list[dict[st
     """Per source: its name, path, how it was asked for, and the rows (and tokens) it gave the train split."""
     out = []
     for i, spec in enumerate(cfg.sources or []):
-        asked = {k: spec[k] for k in ("weight", "rows") if k in spec}
+        asked = {("rows_asked" if k == "rows" else k): spec[k] for k in ("weight", "rows") if k in spec}
         out.append({"name": source_name(spec), "path": spec["path"], **asked, **counts.get(i, {"rows": 0})})
     return out
 

@@ -25,7 +25,7 @@ def check_sources(sources: Any, data_keys: list[str], folds: int) -> Optional[li
         raise ConfigError("task.data.sources takes a list, e.g. task.data.sources=[{path:a.jsonl,weight:0.7},{path:b.jsonl,weight:0.3}]")
     if folds:
         raise ConfigError("task.data.sources and task.data.folds do not combine: cross-validate one data set")
-    allowed = [*MIX_KEYS, *(k for k in data_keys if k not in NOT_PER_SOURCE and k != "path"), "path"]
+    allowed = ["path", *MIX_KEYS, *(k for k in data_keys if k not in (*NOT_PER_SOURCE, *MIX_KEYS, "path"))]
     specs = [_check_one(i, spec, allowed) for i, spec in enumerate(sources)]
     modes = {("weight" in s) * "weight" + ("rows" in s) * "rows" for s in specs}
     if len(modes) > 1:
