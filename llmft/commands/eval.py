@@ -112,6 +112,10 @@ def _scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: s
     from llmft.data import loading as data
     from llmft.data import splits
 
+    if cfg.streaming and role != "train":  # the split files, or the head rows the stream held out
+        from llmft.data import streaming
+
+        return streaming.open_stream(cfg)[0][role], f"the {role} rows held out of the stream {cfg.path}"
     if cfg.sources:  # each source re-carves its own splits (seeded), then they are joined as in training
         from llmft.data import mixing
 

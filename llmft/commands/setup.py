@@ -115,7 +115,7 @@ def _prepared_data(config: TrainConfig, task: Task, tokenizer: Any, dist: distri
     `test/<name>`); with task.data.streaming the train features are the stream's first rows (for the memory plan)."""
     if config.task.data.streaming:
         streaming.check(config, task, dist.world)
-        splits, stream = streaming.open_stream(config.task.data, task)
+        splits, stream = streaming.open_stream(config.task.data)
         features = task.prepare(splits, tokenizer, config.model.max_length)  # binds the tokenizer and the row format
         features["train"] = streaming.sample(stream, task)
         return splits, features, {"carved": {}}, stream

@@ -39,7 +39,7 @@ def check(config: TrainConfig, task: Any, world: int) -> None:
         raise UserError(f"task.data.streaming=true does not combine with {what} (it needs every row in memory, or one process)")
 
 
-def open_stream(cfg: DataConfig, task: Any) -> tuple[dict[str, Any], "Stream"]:
+def open_stream(cfg: DataConfig) -> tuple[dict[str, Any], "Stream"]:
     """The eval and test rows (in memory) and the train stream after them."""
     import datasets
 
