@@ -10,8 +10,8 @@ import pytest
 
 from conftest import FAST, cli, only_run_dir, write_jsonl
 
-SFT = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=2", "trainer.batch_size=4", "trainer.progress=false",
-       "trainer.eval_every=1"]
+SFT = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=1", "trainer.batch_size=4", "trainer.progress=false",
+       "task.eval_generate_samples=2"]
 
 
 def _alpaca(path: Path, n: int, word: str) -> Path:
@@ -39,7 +39,7 @@ def test_mix_by_rows_takes_the_asked_rows_of_each_source_and_scores_each(tmp_pat
     sources = json.loads((run / "run.json").read_text())["plan"]["sources"]
     assert [(s["name"], s["rows"]) for s in sources] == [("new", 24), ("replay", 16)]  # 16 > 10 rows: old repeats
     assert all(s["tokens"] > 0 for s in sources)
-    assert "source replay" in proc.stdout and "16 train rows" in proc.stdout
+    assert "source replay" in proc.stderr and "16 train rows" in proc.stderr  # the plan, on the console
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "eval/loss" in line]
     assert {"eval/loss", "eval/new/loss", "eval/replay/loss", "eval/new/perplexity"} <= set(evals[-1])
     test = json.loads((run / "eval.json").read_text())["metrics"]
