@@ -81,8 +81,17 @@ class DataConfig:
     dedup: bool = False  # drop identical train rows (case and spacing folded) before splits are carved
     folds: int = 0  # k-fold cross-validation: train dealt into k folds (stratified for classification); 0: off
     fold: Optional[int] = None  # with folds: the fold held out as the validation split, 0..folds-1
+    # several data sets in one run: [{path, weight | rows, split, format, name, text_columns, ...}], each split on its
+    # own, train mixed by probability or by row counts, eval scored per source (llmft/data/mixing.py); None: `path`
+    sources: Any = None
+    streaming: bool = False  # read train lazily, tokenize (and pack) on the fly (llmft/data/streaming.py)
 
     def __post_init__(self) -> None:
+        from dataclasses import fields
+
+        from llmft.data.source_specs import check_sources
+
+        self.sources = check_sources(self.sources, [f.name for f in fields(self)], self.folds)
         if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):
             raise ConfigError(f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}")
         if self.format is not None and self.format not in DATA_FORMATS:

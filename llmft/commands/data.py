@@ -30,7 +30,7 @@ def data_command(cfg: DictConfig) -> None:
 
 def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tuple[str, Any]]]]:
     """The splits as the task prepares them for training, measured; and the first `config.rows` rows rendered."""
-    from llmft.data import loading
+    from llmft.data import mixing
     from llmft.data import quality
     from llmft.models import backbone
     from llmft.reporting import data_report
@@ -39,8 +39,7 @@ def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tu
     task = get_task(config.task)
     tokenizer_source, _ = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
-    raw = loading.load_raw(config.task.data)
-    splits = loading.named_splits(raw, config.task.data)
+    splits = mixing.load_splits(config.task.data, lambda train: None)[0]  # one data set, or task.data.sources mixed
     features = task.prepare(splits, tokenizer, config.model.max_length)  # a user error in the data comes first
     checks = quality.report(splits, list(config.task.data.text_columns), config.min_chars, config.near_duplicate_threshold)
     id2label = {int(k): v for k, v in (task.head_kwargs().get("id2label") or {}).items()}

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig
 
@@ -124,6 +124,8 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
         run_dir = Path(config.run)
         saved = load_run_config(run_dir, TrainConfig)
         folder = checkpoint_dir(run_dir, config.checkpoint)
+        if saved.task.data.format is None and _trained_row_format(run_dir) == "alpaca":
+            saved.task.data.format = "alpaca"  # told by its rows' content when it trained: prompts are wrapped as they were
         task = tasks.get_task(saved.task)
         model = backbone.load_finetuned(task.auto_class_name, folder)
         task.from_checkpoint(model)
@@ -135,3 +137,16 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
         raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
     return task, model, tokenizer, config.model.max_length
+
+
+def _trained_row_format(run_dir: Path) -> Optional[str]:
+    """The row format (alpaca, sharegpt, openai) a run found in its data, from its manifest's plan; None if none."""
+    import json
+
+    from llmft.runs.run_folder import RunFolder
+
+    try:
+        described = json.loads(RunFolder(run_dir).manifest.read_text()).get("plan", {}).get("format") or ""
+    except (OSError, ValueError):
+        return None
+    return described.split(" ", 1)[0] or None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,8 +17,7 @@ from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
 
-from llmft.data import folds
-from llmft.data import splits as carving
+from llmft.data import mixing, streaming
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.models.quantized import four_bit_load_kwargs
 from llmft.engine.loop import total_steps
@@ -47,6 +46,7 @@ class RunParts:
     carve: dict[str, Any]  # the rows carved off train for validation/test (splits.json)
     strategy: Strategy
     loss_fn: Any = None  # what the loop trains on: the task's loss, or the task's loss with a teacher's term
+    source_loaders: dict[str, Any] = field(default_factory=dict)  # task.data.sources: `eval/<name>`, `test/<name>` -> loader
 
 
 def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: Optional[Path] = None) -> RunParts:
@@ -65,15 +65,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
-    raw = data.load_raw(config.task.data)
-    splits = folds.apply(data.named_splits(raw, config.task.data), config.task.data, task.fold_strata)  # k-fold: fold i is eval
-    carve = carving.record(raw, splits, config.task.data)
-    del raw
-    if not dist.main:
-        dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache
-    features = task.prepare(splits, tokenizer, config.model.max_length)
-    if dist.main:
-        dist.barrier()
+    splits, features, carve, stream = _prepared_data(config, task, tokenizer, dist)
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
     loss_fn = _loss_fn(config, task, model, tokenizer, device)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
@@ -86,14 +78,19 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     workers = trainer.num_workers
     weights = task.sample_weights(features["train"])
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
-    train_loader = data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
-                                    dist.rank, dist.world, by_length=by_length)
+    train_loader = (streaming.StreamingLoader(stream, task, trainer.batch_size, collate) if stream is not None else
+                    data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
+                                     dist.rank, dist.world, by_length=by_length))
     # eval batches are split over the strategy's eval ranks and gathered; the test split is scored after training by
     # plain (unwrapped) models, so it is split over every rank
     eval_loader, test_loader = (
         data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers, rank=shard.rank,
                          world=shard.world, by_length=task.eval_order_free, wrap=False)
         for role, shard in (("eval", strategy.eval_shard), ("test", dist)))
+    source_loaders = {role: data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers,
+                                             rank=shard.rank, world=shard.world, by_length=task.eval_order_free, wrap=False)
+                      for role in features if "/" in role
+                      for shard in (strategy.eval_shard if role.startswith("eval/") else dist,)}
     num_steps = total_steps(len(train_loader), trainer)
     model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
@@ -104,8 +101,13 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
         plan["cudnn_attention"] = cudnn_attention
     plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
                 memory_parts_gib=estimate.parts(rows))
+    if stream is not None:
+        plan.update(train_examples="streamed", streaming=stream.path)
+    if config.task.data.sources:
+        counted = plan.get("data", {}).get("train", {}).pop("sources", None)  # rows and tokens, where the task counts them
+        plan["sources"] = mixing.describe(config.task.data, counted or mixing.source_counts(splits["train"]))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn)
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn, source_loaders)
 
 
 def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device: torch.device) -> Any:
@@ -125,6 +127,27 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
+
+
+def _prepared_data(config: TrainConfig, task: Task, tokenizer: Any, dist: distributed.Dist) -> tuple[
+        dict[str, Any], dict[str, Any], dict[str, Any], Optional[streaming.Stream]]:
+    """(the splits as loaded, their features as the task tokenized them, the carve record, the train stream or None).
+    With task.data.sources the features also hold each source's eval and test split (roles `eval/<name>`,
+    `test/<name>`); with task.data.streaming the train features are the stream's first rows (for the memory plan)."""
+    if config.task.data.streaming:
+        streaming.check(config, task, dist.world)
+        splits, stream = streaming.open_stream(config.task.data)
+        features = task.prepare(splits, tokenizer, config.model.max_length)  # binds the tokenizer and the row format
+        features["train"] = streaming.sample(stream, task)
+        return splits, features, {"carved": {}}, stream
+    splits, per_source, carve = mixing.load_splits(config.task.data, task.fold_strata)
+    if not dist.main:
+        dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache
+    features = task.prepare({**splits, **per_source}, tokenizer, config.model.max_length)
+    if dist.main:
+        dist.barrier()
+    features["train"] = features["train"].remove_columns([c for c in (mixing.SOURCE_COLUMN,) if c in features["train"].column_names])
+    return splits, features, carve, None
 
 
 def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,

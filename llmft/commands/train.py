@@ -191,7 +191,7 @@ def _start(run: Any) -> None:
     console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
     _print_splits(parts, config)
     carving.write(out_dir, parts.carve)  # the held-out rows, for `llmft eval` to score the same ones
-    _print_data_stats(parts.plan["data"])
+    _print_data_stats(parts.plan["data"], parts.plan.get("sources", []))
 
 
 def _fit(run: Any) -> Any:
@@ -293,7 +293,7 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -
 def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any, requested: list[int]) -> Optional[dict[str, Any]]:
     """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics. None
     when a stop was `requested` (a signal) before the scoring ended."""
-    from llmft.commands.train_run import limited_batches
+    from llmft.commands.train_run import limited_batches, source_metrics
     from llmft.engine.evaluation import gathered_metrics
     from llmft.models import backbone
 
@@ -304,6 +304,7 @@ def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any, requ
     batches = limited_batches(parts.test_loader, config.trainer.limit_eval_batches, "test", config.trainer.progress)
     try:
         metrics = gathered_metrics(parts.task, best_model, _until_stopped(batches, requested), parts.precision, "test", dist)
+        metrics.update(source_metrics(parts, best_model, "test", dist, config.trainer))
     except StopScoring:
         metrics = None
     del best_model
@@ -364,8 +365,14 @@ def _print_splits(parts: Any, config: TrainConfig) -> None:
         print(warning, file=sys.stderr)
 
 
-def _print_data_stats(stats: dict[str, dict[str, int]]) -> None:
+def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, Any]]) -> None:
     from llmft.reporting.console import console
+
+    for source in sources:  # task.data.sources: what each gave the train split
+        asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows_asked']} rows asked" if "rows_asked" in source else "all rows"
+        tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
+        console.print(f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}", highlight=False,
+                      soft_wrap=True)
 
     for role, counts in stats.items():
         if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llmft.config import TrainConfig
+from llmft.data import streaming
 from llmft.engine.evaluation import gathered_metrics
 from llmft.engine.loop import Hooks, LoopState
 from llmft.reporting.console import MetricsLog, track
@@ -51,6 +52,7 @@ class TrainRun:
         batches = limited_batches(parts.eval_loader, trainer.limit_eval_batches, "eval", trainer.progress)
         metrics = gathered_metrics(parts.task, parts.strategy.unwrap(parts.model), batches, parts.precision, "eval",
                                    parts.strategy.eval_shard)
+        metrics.update(source_metrics(parts, parts.strategy.unwrap(parts.model), "eval", parts.strategy.eval_shard, trainer))
         table = metrics.pop("samples_table", None)
         if parts.dist.main:
             keep_samples({"samples_table": table}, self.folder.samples("eval"))
@@ -71,6 +73,7 @@ class TrainRun:
         if not trainer.save_last:
             return
         dist, strategy = parts.dist, parts.strategy
+        loop_state.data_position = streaming.data_position(parts.train_loader)  # a stream continues at its row and block
         rngs = dist.gather_tensors(rng_state()) if dist.enabled else None
         weights = strategy.full_weights(parts.model)  # collectives where the state is spread: every rank gathers
         optimizer_state = strategy.optimizer_state(parts.model, parts.optimizer)
@@ -85,7 +88,23 @@ class TrainRun:
         parts = self.parts
         saved = read_training_state(folder)
         parts.strategy.load(parts.model, parts.optimizer, folder, saved)
-        return LoopState(**restore_training_state(saved, parts.scheduler, parts.scaler, parts.dist.rank))
+        state = LoopState(**restore_training_state(saved, parts.scheduler, parts.scaler, parts.dist.rank))
+        streaming.restore(parts.train_loader, state.data_position)
+        return state
+
+
+def source_metrics(parts: Any, model: Any, kind: str, shard: Any, trainer: Any) -> dict[str, Any]:
+    """task.data.sources: the metrics of each source's own `kind` split (eval or test), keyed `<name>/<metric>`."""
+    from llmft.reporting.console import scalar_metrics
+
+    out: dict[str, Any] = {}
+    for role, loader in parts.source_loaders.items():
+        if role.split("/", 1)[0] != kind:
+            continue
+        batches = limited_batches(loader, trainer.limit_eval_batches, role, trainer.progress)
+        metrics = gathered_metrics(parts.task, model, batches, parts.precision, role, shard)
+        out.update({f"{role.split('/', 1)[1]}/{k}": v for k, v in scalar_metrics(metrics).items()})
+    return out
 
 
 def limited_batches(loader: Any, limit: int, role: str, progress: bool) -> Any:

@@ -25,6 +25,14 @@ def scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: st
     """The rows to score for `role` and where they come from. On the run's own data, a split carved off train is the
     very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
     scored as it is: a named split, or every row of a single file given to eval."""
+    if cfg.streaming and role != "train":  # the split files, or the head rows the stream held out
+        from llmft.data import streaming
+
+        return streaming.open_stream(cfg)[0][role], f"the {role} rows held out of the stream {cfg.path}"
+    if cfg.sources:  # each source re-carves its own splits (seeded), then they are joined as in training
+        from llmft.data import mixing
+
+        return mixing.load_splits(cfg, lambda train: None)[0][role], f"the {role} rows of {len(cfg.sources)} task.data.sources"
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
     own = splits.source(cfg) == splits.source(trained_on)
     if not own and not cfg.data_files and Path(cfg.path).expanduser().is_file():

@@ -57,6 +57,7 @@ class LoopState:
     skipped_steps: int = 0
     stopped_early: bool = False
     log_windows: list[dict[str, Any]] = field(default_factory=list)  # each rank's unlogged steps, restored on resume
+    data_position: Optional[dict[str, Any]] = None  # a streamed train split: where its reader stands (data/streaming.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from llmft.tasks.options import TextGenerationOptions, Thinking
 from llmft.data import chat_formats, chat_templates
 from llmft.data.chat_formats import RowFormat
 from llmft.data.loading import cached_map, check_columns, row_origin, split_source
+from llmft.data.mixing import SOURCE_COLUMN, count_and_drop
 from llmft.errors import UserError
 from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
                                      template_fields, to_example)
@@ -98,6 +99,8 @@ class CausalLMTask(PlainHead):
     def rows(self) -> Optional[RowFormat]:
         """How rows are read: as prepare() found them, else chat rows in task.messages_column, else the task's own columns."""
         column = self.cfg.messages_column
+        if self.row_format is None and self.cfg.data.format == "alpaca":  # generate/serve: nothing was prepared
+            return RowFormat("alpaca", None, "task.data.format")
         return self.row_format or (RowFormat("openai", column, "task.messages_column") if column else None)
 
     @property
@@ -152,7 +155,7 @@ class CausalLMTask(PlainHead):
             users = [m["content"] for m in messages[:last] if m["role"] == "user"]
             answer = messages[last]["content"]
             return Example(users[-1] if users else "", answer, [answer], messages[:last])
-        if self.row_format is not None and self.row_format.name == "alpaca":
+        if self.rows is not None and self.rows.name == "alpaca":
             prompt, response = chat_formats.alpaca_prompt(row, where)
             return Example(prompt, response, [response])
         return to_example(row, self.cfg)
@@ -221,7 +224,7 @@ class CausalLMTask(PlainHead):
                 continue
             encode = functools.partial(self.encode, origin=origin)
             features = cached_map(ds, encode, f"causal_lm|{self.cfg}|{fmt}|{max_length}", tokenizer, with_indices=True,
-                                  remove_columns=ds.column_names, desc=f"tokenize {role}")
+                                  remove_columns=[c for c in ds.column_names if c != SOURCE_COLUMN], desc=f"tokenize {role}")
             unsupervised = sum(1 for n in features["supervised"] if n == 0)
             if unsupervised == len(features):
                 raise UserError(f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "
@@ -230,7 +233,9 @@ class CausalLMTask(PlainHead):
                 features = features.filter(lambda n: n > 0, input_columns="supervised")
             self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
                                      "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
-            out[role] = features.remove_columns(["truncated", "supervised", "attention_mask"])
+            out[role], sources = count_and_drop(features.remove_columns(["truncated", "supervised", "attention_mask"]))
+            if sources is not None:  # task.data.sources: what each gave the mix
+                self.data_stats[role]["sources"] = sources
             if role == "train":
                 self.check_prompt_agreement(ds[0], out[role][0]["input_ids"])
             if role == "train" and self.cfg.packing:

@@ -13,6 +13,7 @@ from llmft.data import shapes as data_shapes
 from llmft.config import DataConfig, Side
 from llmft.tasks.options import ClassificationOptions
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
+from llmft.data.mixing import SOURCE_COLUMN, count_and_drop
 from llmft.data.nested_fields import lookup
 from llmft.engine.distributed import Dist
 from llmft.engine.distill_loss import Distillation, teacher_logits
@@ -129,8 +130,10 @@ class ClassificationTask:
             ds, dropped = drop_empty_texts(ds, list(self.data.text_columns), role, self.data)
             out[role] = self._tokenize(ds, tokenizer, max_length, role)
             truncated = int(sum(out[role]["truncated"]))
-            out[role] = out[role].remove_columns("truncated")
+            out[role], sources = count_and_drop(out[role].remove_columns("truncated"))
             self.data_stats[role] = {"rows": len(out[role]), "dropped_empty": dropped, "truncated": truncated}
+            if sources is not None:  # task.data.sources: what each gave the mix
+                self.data_stats[role]["sources"] = sources
         if "train" in out:
             labels = np.asarray(out["train"]["labels"])
             self.train_label_counts = np.bincount(labels, minlength=len(self.label_names)).tolist()
@@ -167,7 +170,7 @@ class ClassificationTask:
             features, truncated = encode_rows(tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.input_truncation_side)
             return {**features, "truncated": truncated}  # counted, reported in the run plan
 
-        keep = {"labels"}
+        keep = {"labels", SOURCE_COLUMN}
         drop = [c for c in ds.column_names if c not in keep]
         return cached_map(ds, encode, f"classification|{text_columns}|{max_length}", tokenizer, batched=True, remove_columns=drop,
                           desc=f"tokenize {role}")

@@ -151,6 +151,8 @@ def template_fields(template: Optional[str]) -> list[str]:
 def generation_text(task: Any, prompt: str) -> str:
     """What the model is given for one user prompt (`llmft generate prompt=...`, `llmft serve`'s completions): the
     prompt filled into a one-field `task.prompt_template`, then wrapped as training wrapped it (chat template)."""
+    if task.cfg.data.format == "alpaca":  # trained on Alpaca rows: the prompt is an instruction, wrapped as they were
+        return task.generation_prompt(task.example({"instruction": prompt, "input": "", "output": ""}))
     fields = template_fields(task.cfg.prompt_template)
     filled = prompt_text({fields[0]: prompt}, task.cfg) if len(fields) == 1 else prompt
     return task.generation_prompt(Example(filled, ""))
