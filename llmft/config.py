@@ -89,7 +89,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         from dataclasses import fields
 
-        from llmft.data.source_specs import check_sources
+        from llmft.source_specs import check_sources
 
         self.sources = check_sources(self.sources, [f.name for f in fields(self)], self.folds)
         if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):

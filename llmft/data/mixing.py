@@ -15,7 +15,7 @@ from llmft.config import DataConfig
 from llmft.data import folds
 from llmft.data import loading
 from llmft.data import splits as carving
-from llmft.data.source_specs import MIX_KEYS, source_name
+from llmft.source_specs import MIX_KEYS, source_name
 from llmft.errors import UserError
 
 SOURCE_COLUMN = "__source__"  # a train row's source (its index in task.data.sources), until the task has counted them
