@@ -47,11 +47,25 @@ def first_number(text: str):
     return int(match.group()) if match else None
 
 
-def win_rate(source: list[str], out: Path, prompts: int) -> dict:
-    """Generate greedily on the held-out prompts with `source` (run=... or model=...), score the rule."""
+def chat_rendered(prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn of SmolLM2's chat template, ready for the answer (what the runs render themselves)."""
+    from llmft.config import ModelConfig
+    from llmft.models import backbone
+
+    cfg = ModelConfig(name_or_path="builtin:smollm2-135m")
+    tokenizer = backbone.load_tokenizer(backbone.resolve(cfg)[0], cfg)
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]
+
+
+def win_rate(source: list[str], out: Path, prompts: int, render: bool = False) -> dict:
+    """Generate greedily on the held-out prompts with `source` (run=... or model=...), score the rule; `render`: the
+    prompts go through the chat template here (a bare model continues prompts as written)."""
     rows = [json.loads(line) for line in TEST.read_text().splitlines()[:prompts]]
     inputs = out / "prompts.jsonl"
-    inputs.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows))
+    texts = [r["prompt"] for r in rows]
+    texts = chat_rendered(texts) if render else texts
+    inputs.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
     result = out / f"generations-{source[0].split('=')[0]}-{time.time_ns()}.jsonl"
     llmft(["generate", *source, f"input={inputs}", f"output={result}", "generation.max_new_tokens=8", "batch_size=50"], out)
     generated = [json.loads(line)["generation"] for line in result.read_text().splitlines()]
@@ -60,7 +74,7 @@ def win_rate(source: list[str], out: Path, prompts: int) -> dict:
 
 
 def stage_base(out: Path, args: argparse.Namespace) -> dict:
-    return win_rate(["model=smollm2-135m", "task=sft"], out, args.prompts)
+    return win_rate(["model=smollm2-135m"], out, args.prompts, render=True)
 
 
 def stage_sft(out: Path, args: argparse.Namespace) -> dict:

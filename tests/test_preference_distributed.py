@@ -39,12 +39,12 @@ def test_two_processes_log_and_evaluate_as_one(tmp_path, family):
     for a, b in zip(one, two):
         assert a.keys() == b.keys()
         for key, value in a.items():
-            assert b[key] == pytest.approx(value, abs=1e-5), key
+            assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key  # all-reduce order: float noise
     evals = [r for r in two if "eval/pairs" in r]
     assert evals and all(r["eval/pairs"] == 21 for r in evals)  # every pair once: the uneven shards are not padded
     m1, m2 = (json.loads((only_run_dir(d / "outputs") / "eval.json").read_text())["metrics"] for d in (single, ddp))
     for key, value in m1.items():
-        assert m2[key] == pytest.approx(value, abs=1e-5), key
+        assert m2[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
 RESUMED = ["task=dpo", "model=tiny-gpt2", "model.dropout=0.0", "trainer.progress=false", "task.data.max_train_samples=64",
