@@ -90,11 +90,11 @@ def stage_sft(out: Path, args: argparse.Namespace) -> dict:
 def stage_dpo(out: Path, args: argparse.Namespace, results: dict) -> dict:
     if "sft" not in results:
         raise SystemExit("run --stage sft first")
-    folder = out / "dpo"
+    folder = out / args.tag
     started = time.time()
     sft = Path(results["sft"]["run"]) / "checkpoints" / "best"
     llmft(["train", "recipe=dpo-smollm2", f"model.name_or_path={sft}", f"trainer.max_steps={args.dpo_steps}",
-           *QUIET], folder)
+           *args.set, *QUIET], folder)
     run = only_run(folder)
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
     return {"run": str(run), "train_s": round(time.time() - started), "test_rewards_accuracy": metrics.get("rewards/accuracy"),
@@ -104,6 +104,8 @@ def stage_dpo(out: Path, args: argparse.Namespace, results: dict) -> dict:
 def table(results: dict) -> str:
     lines = ["| model | rule win rate | prompts | train s |", "|---|---:|---:|---:|"]
     names = {"base": "SmolLM2-135M-Instruct", "sft": "after SFT (LoRA)", "dpo": "after SFT + DPO (LoRA)"}
+    names.update({k: f"after SFT + DPO ({k}: {' '.join(v['overrides'])})" for k, v in results.items()
+                  if k.startswith("dpo-")})
     for key, name in names.items():
         if key in results:
             r = results[key]
@@ -118,6 +120,8 @@ def main(argv=None) -> None:
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--sft-steps", type=int, default=120)
     ap.add_argument("--dpo-steps", type=int, default=120)
+    ap.add_argument("--set", nargs="*", default=[], help="extra overrides of the DPO run, e.g. task.sft_weight=1.0")
+    ap.add_argument("--tag", default="dpo", help="the name its result is kept under (a variant: dpo-rpo)")
     args = ap.parse_args(argv)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ def main(argv=None) -> None:
     elif args.stage == "sft":
         results["sft"] = stage_sft(args.out, args)
     elif args.stage == "dpo":
-        results["dpo"] = stage_dpo(args.out, args, results)
+        results[args.tag] = {**stage_dpo(args.out, args, results), "overrides": args.set}
     store.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
 
