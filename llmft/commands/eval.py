@@ -87,6 +87,7 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     console.print(f"llmft eval scores the {config.split} split: {rows} row{'s' * (rows != 1)} ({origin})", highlight=False)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
+    _rebuild_reference(task, saved, tokenizer, device)
     loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
                              by_length=task.eval_order_free)
     if config.trainer.limit_eval_batches > 0:
@@ -96,3 +97,23 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     metrics = gathered_metrics(task, model.to(device), loader, precision, role, Dist())  # the evaluation training uses
     metrics.pop("samples_table", None)
     return {"rows": rows, "origin": origin}, metrics
+
+
+def _rebuild_reference(task: Any, saved: TrainConfig, tokenizer: Any, device: Any) -> None:
+    """A family that scores against a reference (dpo, kto) gets the run's initial model, built as training built it
+    (backbone, head, fine-tuning method: under LoRA the base with a fresh, zero adapter), to score the prepared rows
+    once; the model is then freed."""
+    from llmft.tasks.base import ScoresAgainstReference
+
+    if not isinstance(task, ScoresAgainstReference) or not task.needs_reference():
+        return
+    import transformers
+
+    from llmft.commands.setup import build_initial_model
+    from llmft.models import backbone
+
+    transformers.set_seed(saved.seed)  # as training seeded before it built the model (a random backbone's weights)
+    weights = backbone.resolve(saved.model)[1]
+    initial = build_initial_model(saved, task, weights, tokenizer, device)
+    task.bind_reference(initial)
+    del initial

@@ -154,6 +154,16 @@ def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokeni
                  run_dir: Optional[Path]) -> Any:
     """The backbone with the task's head, the fine-tuning method applied, on `device`; the task binds what it keeps of
     the initial weights (a preference task's reference)."""
+    model = build_initial_model(config, task, weights, tokenizer, device)
+    task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
+    if config.task.packing:
+        _check_packing(model, tokenizer, task)
+    return model
+
+
+def build_initial_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device) -> Any:
+    """The run's model before its first step: the backbone with the task's head and the fine-tuning method applied, on
+    `device` (what training starts from; `llmft eval` rebuilds it as a preference run's reference)."""
     load_kwargs = four_bit_load_kwargs(device) if config.finetune.method is FinetuneMethod.qlora else None
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, load_kwargs, **task.head_kwargs())
     task.adapt_model(model)
@@ -162,11 +172,7 @@ def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokeni
         from llmft.errors import UserError
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
-    model = finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
-    task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
-    if config.task.packing:
-        _check_packing(model, tokenizer, task)
-    return model
+    return finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
 
 
 def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_steps: int, processes: int, by_length: bool,

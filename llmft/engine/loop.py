@@ -14,12 +14,13 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
 from llmft.engine.distributed import Dist
+from llmft.engine.log_window import LogWindow
 from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.engine.strategy import SingleProcess, Strategy
@@ -31,6 +32,14 @@ Batch = dict[str, torch.Tensor]
 class LossFn(Protocol):
     def count(self, batch: Batch) -> int: ...
     def loss_sum(self, model: Any, batch: Batch) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LogsTerms(Protocol):
+    """A loss that also sums named terms over its items (the preference families' rewards and log-probs): the train
+    log shows their means over the items of the logged steps, as `train/<name>`."""
+
+    def loss_terms(self, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
 
 @dataclass
@@ -134,46 +143,6 @@ def _groups(loader: Iterable[Batch], remaining: int, accum: int) -> Iterator[lis
         yield group
 
 
-class LogWindow:
-    """What the loop adds up between two log records, on this process: the loss stays on the device (no host sync
-    until the log interval); its contents are saved with every checkpoint, so the first record after a resume
-    averages the same steps as an unbroken run's. Its clock counts training only: the loop takes the time of evals
-    and checkpoint saves out (`exclude`), so samples/s after an eval is the training speed."""
-
-    def __init__(self, device: torch.device, saved: Optional[dict[str, Any]] = None):
-        saved = saved or {}
-        self.loss = torch.tensor(float(saved.get("loss", 0.0)), device=device)  # float32, like the sum it continues
-        self.steps, self.samples, self.tokens = (int(saved.get(k, 0)) for k in ("steps", "samples", "tokens"))
-        self.start = time.perf_counter() - float(saved.get("seconds", 0.0))
-
-    def add(self, group_loss: Optional[torch.Tensor], samples: int, tokens: int) -> None:
-        """One step's work; `group_loss` None for a step the fp16 GradScaler skipped (its loss is inf: not averaged)."""
-        if group_loss is not None:
-            self.loss += group_loss
-            self.steps += 1
-        self.samples, self.tokens = self.samples + samples, self.tokens + tokens
-
-    def exclude(self, seconds: float) -> None:
-        """Time spent on something other than training (an eval, a checkpoint save) during this window."""
-        self.start += seconds
-
-    def saved(self) -> dict[str, Any]:
-        return {"loss": self.loss.item(), "steps": self.steps, "samples": self.samples, "tokens": self.tokens,
-                "seconds": time.perf_counter() - self.start}
-
-    def record(self, dist: Dist) -> dict[str, float]:
-        """Mean loss per step, samples/s and tokens/s over all processes (one collective: the sync point)."""
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        local = torch.stack([self.loss.double(), torch.tensor(float(self.samples), dtype=torch.float64, device=self.loss.device),
-                             torch.tensor(float(self.tokens), dtype=torch.float64, device=self.loss.device)])
-        loss, samples, tokens = dist.sum(local).tolist()
-        record = {"train/loss": loss / self.steps} if self.steps else {}  # none when every step of the window overflowed
-        record["train/samples_per_s"] = samples / elapsed
-        if tokens:
-            record["train/tokens_per_s"] = tokens / elapsed
-        return record
-
-
 def batch_volume(batch: Batch) -> tuple[int, int]:
     """(samples, tokens) of a collated batch, counted on the host before it moves: rows, or for packed rows the examples
     in them (where positions restart, padding segments excluded); tokens are the non-padding input tokens (0 when the
@@ -203,6 +172,7 @@ class StepParts:
     cfg: TrainerConfig
     dist: Dist
     strategy: Optional[Strategy] = None  # None: one process
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # the last step's term sums (a LogsTerms loss)
 
     def __post_init__(self) -> None:
         self.strategy = self.strategy or SingleProcess(self.dist)
@@ -211,16 +181,18 @@ class StepParts:
 def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Optional[torch.Tensor]:
     """Forward/backward over one accumulation group, then clip, step, update the scaler and the schedule. Returns the
     group's loss (on the device), or None when a non-finite loss skipped the update. The loss is normalised by the
-    items of the whole global batch, so N processes with batch B follow the curve of one process with batch N*B."""
+    items of the whole global batch, so N processes with batch B follow the curve of one process with batch N*B.
+    A loss that logs terms (LogsTerms) adds this group's sums to the emptied `parts.terms`."""
     model, dist, precision, scaler, cfg = parts.model, parts.dist, parts.precision, parts.scaler, parts.cfg
     local_items = sum(parts.loss_fn.count(b) for b in group)  # normalise by the whole group, not per micro-batch
     items = int(dist.sum_number(local_items)) if dist.enabled else local_items
     group_loss = torch.zeros((), device=precision.device)
+    parts.terms.clear()
     for i, batch in enumerate(group):
         batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
         with parts.strategy.gradient_sync(model, i == len(group) - 1):  # a fresh context per micro-batch, around forward and backward
             with precision.autocast():
-                loss = parts.loss_fn.loss_sum(model, batch) / max(items, 1)
+                loss = _loss_sum(parts.loss_fn, model, batch, parts.terms) / max(items, 1)
             scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
         group_loss += loss.detach()
     if precision.mode is not PrecisionMode.fp16 and not torch.isfinite(dist.sum(group_loss)):
@@ -244,6 +216,15 @@ def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Op
         parts.scheduler.step()
     parts.optimizer.zero_grad(set_to_none=True)
     return group_loss
+
+
+def _loss_sum(loss_fn: LossFn, model: Any, batch: Batch, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    if not isinstance(loss_fn, LogsTerms):
+        return loss_fn.loss_sum(model, batch)
+    loss, sums = loss_fn.loss_terms(model, batch)
+    for name, value in sums.items():
+        terms[name] = terms[name] + value.detach().double() if name in terms else value.detach().double()
+    return loss
 
 
 def fit(
@@ -300,6 +281,8 @@ class Steps:
         state.step += 1
         overflowed = state.skipped_steps > skipped_before  # fp16: the GradScaler skipped the update
         self.window.add(None if overflowed else group_loss, sum(v[0] for v in volume), sum(v[1] for v in volume))
+        if not overflowed:
+            self.window.add_terms(parts.terms, sum(parts.loss_fn.count(b) for b in group))
         self.progress.step()
         epoch_end = state.batches_done >= self.per_epoch
         if state.step % cfg.log_every == 0 or state.step == self.num_steps or epoch_end:

@@ -192,7 +192,8 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
         if not texts:
             raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
         results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("classify", t)) for t in texts))
-        data = [{"index": i, "label": r["label"], "score": r["score"], "scores": r["probabilities"]} for i, r in enumerate(results)]
+        data = [{"index": i, "label": r["label"], "score": r["score"], "scores": r.get("probabilities", {r["label"]: r["score"]})}
+                for i, r in enumerate(results)]  # a one-output head (a reward model, regression): its value
         return {"object": "list", "model": served.name, "data": data}
 
     @app.post("/v1/embeddings")

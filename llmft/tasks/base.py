@@ -179,3 +179,17 @@ class ExplainsTokens(Protocol):
     def explanation_target(self, logits: list[float], target: Optional[str]) -> tuple[int, str]:
         """(index into the row's logits, its name): the named target, or else the prediction."""
         ...
+
+
+@runtime_checkable
+class ScoresAgainstReference(Protocol):
+    """A family whose loss compares the policy with a reference, its initial weights (dpo, kto): `llmft eval` rebuilds
+    that initial model from the run's config, lets the task score the prepared rows with it, and frees it."""
+
+    def needs_reference(self) -> bool:
+        """Whether this configuration uses a reference at all (SimPO and ORPO do not)."""
+        ...
+
+    def bind_reference(self, initial: Any) -> None:
+        """Score the rows `prepare` made with the rebuilt initial model (kept as a table, not the model)."""
+        ...

@@ -114,11 +114,18 @@ class KTOTask(PlainHead):
         return int(batch["pair"].shape[0])
 
     def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
-        def loaders(features: Any) -> Iterable[dict[str, torch.Tensor]]:
-            collate = self.collator(self.tokenizer)
-            return (collate([features[j] for j in range(i, min(i + 8, len(features)))]) for i in range(0, len(features), 8))
+        self.reference.bind(model, self.features, self.reference_batches, self.scores, run_dir, False)
 
-        self.reference.bind(model, self.features, loaders, self.scores, run_dir, False)
+    def needs_reference(self) -> bool:
+        return True
+
+    def bind_reference(self, initial: Any) -> None:
+        """`llmft eval`: the run's initial model, rebuilt, scores the prepared rows once; the caller then frees it."""
+        self.reference.bind(initial, self.features, self.reference_batches, self.scores, None, precompute=True)
+
+    def reference_batches(self, features: Any) -> Iterable[dict[str, torch.Tensor]]:
+        collate = self.collator(self.tokenizer)
+        return (collate([features[j] for j in range(i, min(i + 8, len(features)))]) for i in range(0, len(features), 8))
 
     def scores(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(rows, 2): summed completion log-probs of each row's completion and of its mismatched (KL) one."""

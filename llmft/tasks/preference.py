@@ -27,6 +27,13 @@ from llmft.tasks.text_common import renders_chat
 METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected")
 
 
+def pair_values(chosen: torch.Tensor, rejected: torch.Tensor, policy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per pair: the implicit rewards, their margin, whether chosen wins, and the policy's summed log-probs."""
+    chosen, rejected = chosen.float(), rejected.float()
+    return {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected,
+            "rewards/accuracy": (chosen > rejected).float(), "logps/chosen": policy[:, 0], "logps/rejected": policy[:, 1]}
+
+
 def completion_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Next-token targets: position t predicts token t + 1 (prompt and padding are IGNORE)."""
     return F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
@@ -116,14 +123,20 @@ class PreferenceTask(PlainHead):
     # --- the reference ------------------------------------------------------------------------
     def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
         """Settle the reference for the freshly built policy (tasks/reference.py)."""
-        if self.cfg.reference_free:
-            return
+        if not self.cfg.reference_free:
+            self.reference.bind(model, self.features, self.reference_batches, self.pair_scores, run_dir,
+                                self.cfg.precompute_reference)
 
-        def loaders(features: Any) -> Iterable[dict[str, torch.Tensor]]:
-            collate = self.collator(self.tokenizer)
-            return (collate([features[j] for j in range(i, min(i + 8, len(features)))]) for i in range(0, len(features), 8))
+    def needs_reference(self) -> bool:
+        return not self.cfg.reference_free
 
-        self.reference.bind(model, self.features, loaders, self.pair_scores, run_dir, self.cfg.precompute_reference)
+    def bind_reference(self, initial: Any) -> None:
+        """`llmft eval`: the run's initial model, rebuilt, scores the prepared rows once; the caller then frees it."""
+        self.reference.bind(initial, self.features, self.reference_batches, self.pair_scores, None, precompute=True)
+
+    def reference_batches(self, features: Any) -> Iterable[dict[str, torch.Tensor]]:
+        collate = self.collator(self.tokenizer)
+        return (collate([features[j] for j in range(i, min(i + 8, len(features)))]) for i in range(0, len(features), 8))
 
     def pair_scores(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(pairs, 2): the summed completion log-probs of chosen and rejected under `model`, one forward."""
@@ -149,10 +162,15 @@ class PreferenceTask(PlainHead):
         return losses, chosen, rejected, policy.detach()
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_terms(model, batch)[0]
+
+    def loss_terms(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed loss, and the sums the train log shows as means per pair (rewards, margins, accuracy, log-probs)."""
         terms = self.pair_terms(model, batch)
         if terms is None:
             raise UserError(f"task.loss={self.cfg.loss.value} needs the reference model, which this command did not set up")
-        return terms[0].sum()
+        losses, chosen, rejected, policy = terms
+        return losses.sum(), {key: value.sum() for key, value in pair_values(chosen, rejected, policy).items()}
 
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
@@ -166,14 +184,11 @@ class PreferenceTask(PlainHead):
                     terms = self.pair_terms(model, batch)
                     policy = terms[3] if terms is not None else self.pair_scores(model, batch)
                 scored = scored and terms is not None
+                values = {"logps/chosen": policy[:, 0], "logps/rejected": policy[:, 1]}
                 if terms is not None:
-                    losses, chosen, rejected = (t.float() for t in terms[:3])
-                    values = {"loss": losses, "rewards/chosen": chosen, "rewards/rejected": rejected,
-                              "rewards/margins": chosen - rejected, "rewards/accuracy": (chosen > rejected).float()}
-                    for key, value in values.items():
-                        sums[key] += float(value.sum())
-                sums["logps/chosen"] += float(policy[:, 0].sum())
-                sums["logps/rejected"] += float(policy[:, 1].sum())
+                    values = {"loss": terms[0], **pair_values(*terms[1:])}
+                for key, value in values.items():
+                    sums[key] += float(value.float().sum())
                 pairs += int(batch["pair"].shape[0])
         return {"sums": sums, "pairs": pairs, "scored": scored}
 

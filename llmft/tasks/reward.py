@@ -27,6 +27,12 @@ def pair_rewards(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     return rewards.float().view(2, -1)
 
 
+def reward_values(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per pair: whether chosen scores above rejected, both rewards, their margin."""
+    return {"accuracy": (chosen > rejected).float(), "rewards/chosen": chosen, "rewards/rejected": rejected,
+            "rewards/margins": chosen - rejected}
+
+
 @dataclass
 class RewardTask(PlainHead):
     cfg: RewardOptions
@@ -43,7 +49,7 @@ class RewardTask(PlainHead):
     streams = False
 
     def head_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": 1}
+        return {"num_labels": 1, "id2label": {0: "reward"}, "label2id": {"reward": 0}}  # /v1/classify names the value
 
     def plan_info(self) -> dict[str, Any]:
         return {"format": "preference pairs (reward model)", "data": self.data_stats}
@@ -61,8 +67,14 @@ class RewardTask(PlainHead):
         return int(batch["pair"].shape[0])
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_terms(model, batch)[0]
+
+    def loss_terms(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed loss, and the sums the train log shows as means per pair (accuracy, rewards, margins)."""
         chosen, rejected = pair_rewards(model, batch)
-        return -F.logsigmoid(chosen - rejected).sum()
+        losses = -F.logsigmoid(chosen - rejected)
+        values = reward_values(chosen.detach(), rejected.detach())
+        return losses.sum(), {key: value.sum() for key, value in values.items()}
 
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
@@ -73,8 +85,7 @@ class RewardTask(PlainHead):
                 batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
                 with precision.autocast():
                     chosen, rejected = pair_rewards(model, batch)
-                values = {"loss": -F.logsigmoid(chosen - rejected), "accuracy": (chosen > rejected).float(),
-                          "rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected}
+                values = {"loss": -F.logsigmoid(chosen - rejected), **reward_values(chosen, rejected)}
                 for key, value in values.items():
                     sums[key] += float(value.sum())
                 pairs += len(chosen)

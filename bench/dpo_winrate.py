@@ -1,0 +1,141 @@
+"""The rule's win rate of SmolLM2-135M-Instruct on held-out arithmetic: the base model, after SFT, after SFT + DPO.
+
+The rule: the first number in the generation is the right result. The prompts are the bundled preference test split
+(`llmft/resources/preference/test.jsonl`, problems in no train split of sft/ or preference/); `chosen` is the right
+result. Each stage is one command (run each under its own lock; results are kept in --out/results.json):
+
+    python bench/dpo_winrate.py --stage base
+    python bench/dpo_winrate.py --stage sft          # llmft train recipe=sft-smollm2 (shortened), then generate
+    python bench/dpo_winrate.py --stage dpo          # llmft train recipe=dpo-smollm2 from the SFT run, then generate
+    python bench/dpo_winrate.py --stage table        # the markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST = ROOT / "llmft" / "resources" / "preference" / "test.jsonl"
+QUIET = ["trainer.progress=false"]
+
+
+def llmft(args: list[str], cwd: Path) -> str:
+    """Run one llmft command in `cwd` (its run folders go under cwd/outputs), return its stdout; fail loudly."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "llmft", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def only_run(folder: Path) -> Path:
+    runs = sorted(p.parent for p in folder.rglob("run.json"))
+    if not runs:
+        raise SystemExit(f"no run under {folder}")
+    return runs[-1]
+
+
+def first_number(text: str):
+    match = re.search(r"-?\d+", text.replace(",", ""))
+    return int(match.group()) if match else None
+
+
+def chat_rendered(prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn of SmolLM2's chat template, ready for the answer (what the runs render themselves)."""
+    from llmft.config import ModelConfig
+    from llmft.models import backbone
+
+    cfg = ModelConfig(name_or_path="builtin:smollm2-135m")
+    tokenizer = backbone.load_tokenizer(backbone.resolve(cfg)[0], cfg)
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]
+
+
+def win_rate(source: list[str], out: Path, prompts: int, render: bool = False) -> dict:
+    """Generate greedily on the held-out prompts with `source` (run=... or model=...), score the rule; `render`: the
+    prompts go through the chat template here (a bare model continues prompts as written)."""
+    rows = [json.loads(line) for line in TEST.read_text().splitlines()[:prompts]]
+    inputs = out / "prompts.jsonl"
+    texts = [r["prompt"] for r in rows]
+    texts = chat_rendered(texts) if render else texts
+    inputs.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    result = out / f"generations-{source[0].split('=')[0]}-{time.time_ns()}.jsonl"
+    llmft(["generate", *source, f"input={inputs}", f"output={result}", "generation.max_new_tokens=8", "batch_size=50"], out)
+    generated = [json.loads(line)["generation"] for line in result.read_text().splitlines()]
+    right = [first_number(g) == int(r["chosen"]) for g, r in zip(generated, rows)]
+    return {"win_rate": sum(right) / len(right), "prompts": len(right), "examples": generated[:5]}
+
+
+def stage_base(out: Path, args: argparse.Namespace) -> dict:
+    return win_rate(["model=smollm2-135m"], out, args.prompts, render=True)
+
+
+def stage_sft(out: Path, args: argparse.Namespace) -> dict:
+    folder = out / "sft"
+    started = time.time()
+    llmft(["train", "recipe=sft-smollm2", f"trainer.max_steps={args.sft_steps}", "trainer.eval_every=0",
+           "task.eval_generate_samples=0", "task.select_metric=loss", "task.data.max_eval_samples=64",
+           *QUIET], folder)
+    run = only_run(folder)
+    return {"run": str(run), "train_s": round(time.time() - started), **win_rate([f"run={run}"], out, args.prompts)}
+
+
+def stage_dpo(out: Path, args: argparse.Namespace, results: dict) -> dict:
+    if "sft" not in results:
+        raise SystemExit("run --stage sft first")
+    folder = out / args.tag
+    started = time.time()
+    sft = Path(results["sft"]["run"]) / "checkpoints" / "best"
+    llmft(["train", "recipe=dpo-smollm2", f"model.name_or_path={sft}", f"trainer.max_steps={args.dpo_steps}",
+           *args.set, *QUIET], folder)
+    run = only_run(folder)
+    metrics = json.loads((run / "eval.json").read_text())["metrics"]
+    return {"run": str(run), "train_s": round(time.time() - started), "test_rewards_accuracy": metrics.get("rewards/accuracy"),
+            **win_rate([f"run={run}"], out, args.prompts)}
+
+
+def table(results: dict) -> str:
+    lines = ["| model | rule win rate | prompts | train s |", "|---|---:|---:|---:|"]
+    names = {"base": "SmolLM2-135M-Instruct", "sft": "after SFT (LoRA)", "dpo": "after SFT + DPO (LoRA)"}
+    names.update({k: f"after SFT + DPO ({k}: {' '.join(v['overrides'])})" for k, v in results.items()
+                  if k.startswith("dpo-")})
+    for key, name in names.items():
+        if key in results:
+            r = results[key]
+            lines.append(f"| {name} | {r['win_rate']:.1%} | {r['prompts']} | {r.get('train_s', '')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=["base", "sft", "dpo", "table"], required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-dpo")
+    ap.add_argument("--prompts", type=int, default=200)
+    ap.add_argument("--sft-steps", type=int, default=120)
+    ap.add_argument("--dpo-steps", type=int, default=120)
+    ap.add_argument("--set", nargs="*", default=[], help="extra overrides of the DPO run, e.g. task.sft_weight=1.0")
+    ap.add_argument("--tag", default="dpo", help="the name its result is kept under (a variant: dpo-rpo)")
+    args = ap.parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "results.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    if args.stage == "base":
+        results["base"] = stage_base(args.out, args)
+    elif args.stage == "sft":
+        results["sft"] = stage_sft(args.out, args)
+    elif args.stage == "dpo":
+        results[args.tag] = {**stage_dpo(args.out, args, results), "overrides": args.set}
+    store.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
