@@ -26,7 +26,7 @@ def test_classify_answers_the_reward_generate_prints(tmp_path):
     import httpx
 
     from llmft.commands.generate import load_predictor
-    from llmft.config import ServeConfig
+    from llmft.deploy_config import ServeConfig
     from llmft.serving.app import build_app
     from llmft.serving.served_model import ServedModel
     from llmft.serving.server import BackgroundServer
