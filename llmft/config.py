@@ -17,6 +17,7 @@ from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config
     Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
     metric_mode,
 )
+from llmft.trust_config import Adversarial, AttackConfig, PrivacyConfig, check_adversarial  # noqa: F401
 
 
 @dataclass
@@ -154,6 +155,10 @@ class FinetuneConfig:
     use_dora: bool = False  # lora/qlora: weight-decomposed LoRA (DoRA, peft)
     use_rslora: bool = False  # lora/qlora: rank-stabilised scaling lora_alpha / sqrt(r) instead of lora_alpha / r
     neftune_alpha: Optional[float] = None  # noise on the input embeddings while training (NEFTune; 5 in its paper)
+    adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
+    adversarial_epsilon: float = 1.0  # L2 radius of each row's perturbation (over all its tokens' embeddings)
+    adversarial_steps: int = 3  # pgd: ascent steps
+    adversarial_alpha: Optional[float] = None  # pgd: length of each ascent step; None: 2.5 * epsilon / steps
 
     @property
     def adapters(self) -> bool:
@@ -161,6 +166,7 @@ class FinetuneConfig:
         return self.method in (FinetuneMethod.lora, FinetuneMethod.qlora)
 
     def __post_init__(self) -> None:
+        check_adversarial(self.adversarial_epsilon, self.adversarial_steps, self.adversarial_alpha)
         if self.neftune_alpha is not None and not self.neftune_alpha > 0:
             raise ConfigError(f"finetune.neftune_alpha must be > 0, got {self.neftune_alpha}")
         if self.method is FinetuneMethod.qlora and self.merge:
@@ -288,6 +294,7 @@ class TrainConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # privacy.epsilon=8: DP-SGD (Opacus)
     seed: int = 42
     run_name: Optional[str] = None
 
@@ -301,6 +308,7 @@ class EvalConfig:
     task: TaskConfig = field(default_factory=TaskConfig)  # overrides apply onto the run's task
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    attack: Optional[AttackConfig] = None  # attack=charnoise | synonym: score the split clean and perturbed
     seed: int = 42
 
 

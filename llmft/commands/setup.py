@@ -12,7 +12,7 @@ from llmft.models import backbone
 
 from llmft.data import loading as data
 
-from llmft.engine import attention, distributed, memory
+from llmft.engine import attention, distributed, memory, privacy
 from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
@@ -20,6 +20,7 @@ from llmft.models import finetune
 from llmft.data import folds
 from llmft.data import splits as carving
 from llmft.config import FinetuneMethod, TrainConfig
+from llmft.config import Strategy as StrategyName
 from llmft.models.quantized import four_bit_load_kwargs
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
@@ -46,6 +47,7 @@ class RunParts:
     dist: distributed.Dist
     carve: dict[str, Any]  # the rows carved off train for validation/test (splits.json)
     strategy: Strategy
+    private: Optional[privacy.PrivateTraining] = None  # privacy.epsilon: DP-SGD's noise and accountant
 
 
 def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: Optional[Path] = None) -> RunParts:
@@ -60,6 +62,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     dist = distributed.setup(device, trainer.dist_timeout_minutes)
     strategy = build_strategy(trainer.strategy, dist)
     task = get_task(config.task)
+    _check_methods(config, task, dist.world)
 
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
@@ -74,6 +77,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if dist.main:
         dist.barrier()
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
+    frozen = privacy.freeze_embeddings(model) if config.privacy.enabled else 0
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
@@ -96,14 +100,35 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
+    private = None
+    if config.privacy.enabled:  # after the scheduler, which keeps the plain optimizer (their param_groups are shared)
+        optimizer, private = privacy.make_private(model, optimizer, config, len(features["train"]), num_steps, frozen)
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
         plan["cudnn_attention"] = cudnn_attention
+    if private is not None:
+        plan["privacy"] = private.record(num_steps)  # what the whole run will spend
     plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
                 memory_parts_gib=estimate.parts(rows))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy)
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, private)
+
+
+def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
+    """Methods that wrap the loss or the step refuse, before anything loads, what they cannot do."""
+    from llmft.errors import UserError
+
+    if config.privacy.enabled:
+        privacy.check_supported(config, task, processes)
+    if config.finetune.adversarial is None:
+        return
+    if not task.per_row_loss:
+        raise UserError(f"finetune.adversarial perturbs one forward of per-row losses; task family {config.task.family} "
+                        "does not train that way")
+    if processes > 1 and config.trainer.strategy is StrategyName.fsdp:
+        raise UserError("finetune.adversarial needs the input-embedding gradient, which FSDP's sharded forward does not "
+                        "give apart from the step: use trainer.strategy=ddp")
 
 
 def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,
