@@ -20,7 +20,6 @@ from llmft.models import finetune
 from llmft.data import folds
 from llmft.data import splits as carving
 from llmft.config import FinetuneMethod, TrainConfig
-from llmft.config import Strategy as StrategyName
 from llmft.models.quantized import four_bit_load_kwargs
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
@@ -126,9 +125,9 @@ def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
     if not task.per_row_loss:
         raise UserError(f"finetune.adversarial perturbs one forward of per-row losses; task family {config.task.family} "
                         "does not train that way")
-    if processes > 1 and config.trainer.strategy is StrategyName.fsdp:
-        raise UserError("finetune.adversarial needs the input-embedding gradient, which FSDP's sharded forward does not "
-                        "give apart from the step: use trainer.strategy=ddp")
+    if processes > 1:  # DDP's reducer expects each forward's backward to reduce; the probe's autograd.grad does not
+        raise UserError("finetune.adversarial runs in one process (its extra forward passes per step do not fit DDP's or "
+                        "FSDP's one-forward-one-backward gradient sync)")
 
 
 def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,
