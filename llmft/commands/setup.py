@@ -12,7 +12,7 @@ from llmft.models import backbone
 
 from llmft.data import loading as data
 
-from llmft.engine import attention, distributed, memory, privacy
+from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
@@ -116,18 +116,10 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
 
 def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
     """Methods that wrap the loss or the step refuse, before anything loads, what they cannot do."""
-    from llmft.errors import UserError
-
     if config.privacy.enabled:
         privacy.check_supported(config, task, processes)
-    if config.finetune.adversarial is None:
-        return
-    if not task.per_row_loss:
-        raise UserError(f"finetune.adversarial perturbs one forward of per-row losses; task family {config.task.family} "
-                        "does not train that way")
-    if processes > 1:  # DDP's reducer expects each forward's backward to reduce; the probe's autograd.grad does not
-        raise UserError("finetune.adversarial runs in one process (its extra forward passes per step do not fit DDP's or "
-                        "FSDP's one-forward-one-backward gradient sync)")
+    if config.finetune.adversarial is not None:
+        adversarial.check_supported(config.task.family, task.per_row_loss, processes)
 
 
 def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,

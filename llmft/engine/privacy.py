@@ -12,6 +12,7 @@ epsilon is the RDP accountant's for sampling rate batch / rows, as Opacus report
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, confi
     sample_rate = min(1.0, batch / max(train_rows, 1))
     noise = get_noise_multiplier(target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=sample_rate, steps=num_steps,
                                  accountant="rdp")
+    # Opacus's full backward hooks on the first trainable layer (its input comes from frozen embeddings) say so once
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
     try:
         hooks = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=True)
     except NotImplementedError as ex:  # a layer with trainable weights that Opacus has no per-sample rule for
