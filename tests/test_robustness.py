@@ -51,6 +51,7 @@ def test_adversarial_and_privacy_refuse_what_they_cannot_do(tmp_path):
 
 
 def test_dp_sgd_run_spends_at_most_its_epsilon_and_saves_it(tmp_path):
+    pytest.importorskip("opacus")
     run = _train(tmp_path, "dp", [*FAST, "privacy.epsilon=3", "privacy.max_grad_norm=0.5"])
     privacy = json.loads((run / "run.json").read_text())["privacy"]
     assert 0 < privacy["epsilon_spent"] <= 3.0 and privacy["steps"] == 3
@@ -95,6 +96,7 @@ def test_adversarial_training_learns_with_accumulation(tmp_path, method):
 @pytest.mark.slow
 @pytest.mark.parametrize("finetune", [["finetune=full"], ["finetune=freeze", "finetune.freeze_layers=1"], ["finetune=lora"]])
 def test_dp_sgd_trains_full_freeze_and_lora_within_budget(tmp_path, finetune):
+    pytest.importorskip("opacus")
     run = _train(tmp_path, "dp", [*TINY, "privacy.epsilon=8", *finetune])
     privacy = json.loads((run / "run.json").read_text())["privacy"]
     assert 7.0 < privacy["epsilon_spent"] <= 8.0  # the noise is sized to spend the budget by the last step
