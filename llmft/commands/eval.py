@@ -131,7 +131,7 @@ def _score_attacked(config: EvalConfig, task: Any, model: Any, tokenizer: Any, d
     console.print(f"attack={attack.kind.value} rate={attack.rate} seed={attack.seed}: {changed} of {len(dataset)} rows changed",
                   highlight=False)
     for name, value in scalar_metrics(metrics).items():
-        if name in clean and isinstance(value, float):
+        if name in clean and isinstance(value, float) and "/" not in name:  # per-class rows stay in eval.json
             console.print(f"  {name}: clean {clean[name]:.4f} -> attacked {value:.4f}", highlight=False)
     return {**asdict(attack), "kind": attack.kind.value, "rows_changed": changed, "metrics": metrics}
 
