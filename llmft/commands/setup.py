@@ -99,15 +99,14 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
-    private = None
-    if config.privacy.enabled:  # after the scheduler, which keeps the plain optimizer (their param_groups are shared)
-        optimizer, private = privacy.make_private(model, optimizer, config, len(features["train"]), num_steps, frozen)
+    # DP-SGD wraps the optimizer after the scheduler is built on it (they share param_groups)
+    optimizer, private = (privacy.make_private(model, optimizer, config, len(features["train"]), num_steps, frozen)
+                          if config.privacy.enabled else (optimizer, None))
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
         plan["cudnn_attention"] = cudnn_attention
-    if private is not None:
-        plan["privacy"] = private.record(num_steps)  # what the whole run will spend
+    plan.update({"privacy": private.record(num_steps)} if private else {})  # what the whole run will spend
     plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
                 memory_parts_gib=estimate.parts(rows))
     return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
