@@ -76,7 +76,6 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if dist.main:
         dist.barrier()
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
-    frozen = privacy.freeze_embeddings(model) if config.privacy.enabled else 0
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
@@ -99,9 +98,8 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
-    # DP-SGD wraps the optimizer after the scheduler is built on it (they share param_groups)
-    optimizer, private = (privacy.make_private(model, optimizer, config, len(features["train"]), num_steps, frozen)
-                          if config.privacy.enabled else (optimizer, None))
+    optimizer, private = (privacy.make_private(model, optimizer, config, len(features["train"]), num_steps)
+                          if config.privacy.enabled else (optimizer, None))  # after the scheduler: they share param_groups
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     if cudnn_attention is not None:
@@ -134,6 +132,8 @@ def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokeni
 
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     model = finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
+    if config.privacy.enabled:
+        privacy.freeze_embeddings(model)  # before the memory plan and the optimizer see the trainable parameters
     task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
     if config.task.packing:
         _check_packing(model, tokenizer, task)

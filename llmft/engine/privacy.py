@@ -45,18 +45,16 @@ def check_supported(config: TrainConfig, task: Any, processes: int) -> None:
             raise UserError(f"{REFUSED} {why}")
 
 
-def freeze_embeddings(model: torch.nn.Module) -> int:
-    """Freeze every embedding table (see the module docstring); returns the parameters frozen."""
-    frozen = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Embedding):
-            for p in module.parameters():
-                if p.requires_grad:
-                    p.requires_grad_(False)
-                    frozen += p.numel()
+def _embedding_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for module in model.modules() if isinstance(module, torch.nn.Embedding) for p in module.parameters()]
+
+
+def freeze_embeddings(model: torch.nn.Module) -> None:
+    """Freeze every embedding table (see the module docstring)."""
+    for p in _embedding_parameters(model):
+        p.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError(f"{REFUSED} freezes the embeddings, and nothing else is left to train")
-    return frozen
 
 
 @dataclass
@@ -87,7 +85,7 @@ class PrivateTraining:
 
 
 def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, train_rows: int,
-                 num_steps: int, frozen: int) -> tuple[torch.optim.Optimizer, PrivateTraining]:
+                 num_steps: int) -> tuple[torch.optim.Optimizer, PrivateTraining]:
     """Hook per-sample gradients onto the model's layers and wrap the optimizer in Opacus's DPOptimizer."""
     try:
         from opacus import GradSampleModule
@@ -110,6 +108,7 @@ def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, confi
         raise UserError(f"{REFUSED}: {str(ex).splitlines()[0]}") from None
     private = DPOptimizer(optimizer, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm, expected_batch_size=batch,
                           loss_reduction="mean")
+    frozen = sum(p.numel() for p in _embedding_parameters(model))
     return private, PrivateTraining(cfg, float(noise), sample_rate, frozen, hooks)
 
 
