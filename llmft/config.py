@@ -156,7 +156,7 @@ class FinetuneConfig:
     use_rslora: bool = False  # lora/qlora: rank-stabilised scaling lora_alpha / sqrt(r) instead of lora_alpha / r
     neftune_alpha: Optional[float] = None  # noise on the input embeddings while training (NEFTune; 5 in its paper)
     adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
-    adversarial_epsilon: float = 1.0  # L2 radius of each row's perturbation (over all its tokens' embeddings)
+    adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
     adversarial_steps: int = 3  # pgd: ascent steps
     adversarial_alpha: Optional[float] = None  # pgd: length of each ascent step; None: 2.5 * epsilon / steps
 
