@@ -17,6 +17,7 @@ from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config
     Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, KDLoss, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
     metric_mode,
 )
+from llmft.trust_config import Adversarial, AttackConfig, PrivacyConfig, check_adversarial  # noqa: F401
 
 
 @dataclass
@@ -179,6 +180,11 @@ class FinetuneConfig:
     alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
 
+    adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
+    adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
+    adversarial_steps: int = 3  # pgd: ascent steps
+    adversarial_alpha: Optional[float] = None  # pgd: length of each ascent step; None: 2.5 * epsilon / steps
+
     def _check_distill(self) -> None:
         if self.teacher is not None and self.method is not FinetuneMethod.distill:  # no teacher: refused at setup
             raise ConfigError(f"finetune.teacher is used by finetune=distill only (this is finetune={self.method.value})")
@@ -193,6 +199,7 @@ class FinetuneConfig:
         return self.method in (FinetuneMethod.lora, FinetuneMethod.qlora)
 
     def __post_init__(self) -> None:
+        check_adversarial(self.adversarial_epsilon, self.adversarial_steps, self.adversarial_alpha)
         if self.neftune_alpha is not None and not self.neftune_alpha > 0:
             raise ConfigError(f"finetune.neftune_alpha must be > 0, got {self.neftune_alpha}")
         if self.method is FinetuneMethod.qlora and self.merge:
@@ -321,6 +328,7 @@ class TrainConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # privacy.epsilon=8: DP-SGD (Opacus)
     seed: int = 42
     run_name: Optional[str] = None
 
@@ -334,6 +342,7 @@ class EvalConfig:
     task: TaskConfig = field(default_factory=TaskConfig)  # overrides apply onto the run's task
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    attack: Optional[AttackConfig] = None  # attack=charnoise | synonym: score the split clean and perturbed
     seed: int = 42
 
 

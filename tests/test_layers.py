@@ -11,7 +11,7 @@ LLMFT = Path(__file__).resolve().parent.parent / "llmft"
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
     {"errors"},
-    {"config_types", "config", "deploy_config", "explain_config", "data_report_config", "paths", "resources", "source_specs"},  # vocabulary
+    {"config_types", "config", "deploy_config", "explain_config", "data_report_config", "paths", "resources", "source_specs", "trust_config"},
     {"runs"},
     {"reporting"},
     {"models"},

@@ -18,6 +18,8 @@ def _check_known_keys(node: Any, schema_node: Any, prefix: str = "") -> None:
     """Reject keys the schema lacks (Hydra's `+key=value` bypasses struct mode)."""
     if not isinstance(node, DictConfig) or not isinstance(schema_node, DictConfig):
         return
+    if schema_node._is_none() and isinstance(schema_node._metadata.ref_type, type):  # an Optional[Schema] that is None
+        schema_node = OmegaConf.structured(schema_node._metadata.ref_type)
     known = set(schema_node.keys())  # not `in`: OmegaConf says a key holding ??? is absent
     for key in node.keys():
         if key == "hydra" and not prefix:

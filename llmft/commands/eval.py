@@ -44,6 +44,8 @@ def eval_command(cfg: DictConfig) -> float:
     cfg = _without_model(cfg)
     config = to_typed(cfg, EvalConfig)
     if isinstance(config.run, list):  # run=[a,b,c]: an ensemble
+        if config.attack is not None:
+            raise UserError("attack= scores one run: give run=<run folder>, not an ensemble")
         from llmft.commands.eval_ensemble import eval_ensemble
 
         return eval_ensemble(config, lambda saved_task: _task_with_overrides(saved_task, config, cfg))
@@ -64,12 +66,8 @@ def eval_command(cfg: DictConfig) -> float:
 
 def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
-    (how many rows and where from, metrics)."""
+    (how many rows and where from, metrics). With attack=..., the split is scored again perturbed, under `attack`."""
     from llmft.models import backbone
-    from llmft.data import loading as data
-    from llmft.engine.distributed import Dist
-    from llmft.engine.evaluation import gathered_metrics
-    from llmft.engine.precision import resolve_device, resolve_precision
     from llmft.tasks import get_task
 
     quiet_libraries()
@@ -80,11 +78,25 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     task.from_checkpoint(model)  # e.g. score with the checkpoint's label ids
     role = scored_rows.role(config.split, task_cfg.data)
     dataset, origin = scored_rows.scored_rows(run_dir, task_cfg.data, saved.task.data, role)
-    features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
-    rows = len(features[role])
     from llmft.reporting.console import console
 
-    console.print(f"llmft eval scores the {config.split} split: {rows} row{'s' * (rows != 1)} ({origin})", highlight=False)
+    console.print(f"llmft eval scores the {config.split} split: {len(dataset)} row{'s' * (len(dataset) != 1)} ({origin})", highlight=False)
+    rows, metrics = _score(config, task, model, tokenizer, dataset, role, saved)
+    scored: dict[str, Any] = {"rows": rows, "origin": origin}
+    if config.attack is not None:
+        scored["attack"] = _score_attacked(config, task, model, tokenizer, dataset, role, saved, metrics)
+    return scored, metrics
+
+
+def _score(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str,
+           saved: TrainConfig) -> tuple[int, dict[str, Any]]:
+    """(rows scored, metrics) of the model on `dataset`, cut at the run's model.max_length."""
+    from llmft.data import loading as data
+    from llmft.engine.distributed import Dist
+    from llmft.engine.evaluation import gathered_metrics
+    from llmft.engine.precision import resolve_device, resolve_precision
+
+    features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
     _rebuild_reference(task, saved, tokenizer, device)
@@ -96,7 +108,27 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
         loader = itertools.islice(loader, config.trainer.limit_eval_batches)
     metrics = gathered_metrics(task, model.to(device), loader, precision, role, Dist())  # the evaluation training uses
     metrics.pop("samples_table", None)
-    return {"rows": rows, "origin": origin}, metrics
+    return len(features[role]), metrics
+
+
+def _score_attacked(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig,
+                    clean: dict[str, Any]) -> dict[str, Any]:
+    """Score the split with its texts perturbed by `config.attack`; print clean -> attacked for each scalar metric."""
+    from dataclasses import asdict
+
+    from llmft.evaluation.attacks import attack_dataset
+    from llmft.reporting.console import console, scalar_metrics
+
+    attack = config.attack
+    assert attack is not None
+    attacked, changed = attack_dataset(dataset, list(task.cfg.data.text_columns), attack)
+    _, metrics = _score(config, task, model, tokenizer, attacked, role, saved)
+    console.print(f"attack={attack.kind.value} rate={attack.rate} seed={attack.seed}: {changed} of {len(dataset)} rows changed",
+                  highlight=False)
+    for name, value in scalar_metrics(metrics).items():
+        if name in clean and isinstance(value, float) and "/" not in name:  # per-class rows stay in eval.json
+            console.print(f"  {name}: clean {clean[name]:.4f} -> attacked {value:.4f}", highlight=False)
+    return {**asdict(attack), "kind": attack.kind.value, "rows_changed": changed, "metrics": metrics}
 
 
 def _rebuild_reference(task: Any, saved: TrainConfig, tokenizer: Any, device: Any) -> None:

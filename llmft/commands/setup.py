@@ -12,7 +12,7 @@ from llmft.models import backbone
 
 from llmft.data import loading as data
 
-from llmft.engine import attention, distributed, memory
+from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.strategy import Strategy, build_strategy
 
 from llmft.models import finetune
@@ -47,6 +47,7 @@ class RunParts:
     strategy: Strategy
     loss_fn: Any = None  # what the loop trains on: the task's loss, or the task's loss with a teacher's term
     source_loaders: dict[str, Any] = field(default_factory=dict)  # task.data.sources: `eval/<name>`, `test/<name>` -> loader
+    private: Optional[privacy.PrivateTraining] = None  # privacy.epsilon: DP-SGD's noise and accountant
 
 
 def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: Optional[Path] = None) -> RunParts:
@@ -61,6 +62,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     dist = distributed.setup(device, trainer.dist_timeout_minutes)
     strategy = build_strategy(trainer.strategy, dist)
     task = get_task(config.task)
+    _check_methods(config, task, dist.world)
 
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
@@ -75,9 +77,36 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
-    workers = trainer.num_workers
-    weights = task.sample_weights(features["train"])
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
+    train_loader, eval_loader, test_loader, source_loaders = _loaders(config, task, features, collate, stream, dist, strategy,
+                                                                      by_length)
+    num_steps = total_steps(len(train_loader), trainer)
+    model = strategy.wrap(model)
+    optimizer = build_optimizer(config.optimizer, model)
+    scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
+    optimizer, private = (privacy.make_private(model, optimizer, config, len(features["train"]), num_steps)
+                          if config.privacy.enabled else (optimizer, None))  # after the scheduler: they share param_groups
+
+    plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
+    if cudnn_attention is not None:
+        plan["cudnn_attention"] = cudnn_attention
+    plan.update({"privacy": private.record(num_steps)} if private else {})  # what the whole run will spend
+    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
+                memory_parts_gib=estimate.parts(rows))
+    if stream is not None:
+        plan.update(train_examples="streamed", streaming=stream.path)
+    if config.task.data.sources:
+        counted = plan.get("data", {}).get("train", {}).pop("sources", None)  # rows and tokens, where the task counts them
+        plan["sources"] = mixing.describe(config.task.data, counted or mixing.source_counts(splits["train"]))
+    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
+                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn, source_loaders, private)
+
+
+def _loaders(config: TrainConfig, task: Task, features: dict[str, Any], collate: Any, stream: Any, dist: distributed.Dist,
+             strategy: Strategy, by_length: bool) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(train, eval, test loaders, each task.data.sources split's loader by role)."""
+    trainer, workers = config.trainer, config.trainer.num_workers
+    weights = task.sample_weights(features["train"])
     train_loader = (streaming.StreamingLoader(stream, task, trainer.batch_size, collate) if stream is not None else
                     data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
                                      dist.rank, dist.world, by_length=by_length))
@@ -91,23 +120,15 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
                                              rank=shard.rank, world=shard.world, by_length=task.eval_order_free, wrap=False)
                       for role in features if "/" in role
                       for shard in (strategy.eval_shard if role.startswith("eval/") else dist,)}
-    num_steps = total_steps(len(train_loader), trainer)
-    model = strategy.wrap(model)
-    optimizer = build_optimizer(config.optimizer, model)
-    scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
+    return train_loader, eval_loader, test_loader, source_loaders
 
-    plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
-    if cudnn_attention is not None:
-        plan["cudnn_attention"] = cudnn_attention
-    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
-                memory_parts_gib=estimate.parts(rows))
-    if stream is not None:
-        plan.update(train_examples="streamed", streaming=stream.path)
-    if config.task.data.sources:
-        counted = plan.get("data", {}).get("train", {}).pop("sources", None)  # rows and tokens, where the task counts them
-        plan["sources"] = mixing.describe(config.task.data, counted or mixing.source_counts(splits["train"]))
-    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn, source_loaders)
+
+def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
+    """Methods that wrap the loss or the step refuse, before anything loads, what they cannot do."""
+    if config.privacy.enabled:
+        privacy.check_supported(config, task, processes)
+    if config.finetune.adversarial is not None:
+        adversarial.check_supported(config.task.family, task.per_row_loss, processes)
 
 
 def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device: torch.device) -> Any:
@@ -155,6 +176,8 @@ def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokeni
     """The backbone with the task's head, the fine-tuning method applied, on `device`; the task binds what it keeps of
     the initial weights (a preference task's reference)."""
     model = build_initial_model(config, task, weights, tokenizer, device)
+    if config.privacy.enabled:
+        privacy.freeze_embeddings(model)  # before the memory plan and the optimizer see the trainable parameters
     task.bind_model(model, run_dir)  # initial weights, before any step or restore (a preference task's reference)
     if config.task.packing:
         _check_packing(model, tokenizer, task)

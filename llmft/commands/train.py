@@ -196,11 +196,13 @@ def _start(run: Any) -> None:
 
 def _fit(run: Any) -> Any:
     """The loop, from where the run stands. A signal stops it after a step with a checkpoint saved: exit 128 + signal."""
+    from llmft.engine import adversarial
     from llmft.engine.loop import Interrupted, NonFiniteLoss, Selection, StepParts, fit
 
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
-    step_parts = StepParts(parts.model, parts.loss_fn, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
+    loss_fn = adversarial.wrap(parts.loss_fn, config.finetune, parts.strategy.unwrap(parts.model))
+    step_parts = StepParts(parts.model, loss_fn, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
                            config.trainer, parts.dist, parts.strategy)
     try:
         return fit(step_parts, parts.train_loader, selection, run.hooks(), parts.num_steps, run.state)
@@ -344,6 +346,10 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
         "test_value": test_metrics.get(config.task.select_metric),
         "metrics": test_metrics,
     }
+    if parts.private is not None:
+        from llmft.engine.privacy import save_spent
+
+        summary["privacy"] = save_spent(RunFolder(out_dir).manifest, parts.private, state.step)
     RunFolder(out_dir).eval_json.write_text(json.dumps(summary, indent=2) + "\n")
     from llmft.runs.model_card import write_model_card
 

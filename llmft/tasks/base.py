@@ -36,6 +36,7 @@ class Task(Protocol):
     peft_task_type: str  # peft's TaskType for LoRA (SEQ_CLS, CAUSAL_LM, ...)
     pipeline_tag: str  # the Hugging Face pipeline tag written in the model card
     packs: bool  # task.packing=true is allowed (several examples per row)
+    per_row_loss: bool  # the loss is one forward over the rows and a sum of per-row terms (adversarial training, DP-SGD)
     train_by_length: bool  # trainer.group_by_length's default
     eval_order_free: bool  # eval metrics do not depend on row order (eval batches may be length-sorted)
     streams: bool  # `llmft generate prompt=...` prints tokens as they come (so the results are not printed again)

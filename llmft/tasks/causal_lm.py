@@ -71,6 +71,7 @@ class CausalLMTask(PlainHead):
     peft_task_type = "CAUSAL_LM"
     pipeline_tag = "text-generation"
     packs = True  # task.packing: several examples per row, attention kept within each
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = True
 
     def __post_init__(self) -> None:

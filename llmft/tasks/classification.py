@@ -104,6 +104,7 @@ class ClassificationTask:
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
     packs = False  # one short text (or pair) per row
+    per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False
 
     @property

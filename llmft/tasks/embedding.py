@@ -41,6 +41,7 @@ class EmbeddingTask(PlainHead):
     peft_task_type = "FEATURE_EXTRACTION"
     pipeline_tag = "sentence-similarity"
     packs = False
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False  # a row holds two or three texts: there is no one length to group rows by
     eval_order_free = False  # (the metrics are order-free; the eval length sort reads one text per row)
     streams = False

@@ -38,6 +38,7 @@ class ExtractiveQATask(PlainHead):
     peft_task_type = "QUESTION_ANS"
     pipeline_tag = "question-answering"
     packs = False  # windows of one context per row
+    per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False
 
     def plan_info(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class KTOTask(PlainHead):
     peft_task_type = "CAUSAL_LM"
     pipeline_tag = "text-generation"
     packs = False
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False
     eval_order_free = True
     streams = True

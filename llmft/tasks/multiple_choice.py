@@ -110,6 +110,7 @@ class MultipleChoiceTask(PlainHead):
     peft_task_type = "SEQ_CLS"  # peft has no multiple-choice type; SEQ_CLS keeps the `classifier` head trainable
     pipeline_tag = "multiple-choice"
     packs = False
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = False
 
     @property

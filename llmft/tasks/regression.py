@@ -61,6 +61,7 @@ class RegressionTask(PlainHead):
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
     packs = False
+    per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False
 
     @property

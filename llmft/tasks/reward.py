@@ -44,6 +44,7 @@ class RewardTask(PlainHead):
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
     packs = False
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False
     eval_order_free = True
     streams = False

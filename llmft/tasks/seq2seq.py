@@ -34,6 +34,7 @@ class Seq2SeqTask(PlainHead):
     peft_task_type = "SEQ_2_SEQ_LM"
     pipeline_tag = "text2text-generation"
     packs = False  # an encoder-decoder takes one source per row
+    per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = True
     prompt_has_special_tokens = False
 

@@ -89,6 +89,7 @@ class TokenClassificationTask:
     peft_task_type = "TOKEN_CLS"
     pipeline_tag = "token-classification"
     packs = False
+    per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     train_by_length = False  # a token-level loss: grouping by length changes the weight of each row's tokens per step
     eval_order_free = True  # micro metrics over whole sentences do not depend on their order
     streams = False
