@@ -203,6 +203,7 @@ def test_hub_sources_without_the_network_fail_in_one_line():
 def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_path):
     from llmft.paths import resources_dir
     sys.path.insert(0, str(ROOT / "tools"))  # the data generators live outside the wheel
+    import make_attacks
     import make_embedding
     import make_generative
     import make_mc
@@ -220,6 +221,7 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     make_mc.main(["--out", str(tmp_path / "multiple-choice")])
     make_embedding.main(["--out", str(tmp_path / "embedding")])
     make_preference.main(["--out", str(tmp_path)])  # preference/ and kto/
+    make_attacks.main(["--out", str(tmp_path / "attacks")])
     shipped = sorted(p.relative_to(resources_dir()) for p in resources_dir().glob("*/*.jsonl"))
     assert len(shipped) >= 30  # every shipped file below is remade byte for byte by its generator
     for name in shipped:

@@ -70,7 +70,7 @@ def _jobs(args: list[str], multirun: bool) -> list[list[str]]:
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision", "logger", "recipe")
+GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision", "logger", "recipe", "attack")  # attack: an eval group
 
 
 def compose_typed(verb: str, overrides: list[str]) -> object:
