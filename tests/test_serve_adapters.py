@@ -26,20 +26,17 @@ def adapter_runs(chat_run, tmp_path_factory) -> list[Path]:
         root = tmp_path_factory.mktemp(name)
         cli(["train", "task=chat", f"model.name_or_path={base}", "finetune=lora", "finetune.merge=false", "finetune.lora_r=4",
              "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16", "task.data.max_eval_samples=8",
-             "trainer.progress=false", "optimizer.lr=0.2", "trainer.warmup_ratio=0", f"seed={seed}", f"run_name={name}",
+             "trainer.progress=false", "optimizer.lr=0.2", "scheduler=constant", f"seed={seed}", f"run_name={name}",
              "task.generation.max_new_tokens=8"], cwd=root)
         runs.append(only_run_dir(root / "outputs"))
     return runs
 
 
 def _served_runs(runs: list[Path]):
-    from omegaconf import OmegaConf
+    from llmft.commands.serve import load_served
+    from llmft.config import ServeConfig, Device
 
-    from llmft.commands.serve import _load_torch
-    from llmft.config import ServeConfig
-
-    config = ServeConfig(runs=[str(r) for r in runs], device="cpu")
-    return _load_torch(config, OmegaConf.structured(config))
+    return load_served(ServeConfig(runs=[str(r) for r in runs], device=Device.cpu))
 
 
 def test_adapter_runs_share_one_base_and_model_picks_the_adapter(adapter_runs):

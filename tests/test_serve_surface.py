@@ -198,3 +198,5 @@ def test_beam_search_serves_answers_but_refuses_logprobs(chat_server):
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] > 0, answer.text
         refused = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "logprobs": 1})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+        grammar = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "response_format": {"type": "json_object"}})
+        assert grammar.status_code == 400 and grammar.json()["error"]["param"] == "response_format", grammar.text

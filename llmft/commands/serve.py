@@ -34,16 +34,24 @@ def serve_command(cfg: DictConfig) -> None:
 
 
 def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
+    import dataclasses
+
+    served = load_served(config)
+    return dataclasses.replace(served, generation=apply_user_overrides(served.generation, cfg, "generation"))
+
+
+def load_served(config: ServeConfig) -> Any:
+    """The run (or runs=[...] as adapters, or the model) loaded like `llmft generate`, with the model's generation_config
+    over the run's generation settings (as vLLM takes its defaults)."""
     from llmft.commands.generate import load_predictor
     from llmft.engine.precision import resolve_device
     from llmft.serving.served_model import ServedModel, model_sampling_defaults
 
     first = config if not config.runs else ServeConfig(run=config.runs[0], checkpoint=config.checkpoint)
     task, model, tokenizer, max_length = load_predictor(first)
-    defaults = model_sampling_defaults(task.cfg.generation, model)  # as vLLM: the model's generation_config first
     adapters = _other_adapters(config, model, task) if config.runs else {}
     return ServedModel(served_name(first), task, model, tokenizer, max_length, resolve_device(config.device),
-                       apply_user_overrides(defaults, cfg, "generation"), config.max_batch_size, adapters=adapters)
+                       model_sampling_defaults(task.cfg.generation, model), config.max_batch_size, adapters=adapters)
 
 
 def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str]:

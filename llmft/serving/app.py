@@ -173,7 +173,8 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
         if not prompts or (body.stream and len(prompts) != 1):
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
                              param="prompt", code="invalid_prompt")
-        generation, constraint = generation_for(served.generation, body), _constraint(body, None)
+        generation = generation_for(served.generation, body)
+        constraint = _constraint(body, None, generation.num_beams)
         works = [GenerationWork(generation, prompt=p, seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(),
                                 constraint=constraint, adapter=served.adapter_for(body.model)) for p in prompts]
         if body.stream:
@@ -197,13 +198,14 @@ def _chat_work(served: Served, body: schemas.ChatCompletionRequest) -> Generatio
         messages = [normalize_turn(m.model_dump(exclude_none=True), i, lambda: "messages") for i, m in enumerate(body.messages)]
     except UserError as ex:
         raise ServeError(400, str(ex), param="messages", code="invalid_value") from None
+    constraint = _constraint(body, given, served.generation.num_beams)
     return GenerationWork(generation_for(served.generation, body), messages=messages, seed=body.seed, n=body.n,
                           top_logprobs=body.wanted_logprobs(), param="messages", tools=given,
-                          parse_tools=bool(given) and body.tool_choice != "none", constraint=_constraint(body, given),
+                          parse_tools=bool(given) and body.tool_choice != "none", constraint=constraint,
                           adapter=served.adapter_for(body.model))
 
 
-def _constraint(body: Any, given: Optional[list[dict[str, Any]]]) -> Optional[tuple[str, str]]:
+def _constraint(body: Any, given: Optional[list[dict[str, Any]]], beams: int) -> Optional[tuple[str, str]]:
     """The grammar a request decodes under: its response_format's JSON schema, or the call a tool_choice forces."""
     schema = structured.schema_of(body.response_format) if body.response_format is not None else None
     call = tools.call_schema(given, body.tool_choice) if given else None
@@ -213,7 +215,10 @@ def _constraint(body: Any, given: Optional[list[dict[str, Any]]]) -> Optional[tu
     if schema is None and call is None:
         return None
     structured.require("response_format" if schema is not None else "tool_choice")
-    return ("json", json.dumps(schema, sort_keys=True)) if schema is not None else ("tool_call", json.dumps(call, sort_keys=True))
+    if beams > 1:  # beams reorder rows every step; a matcher follows one row
+        raise ServeError(400, f"constrained decoding does not run with beam search (generation.num_beams={beams})",
+                         param="response_format" if schema is not None else "tool_choice", code="unsupported_field")
+    return ("json", json.dumps(schema)) if schema is not None else ("tool_call", json.dumps(call))  # property order kept
 
 
 def _with_usage(body: Any) -> bool:
