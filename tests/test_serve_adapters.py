@@ -24,7 +24,7 @@ def adapter_runs(chat_run, tmp_path_factory) -> list[Path]:
     runs = []
     for name, seed in (("alpha", 1), ("beta", 2)):
         root = tmp_path_factory.mktemp(name)
-        cli(["train", "task=chat", f"model.name_or_path={base}", "finetune=lora", "finetune.merge=false", "finetune.lora_r=4",
+        cli(["train", "task=chat", f"model.name_or_path={base}", "model.max_length=128", "finetune=lora", "finetune.merge=false", "finetune.lora_r=4",
              "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16", "task.data.max_eval_samples=8",
              "trainer.progress=false", "optimizer.lr=0.2", "scheduler=constant", f"seed={seed}", f"run_name={name}",
              "task.generation.max_new_tokens=8"], cwd=root)
