@@ -39,6 +39,7 @@ def _served_runs(runs: list[Path]):
     return load_served(ServeConfig(runs=[str(r) for r in runs], device=Device.cpu))
 
 
+@pytest.mark.slow  # two LoRA trainings: ~11 s
 def test_adapter_runs_share_one_base_and_model_picks_the_adapter(adapter_runs):
     from llmft.serving.app import build_app
     from llmft.serving.server import BackgroundServer
@@ -55,11 +56,10 @@ def test_adapter_runs_share_one_base_and_model_picks_the_adapter(adapter_runs):
             answers.setdefault(name, []).append(answer.choices[0].logprobs.token_logprobs)
     assert answers["alpha"][0] == pytest.approx(answers["alpha"][1], abs=1e-5)  # switching back gives alpha again
     assert answers["alpha"][0] != pytest.approx(answers["beta"][0], abs=1e-3)
-    for run in adapter_runs:  # each id answers as its run served alone
+    for run, name in zip(adapter_runs, ("alpha", "beta")):  # each id answers as its run served alone
         alone = _served_runs([run])
         with BackgroundServer(build_app(alone, batch_window_ms=5)) as url:
-            own = _client(url).completions.create(prompt=PROMPT, max_tokens=4, temperature=0, logprobs=1)
-        name = "alpha" if run == adapter_runs[0] else "beta"
+            own = _client(url).completions.create(model=name, prompt=PROMPT, max_tokens=4, temperature=0, logprobs=1)
         assert own.choices[0].logprobs.token_logprobs == pytest.approx(answers[name][0], abs=1e-4)
 
 
