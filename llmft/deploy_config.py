@@ -19,6 +19,7 @@ class ExportFormat(str, Enum):
 class ServeBackend(str, Enum):
     torch = "torch"  # the run's PyTorch checkpoint
     onnx = "onnx"  # the run's verified ONNX export (llmft export), on onnxruntime (CPU)
+    vllm = "vllm"  # hand over to vLLM's OpenAI server (GPU) on the run's checkpoint or its adapters
 
 
 class ExportQuantize(str, Enum):
@@ -28,7 +29,8 @@ class ExportQuantize(str, Enum):
 
 @dataclass
 class ServeConfig:
-    run: Optional[str] = None  # a train run folder (or give model=...)
+    run: Optional[str] = None  # a train run folder (or give model=..., or runs=[...])
+    runs: Optional[list[str]] = None  # LoRA runs kept as adapters (finetune.merge=false) on one base: one model id each
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or serve a model: model=smollm2-135m
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"
@@ -42,8 +44,10 @@ class ServeConfig:
     export: Optional[str] = None  # backend=onnx: the export folder; default <run>/export/onnx-int8 if there, else onnx
 
     def __post_init__(self) -> None:
-        if (self.run is None) == (not self.model.name_or_path):
-            raise ConfigError("serve needs exactly one of run=<run folder> or model=<model option>")
+        if sum([self.run is not None, bool(self.runs), bool(self.model.name_or_path)]) != 1:
+            raise ConfigError("serve needs exactly one of run=<run folder>, runs=[<adapter run>,...] or model=<model option>")
+        if self.runs is not None and len(set(self.runs)) != len(self.runs):
+            raise ConfigError(f"runs= names a run twice: {self.runs}")
         if self.backend is ServeBackend.onnx and self.run is None:
             raise ConfigError("backend=onnx serves a run's ONNX export: give run=<run folder> (model= serves PyTorch only)")
         if self.export is not None and self.backend is not ServeBackend.onnx:

@@ -150,7 +150,8 @@ def test_model_generation_config_gives_the_defaults(chat_run, chat_server):
 
 
 @pytest.mark.parametrize("path, extra, param", [
-    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+    ("/v1/chat/completions", {"response_format": {"type": "xml"}}, "response_format"),
+    ("/v1/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
     ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
     ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
     ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
@@ -180,7 +181,8 @@ def test_openai_client_sees_the_refusal(chat_server):
 
     url, _ = chat_server
     with pytest.raises(openai.BadRequestError) as refused:
-        _client(url).chat.completions.create(model="tiny-chat", messages=CHAT, response_format={"type": "json_object"})
+        _client(url).chat.completions.create(model="tiny-chat", messages=CHAT, response_format={"type": "json_schema",
+                                                                                               "json_schema": {"name": "x"}})
     assert json.loads(refused.value.response.text)["error"]["param"] == "response_format"
 
 
@@ -196,3 +198,5 @@ def test_beam_search_serves_answers_but_refuses_logprobs(chat_server):
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] > 0, answer.text
         refused = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "logprobs": 1})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+        grammar = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "response_format": {"type": "json_object"}})
+        assert grammar.status_code == 400 and grammar.json()["error"]["param"] == "response_format", grammar.text

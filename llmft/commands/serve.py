@@ -1,6 +1,7 @@
-"""`llmft serve run=<folder>|model=<option> [host=127.0.0.1] [port=8000] [api_key=...] [max_batch_size=8]
-[batch_window_ms=10] [backend=torch|onnx] [export=<folder>]`: the run's checkpoint (or a model, or with backend=onnx
-the run's ONNX export) behind an OpenAI-compatible HTTP API (llmft.serving)."""
+"""`llmft serve run=<folder>|runs=[a,b]|model=<option> [host=127.0.0.1] [port=8000] [api_key=...] [max_batch_size=8]
+[batch_window_ms=10] [backend=torch|onnx|vllm] [export=<folder>]`: the run's checkpoint (or LoRA runs as adapters on
+one base, or a model, or with backend=onnx the run's ONNX export) behind an OpenAI-compatible HTTP API
+(llmft.serving); backend=vllm hands the run over to vLLM's OpenAI server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from llmft.commands.common import apply_user_overrides, load_run_config, quiet_libraries, to_typed
+from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import TrainConfig
 from llmft.deploy_config import ServeBackend, ServeConfig
 from llmft.errors import UserError
@@ -19,6 +20,8 @@ from llmft.errors import UserError
 def serve_command(cfg: DictConfig) -> None:
     """Load like `llmft generate` (or the run's ONNX export with backend=onnx), then serve until Ctrl-C."""
     config = to_typed(cfg, ServeConfig)
+    if config.backend is ServeBackend.vllm:
+        return _hand_over(config)
     _check_extra(config.backend)
     from llmft.serving.app import build_app
     from llmft.serving.server import serve_forever
@@ -31,14 +34,55 @@ def serve_command(cfg: DictConfig) -> None:
 
 
 def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
+    import dataclasses
+
+    served = load_served(config)
+    return dataclasses.replace(served, generation=apply_user_overrides(served.generation, cfg, "generation"))
+
+
+def load_served(config: ServeConfig) -> Any:
+    """The run (or runs=[...] as adapters, or the model) loaded like `llmft generate`, with the model's generation_config
+    over the run's generation settings (as vLLM takes its defaults)."""
     from llmft.commands.generate import load_predictor
     from llmft.engine.precision import resolve_device
     from llmft.serving.served_model import ServedModel, model_sampling_defaults
 
-    task, model, tokenizer, max_length = load_predictor(config)
-    defaults = model_sampling_defaults(task.cfg.generation, model)  # as vLLM: the model's generation_config first
-    return ServedModel(served_name(config), task, model, tokenizer, max_length, resolve_device(config.device),
-                       apply_user_overrides(defaults, cfg, "generation"), config.max_batch_size)
+    first = config if not config.runs else ServeConfig(run=config.runs[0], checkpoint=config.checkpoint)
+    task, model, tokenizer, max_length = load_predictor(first)
+    adapters = _other_adapters(config, model, task) if config.runs else {}
+    return ServedModel(served_name(first), task, model, tokenizer, max_length, resolve_device(config.device),
+                       model_sampling_defaults(task.cfg.generation, model), config.max_batch_size, adapters=adapters)
+
+
+def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str]:
+    """runs=[a, b, ...]: b, ... loaded as adapters beside a's ({model id: adapter name})."""
+    from llmft import tasks
+    from llmft.serving.adapters import load_adapters
+
+    runs = [Path(r) for r in config.runs or []]
+    others = {}
+    for run in runs[1:]:
+        other_task = tasks.get_task(load_run_config(run, TrainConfig).task)
+        others[run_name(run)] = (checkpoint_dir(run, config.checkpoint), other_task)
+    if len(set(others) | {run_name(runs[0])}) != len(runs):
+        raise UserError(f"runs=[...] need distinct run names (their model ids): {[run_name(r) for r in runs]}")
+    return load_adapters(model, task, checkpoint_dir(runs[0], config.checkpoint), others)
+
+
+def _hand_over(config: ServeConfig) -> None:
+    """backend=vllm: vLLM's OpenAI server in this process's place, on the run's checkpoint or the runs' adapters."""
+    import os
+
+    from llmft.serving.vllm_handover import Served, require_vllm, vllm_command
+
+    require_vllm()
+    if config.run is None and not config.runs:
+        raise UserError("backend=vllm serves runs: give run=<run folder> or runs=[...]")
+    runs = [Path(r) for r in ([config.run] if config.run is not None else config.runs or [])]
+    command = vllm_command([Served(run_name(r), checkpoint_dir(r, config.checkpoint)) for r in runs], config.host,
+                           config.port, config.api_key)
+    print("backend=vllm: " + " ".join(command), file=sys.stderr)
+    os.execv(command[0], command)
 
 
 def _load_onnx(config: ServeConfig) -> Any:
@@ -53,10 +97,15 @@ def _load_onnx(config: ServeConfig) -> Any:
 def served_name(config: ServeConfig) -> str:
     """The id clients name in `model`: the run's run_name (else its folder's name), or the model option given."""
     if config.run is not None:
-        return load_run_config(Path(config.run), TrainConfig).run_name or Path(config.run).resolve().name
+        return run_name(Path(config.run))
     from hydra.core.hydra_config import HydraConfig
 
     return str(HydraConfig.get().runtime.choices.get("model") or config.model.name_or_path)
+
+
+def run_name(run: Path) -> str:
+    """A run's model id: its run_name, else its folder's name."""
+    return load_run_config(run, TrainConfig).run_name or run.resolve().name
 
 
 def _check_extra(backend: ServeBackend) -> None:

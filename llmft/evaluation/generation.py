@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -121,27 +121,29 @@ class Choice:
 @torch.no_grad()
 def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
                      max_length: int = 1024, streamer: Optional[Any] = None, add_special_tokens: bool = True,
-                     truncation_side: Side = Side.right, top_logprobs: Optional[int] = None) -> list[Choice]:
+                     truncation_side: Side = Side.right, top_logprobs: Optional[int] = None,
+                     processors: Optional[Callable[[], list[Any]]] = None) -> list[Choice]:
     """`generate` with each answer's tokens and finish reason (what `llmft serve` reports), and with `top_logprobs`
     k (not None; greedy or sampling, not beam search) each token's log-probability and the k most likely tokens; the
-    texts equal `generate`'s for the same prompts, settings and seed."""
+    texts equal `generate`'s for the same prompts, settings and seed. `processors` makes fresh logits processors for
+    each batch's decoding (a grammar that constrains the answer)."""
     if top_logprobs is not None and cfg.num_beams > 1:
         raise ValueError("log-probabilities are not reported with beam search")  # its logits rows are beams, not prompts
     choices: list[Optional[Choice]] = [None] * len(prompts)
     batches = _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side)
     with contextlib.closing(batches):
-        _choose(model, tokenizer, cfg, batches, streamer, top_logprobs, choices)
+        _choose(model, tokenizer, cfg, batches, streamer, top_logprobs, choices, processors or list)
     return choices  # type: ignore[return-value]
 
 
 def _choose(model: Any, tokenizer: Any, cfg: GenerationConfig, batches: Iterator[tuple[list[int], Any]], streamer: Any,
-            top_logprobs: Optional[int], choices: list[Optional[Choice]]) -> None:
+            top_logprobs: Optional[int], choices: list[Optional[Choice]], processors: Callable[[], list[Any]]) -> None:
     """Decode each batch and fill in the choices of its prompts."""
     ends = set(eos_ids(model, tokenizer))
     for batch, enc in batches:
         wanted = top_logprobs is not None
         out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer, return_dict_in_generate=True,
-                             output_logits=wanted)
+                             output_logits=wanted, logits_processor=processors() or None)
         new = _new_tokens(model, enc, out.sequences)
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if wanted else None  # [batch, steps, vocab], raw
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Hashable, Optional, Protocol
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from llmft.serving import schemas
+from llmft.serving import schemas, structured, tools
 from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers
 from llmft.serving.metrics import Metrics
@@ -25,6 +25,8 @@ class Served(Protocol):
     """What the app asks of a served model: ServedModel (PyTorch) and OnnxModel (an ONNX export) answer it."""
 
     name: str  # the id clients name in `model`
+    names: list[str]  # every id served (runs=[...]: one per adapter run)
+    chat_template: Optional[str]  # the template chats are rendered with (None: none)
     task: Any  # the run's task: its pipeline_tag, its data columns
     generation: GenerationConfig  # the defaults a request's sampling fields override
     max_batch_size: int
@@ -41,6 +43,8 @@ class Served(Protocol):
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]: ...
 
     def check_single_text(self) -> None: ...
+
+    def adapter_for(self, model: Optional[str]) -> Optional[str]: ...
 
 
 ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/classify", "/v1/embeddings")
@@ -101,22 +105,24 @@ def _monitoring_routes(app: FastAPI, served: Served, metrics: Metrics) -> None:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(served)]}
+        return {"object": "list", "data": [_model_card(served, name) for name in served.names]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
         _check_model(served, model_id)
-        return _model_card(served)
+        return _model_card(served, model_id)
 
 
-def _model_card(served: Served) -> dict[str, Any]:
-    return {"id": served.name, "object": "model", "created": 0, "owned_by": "llmft", "task": served.task.pipeline_tag}
+def _model_card(served: Served, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "llmft", "task": served.task.pipeline_tag}
 
 
-def _check_model(served: Served, name: Optional[str]) -> None:
-    if name is not None and name != served.name:
-        raise ServeError(404, f"the model '{name}' does not exist; this server serves '{served.name}'", param="model",
-                         code="model_not_found")
+def _check_model(served: Served, name: Optional[str]) -> str:
+    """The model id a request names (the first served one when it names none); 404 for an id not served."""
+    if name is not None and name not in served.names:
+        raise ServeError(404, f"the model '{name}' does not exist; this server serves {', '.join(repr(n) for n in served.names)}",
+                         param="model", code="model_not_found")
+    return name or served.name
 
 
 def _needs(served: Served, able: bool, what: str, route: str, param: Optional[str] = None) -> None:
@@ -148,20 +154,19 @@ def _check_request(body: Any, generation: GenerationConfig) -> None:
 def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: Metrics) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: schemas.ChatCompletionRequest) -> Any:
-        _check_model(served, body.model)
+        model_id = _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/chat/completions")
         _check_request(body, served.generation)
-        work = GenerationWork(generation_for(served.generation, body), messages=[m.model_dump() for m in body.messages],
-                              seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(), param="messages")
+        work = _chat_work(served, body)
         if body.stream:
-            return await _stream(served, batcher, metrics, work, chat=True, with_usage=_with_usage(body))
+            return await _stream(model_id, batcher, metrics, work, chat=True, with_usage=_with_usage(body))
         answer = await asyncio.wrap_future(batcher.submit(work.batch_key(), work))
         metrics.tokens.inc(answer["completion_tokens"])
-        return schemas.chat_completion(served.name, answer)
+        return schemas.chat_completion(model_id, answer)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: schemas.CompletionRequest) -> Any:
-        _check_model(served, body.model)
+        model_id = _check_model(served, body.model)
         _needs(served, served.generates, "text-generating", "/v1/completions")
         _check_request(body, served.generation)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -169,13 +174,51 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
             raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
                              param="prompt", code="invalid_prompt")
         generation = generation_for(served.generation, body)
-        works = [GenerationWork(generation, prompt=p, seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs())
-                 for p in prompts]
+        constraint = _constraint(body, None, generation.num_beams)
+        works = [GenerationWork(generation, prompt=p, seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(),
+                                constraint=constraint, adapter=served.adapter_for(body.model)) for p in prompts]
         if body.stream:
-            return await _stream(served, batcher, metrics, works[0], chat=False, with_usage=_with_usage(body))
+            return await _stream(model_id, batcher, metrics, works[0], chat=False, with_usage=_with_usage(body))
         answers = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(w.batch_key(), w)) for w in works))
         metrics.tokens.inc(sum(a["completion_tokens"] for a in answers))
-        return schemas.text_completion(served.name, list(answers))
+        return schemas.text_completion(model_id, list(answers))
+
+
+def _chat_work(served: Served, body: schemas.ChatCompletionRequest) -> GenerationWork:
+    """A chat request as work: its turns normalized as training reads them, its tools checked against the model's
+    chat template, its response_format or forced tool call as a grammar constraint."""
+    from llmft.data.chat_formats import normalize_turn
+    from llmft.errors import UserError
+
+    given = tools.checked_tools(body.tools, body.tool_choice, served.chat_template, served.name)
+    if given and body.stream and body.tool_choice != "none":
+        raise ServeError(400, "tool calls are not streamed by llmft serve; send stream=false", param="tools",
+                         code="unsupported_field")
+    try:
+        messages = [normalize_turn(m.model_dump(exclude_none=True), i, lambda: "messages") for i, m in enumerate(body.messages)]
+    except UserError as ex:
+        raise ServeError(400, str(ex), param="messages", code="invalid_value") from None
+    constraint = _constraint(body, given, served.generation.num_beams)
+    return GenerationWork(generation_for(served.generation, body), messages=messages, seed=body.seed, n=body.n,
+                          top_logprobs=body.wanted_logprobs(), param="messages", tools=given,
+                          parse_tools=bool(given) and body.tool_choice != "none", constraint=constraint,
+                          adapter=served.adapter_for(body.model))
+
+
+def _constraint(body: Any, given: Optional[list[dict[str, Any]]], beams: int) -> Optional[tuple[str, str]]:
+    """The grammar a request decodes under: its response_format's JSON schema, or the call a tool_choice forces."""
+    schema = structured.schema_of(body.response_format) if body.response_format is not None else None
+    call = tools.call_schema(given, body.tool_choice) if given else None
+    if schema is not None and call is not None:
+        raise ServeError(400, "response_format and a forcing tool_choice cannot both constrain one answer",
+                         param="response_format", code="invalid_value")
+    if schema is None and call is None:
+        return None
+    structured.require("response_format" if schema is not None else "tool_choice")
+    if beams > 1:  # beams reorder rows every step; a matcher follows one row
+        raise ServeError(400, f"constrained decoding does not run with beam search (generation.num_beams={beams})",
+                         param="response_format" if schema is not None else "tool_choice", code="unsupported_field")
+    return ("json", json.dumps(schema)) if schema is not None else ("tool_call", json.dumps(call))  # property order kept
 
 
 def _with_usage(body: Any) -> bool:
@@ -211,7 +254,7 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
         return schemas.embedding_list(served.name, list(results), body.encoding_format)
 
 
-async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool,
+async def _stream(model_id: str, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool,
                   with_usage: bool = False) -> Any:
     """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
     alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
@@ -226,16 +269,16 @@ async def _stream(served: Served, batcher: Batcher, metrics: Metrics, work: Gene
     first = await pieces.get()
     if first is None and future.exception() is not None:
         raise future.exception()  # type: ignore[misc]  # a ServeError: the client gets its 4xx
-    events = _events(served, metrics, work, future, pieces, first, gone, chat, with_usage)
+    events = _events(model_id, metrics, work, future, pieces, first, gone, chat, with_usage)
     return StreamingResponse(events, media_type="text/event-stream")
 
 
-async def _events(served: Served, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
+async def _events(model_id: str, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
                   first: Optional[str], gone: threading.Event, chat: bool, with_usage: bool) -> AsyncIterator[str]:
     stream_id, sent, raw = schemas.new_id("chatcmpl" if chat else "cmpl"), "", ""
 
     def event(text: Optional[str], finish: Optional[str] = None, opening: bool = False) -> str:
-        return f"data: {json.dumps(schemas.stream_chunk(chat, stream_id, served.name, text, finish, opening, with_usage))}\n\n"
+        return f"data: {json.dumps(schemas.stream_chunk(chat, stream_id, model_id, text, finish, opening, with_usage))}\n\n"
 
     try:
         if chat:
@@ -255,7 +298,7 @@ async def _events(served: Served, metrics: Metrics, work: GenerationWork, future
         metrics.tokens.inc(answer["completion_tokens"])
         yield event(None, choice["finish_reason"])
         if with_usage:
-            yield f"data: {json.dumps(schemas.usage_chunk(chat, stream_id, served.name, answer))}\n\n"
+            yield f"data: {json.dumps(schemas.usage_chunk(chat, stream_id, model_id, answer))}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         gone.set()  # the client left (or the stream ended): its generation stops at the next token

@@ -79,6 +79,14 @@ class OnnxModel:
     generates: bool = False
     classifies: bool = True
     embeds: bool = False
+    chat_template: Optional[str] = None  # nothing is chatted with here
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name]
+
+    def adapter_for(self, model: Optional[str]) -> Optional[str]:
+        return None  # one graph, no adapters
 
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
         """The batcher's runner: texts to classify (the only work this backend takes)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,9 +22,9 @@ class StreamOptions(_Request):
 
 
 UNSUPPORTED: dict[str, Callable[[Any, Any], bool]] = {  # field -> is this value a no-op (accepted)?
-    "response_format": lambda v, r: isinstance(v, dict) and v.get("type") == "text",
-    "tools": lambda v, r: v == [],
+    "tools": lambda v, r: v == [],  # chat only (ChatCompletionRequest.SERVED)
     "tool_choice": lambda v, r: v == "none",
+    "parallel_tool_calls": lambda v, r: v is True,  # a model may write several calls; one at most is not enforced
     "functions": lambda v, r: v == [],
     "function_call": lambda v, r: v == "none",
     "logit_bias": lambda v, r: v == {},
@@ -56,10 +56,11 @@ class Sampling(_Request):
     n: int = Field(1, ge=1, le=128)  # choices per prompt
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
-    # accepted only at their no-op value (see UNSUPPORTED): anything else is a 400 naming the field
-    response_format: Optional[Any] = None
+    response_format: Optional[Any] = None  # text, json_object or json_schema: decoded under a grammar (structured.py)
+    # accepted only at their no-op value (see UNSUPPORTED) unless the endpoint serves them (SERVED)
     tools: Optional[Any] = None
     tool_choice: Optional[Any] = None
+    parallel_tool_calls: Optional[Any] = None
     functions: Optional[Any] = None
     function_call: Optional[Any] = None
     logit_bias: Optional[Any] = None
@@ -73,11 +74,13 @@ class Sampling(_Request):
     modalities: Optional[Any] = None
     min_p: Optional[Any] = None
 
+    SERVED: ClassVar[tuple[str, ...]] = ()  # fields of UNSUPPORTED this endpoint serves
+
     def unsupported(self) -> Optional[str]:
         """The first field set to something this server does not do (None when every field is served)."""
         for name, harmless in UNSUPPORTED.items():
             value = getattr(self, name)
-            if value is not None and not harmless(value, self):
+            if name not in self.SERVED and value is not None and not harmless(value, self):
                 return name
         return None
 
@@ -97,11 +100,17 @@ class Sampling(_Request):
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    """A turn: text (or OpenAI's list of text parts), an assistant's tool_calls, or a tool's result (tool_call_id)."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Optional[Union[str, list[Any]]] = None
+    tool_calls: Optional[list[Any]] = None
+    tool_call_id: Optional[str] = None
+    name: Optional[str] = None
 
 
 class ChatCompletionRequest(Sampling):
+    SERVED: ClassVar[tuple[str, ...]] = ("tools", "tool_choice")
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: Optional[bool] = None  # each chosen token's logprob in choice.logprobs.content
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)  # and the k most likely tokens at each step (needs logprobs)
@@ -168,8 +177,12 @@ def completion_logprobs(tokens: Optional[list[Any]]) -> Optional[dict[str, Any]]
 
 def chat_completion(model: str, answer: dict[str, Any]) -> dict[str, Any]:
     """`chat.completion`: the answer's n choices ({text, finish_reason, tokens}) and its token counts."""
-    choices = [{"index": i, "message": {"role": "assistant", "content": c["text"]}, "finish_reason": c["finish_reason"],
-                "logprobs": chat_logprobs(c["tokens"])} for i, c in enumerate(answer["choices"])]
+    def message(choice: dict[str, Any]) -> dict[str, Any]:
+        calls = {"tool_calls": choice["tool_calls"]} if choice.get("tool_calls") else {}
+        return {"role": "assistant", "content": choice["text"], **calls}
+
+    choices = [{"index": i, "message": message(c), "finish_reason": c["finish_reason"], "logprobs": chat_logprobs(c["tokens"])}
+               for i, c in enumerate(answer["choices"])]
     return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": _usage_of([answer])}
 

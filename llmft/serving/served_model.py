@@ -33,6 +33,10 @@ class GenerationWork:
     n: int = 1  # choices to generate for the prompt
     top_logprobs: Optional[int] = None  # None: no logprobs; k: each token's logprob and the k most likely
     param: str = "prompt"  # the request field a length error names
+    tools: Optional[list[dict[str, Any]]] = None  # chat: rendered by the chat template; calls parsed from the answers
+    parse_tools: bool = False  # tool_choice other than "none": the answers' <tool_call> blocks become tool_calls
+    constraint: Optional[tuple[str, str]] = None  # ("json" | "tool_call", JSON schema): decoding under its grammar
+    adapter: Optional[str] = None  # runs=[...]: the peft adapter the request's `model` names
     on_text: Optional[Callable[[str], None]] = None
     cancelled: Optional[Callable[[], bool]] = None
 
@@ -41,7 +45,8 @@ class GenerationWork:
         (its choices then depend on its seed only, not on the requests it would share a batch with)."""
         if self.on_text is not None or (self.seed is not None and self.generation.do_sample):
             return None
-        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.top_logprobs)
+        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.top_logprobs,
+                self.constraint, self.adapter)
 
 
 @dataclass
@@ -56,6 +61,8 @@ class ServedModel:
     device: Any
     generation: GenerationConfig  # the run's task.generation with the user's generation.* overrides
     max_batch_size: int = 8
+    grammars: Any = None  # structured.Grammars of the tokenizer, built at the first constrained request
+    adapters: dict[str, str] = dataclasses.field(default_factory=dict)  # runs=[...]: other model ids -> peft adapter names
 
     def __post_init__(self) -> None:
         if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING + EMBEDDING:
@@ -80,6 +87,20 @@ class ServedModel:
     def chat(self) -> bool:
         return bool(getattr(self.task, "chat", False))  # a decoder run with the tokenizer's chat template on
 
+    @property
+    def names(self) -> list[str]:
+        """The model ids served: the run's, then the other adapter runs' (runs=[...])."""
+        return [self.name, *self.adapters]
+
+    def adapter_for(self, model: Optional[str]) -> Optional[str]:
+        """The peft adapter a request's `model` selects (None: a single model, nothing to switch)."""
+        return (self.adapters.get(model or self.name, "default")) if self.adapters else None
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        """The template chats are rendered with (None: no chat template in use)."""
+        return self.tokenizer.chat_template if self.chat else None
+
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
         """The batcher's runner: generations of one settings key, or texts to classify or embed."""
         if key == "classify":
@@ -97,7 +118,8 @@ class ServedModel:
         if work.messages is None:
             return generation_text(self.task, work.prompt or "")
         if self.chat:
-            return self.tokenizer.apply_chat_template(work.messages, tokenize=False, add_generation_prompt=True).rstrip(" ")
+            tools = {"tools": work.tools} if work.tools else {}
+            return self.tokenizer.apply_chat_template(work.messages, tokenize=False, add_generation_prompt=True, **tools).rstrip(" ")
         if len(work.messages) == 1 and work.messages[0]["role"] == "user":
             return generation_text(self.task, work.messages[0]["content"])
         raise ServeError(400, f"{self.name} has no chat template: send one user message, or use /v1/completions",
@@ -159,6 +181,8 @@ class ServedModel:
             return results
         first = works[next(iter(prompts))]
         generation = dataclasses.replace(first.generation, batch_size=self.max_batch_size)
+        if first.adapter is not None:
+            self.model.set_adapter(first.adapter)  # one batch, one adapter (the batch key holds it)
         if first.seed is not None:
             torch.manual_seed(first.seed)
         streamer = self.streamer(first) if first.on_text is not None else None
@@ -166,21 +190,39 @@ class ServedModel:
         choices = iter(generate_choices(self.model, self.tokenizer, texts, generation, self.device, self.max_length,
                                         streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
                                         truncation_side=self.task.cfg.input_truncation_side,
-                                        top_logprobs=first.top_logprobs))
+                                        top_logprobs=first.top_logprobs, processors=self.processors(first.constraint)))
         for i in prompts:
             mine = [next(choices) for _ in range(works[i].n)]
-            results[i] = {"choices": [self.reported(c, works[i].top_logprobs is not None) for c in mine],
+            results[i] = {"choices": [self.reported(c, works[i]) for c in mine],
                           "prompt_tokens": prompts[i][1], "completion_tokens": sum(len(c.token_ids) for c in mine)}
         return results
 
-    def reported(self, choice: Any, logprobs: bool) -> dict[str, Any]:
-        """A generation.Choice as the API reports it: text, finish_reason and, when asked, (token text, logprob, top)."""
+    def reported(self, choice: Any, work: GenerationWork) -> dict[str, Any]:
+        """A generation.Choice as the API reports it: text, finish_reason, the tool calls parsed from it (when the request
+        has tools) and, when asked, (token text, logprob, top) per token."""
+        from llmft.serving.tools import parse_calls
+
         def text(token: int) -> str:
             return self.tokenizer.decode([token])
 
         tokens = [(text(t), lp, [(text(u), ulp) for u, ulp in top])
                   for t, lp, top in zip(choice.token_ids, choice.logprobs, choice.top or [[]] * len(choice.token_ids))]
-        return {"text": choice.text, "finish_reason": choice.finish_reason, "tokens": tokens if logprobs else None}
+        content, calls = parse_calls(choice.text, work.tools) if work.tools and work.parse_tools else (choice.text, [])
+        return {"text": content, "finish_reason": "tool_calls" if calls else choice.finish_reason, "tool_calls": calls,
+                "tokens": tokens if work.top_logprobs is not None else None}
+
+    def processors(self, constraint: Optional[tuple[str, str]]) -> Optional[Callable[[], list[Any]]]:
+        """Fresh logits processors for each batch's decoding under the constraint's grammar (None: unconstrained)."""
+        from llmft.evaluation.generation import eos_ids
+        from llmft.serving import structured
+
+        if constraint is None:
+            return None
+        if self.grammars is None:
+            self.grammars = structured.Grammars(self.tokenizer, self.model.get_output_embeddings().weight.shape[0],
+                                                eos_ids(self.model, self.tokenizer))
+        self.grammars.compile(constraint)  # a bad schema fails here, before decoding
+        return lambda: [self.grammars.processor(constraint)]
 
     def streamer(self, work: GenerationWork) -> Any:
         """transformers' TextStreamer (what `llmft generate` streams with) handing text to the request; it stops the
