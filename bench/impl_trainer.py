@@ -4,7 +4,6 @@ no packing or length grouping."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 

@@ -29,7 +29,7 @@ def load_served(model_option: str, max_tokens: int):
     """The model behind `llmft serve model=<option>`, loaded as the CLI loads it (load_predictor)."""
     from omegaconf import OmegaConf
 
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.config import GenerationConfig, ModelConfig
     from llmft.deploy_config import ServeConfig
     from llmft.paths import conf_dir

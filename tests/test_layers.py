@@ -1,5 +1,5 @@
 """The import rules a reviewer can rerun (issue 26): no import cycle, imports run downward through the layers only,
-(no verb importing another verb: next)."""
+and no verb imports another verb."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 LLMFT = Path(__file__).resolve().parent.parent / "llmft"
+VERBS = {"train", "eval", "generate", "data", "export", "serve", "explain"}  # commands/<verb>.py
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
@@ -87,3 +88,10 @@ def test_imports_run_downward_only():
               for t in targets if t != "llmft" and _layer(t) > _layer(m)]
     assert upward == []
 
+
+
+def test_no_verb_imports_another_verb():
+    crossing = [f"{m} -> {t}" for m, targets in _graph().items() if m.startswith("llmft.commands.")
+                for t in targets if t.startswith("llmft.commands.") and t.rsplit(".", 1)[1] in VERBS
+                and t != m and m.rsplit(".", 1)[1] in VERBS]
+    assert crossing == []

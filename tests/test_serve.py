@@ -32,7 +32,7 @@ def chat_run(tmp_path_factory) -> Path:
 
 
 def _served(run: Path, max_batch_size: int = 8):
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.deploy_config import ServeConfig
     from llmft.serving.served_model import ServedModel
 

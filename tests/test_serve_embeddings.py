@@ -30,7 +30,7 @@ def test_embeddings_equal_llmft_generate_and_batch(tmp_path):
     import httpx
     import openai
 
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.deploy_config import ServeConfig
     from llmft.serving.app import build_app
     from llmft.serving.served_model import ServedModel

@@ -49,7 +49,7 @@ def _classify(served, texts: list[str]) -> list[dict]:
 
 
 def _torch_served(run: Path):
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.deploy_config import ServeConfig
     from llmft.serving.served_model import ServedModel
 

@@ -25,7 +25,7 @@ def _printed(run: Path, cwd: Path, text: str) -> float:
 def test_classify_answers_the_reward_generate_prints(tmp_path):
     import httpx
 
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.deploy_config import ServeConfig
     from llmft.serving.app import build_app
     from llmft.serving.served_model import ServedModel

@@ -43,7 +43,7 @@ def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
 def load_served(config: ServeConfig) -> Any:
     """The run (or runs=[...] as adapters, or the model) loaded like `llmft generate`, with the model's generation_config
     over the run's generation settings (as vLLM takes its defaults)."""
-    from llmft.commands.generate import load_predictor
+    from llmft.commands.open_run import load_predictor
     from llmft.engine.precision import resolve_device
     from llmft.serving.served_model import ServedModel, model_sampling_defaults
 

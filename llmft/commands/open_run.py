@@ -1,0 +1,50 @@
+"""Open a finished run (or a pretrained decoder) for prediction: the one loader `llmft generate` and `llmft serve`
+share, so neither verb imports the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from llmft.commands.common import checkpoint_dir, load_run_config
+from llmft.config import GenerateConfig, TrainConfig
+from llmft.deploy_config import ServeConfig
+from llmft.errors import UserError
+
+
+def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:
+    """(task, model, tokenizer, max_length): a run's checkpoint with the run's task, or a pretrained decoder that
+    continues prompts as written (`llmft generate` and `llmft serve` load alike)."""
+    from llmft import tasks
+    from llmft.models import backbone
+
+    if config.run is not None:
+        run_dir = Path(config.run)
+        saved = load_run_config(run_dir, TrainConfig)
+        folder = checkpoint_dir(run_dir, config.checkpoint)
+        if saved.task.data.format is None and _trained_row_format(run_dir) == "alpaca":
+            saved.task.data.format = "alpaca"  # told by its rows' content when it trained: prompts are wrapped as they were
+        task = tasks.get_task(saved.task)
+        model = backbone.load_finetuned(task.auto_class_name, folder)
+        task.from_checkpoint(model)
+        return task, model, backbone.load_finetuned_tokenizer(folder), saved.model.max_length
+    task = tasks.prompt_continuation_task()
+    tokenizer_source, weights = backbone.resolve(config.model)
+    tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    if weights is None:
+        raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
+    model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
+    return task, model, tokenizer, config.model.max_length
+
+
+def _trained_row_format(run_dir: Path) -> Optional[str]:
+    """The row format (alpaca, sharegpt, openai) a run found in its data, from its manifest's plan; None if none."""
+    import json
+
+    from llmft.runs.run_folder import RunFolder
+
+    try:
+        described = json.loads(RunFolder(run_dir).manifest.read_text()).get("plan", {}).get("format") or ""
+    except (OSError, ValueError):
+        return None
+    return described.split(" ", 1)[0] or None
