@@ -238,7 +238,7 @@ def test_resume_auto_passes_over_a_run_another_process_holds(tmp_path):
     os.utime(runs[1], None)
     assert find_run("auto", tmp_path) == runs[1]
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llmft.runs.run_folder import RunFolder\n"
-                               f"RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)", str(runs[1])],
+                               "RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)", str(runs[1])],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -59,7 +59,7 @@ def _tokenizer():
 
 
 def _supervised(tokenizer, ids, labels) -> str:
-    return tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    return tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])
 
 
 @pytest.mark.parametrize("chat", [False, True])
@@ -74,7 +74,7 @@ def test_only_the_completion_and_its_end_are_supervised(chat):
         text = _supervised(tokenizer, ids, labels)
         assert word in text and "Answer" not in text and "What" not in text
         end = tokenizer.eos_token_id if not chat else tokenizer.convert_tokens_to_ids("<|im_end|>")
-        assert end in [t for t, l in zip(ids, labels) if l != -100]  # the model learns to stop
+        assert end in [t for t, lab in zip(ids, labels) if lab != -100]  # the model learns to stop
 
 
 def test_the_three_row_layouts_are_told_by_content():

@@ -25,7 +25,7 @@ def _task(tokenizer, **cfg) -> CausalLMTask:
 
 
 def _supervised_text(tokenizer, features) -> str:
-    return tokenizer.decode([t for t, l in zip(features["input_ids"], features["labels"]) if l != IGNORE])
+    return tokenizer.decode([t for t, lab in zip(features["input_ids"], features["labels"]) if lab != IGNORE])
 
 
 @pytest.mark.parametrize("chat", [False, True])
@@ -33,12 +33,12 @@ def test_labels_mask_exactly_the_prompt_and_supervise_eos(tokenizer, chat):
     task = _task(tokenizer, prompt_template="Q: {q}\nA:", response_column="a", use_chat_template=chat)
     f = task.encode({"q": "what is two plus three?", "a": " five"})
     labels, ids = f["labels"], f["input_ids"]
-    first = next(i for i, l in enumerate(labels) if l != IGNORE)
-    assert all(l == IGNORE for l in labels[:first])  # every prompt token masked
-    assert all(l == t for l, t in zip(labels[first:], ids[first:]) if l != IGNORE)
+    first = next(i for i, lab in enumerate(labels) if lab != IGNORE)
+    assert all(lab == IGNORE for lab in labels[:first])  # every prompt token masked
+    assert all(lab == t for lab, t in zip(labels[first:], ids[first:]) if lab != IGNORE)
     supervised = _supervised_text(tokenizer, f)
     assert "five" in supervised and "what is" not in supervised
-    assert tokenizer.eos_token_id in [l for l in labels if l != IGNORE]  # the model learns to stop
+    assert tokenizer.eos_token_id in [lab for lab in labels if lab != IGNORE]  # the model learns to stop
 
 
 def test_eos_supervised_even_when_pad_equals_eos(tokenizer):
