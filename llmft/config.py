@@ -11,12 +11,28 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
 from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config import OptimizerName` keeps working)
-    OptimizerName, SchedulerName, PrecisionMode, Device, MetricMode, TextMetric, Side, EmptyTexts, TextUnit,
-    Quoting, Strategy, LoggerKind, NonFinite, FinetuneMethod, KDLoss, ConfigError, LOWER_IS_BETTER, BLEU_TOKENIZERS,
+    BLEU_TOKENIZERS,
+    LOWER_IS_BETTER,
+    ConfigError,
+    Device,
+    EmptyTexts,
+    FinetuneMethod,
+    KDLoss,
+    LoggerKind,
+    MetricMode,
+    NonFinite,
+    OptimizerName,
+    PrecisionMode,
+    Quoting,
+    SchedulerName,
+    Side,
+    Strategy,
+    TextMetric,
+    TextUnit,
     metric_mode,
 )
+from llmft.source_specs import check_sources
 from llmft.trust_config import Adversarial, AttackConfig, PrivacyConfig, check_adversarial  # noqa: F401
 
 
@@ -89,8 +105,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         from dataclasses import fields
-
-        from llmft.source_specs import check_sources
 
         self.sources = check_sources(self.sources, [f.name for f in fields(self)], self.folds)
         if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):

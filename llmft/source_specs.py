@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any, Optional
 
 from llmft.config_types import ConfigError
+from llmft.errors import closest
 
 MIX_KEYS = ("weight", "rows", "split", "name")  # a source's own keys; the rest are task.data keys
 NOT_PER_SOURCE = ("sources", "streaming", "folds", "fold", "train_split", "max_train_samples")  # one per run (or `split`)
@@ -39,8 +40,6 @@ def check_sources(sources: Any, data_keys: list[str], folds: int) -> Optional[li
 
 
 def _check_one(index: int, spec: Any, allowed: list[str]) -> dict[str, Any]:
-    from llmft.errors import closest
-
     where = f"task.data.sources[{index}]"
     if not hasattr(spec, "items"):
         raise ConfigError(f"{where} must be a mapping like {{path:a.jsonl,weight:0.5}}, got {spec!r}")

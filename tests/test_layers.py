@@ -95,3 +95,49 @@ def test_no_verb_imports_another_verb():
                 for t in targets if t.startswith("llmft.commands.") and t.rsplit(".", 1)[1] in VERBS
                 and t != m and m.rsplit(".", 1)[1] in VERBS]
     assert crossing == []
+
+
+# Libraries of the optional extras (pyproject.toml): a module importing one at its top stays a lazy import elsewhere.
+OPTIONAL = {"captum", "bitsandbytes", "onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn", "prometheus_client", "mlflow",
+            "wandb", "tensorboard", "trl", "opacus", "xgrammar", "gguf", "vllm", "evaluate", "httpx", "starlette"}
+LAZY_ALLOWED = {"llmft.cli", "llmft.__main__"}  # the verb dispatch: `llmft --help` imports no verb
+
+
+def _top_level_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(third-party top-level packages, llmft modules) imported at the top of `path`."""
+    modules, third, internal = _modules(), set(), set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = _imports_of(node, modules)
+            third |= {n.split(".")[0] for n in names if not n.startswith("llmft")}
+            internal |= {n for n in names if n.startswith("llmft")}
+    return third, internal
+
+
+def _imports_of(node: ast.AST, modules: dict[str, Path]) -> set[str]:
+    if isinstance(node, ast.ImportFrom) and node.module:
+        if node.module.split(".")[0] != "llmft":
+            return {node.module}
+        full = {f"{node.module}.{a.name}" for a in node.names}
+        return {n for n in full if n in modules} or {node.module}
+    return {a.name for a in node.names} if isinstance(node, ast.Import) else set()
+
+
+def _pulls_optional(module: str, seen: frozenset = frozenset()) -> bool:
+    path = _modules().get(module)
+    if path is None or module in seen:
+        return False
+    third, internal = _top_level_imports(path)
+    return bool(third & OPTIONAL) or any(_pulls_optional(m, seen | {module}) for m in internal)
+
+
+def test_internal_imports_sit_at_the_top_unless_they_pull_an_optional_library():
+    modules, lazy = _modules(), []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in (n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))):
+                targets = {t for t in _imports_of(node, modules) if t.startswith("llmft")}
+                if targets and name not in LAZY_ALLOWED and not any(_pulls_optional(t) for t in targets):
+                    lazy.append(f"{path.relative_to(LLMFT.parent)}:{node.lineno} {sorted(targets)}")
+    assert lazy == []

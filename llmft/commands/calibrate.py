@@ -7,25 +7,22 @@ import gc
 from pathlib import Path
 from typing import Any
 
+from llmft.commands.train_run import limited_batches
 from llmft.config import TrainConfig
 from llmft.evaluation import calibration
-from llmft.models import temperature
+from llmft.models import backbone, temperature
+from llmft.reporting.console import console
+from llmft.tasks import get_task
+from llmft.tasks.base import check_class_probabilities
 
 
 def check_supported(config: TrainConfig) -> None:
     """task.calibrate=true on a family without class probabilities: one line, before any data or model is loaded."""
-    from llmft.tasks import get_task
-    from llmft.tasks.base import check_class_probabilities
-
     check_class_probabilities(get_task(config.task), "task.calibrate=true")
 
 
 def calibrate_best(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> None:
     """Score the validation split with the best checkpoint (uncalibrated), fit T, write calibration.json (rank 0)."""
-    from llmft.commands.train_run import limited_batches
-    from llmft.models import backbone
-    from llmft.reporting.console import console
-
     stale = best_dir / temperature.CALIBRATION_FILE
     if dist.main and stale.is_file():
         stale.unlink()  # a resumed run's earlier fit: score the checkpoint as trained

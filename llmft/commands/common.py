@@ -8,8 +8,11 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from llmft.cli_errors import describe
+from llmft.config import TaskConfig
 from llmft.errors import UserError, unknown_key_message
 from llmft.runs.run_folder import RunFolder
+from llmft.tasks import FAMILIES, check_options
 
 T = TypeVar("T")
 
@@ -41,16 +44,12 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
         merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except InterpolationResolutionError as ex:  # `${python:...}`, `seed='${seed}'`, `${oc.env:UNSET}`: one line
-        from llmft.cli_errors import describe
 
         raise UserError(describe(ex) or str(ex)) from ex
 
 
 def _task_schema(task: DictConfig) -> type:
     """The options schema of the task node's family (the schema's own default family when the node names none)."""
-    from llmft.config import TaskConfig
-    from llmft.tasks import check_options
-
     typed = OmegaConf.get_type(task)  # a composed node carries its YAML's schema; a saved one is a plain dict
     return check_options(task.get("family") or TaskConfig.family, typed if isinstance(typed, type) and issubclass(
         typed, TaskConfig) else TaskConfig)
@@ -59,8 +58,6 @@ def _task_schema(task: DictConfig) -> type:
 def _legacy_task_keys(saved: DictConfig) -> DictConfig:
     """A run saved before options were per family holds every family's keys in `task`: drop those of other families
     (they were at their defaults or ignored); a key no family knows is still refused."""
-    from llmft.tasks import FAMILIES
-
     task = saved.get("task")
     if not isinstance(task, DictConfig):
         return saved
@@ -134,7 +131,6 @@ def load_run_config(run_dir: Path, schema: type[T]) -> T:
     except UserError as ex:
         raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex
     except Exception as ex:  # omegaconf validation errors
-        from llmft.cli_errors import describe
 
         raise UserError(f"the config saved in {path} no longer validates: {describe(ex) or ex}") from ex
 

@@ -15,13 +15,12 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from llmft.config import TrainConfig
+from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
 
 def cross_validate(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]], train: Callable[..., float]) -> float:
     """Train every fold into its own run folder; write and print the summary; return the mean selection value."""
-    from llmft.errors import UserError
-
     if config.task.data.folds:
         raise UserError("trainer.cv_folds trains every fold itself: drop task.data.folds/fold (or sweep task.data.fold with -m "
                         "and no trainer.cv_folds)")

@@ -12,7 +12,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import hydra_output_dir, quiet_libraries, to_typed
+from llmft.data import mixing, quality
 from llmft.data_report_config import DataReportConfig
+from llmft.models import backbone
+from llmft.reporting import data_report
+from llmft.reporting.data_report import bracketed, styled, write
+from llmft.tasks import get_task
 
 
 def data_command(cfg: DictConfig) -> None:
@@ -22,7 +27,6 @@ def data_command(cfg: DictConfig) -> None:
     color = sys.stdout.isatty() if config.color is None else config.color
     _print(report, pieces, color)
     folder = Path(config.output) if config.output else hydra_output_dir()
-    from llmft.reporting.data_report import write
 
     paths = write(report, folder)
     print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
@@ -30,12 +34,6 @@ def data_command(cfg: DictConfig) -> None:
 
 def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tuple[str, Any]]]]:
     """The splits as the task prepares them for training, measured; and the first `config.rows` rows rendered."""
-    from llmft.data import mixing
-    from llmft.data import quality
-    from llmft.models import backbone
-    from llmft.reporting import data_report
-    from llmft.tasks import get_task
-
     task = get_task(config.task)
     tokenizer_source, _ = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
@@ -61,8 +59,6 @@ def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tu
 def _print(report: dict[str, Any], rows: list[list[tuple[str, Any]]], color: bool) -> None:
     """Rows, then one line per split and the quality checks, on stdout (supervised runs styled or [[bracketed]])."""
     from rich.console import Console
-
-    from llmft.reporting.data_report import bracketed, styled
 
     out = Console(force_terminal=color, no_color=not color, soft_wrap=True, highlight=False)
     legend = "supervised tokens highlighted" if color else "supervised tokens [[bracketed]]"

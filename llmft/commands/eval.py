@@ -17,10 +17,21 @@ from llmft.commands.common import (
     to_typed,
     user_overrides,
 )
+from llmft.commands.eval_ensemble import eval_ensemble
+from llmft.commands.setup import build_initial_model
 from llmft.config import EvalConfig, TaskConfig, TrainConfig
+from llmft.data import loading as data
 from llmft.data import scored_rows
+from llmft.engine.distributed import Dist
+from llmft.engine.evaluation import gathered_metrics
+from llmft.engine.precision import resolve_device, resolve_precision
 from llmft.errors import UserError
+from llmft.evaluation.attacks import attack_dataset
+from llmft.models import backbone
+from llmft.reporting.console import console, print_metrics, scalar_metrics
 from llmft.runs.run_folder import RunFolder
+from llmft.tasks import get_task
+from llmft.tasks.base import ScoresAgainstReference
 
 
 def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig) -> TaskConfig:
@@ -46,7 +57,6 @@ def eval_command(cfg: DictConfig) -> float:
     if isinstance(config.run, list):  # run=[a,b,c]: an ensemble
         if config.attack is not None:
             raise UserError("attack= scores one run: give run=<run folder>, not an ensemble")
-        from llmft.commands.eval_ensemble import eval_ensemble
 
         return eval_ensemble(config, lambda saved_task: _task_with_overrides(saved_task, config, cfg))
     run_dir = Path(config.run)
@@ -58,7 +68,6 @@ def eval_command(cfg: DictConfig) -> float:
     result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, **scored,
               "metrics": metrics}
     RunFolder(out).eval_json.write_text(json.dumps(result, indent=2) + "\n")
-    from llmft.reporting.console import print_metrics
 
     print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {RunFolder(out).eval_json})", metrics)
     return float(metrics.get(task_cfg.select_metric, float("nan")))
@@ -67,9 +76,6 @@ def eval_command(cfg: DictConfig) -> float:
 def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
     (how many rows and where from, metrics). With attack=..., the split is scored again perturbed, under `attack`."""
-    from llmft.models import backbone
-    from llmft.tasks import get_task
-
     quiet_libraries()
     folder = checkpoint_dir(run_dir, config.checkpoint)
     task = get_task(task_cfg)
@@ -78,7 +84,6 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     task.from_checkpoint(model)  # e.g. score with the checkpoint's label ids
     role = scored_rows.role(config.split, task_cfg.data)
     dataset, origin = scored_rows.scored_rows(run_dir, task_cfg.data, saved.task.data, role)
-    from llmft.reporting.console import console
 
     console.print(f"llmft eval scores the {config.split} split: {len(dataset)} row{'s' * (len(dataset) != 1)} ({origin})", highlight=False)
     rows, metrics = _score(config, task, model, tokenizer, dataset, role, saved)
@@ -91,11 +96,6 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
 def _score(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str,
            saved: TrainConfig) -> tuple[int, dict[str, Any]]:
     """(rows scored, metrics) of the model on `dataset`, cut at the run's model.max_length."""
-    from llmft.data import loading as data
-    from llmft.engine.distributed import Dist
-    from llmft.engine.evaluation import gathered_metrics
-    from llmft.engine.precision import resolve_device, resolve_precision
-
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
@@ -116,9 +116,6 @@ def _score_attacked(config: EvalConfig, task: Any, model: Any, tokenizer: Any, d
     """Score the split with its texts perturbed by `config.attack`; print clean -> attacked for each scalar metric."""
     from dataclasses import asdict
 
-    from llmft.evaluation.attacks import attack_dataset
-    from llmft.reporting.console import console, scalar_metrics
-
     attack = config.attack
     assert attack is not None
     attacked, changed = attack_dataset(dataset, list(task.cfg.data.text_columns), attack)
@@ -135,14 +132,9 @@ def _rebuild_reference(task: Any, saved: TrainConfig, tokenizer: Any, device: An
     """A family that scores against a reference (dpo, kto) gets the run's initial model, built as training built it
     (backbone, head, fine-tuning method: under LoRA the base with a fresh, zero adapter), to score the prepared rows
     once; the model is then freed."""
-    from llmft.tasks.base import ScoresAgainstReference
-
     if not isinstance(task, ScoresAgainstReference) or not task.needs_reference():
         return
     import transformers
-
-    from llmft.commands.setup import build_initial_model
-    from llmft.models import backbone
 
     transformers.set_seed(saved.seed)  # as training seeded before it built the model (a random backbone's weights)
     weights = backbone.resolve(saved.model)[1]

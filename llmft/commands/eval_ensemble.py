@@ -9,19 +9,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 from llmft.commands.common import checkpoint_dir, hydra_output_dir, load_run_config, quiet_libraries
 from llmft.config import EvalConfig, TrainConfig
+from llmft.data import loading as data
+from llmft.data import scored_rows
+from llmft.engine.precision import resolve_device, resolve_precision
+from llmft.models import backbone
 from llmft.runs.run_folder import RunFolder
-from llmft.tasks import ensemble
+from llmft.tasks import ensemble, get_task
 
 
 def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
     """Each member scores the split (rows in file order); the family averages their partials; write eval.json."""
-    from llmft.engine.precision import resolve_device, resolve_precision
-    from llmft.models import backbone
-    from llmft.tasks import get_task
-
     quiet_libraries()
     runs = [Path(r) for r in config.run]
     saved = [load_run_config(r, TrainConfig) for r in runs]
@@ -50,9 +49,6 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
 
 def _member_partials(config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, tokenizer: Any,
                      precision: Any) -> list[dict[str, Any]]:
-    from llmft.data import scored_rows
-    from llmft.data import loading as data
-
     task.from_checkpoint(model)
     role = scored_rows.role(config.split, task.cfg.data)
     dataset, _ = scored_rows.scored_rows(run, task.cfg.data, saved.task.data, role)

@@ -14,8 +14,15 @@ from omegaconf import DictConfig
 
 from llmft.commands.common import checkpoint_dir, hydra_output_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import TrainConfig
+from llmft.data.jsonl_input import read_jsonl
+from llmft.data.nested_fields import lookup
+from llmft.engine.precision import resolve_device
 from llmft.errors import UserError
+from llmft.evaluation.attributions import integrated_gradients
 from llmft.explain_config import ExplainConfig
+from llmft.models import backbone
+from llmft.reporting import explanations
+from llmft.tasks import get_task
 from llmft.tasks.base import ExplainsTokens
 
 
@@ -26,14 +33,6 @@ def explain_command(cfg: DictConfig) -> None:
     except ImportError as ex:
         raise UserError('llmft explain needs captum: pip install "llmft[explain]"') from ex
     import torch
-
-    from llmft.data.jsonl_input import read_jsonl
-    from llmft.data.nested_fields import lookup
-    from llmft.engine.precision import resolve_device
-    from llmft.evaluation.attributions import integrated_gradients
-    from llmft.models import backbone
-    from llmft.reporting import explanations
-    from llmft.tasks import get_task
 
     quiet_libraries()
     run_dir = Path(config.run)

@@ -9,17 +9,16 @@ from omegaconf import DictConfig
 
 from llmft.commands.common import checkpoint_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import TrainConfig
+from llmft.data.scored_rows import scored_rows
 from llmft.deploy_config import ExportConfig
 from llmft.errors import UserError
+from llmft.export.pipeline import check_output, check_supported, default_output, run_export
+from llmft.export.source import load_source, test_batches
+from llmft.reporting.console import console
 
 
 def export_command(cfg: DictConfig) -> float:
     """Load the run's checkpoint and test rows, export, verify; returns the agreement."""
-    from llmft.data.scored_rows import scored_rows
-    from llmft.export.pipeline import check_output, check_supported, default_output, run_export
-    from llmft.export.source import load_source, test_batches
-    from llmft.reporting.console import console
-
     config = to_typed(cfg, ExportConfig)
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)

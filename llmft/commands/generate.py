@@ -12,9 +12,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from llmft.commands.common import apply_user_overrides, quiet_libraries, to_typed
-from llmft.config import GenerateConfig
-from llmft.errors import UserError
 from llmft.commands.open_run import load_predictor
+from llmft.config import GenerateConfig
+from llmft.engine.precision import resolve_device
+from llmft.errors import UserError
+from llmft.tasks import ensemble
+from llmft.tasks.base import PredictRequest
 
 
 def check_output(path: Path) -> None:
@@ -68,9 +71,6 @@ def _count(results: list[Any]) -> str:
 
 def generate_command(cfg: DictConfig) -> None:
     """Load the run's checkpoint (or a pretrained model) and print or write what its task predicts for the input."""
-    from llmft.engine.precision import resolve_device
-    from llmft.tasks.base import PredictRequest
-
     config = to_typed(cfg, GenerateConfig)
     if config.output:
         check_output(Path(config.output))
@@ -95,9 +95,6 @@ def generate_command(cfg: DictConfig) -> None:
 def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, list[dict[str, Any]]]:
     """Every member predicts the input; the family averages their rows (members share family and labels)."""
     import copy
-
-    from llmft.tasks import ensemble
-    from llmft.tasks.base import PredictRequest
 
     members = []
     for run in config.run:

@@ -6,18 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from llmft import tasks
 from llmft.commands.common import checkpoint_dir, load_run_config
 from llmft.config import GenerateConfig, TrainConfig
 from llmft.deploy_config import ServeConfig
 from llmft.errors import UserError
+from llmft.models import backbone
+from llmft.runs.run_folder import RunFolder
 
 
 def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:
     """(task, model, tokenizer, max_length): a run's checkpoint with the run's task, or a pretrained decoder that
     continues prompts as written (`llmft generate` and `llmft serve` load alike)."""
-    from llmft import tasks
-    from llmft.models import backbone
-
     if config.run is not None:
         run_dir = Path(config.run)
         saved = load_run_config(run_dir, TrainConfig)
@@ -40,8 +40,6 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
 def _trained_row_format(run_dir: Path) -> Optional[str]:
     """The row format (alpaca, sharegpt, openai) a run found in its data, from its manifest's plan; None if none."""
     import json
-
-    from llmft.runs.run_folder import RunFolder
 
     try:
         described = json.loads(RunFolder(run_dir).manifest.read_text()).get("plan", {}).get("format") or ""

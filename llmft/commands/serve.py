@@ -11,10 +11,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from llmft import tasks
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
+from llmft.commands.open_run import load_predictor
 from llmft.config import TrainConfig
 from llmft.deploy_config import ServeBackend, ServeConfig
+from llmft.engine.precision import resolve_device
 from llmft.errors import UserError
+from llmft.serving.adapters import load_adapters
+from llmft.serving.vllm_handover import Served, require_vllm, vllm_command
 
 
 def serve_command(cfg: DictConfig) -> None:
@@ -43,8 +48,6 @@ def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
 def load_served(config: ServeConfig) -> Any:
     """The run (or runs=[...] as adapters, or the model) loaded like `llmft generate`, with the model's generation_config
     over the run's generation settings (as vLLM takes its defaults)."""
-    from llmft.commands.open_run import load_predictor
-    from llmft.engine.precision import resolve_device
     from llmft.serving.served_model import ServedModel, model_sampling_defaults
 
     first = config if not config.runs else ServeConfig(run=config.runs[0], checkpoint=config.checkpoint)
@@ -56,9 +59,6 @@ def load_served(config: ServeConfig) -> Any:
 
 def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str]:
     """runs=[a, b, ...]: b, ... loaded as adapters beside a's ({model id: adapter name})."""
-    from llmft import tasks
-    from llmft.serving.adapters import load_adapters
-
     runs = [Path(r) for r in config.runs or []]
     others = {}
     for run in runs[1:]:
@@ -72,8 +72,6 @@ def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str
 def _hand_over(config: ServeConfig) -> None:
     """backend=vllm: vLLM's OpenAI server in this process's place, on the run's checkpoint or the runs' adapters."""
     import os
-
-    from llmft.serving.vllm_handover import Served, require_vllm, vllm_command
 
     require_vllm()
     if config.run is None and not config.runs:

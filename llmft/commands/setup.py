@@ -8,23 +8,22 @@ from typing import Any, Optional
 
 import torch
 
-from llmft.models import backbone
-
-from llmft.data import loading as data
-
-from llmft.engine import adversarial, attention, distributed, memory, privacy
-from llmft.engine.strategy import Strategy, build_strategy
-
-from llmft.models import finetune
-
-from llmft.data import mixing, streaming
 from llmft.config import FinetuneMethod, TrainConfig
-from llmft.models.quantized import four_bit_load_kwargs
+from llmft.data import loading as data
+from llmft.data import mixing, streaming
+from llmft.data.packing import attends_within_examples
+from llmft.engine import adversarial, attention, distributed, memory, privacy
+from llmft.engine.distill_loss import Distillation, DistilledLoss
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
+from llmft.engine.strategy import Strategy, build_strategy
+from llmft.errors import UserError
+from llmft.models import backbone, finetune
+from llmft.models.quantized import four_bit_load_kwargs
+from llmft.models.teacher import load_teacher
 from llmft.tasks import get_task
-from llmft.tasks.base import Task
+from llmft.tasks.base import Task, check_distills
 
 
 @dataclass
@@ -137,14 +136,9 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
     tuning = config.finetune
     if tuning.method is not FinetuneMethod.distill:
         return task
-    from llmft.engine.distill_loss import Distillation, DistilledLoss
-    from llmft.models.teacher import load_teacher
-    from llmft.tasks.base import check_distills
 
     check_distills(task)
     if tuning.teacher is None:
-        from llmft.errors import UserError
-
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
@@ -192,8 +186,6 @@ def build_initial_model(config: TrainConfig, task: Task, weights: Optional[str],
     task.adapt_model(model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and config.model.max_length > positions:
-        from llmft.errors import UserError
-
         raise UserError(f"model.max_length={config.model.max_length} is longer than the backbone's {positions} positions")
     return finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
 
@@ -246,9 +238,6 @@ def _group_by_length(asked: Any, task_default: bool) -> bool:
 
 
 def _check_packing(model: Any, tokenizer: Any, task: Task) -> None:
-    from llmft.errors import UserError
-    from llmft.data.packing import attends_within_examples
-
     if not task.packs:
         raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {task.cfg.family}")
     if not attends_within_examples(model, len(tokenizer)):

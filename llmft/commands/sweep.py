@@ -11,6 +11,7 @@ from typing import Any, Optional
 import yaml
 from hydra.experimental.callback import Callback
 
+from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
 
@@ -62,8 +63,6 @@ def _job_order(path: Path) -> tuple[int, str]:
 def write_summary(sweep_dir: Path) -> list[JobRow]:
     """Write summary.csv, summary.md and summary.png at the sweep root and print the table."""
     if not sweep_dir.is_dir():
-        from llmft.errors import UserError
-
         raise UserError(f"sweep folder not found: {sweep_dir}")
     rows, mode = collect(sweep_dir)
     _plot(rows, sweep_dir / "summary.png")

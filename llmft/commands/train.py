@@ -11,12 +11,37 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmft.commands.common import (continue_in, hydra_output_dir, load_run_config, quiet_libraries, save_resolved_config,
-                                   to_typed, user_overrides)
+from llmft.commands.calibrate import calibrate_best, check_supported
+from llmft.commands.common import (
+    continue_in,
+    hydra_output_dir,
+    load_run_config,
+    quiet_libraries,
+    save_resolved_config,
+    to_typed,
+    user_overrides,
+)
+from llmft.commands.cross_validate import cross_validate
+from llmft.commands.setup import build_run
+from llmft.commands.train_run import TrainRun, keep_samples, limited_batches, source_metrics
 from llmft.config import FinetuneMethod, TrainConfig
-from llmft.errors import Stopped
+from llmft.data import loading as data
+from llmft.data import splits as carving
+from llmft.engine import adversarial
+from llmft.engine.distributed import teardown, world_from_env
+from llmft.engine.evaluation import gathered_metrics
+from llmft.engine.loop import Interrupted, NonFiniteLoss, Selection, StepParts, fit, stop_requests
+from llmft.engine.privacy import save_spent
+from llmft.errors import Stopped, UserError
+from llmft.models import backbone
+from llmft.models.backbone import is_random
+from llmft.reporting.console import MetricsLog, console, plot_curves, print_metrics, print_plan
+from llmft.reporting.trackers import build_sink
+from llmft.runs import resume
+from llmft.runs.checkpoint import drop_training_state, save_model
+from llmft.runs.manifest import write_manifest
+from llmft.runs.model_card import write_model_card
 from llmft.runs.run_folder import RunFolder
-
 
 PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
                 "micro_batch_size", "estimated_peak_gib",
@@ -40,8 +65,6 @@ def train_command(cfg: DictConfig) -> float:
 
 
 def _train_command(cfg: DictConfig) -> float:
-    from llmft.runs import resume
-
     config = to_typed(cfg, TrainConfig)
     out_dir = hydra_output_dir()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -50,8 +73,6 @@ def _train_command(cfg: DictConfig) -> float:
     resume_from = None
     if config.trainer.resume:
         if config.trainer.resume == "auto" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            from llmft.errors import UserError
-
             raise UserError("under torchrun, resume a named run: trainer.resume=<run folder>")
         run_dir = resume.find_run(config.trainer.resume, out_dir.parent.parent)
         if run_dir is None:
@@ -64,7 +85,6 @@ def _train_command(cfg: DictConfig) -> float:
             saved.trainer.progress, saved.trainer.device = config.trainer.progress, config.trainer.device
             config, out_dir, resume_from = saved, run_dir, RunFolder(run_dir).last
             resolved = OmegaConf.to_container(OmegaConf.load(RunFolder(run_dir).saved_config), resolve=True)  # type: ignore[assignment]
-    from llmft.engine.distributed import teardown
 
     run = RunFolder(out_dir)
     holder = _holds_run_folder()
@@ -74,8 +94,6 @@ def _train_command(cfg: DictConfig) -> float:
         if holder and resume_from is not None:
             resume.repair(run)
         if config.trainer.cv_folds:
-            from llmft.commands.cross_validate import cross_validate
-
             return cross_validate(config, out_dir, resolved, train)
         return train(config, out_dir, resolved, resume_from)
     except Stopped as ex:  # a signal before the loop began (the loop and the final scoring stop on their own)
@@ -88,21 +106,15 @@ def _train_command(cfg: DictConfig) -> float:
 
 def _holds_run_folder() -> bool:
     """Under torchrun (or SLURM tasks, whose RANK is set later) rank 0 alone holds, repairs and cleans the run folder."""
-    from llmft.engine.distributed import world_from_env
-
     return world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
 
 
 def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
     """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
     value of the selection metric."""
-    from llmft.commands.setup import build_run
-
     quiet_libraries()
     _check_adapter_only(config)
     if config.task.calibrate:
-        from llmft.commands.calibrate import check_supported
-
         check_supported(config)
     parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None, out_dir)
     if config.trainer.dry_run:
@@ -125,11 +137,7 @@ def _planned_micro_batch(out_dir: Path) -> Optional[int]:
 def _check_adapter_only(config: TrainConfig) -> None:
     """An unmerged LoRA checkpoint holds only the adapter: useless on a random base."""
     if config.finetune.adapters and not config.finetune.merge:
-        from llmft.models.backbone import is_random
-
         if is_random(config.model):
-            from llmft.errors import UserError
-
             raise UserError(f"finetune={config.finetune.method.value} with finetune.merge=false keeps only the adapter, which needs a "
                             f"pretrained base; {config.model.name_or_path} is random")
 
@@ -137,9 +145,6 @@ def _check_adapter_only(config: TrainConfig) -> None:
 def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]) -> Any:
     """The run folder (rank 0's, on every rank), resumed from its checkpoint or started with its manifest, and the
     metrics log."""
-    from llmft.commands.train_run import TrainRun
-    from llmft.reporting.console import MetricsLog
-
     dist = parts.dist
     out_dir = Path(dist.broadcast(str(out_dir)))  # under torchrun every rank writes (only) to rank 0's folder
     config.trainer.progress = config.trainer.progress and dist.main
@@ -150,8 +155,6 @@ def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[di
         _start(run)
     sink = None
     if dist.main:
-        from llmft.reporting.trackers import build_sink
-
         sink = build_sink(config.logger, out_dir, resolved or {})
     run.log = MetricsLog(RunFolder(out_dir).metrics if dist.main else None, sink)
     return run
@@ -159,9 +162,6 @@ def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[di
 
 def _resume(run: Any, resume_from: Path) -> Any:
     """Load the checkpoint on every rank; rank 0 cuts the log back to it and notes the resume in the manifest."""
-    from llmft.reporting.console import console
-    from llmft.runs import resume
-
     dist = run.parts.dist
     if dist.main:
         resume.clean_partial_saves(run.checkpoints)
@@ -176,11 +176,6 @@ def _resume(run: Any, resume_from: Path) -> Any:
 
 def _start(run: Any) -> None:
     """A new run folder (rank 0): the manifest, the held-out rows, and the plan on the console."""
-    from llmft.data import loading as data
-    from llmft.data import splits as carving
-    from llmft.reporting.console import console
-    from llmft.runs.manifest import write_manifest
-
     config, parts, out_dir = run.config, run.parts, run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     config_record = run.resolved or OmegaConf.to_container(OmegaConf.structured(config))
@@ -196,9 +191,6 @@ def _start(run: Any) -> None:
 
 def _fit(run: Any) -> Any:
     """The loop, from where the run stands. A signal stops it after a step with a checkpoint saved: exit 128 + signal."""
-    from llmft.engine import adversarial
-    from llmft.engine.loop import Interrupted, NonFiniteLoss, Selection, StepParts, fit
-
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
     loss_fn = adversarial.wrap(parts.loss_fn, config.finetune, parts.strategy.unwrap(parts.model))
@@ -232,17 +224,12 @@ def _what_is_kept(run: Any) -> str:
 def _finish(run: Any, state: Any) -> float:
     """Merge a LoRA adapter into checkpoints/best, score it on test, write the results; drop the training state. A
     signal during the scoring stops it, saying how to finish the run (everything it needs is saved)."""
-    from llmft.engine.loop import stop_requests
-    from llmft.runs.checkpoint import drop_training_state
-
     config, parts, dist = run.config, run.parts, run.parts.dist
     value = float("nan")
     with stop_requests("stopping the final test scoring (the trained checkpoints are saved)") as requested:
         if dist.main and config.finetune.method is FinetuneMethod.lora and config.finetune.merge:
             _merge_best_adapter(parts.strategy.unwrap(parts.model), parts.tokenizer, run.best_dir, parts.task)
         if config.task.calibrate:
-            from llmft.commands.calibrate import calibrate_best
-
             calibrate_best(config, run.best_dir, parts, dist)  # the test scores below use the fitted temperature
         test_metrics = _score_test(config, run.best_dir, parts, dist, requested)
         if test_metrics is None:
@@ -270,8 +257,6 @@ def _stopped_scoring(run: Any, signum: int) -> None:
 
 def _dry_run(parts: Any, config: TrainConfig) -> float:
     """Print the plan (parameters, batch, steps, data) and a memory estimate; train nothing."""
-    from llmft.reporting.console import print_plan
-
     plan = dict(parts.plan)
     plan["memory_note"] = ("estimated_peak_gib: weights, gradients, optimizer state and the activations measured on the "
                            "longest training row (engine/memory.py)")
@@ -284,8 +269,6 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from llmft.runs.checkpoint import save_model
-
     if not (best_dir / "adapter_model.safetensors").is_file() and (best_dir / "model.safetensors").is_file():
         return  # merged already, by a finish that was stopped during its test scoring (the run resumed to finish)
     set_peft_model_state_dict(model, load_file(best_dir / "adapter_model.safetensors"))
@@ -295,10 +278,6 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -
 def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any, requested: list[int]) -> Optional[dict[str, Any]]:
     """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics. None
     when a stop was `requested` (a signal) before the scoring ended."""
-    from llmft.commands.train_run import limited_batches, source_metrics
-    from llmft.engine.evaluation import gathered_metrics
-    from llmft.models import backbone
-
     parts.model = parts.optimizer = parts.scheduler = None
     gc.collect()
     dist.barrier()  # the best checkpoint (merged, for LoRA) is on disk
@@ -327,10 +306,6 @@ def _until_stopped(batches: Any, requested: list[int]) -> Any:
 
 def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
     """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
-    from llmft.reporting.console import plot_curves, print_metrics
-
-    from llmft.commands.train_run import keep_samples
-
     best_dir = RunFolder(out_dir).best
     test_metrics = keep_samples(test_metrics, RunFolder(out_dir).samples("test"))
     summary = {
@@ -347,11 +322,8 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
         "metrics": test_metrics,
     }
     if parts.private is not None:
-        from llmft.engine.privacy import save_spent
-
         summary["privacy"] = save_spent(RunFolder(out_dir).manifest, parts.private, state.step)
     RunFolder(out_dir).eval_json.write_text(json.dumps(summary, indent=2) + "\n")
-    from llmft.runs.model_card import write_model_card
 
     write_model_card(best_dir, json.loads(RunFolder(out_dir).manifest.read_text()), summary, parts.task.pipeline_tag)
     records = [json.loads(line) for line in RunFolder(out_dir).metrics.read_text().splitlines() if line.strip()]
@@ -362,9 +334,6 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
 
 def _print_splits(parts: Any, config: TrainConfig) -> None:
     """One line with the rows each split got; a warning per carved split too small to measure anything."""
-    from llmft.data import splits as carving
-    from llmft.reporting.console import console
-
     line, warnings = carving.describe(parts.splits, config.task.data)
     console.print(line, highlight=False)
     for warning in warnings:
@@ -372,8 +341,6 @@ def _print_splits(parts: Any, config: TrainConfig) -> None:
 
 
 def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, Any]]) -> None:
-    from llmft.reporting.console import console
-
     for source in sources:  # task.data.sources: what each gave the train split
         asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows_asked']} rows asked" if "rows_asked" in source else "all rows"
         tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""

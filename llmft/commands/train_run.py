@@ -13,9 +13,9 @@ from llmft.config import TrainConfig
 from llmft.data import streaming
 from llmft.engine.evaluation import gathered_metrics
 from llmft.engine.loop import Hooks, LoopState
-from llmft.reporting.console import MetricsLog, track
-from llmft.runs.run_folder import RunFolder
+from llmft.reporting.console import MetricsLog, scalar_metrics, track
 from llmft.runs.checkpoint import read_training_state, restore_training_state, rng_state, save_model, save_training_state
+from llmft.runs.run_folder import RunFolder
 
 
 @dataclass
@@ -95,8 +95,6 @@ class TrainRun:
 
 def source_metrics(parts: Any, model: Any, kind: str, shard: Any, trainer: Any) -> dict[str, Any]:
     """task.data.sources: the metrics of each source's own `kind` split (eval or test), keyed `<name>/<metric>`."""
-    from llmft.reporting.console import scalar_metrics
-
     out: dict[str, Any] = {}
     for role, loader in parts.source_loaders.items():
         if role.split("/", 1)[0] != kind:

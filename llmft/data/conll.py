@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from llmft.data.text_files import decode
 from llmft.errors import UserError
 
 TOKENS, TAGS = "tokens", "ner_tags"  # the columns a CoNLL file becomes (the Hugging Face conll2003 names)
@@ -49,8 +50,6 @@ def load_conll(files: dict[str, str]) -> Any:
     import pyarrow as pa
     from datasets import Dataset, DatasetDict
     from datasets.table import InMemoryTable
-
-    from llmft.data.text_files import decode
 
     out = {}
     for split, path in files.items():

@@ -6,14 +6,15 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from llmft.data import chat_files
+from llmft.config import ROW_FORMATS, DataConfig, EmptyTexts
+from llmft.data import chat_files, json_records, load_errors, nested_fields
 from llmft.data import files as data_files
-
-from llmft.data import json_records, load_errors, nested_fields
 from llmft.data.columns import ROW_COLUMN  # noqa: F401  (re-exported: other modules read it here)
-from llmft.config import ROW_FORMATS, DataConfig
-from llmft.errors import UserError
-from llmft.paths import resources_dir
+from llmft.data.conll import load_conll
+from llmft.data.quality import drop_exact_duplicates
+from llmft.data.text_files import load_text, sniff_format
+from llmft.errors import UserError, closest
+from llmft.paths import package_dir, resources_dir
 
 BUILTIN_PREFIX = "builtin:"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",
@@ -30,7 +31,6 @@ def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     if suffix in data_files.CONLL2003_ENDINGS:  # CoNLL-2003's eng.train, eng.testa, eng.testb
         return "conll"
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
-        from llmft.data.text_files import sniff_format
 
         return sniff_format(path)
     if suffix not in FORMATS:
@@ -92,12 +92,8 @@ def load_raw(cfg: DataConfig) -> Any:
             if chats is not None:
                 return chats
             if fmt == "text":
-                from llmft.data.text_files import load_text
-
                 return load_text(files, cfg.text_unit)
             if fmt == "conll":
-                from llmft.data.conll import load_conll
-
                 return load_conll(files)
             kwargs, rows = data_files.csv_options(files, cfg) if fmt == "csv" else ({}, {})
             raw = data_files.load_splits(fmt, files, **kwargs)
@@ -174,8 +170,6 @@ def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
     import os
     import sys
 
-    from llmft.data.quality import drop_exact_duplicates
-
     train, dropped = drop_exact_duplicates(train)
     if os.environ.get("RANK", "0") == "0":
         print(f"task.data.dedup: dropped {dropped} duplicate row(s) of split '{cfg.train_split}' before carving", file=sys.stderr)
@@ -184,8 +178,6 @@ def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:
     """Rows whose text is missing, empty or whitespace-only: dropped and counted, or an error (config)."""
-    from llmft.config import EmptyTexts
-
     def blank(row: dict[str, Any]) -> bool:
         return any(not isinstance(row[c], str) or not row[c].strip() for c in columns)
 
@@ -238,8 +230,6 @@ def check_columns(ds: Any, columns: list[str], where: str) -> None:
     names = [c for c in ds.column_names if c not in (ROW_COLUMN, LINE_COLUMN)]
     missing = [c for c in columns if c not in names]
     if missing:
-        from llmft.errors import closest
-
         hint = closest(missing[0], names)
         raise UserError(f"column '{missing[0]}' not found in {where}{hint}; columns: {', '.join(names)}")
 
@@ -262,8 +252,6 @@ def cached_map(ds: Any, function: Callable, key: str, tokenizer: Any, **kwargs: 
 def _tokenization_code() -> str:
     """A digest of llmft's tokenization code (the task modules and this one), read once per process."""
     import hashlib
-
-    from llmft.paths import package_dir
 
     digest = hashlib.sha256()
     for source in sorted((package_dir() / "tasks").glob("*.py")) + sorted((package_dir() / "data").glob("*.py")):

@@ -8,7 +8,7 @@ from typing import Any
 
 from llmft.config import DataConfig
 from llmft.data import loading as data
-from llmft.data import splits
+from llmft.data import mixing, splits, streaming
 from llmft.errors import UserError
 
 
@@ -26,11 +26,9 @@ def scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: st
     very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
     scored as it is: a named split, or every row of a single file given to eval."""
     if cfg.streaming and role != "train":  # the split files, or the head rows the stream held out
-        from llmft.data import streaming
 
         return streaming.open_stream(cfg)[0][role], f"the {role} rows held out of the stream {cfg.path}"
     if cfg.sources:  # each source re-carves its own splits (seeded), then they are joined as in training
-        from llmft.data import mixing
 
         return mixing.load_splits(cfg, lambda train: None)[0][role], f"the {role} rows of {len(cfg.sources)} task.data.sources"
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]

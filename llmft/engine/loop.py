@@ -19,11 +19,12 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtim
 import torch
 
 from llmft.config import MetricMode, NonFinite, PrecisionMode, TrainerConfig
+from llmft.data.packing import packed_volume
 from llmft.engine.distributed import Dist
 from llmft.engine.log_window import LogWindow
-from llmft.errors import UserError
 from llmft.engine.precision import Precision
 from llmft.engine.strategy import SingleProcess, Strategy
+from llmft.errors import UserError
 from llmft.reporting.console import TrainingProgress, scalar_metrics, training_progress
 
 Batch = dict[str, torch.Tensor]
@@ -148,8 +149,6 @@ def batch_volume(batch: Batch) -> tuple[int, int]:
     in them (where positions restart, padding segments excluded); tokens are the non-padding input tokens (0 when the
     batch has no input ids). A row is a row: a batch that stacks several texts per row in its inputs (an embedding
     pair: anchors, then positives) keeps one entry per row in its other fields, so rows are the shortest first dim."""
-    from llmft.data.packing import packed_volume
-
     if "position_ids" in batch and "labels" in batch:
         return packed_volume(batch)
     rows = min((int(v.shape[0]) for v in batch.values() if getattr(v, "ndim", 0) > 0), default=0)

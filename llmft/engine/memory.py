@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from llmft.errors import UserError
+
 GIB = 2**30
 BACKWARD_TEMPORARIES = 1.35  # measured peak / (base + state + saved activations), rounded up (bench/BENCHMARKS.md)
 FIXED_TEMPORARIES = 0.05 * GIB  # allocator slack and transients that do not scale with rows (calibrated: bench/BENCHMARKS.md)
@@ -167,8 +169,6 @@ def fit_batch(estimate: MemoryEstimate, batch_size: int, device: torch.device, b
               asked: Optional[int]) -> int:
     """Rows per forward pass: `asked` (trainer.micro_batch_size) if given and it fits what the device has; else all of
     `batch_size` when it fits the budget, or its largest divisor that does. One line (UserError) when nothing fits."""
-    from llmft.errors import UserError
-
     budget = int(budget_gib * GIB) if budget_gib else default_budget(device)
     reachable = available_bytes(device)
     rows = asked or micro_batch(estimate, batch_size, budget)

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from llmft.config import OptimizerConfig, OptimizerName, SchedulerConfig, SchedulerName
+from llmft.errors import UserError
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -43,8 +44,6 @@ def _adamw8bit(groups: list[dict], lr: float, betas: tuple[float, float], eps: f
     try:
         import bitsandbytes as bnb
     except ImportError as ex:
-        from llmft.errors import UserError
-
         raise UserError('optimizer=adamw8bit needs bitsandbytes: pip install "llmft[qlora]"') from ex
     return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 

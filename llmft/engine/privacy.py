@@ -21,6 +21,7 @@ import torch
 
 from llmft.config import FinetuneMethod, PrecisionMode, PrivacyConfig, TrainConfig
 from llmft.errors import UserError
+from llmft.reporting.console import console
 
 REFUSED = "privacy.epsilon (DP-SGD, Opacus)"
 
@@ -114,8 +115,6 @@ def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, confi
 
 def save_spent(manifest_path: Path, private: PrivateTraining, steps: int) -> dict[str, Any]:
     """The epsilon the run spent: printed, and saved in run.json under `privacy`; returns the record."""
-    from llmft.reporting.console import console
-
     record = private.record(steps)
     manifest = json.loads(manifest_path.read_text())
     manifest["privacy"] = record

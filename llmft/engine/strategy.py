@@ -12,6 +12,9 @@ import torch
 
 from llmft import config
 from llmft.engine.distributed import Dist
+from llmft.errors import UserError
+from llmft.models.finetune import _layers
+from llmft.runs.checkpoint import load_weights
 
 LOCAL_FORMAT = "torch"  # optimizer.state_dict(): parameters by index, as a plain module holds them
 FULL_FORMAT = "full-by-name"  # every parameter's state gathered from the shards, keyed by parameter name
@@ -101,8 +104,6 @@ class FullyShardedDataParallel:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.distributed.fsdp import fully_shard
 
-        from llmft.models.finetune import _layers
-
         for layer in _layers(model):
             fully_shard(layer)
         fully_shard(model)
@@ -152,15 +153,12 @@ def build_strategy(kind: config.Strategy, dist: Dist) -> Strategy:
 def _check_format(strategy: Strategy, folder: Path, state: dict[str, Any]) -> None:
     if state.get("optimizer_format", LOCAL_FORMAT) != strategy.optimizer_format:
         written = "an FSDP run" if strategy.optimizer_format == LOCAL_FORMAT else "a run without FSDP"
-        from llmft.errors import UserError
 
         raise UserError(f"{folder} was written by {written}; resume it with the trainer.strategy it was trained with")
 
 
 def _load_local(strategy: Strategy, model: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path,
                 state: dict[str, Any]) -> None:
-    from llmft.runs.checkpoint import load_weights
-
     _check_format(strategy, folder, state)
     load_weights(folder, strategy.unwrap(model))
     optimizer.load_state_dict(state["optimizer"])

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from llmft.errors import UserError
 from llmft.evaluation.calibration import expected_calibration_error
 
 
@@ -62,7 +63,6 @@ def load_hub_metrics(names: Sequence[str]) -> list[Any]:
     """Metrics from the `evaluate` hub by name, loaded up front so a bad name fails before training."""
     if not names:
         return []
-    from llmft.errors import UserError
 
     try:
         import evaluate

@@ -14,6 +14,8 @@ import string
 from collections import Counter
 from typing import Any, Sequence
 
+from llmft.errors import UserError
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # Abbreviations after which a period does not end a sentence (lower case, without their final period); single-letter
 # initials ("J. R. R. Tolkien") are recognised by punkt itself.
@@ -50,8 +52,6 @@ def check_bleu_tokenizer(tokenize: str) -> None:
     """Build sacrebleu's BLEU tokenizer `tokenize` now, so a missing extra (MeCab for `ja-mecab`, sentencepiece for
     `flores200`) or a model download that needs the network fails before training, not at its first eval."""
     from sacrebleu.metrics.bleu import BLEU
-
-    from llmft.errors import UserError
 
     try:
         BLEU(tokenize=tokenize)

@@ -16,6 +16,7 @@ from llmft.deploy_config import ExportQuantize
 from llmft.errors import UserError
 from llmft.export.heads import Head
 from llmft.export.source import Source
+from llmft.export.verify import torch_runner
 
 GGUF_FILE = "model.gguf"
 ARCHITECTURES = ("llama",)  # model_type values written as llama.cpp's `llama` architecture
@@ -118,8 +119,6 @@ def gguf_runner(path: Path, head: Head) -> Any:
     """The GGUF as transformers loads it (dequantized to fp32), as a verification Runner."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from llmft.export.verify import torch_runner
 
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
     return torch_runner(model, head)

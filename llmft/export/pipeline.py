@@ -10,8 +10,20 @@ from typing import Any, Callable
 
 from llmft.deploy_config import ExportConfig, ExportFormat, ExportQuantize
 from llmft.errors import UserError
+from llmft.export.gguf import check_gguf, gguf_runner, write_gguf
+from llmft.export.merged import check_adapter, load_merged, write_merged
+from llmft.export.onnx import export_onnx, onnx_session
+from llmft.export.quantize import quantize_int8
 from llmft.export.source import Source
-from llmft.export.verify import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_AGREEMENT_QUANTIZED, Runner, Verification, torch_runner, verify
+from llmft.export.verify import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_AGREEMENT_QUANTIZED,
+    Runner,
+    Verification,
+    onnx_runner,
+    torch_runner,
+    verify,
+)
 
 EXPORT_JSON = "export.json"
 
@@ -23,28 +35,19 @@ def default_output(run_dir: Path, config: ExportConfig) -> Path:
 
 
 def _onnx(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runner]:
-    from llmft.export.onnx import export_onnx, onnx_session
-    from llmft.export.verify import onnx_runner
-
     names = source.input_names()
     path = export_onnx(source.plain_model(), source.tokenizer, source.head, names, out, config.opset)
     if config.quantize is ExportQuantize.int8:
-        from llmft.export.quantize import quantize_int8
-
         quantize_int8(path)
     return lambda: onnx_runner(onnx_session(path))
 
 
 def _merged(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runner]:
-    from llmft.export.merged import load_merged, write_merged
-
     write_merged(source, out)
     return lambda: torch_runner(load_merged(out, source.task.auto_class_name), source.head)
 
 
 def _gguf(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runner]:
-    from llmft.export.gguf import gguf_runner, write_gguf
-
     path = write_gguf(source, out, config.quantize)
     return lambda: gguf_runner(path, source.head)
 
@@ -52,12 +55,8 @@ def _gguf(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runne
 def check_supported(source: Source, config: ExportConfig) -> None:
     """Refuse, before any file is touched, a format this run cannot take (one line)."""
     if config.format is ExportFormat.gguf:
-        from llmft.export.gguf import check_gguf
-
         check_gguf(source)
     elif config.format is ExportFormat.merged:
-        from llmft.export.merged import check_adapter
-
         check_adapter(source)
 
 

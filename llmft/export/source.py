@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from llmft.config import TrainConfig
+from llmft.data import loading as data
 from llmft.export.heads import Head, head_for
+from llmft.models import backbone
+from llmft.tasks import get_task
 
 
 @dataclass
@@ -49,9 +52,6 @@ class Source:
 
 def load_source(run_dir: Path, saved: TrainConfig, folder: Path) -> Source:
     """Load the checkpoint with the run's task (its head, its label ids) and the checkpoint's tokenizer."""
-    from llmft.models import backbone
-    from llmft.tasks import get_task
-
     task = get_task(saved.task)
     head = head_for(task.auto_class_name)  # refuse seq2seq before loading anything big
     model = backbone.load_finetuned(task.auto_class_name, folder)
@@ -64,8 +64,6 @@ def load_source(run_dir: Path, saved: TrainConfig, folder: Path) -> Source:
 def test_batches(source: Source, dataset: Any, rows: int, batch_size: int) -> list[dict[str, Any]]:
     """The first `rows` of `dataset` (the run's own test rows, as `llmft eval` scores them) prepared by the run's task,
     as padded batches of the model's inputs (numpy int64)."""
-    from llmft.data import loading as data
-
     dataset = dataset.select(range(min(rows, len(dataset))))
     features = source.task.prepare({"test": dataset}, source.tokenizer, source.saved.model.max_length)["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)

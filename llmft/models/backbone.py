@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from llmft.config import ModelConfig
-from llmft.errors import UserError
+from llmft.errors import UserError, closest
+from llmft.models import temperature
+from llmft.models.builtin import BUILTIN_MODELS, tiny_config
+from llmft.models.finetune import dropout_overrides
+from llmft.models.student import shrink
+from llmft.reporting.console import plain
+from llmft.runs.checkpoint import check_weights, refused_pickle
 
 BUILTIN_PREFIX = "builtin:"
 log = logging.getLogger(__name__)
@@ -27,12 +33,8 @@ FITTING_MODELS = {
 
 
 def _builtin(name: str) -> tuple[str, str | None]:
-    from llmft.models.builtin import BUILTIN_MODELS
-
     key = name[len(BUILTIN_PREFIX):]
     if key not in BUILTIN_MODELS:
-        from llmft.errors import closest
-
         raise UserError(f"unknown builtin model '{name}'{closest(key, BUILTIN_MODELS)}; builtins: {', '.join(BUILTIN_MODELS)}")
     tokenizer_fn, weights_fn = BUILTIN_MODELS[key]
     return tokenizer_fn(), (weights_fn() if weights_fn else None)
@@ -40,8 +42,6 @@ def _builtin(name: str) -> tuple[str, str | None]:
 
 def is_random(cfg: ModelConfig) -> bool:
     """A builtin test model built from a config (no pretrained weights to reload an adapter onto)."""
-    from llmft.models.builtin import BUILTIN_MODELS
-
     key = cfg.name_or_path[len(BUILTIN_PREFIX):]
     return cfg.name_or_path.startswith(BUILTIN_PREFIX) and key in BUILTIN_MODELS and BUILTIN_MODELS[key][1] is None
 
@@ -104,8 +104,6 @@ def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelC
         head = getattr(transformers, head)
     model = _load_with_head(head, weights, tokenizer, cfg, head_kwargs, load_kwargs or {})
     if cfg.keep_layers is not None or cfg.num_layers is not None:
-        from llmft.models.student import shrink
-
         kept = shrink(model, cfg.keep_layers, cfg.num_layers)
         log.info(f"student: layers {kept} of the backbone kept")
     if model.config.pad_token_id is None:
@@ -115,12 +113,8 @@ def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelC
 
 def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, head_kwargs: dict[str, Any],
                     load_kwargs: dict[str, Any]) -> Any:
-    from llmft.models.finetune import dropout_overrides
-
     try:
         if weights is None:
-            from llmft.models.builtin import tiny_config
-
             config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
             if cfg.dropout is not None:
                 head_kwargs.update(dropout_overrides(config, cfg.dropout))
@@ -167,8 +161,6 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
 
     try:
         if weights is None:
-            from llmft.models.builtin import tiny_config
-
             config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
         else:
             from transformers import AutoConfig
@@ -203,16 +195,12 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     """A fine-tuned checkpoint folder (save_pretrained format) with its head; never runs remote code."""
     import transformers
 
-    from llmft.runs.checkpoint import check_weights, refused_pickle
-
     folder = Path(folder)
     # a truncated or garbled weights file: one line naming it, not safetensors' traceback
     fix = "restore it from a copy, or choose another checkpoint (checkpoint=best|last|<folder>)"
     check_weights(folder, fix)
     try:
         if (folder / "adapter_config.json").is_file():
-            from llmft.models import temperature
-
             return temperature.attach(_load_adapter(getattr(transformers, auto_class_name), folder), folder)
         if not (folder / "config.json").is_file():
             raise UserError(f"{folder} is not a model checkpoint (no config.json)")
@@ -224,7 +212,6 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
     except (OSError, ValueError) as ex:
         raise _load_error("checkpoint", str(folder), ex) from ex
     _note_loading(info, f"not in the checkpoint {folder}: random")
-    from llmft.models import temperature
 
     return temperature.attach(model, folder)  # task.calibrate=true: the fitted temperature saved with the checkpoint
 
@@ -248,8 +235,6 @@ class _HeldReport(logging.Filter):
 def _load_report() -> Iterator[None]:
     """Hold the load report of a `from_pretrained` call; show it (without colour codes) only if the load fails, as the
     failure's explanation (transformers raises "look at the above report")."""
-    from llmft.reporting.console import plain
-
     logger, held = logging.getLogger("transformers.modeling_utils"), _HeldReport()
     logger.addFilter(held)
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from llmft.errors import UserError
+from llmft.models.smollm2 import converted_path
 from llmft.paths import resources_dir
 
 CHATML_TEMPLATE = (
@@ -33,8 +34,6 @@ def minilm_path() -> str:
 
 
 def smollm2_path() -> str:
-    from llmft.models.smollm2 import converted_path
-
     return str(converted_path())
 
 

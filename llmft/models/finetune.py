@@ -11,6 +11,7 @@ import torch
 
 from llmft.config import FinetuneConfig, FinetuneMethod
 from llmft.errors import UserError
+from llmft.models.quantized import prepare_for_adapters
 
 DROPOUT_FIELDS = (
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout", "attention_dropout",
@@ -88,8 +89,6 @@ def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: st
     if cfg.neftune_alpha:
         add_neftune(model, cfg.neftune_alpha)
     if cfg.method is FinetuneMethod.qlora:
-        from llmft.models.quantized import prepare_for_adapters
-
         model = prepare_for_adapters(model, gradient_checkpointing)
         return apply_lora(model, cfg, peft_task_type)  # already on its device (loaded there)
     if gradient_checkpointing:

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from llmft.errors import UserError
+
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -21,7 +23,6 @@ def read(folder: Path) -> Optional[float]:
     path = Path(folder) / CALIBRATION_FILE
     if not path.is_file():
         return None
-    from llmft.errors import UserError
 
     try:
         temperature = float(json.loads(path.read_text())["temperature"])

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from llmft.errors import UserError
 from llmft.runs.run_folder import RunFolder
 
 
@@ -43,8 +44,6 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
     swap leaves no `target`; `recover_swap` puts the newest whole copy back.
     """
     import errno
-
-    from llmft.errors import UserError
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=RunFolder.swap_temp_prefix(target), dir=target.parent))
@@ -131,8 +130,6 @@ def check_weights(folder: Path, fix: str) -> None:
     safetensors checks the header covers the whole file)."""
     from safetensors import SafetensorError, safe_open
 
-    from llmft.errors import UserError
-
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
             with safe_open(str(path), "pt") as weights:
@@ -151,8 +148,6 @@ def load_state_file(path: Path, fix: str) -> dict[str, Any]:
     code is refused in one line naming it."""
     import pickle
 
-    from llmft.errors import UserError
-
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as ex:
@@ -164,8 +159,6 @@ def load_state_file(path: Path, fix: str) -> dict[str, Any]:
 def refused_pickle(path: Path, ex: Exception, fix: str) -> Exception:
     """The one-line error for a pickle `torch.load(weights_only=True)` refused (`ex`): one that holds code, or a damaged
     one. `path` may be a checkpoint folder (transformers or peft loaded one of its *.bin files): the file is found."""
-    from llmft.errors import UserError
-
     if Path(path).is_dir():
         files = sorted(Path(path).glob("*.bin"))
         path = next((f for f in files if _pickled_callables(f)), files[0] if files else path)
@@ -326,8 +319,6 @@ def _is_tied(model: Any, name: str, missing: set[str]) -> bool:
 def read_training_state(folder: Path) -> dict[str, Any]:
     """The trainer state of a resumable checkpoint (optimizer, scheduler, scaler, RNG, loop position), after checking
     its files: a missing, damaged or code-holding file is refused in one line naming it."""
-    from llmft.errors import UserError
-
     state_file = RunFolder.trainer_state(folder)
     if not state_file.is_file():
         raise UserError(f"{folder} has no trainer_state.pt: not a resumable checkpoint")
@@ -342,8 +333,6 @@ def read_training_state(folder: Path) -> dict[str, Any]:
 def load_weights(folder: Path, model: Any) -> None:
     """A checkpoint's weights (or its LoRA adapter) into a whole model; a mismatch is refused naming the keys."""
     from safetensors.torch import load_file
-
-    from llmft.errors import UserError
 
     adapter = folder / "adapter_model.safetensors"
     if adapter.is_file():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from llmft.errors import UserError
+from llmft.runs.checkpoint import check_weights, recover_swap, resume_fix, swap_leftover
 from llmft.runs.run_folder import RunFolder
 
 ALLOWED_WITH_RESUME = ("trainer.resume", "trainer.progress", "trainer.device")
@@ -19,8 +20,6 @@ ALLOWED_WITH_RESUME = ("trainer.resume", "trainer.progress", "trainer.device")
 
 def is_resumable(run_dir: Path) -> bool:
     """A run with checkpoints/last, or with what a kill in the middle of its swap left (see `repair`)."""
-    from llmft.runs.checkpoint import swap_leftover
-
     last = RunFolder(run_dir).last
     leftover = swap_leftover(last)
     return RunFolder.trainer_state(last).is_file() or (leftover is not None and RunFolder.trainer_state(leftover).is_file())
@@ -50,8 +49,6 @@ def find_run(resume: str, runs_root: Path) -> Optional[Path]:
 def repair(run: RunFolder) -> None:
     """Before a resume, under the run's lock: finish checkpoint swaps a kill interrupted, and refuse damaged files with
     one line naming the file (before hours of training would end in a traceback)."""
-    from llmft.runs.checkpoint import check_weights, recover_swap, resume_fix
-
     for folder in (run.last, run.best):
         source = recover_swap(folder)
         if source is not None:

@@ -14,12 +14,16 @@ from typing import Any, AsyncIterator, Hashable, Optional, Protocol
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
+from llmft.config import GenerationConfig
+from llmft.data.chat_formats import normalize_turn
+from llmft.errors import UserError
+from llmft.evaluation.generation import cut_at_stop
 from llmft.serving import schemas, structured, tools
 from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers
 from llmft.serving.metrics import Metrics
-from llmft.config import GenerationConfig
 from llmft.serving.served_model import GenerationWork, generation_for
+
 
 class Served(Protocol):
     """What the app asks of a served model: ServedModel (PyTorch) and OnnxModel (an ONNX export) answer it."""
@@ -187,9 +191,6 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
 def _chat_work(served: Served, body: schemas.ChatCompletionRequest) -> GenerationWork:
     """A chat request as work: its turns normalized as training reads them, its tools checked against the model's
     chat template, its response_format or forced tool call as a grammar constraint."""
-    from llmft.data.chat_formats import normalize_turn
-    from llmft.errors import UserError
-
     given = tools.checked_tools(body.tools, body.tool_choice, served.chat_template, served.name)
     if given and body.stream and body.tool_choice != "none":
         raise ServeError(400, "tool calls are not streamed by llmft serve; send stream=false", param="tools",
@@ -307,8 +308,6 @@ async def _events(model_id: str, metrics: Metrics, work: GenerationWork, future:
 def shown_so_far(raw: str, stops: list[str]) -> str:
     """The part of a growing generation that is final: before any stop string, without leading whitespace, holding back
     trailing whitespace and a tail that may begin a stop string (both may still be cut)."""
-    from llmft.evaluation.generation import cut_at_stop
-
     text = cut_at_stop(raw, stops).lstrip()
     if len(cut_at_stop(raw, stops)) == len(raw):
         for stop in stops:

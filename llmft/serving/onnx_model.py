@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Optional
 
+from llmft import tasks
 from llmft.config import GenerationConfig, TrainConfig
 from llmft.errors import UserError
 from llmft.serving.served_model import check_single_text, refuse_too_long
+from llmft.tasks.classification import classify_with
 
 EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
 MODEL_FILE = "model.onnx"
@@ -101,8 +103,6 @@ class OnnxModel:
 
     def classify_batch(self, texts: list[str]) -> list[Any]:
         """Label and probabilities of each text, or the ServeError of a text longer than the model takes."""
-        from llmft.tasks.classification import classify_with
-
         results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
             predictions = classify_with(self.logits, self.id2label, self.tokenizer, [[texts[i]] for i in valid],
@@ -119,8 +119,6 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
     """The run's verified ONNX export as a served model; a decoder (or another head) is refused in one line."""
     import onnxruntime as ort
     from transformers import AutoConfig, AutoTokenizer
-
-    from llmft import tasks
 
     task = tasks.get_task(saved.task)
     if task.auto_class_name == "AutoModelForCausalLM":

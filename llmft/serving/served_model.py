@@ -11,7 +11,10 @@ from typing import Any, Callable, Hashable, Optional
 
 from llmft.config import GenerationConfig
 from llmft.errors import UserError
+from llmft.evaluation.generation import eos_ids, generate_choices
 from llmft.serving.errors import ServeError
+from llmft.tasks.classification import classify
+from llmft.tasks.text_common import generation_text
 
 GENERATIVE = ("text-generation", "text2text-generation")
 CLASSIFYING = ("text-classification",)
@@ -113,8 +116,6 @@ class ServedModel:
     def prompt_text(self, work: GenerationWork) -> str:
         """The text the model continues: a chat rendered by the chat template, or a prompt built as `llmft generate`
         builds it (task.prompt_template, then the chat template when the run trained with one)."""
-        from llmft.tasks.text_common import generation_text
-
         if work.messages is None:
             return generation_text(self.task, work.prompt or "")
         if self.chat:
@@ -168,8 +169,6 @@ class ServedModel:
         result is a dict of choices (generation.Choice) and token counts, or the ServeError of its request."""
         import torch
 
-        from llmft.evaluation.generation import generate_choices
-
         results: list[Any] = [None] * len(works)
         prompts: dict[int, tuple[str, int]] = {}
         for i, work in enumerate(works):
@@ -213,7 +212,6 @@ class ServedModel:
 
     def processors(self, constraint: Optional[tuple[str, str]]) -> Optional[Callable[[], list[Any]]]:
         """Fresh logits processors for each batch's decoding under the constraint's grammar (None: unconstrained)."""
-        from llmft.evaluation.generation import eos_ids
         from llmft.serving import structured
 
         if constraint is None:
@@ -246,8 +244,6 @@ class ServedModel:
     # --- classification -------------------------------------------------------------------
     def classify_batch(self, texts: list[str]) -> list[Any]:
         """Label and probabilities of each text (tasks.classification.classify, as `llmft generate` on a classifier)."""
-        from llmft.tasks.classification import classify
-
         results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
             predictions = classify(self.model, self.tokenizer, [[texts[i]] for i in valid], self.max_batch_size, self.max_length,

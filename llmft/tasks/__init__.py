@@ -8,7 +8,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from llmft.config import TaskConfig
-from llmft.errors import UserError
+from llmft.errors import UserError, closest
 from llmft.tasks import options
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ def family(name: Any) -> Family:
     """The registry entry for `name`; an unknown one is a one-line error."""
     name = str(name)
     if name not in FAMILIES:
-        from llmft.errors import closest
-
         raise UserError(f"unknown task.family '{name}'{closest(name, FAMILIES)}; choose one of: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, runtime_checkable
 
 from llmft.config import GenerationConfig, TaskConfig
+from llmft.errors import UserError
 
 if TYPE_CHECKING:  # torch stays out of CLI start-up
     import torch
@@ -145,8 +146,6 @@ class ClassProbabilities(Protocol):
 def check_class_probabilities(task: Any, what: str) -> None:
     """Refuse in one line a method (`what`) that needs class probabilities on a family that does not give them."""
     if not isinstance(task, ClassProbabilities):
-        from llmft.errors import UserError
-
         raise UserError(f"{what} needs class probabilities (families classification, multiple_choice); "
                         f"task.family={task.cfg.family} does not give them")
 
@@ -166,8 +165,6 @@ class Distills(Protocol):
 def check_distills(task: Any) -> None:
     """Refuse in one line finetune=distill on a family that has no teacher term."""
     if not isinstance(task, Distills):
-        from llmft.errors import UserError
-
         raise UserError(f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
                         f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term")
 

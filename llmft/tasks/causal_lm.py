@@ -3,27 +3,36 @@ continued pre-training, and prompted summarization / translation / generative QA
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import functools
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
 
 from llmft.config import Side
-from llmft.tasks.options import TextGenerationOptions, Thinking
 from llmft.data import chat_formats, chat_templates
 from llmft.data.chat_formats import RowFormat
 from llmft.data.loading import cached_map, check_columns, row_origin, split_source
 from llmft.data.mixing import SOURCE_COLUMN, count_and_drop
-from llmft.errors import UserError
-from llmft.tasks.text_common import (check_text_metric, IGNORE, Example, chat_messages, generative_metrics, generative_partial, generative_predict,
-                                     template_fields, to_example)
+from llmft.data.packing import group_texts, pack
+from llmft.data.truncation import bounded_encoding
 from llmft.engine.distill_loss import Distillation, token_distill_sum
 from llmft.engine.token_loss import token_loss_sum
-from llmft.data.truncation import bounded_encoding
+from llmft.errors import UserError
 from llmft.tasks.base import PlainHead
-from llmft.tasks.text_common import renders_chat
-
+from llmft.tasks.options import TextGenerationOptions, Thinking
+from llmft.tasks.text_common import (
+    IGNORE,
+    Example,
+    chat_messages,
+    check_text_metric,
+    generative_metrics,
+    generative_partial,
+    generative_predict,
+    renders_chat,
+    template_fields,
+    to_example,
+)
 
 
 def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: Optional[list[Any]] = None
@@ -193,8 +202,6 @@ class CausalLMTask(PlainHead):
 
     def chunk(self, ds: Any, role: str) -> Any:
         """One split as max_length blocks of its concatenated documents (packing.group_texts); counts in data_stats."""
-        from llmft.data.packing import group_texts
-
         if self.tokenizer.eos_token_id is None:
             raise UserError("raw text is cut into blocks with EOS between documents, but the tokenizer has no EOS token")
         column = self.cfg.response_column or self.cfg.data.text_columns[0]
@@ -240,8 +247,6 @@ class CausalLMTask(PlainHead):
             if role == "train":
                 self.check_prompt_agreement(ds[0], out[role][0]["input_ids"])
             if role == "train" and self.cfg.packing:
-                from llmft.data.packing import pack
-
                 out[role] = pack(out[role], max_length)
                 self.data_stats[role]["packed_rows"] = len(out[role])
         return out

@@ -9,19 +9,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.data import shapes as data_shapes
 from llmft.config import DataConfig, Side
-from llmft.tasks.options import ClassificationOptions
+from llmft.data import shapes as data_shapes
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.mixing import SOURCE_COLUMN, count_and_drop
 from llmft.data.nested_fields import lookup
-from llmft.engine.distributed import Dist
-from llmft.engine.distill_loss import Distillation, teacher_logits
-from llmft.errors import UserError
-from llmft.engine.precision import Precision
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+from llmft.engine.distill_loss import Distillation, teacher_logits
+from llmft.engine.distributed import Dist
+from llmft.engine.precision import Precision
+from llmft.errors import UserError
+from llmft.evaluation.metrics import classification_metrics, hub_metric_values, load_hub_metrics
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
+from llmft.tasks.ensemble import average_probability_partials, mean_of
+from llmft.tasks.options import ClassificationOptions
 
 
 def _check_label_types(ds: Any, role: str, cfg: DataConfig) -> None:
@@ -94,8 +97,6 @@ class ClassificationTask:
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # per split: dropped_empty, truncated
 
     def __post_init__(self) -> None:
-        from llmft.evaluation.metrics import load_hub_metrics
-
         self.hub_metrics = load_hub_metrics(self.cfg.hub_metrics)
 
     eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
@@ -250,8 +251,6 @@ class ClassificationTask:
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """Loss and classification metrics over every shard's partial."""
-        from llmft.evaluation.metrics import classification_metrics
-
         n = sum(p["n"] for p in partials)
         if n == 0:
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
@@ -259,8 +258,6 @@ class ClassificationTask:
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
         metrics = classification_metrics(y_true, y_prob, self.label_names)
         if self.hub_metrics:
-            from llmft.evaluation.metrics import hub_metric_values
-
             metrics.update(hub_metric_values(self.hub_metrics, y_prob.argmax(axis=1).tolist(), y_true.tolist()))
         metrics["loss"] = sum(p["loss"] for p in partials) / n
         metrics["samples"] = n
@@ -274,15 +271,11 @@ class ClassificationTask:
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their class probabilities averaged."""
-        from llmft.tasks.ensemble import average_probability_partials
-
         return average_probability_partials(members)
 
     @staticmethod
     def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Each row with the members' mean probabilities, and the label and score they give."""
-        from llmft.tasks.ensemble import mean_of
-
         out = []
         for row, probs in zip(members[0], mean_of(members, "probabilities")):
             best = max(probs, key=probs.__getitem__)
@@ -302,8 +295,6 @@ class ClassificationTask:
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""
-        from llmft.data.jsonl_input import read_jsonl
-
         columns = list(self.data.text_columns)
         if request.prompt is not None:
             if len(columns) != 1:

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from llmft.config import Side
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import row_origin, split_source
 from llmft.data.truncation import encode_rows
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
+from llmft.evaluation.embedding_metrics import MRR_AT, RECALL_AT, retrieval_metrics, similarity_metrics
 from llmft.tasks.base import PlainHead, PredictRequest
 from llmft.tasks.options import EmbeddingLoss, EmbeddingOptions
 
@@ -112,8 +114,6 @@ class EmbeddingTask(PlainHead):
 
     def _check_select_metric(self, kinds: set[int]) -> None:
         """Refuse before training a selection metric the eval split cannot give."""
-        from llmft.evaluation.embedding_metrics import MRR_AT, RECALL_AT
-
         given = {"spearman", "pearson"} if SCORED in kinds else set()
         given |= {*(f"recall@{k}" for k in RECALL_AT), f"mrr@{MRR_AT}"} if PAIR in kinds else set()
         metric = self.cfg.select_metric
@@ -258,8 +258,6 @@ class EmbeddingTask(PlainHead):
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """Spearman/Pearson over every shard's scored pairs; recall@k and MRR@10 of every query over every document."""
-        from llmft.evaluation.embedding_metrics import retrieval_metrics, similarity_metrics
-
         metrics: dict[str, Any] = {}
         cosine = np.concatenate([x for p in partials for x in p["cosine"]] or [np.zeros(0)])
         if len(cosine):
@@ -280,8 +278,6 @@ class EmbeddingTask(PlainHead):
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each text's embedding; for a pair (prompt "a ||| b", or input rows with text1 and text2) their cosine
         similarity. Input rows with `text` are embedded."""
-        from llmft.data.jsonl_input import read_jsonl
-
         if request.prompt is not None:
             parts = [p.strip() for p in request.prompt.split(PAIR_SEPARATOR)]
             if len(parts) > 2 or not all(parts):

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.tasks.options import ExtractiveQAOptions
-from llmft.data.loading import check_columns, split_source
+from llmft.data.jsonl_input import read_jsonl
+from llmft.data.loading import check_columns, make_loader, split_source
 from llmft.engine.distributed import Dist
-from llmft.errors import UserError
 from llmft.engine.precision import Precision
+from llmft.errors import UserError
+from llmft.evaluation.text_metrics import squad_em_f1
 from llmft.models.eval_mode import eval_mode
-from llmft.tasks.base import PredictRequest
-from llmft.tasks.base import PlainHead
+from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.options import ExtractiveQAOptions
 
 COLUMNS = ("question", "context", "answers")
 
@@ -112,8 +113,6 @@ class ExtractiveQATask(PlainHead):
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """SQuAD EM/F1 over the examples whose windows were all scored (limit_eval_batches may cut some)."""
-        from llmft.evaluation.text_metrics import squad_em_f1
-
         predictions = self.postprocess(role, {w: pair for p in partials for w, pair in p["logits"].items()})
         scored = sorted(predictions)
         rows = self.rows[role]
@@ -125,8 +124,6 @@ class ExtractiveQATask(PlainHead):
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each {question, context} row of the input file with its `answer`."""
-        from llmft.data.jsonl_input import read_jsonl
-
         if request.input is None:
             raise UserError("extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields")
         rows = read_jsonl(request.input, ["question", "context"])
@@ -137,8 +134,6 @@ class ExtractiveQATask(PlainHead):
     def answer(self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
         """Answer text for each {question, context} row ('' when the model says it is unanswerable)."""
         from datasets import Dataset
-
-        from llmft.data.loading import make_loader
 
         blank = [{"question": r["question"], "context": r["context"], "answers": {"text": [], "answer_start": []}} for r in rows]
         features = self.prepare({"predict": Dataset.from_list(blank)}, tokenizer, self.max_length)["predict"]

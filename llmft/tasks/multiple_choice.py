@@ -14,14 +14,17 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig
 from llmft.data import shapes as data_shapes
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import encode_rows
-from llmft.engine.distributed import Dist
 from llmft.engine.distill_loss import Distillation
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
+from llmft.evaluation.calibration import expected_calibration_error
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.ensemble import average_probability_partials, mean_of
 from llmft.tasks.options import MultipleChoiceOptions
 
 ENDINGS = "endings"  # the column the rows' endings are gathered into
@@ -221,7 +224,6 @@ class MultipleChoiceTask(PlainHead):
             raise UserError("evaluation saw no batches; check trainer.limit_eval_batches and the eval split")
         y_true = np.concatenate([x for p in partials for x in p["labels"]])
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
-        from llmft.evaluation.calibration import expected_calibration_error
 
         return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "ece": expected_calibration_error(y_true, y_prob),
                 "loss": sum(p["loss"] for p in partials) / n, "samples": n}
@@ -234,14 +236,10 @@ class MultipleChoiceTask(PlainHead):
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their choice probabilities averaged."""
-        from llmft.tasks.ensemble import average_probability_partials
-
         return average_probability_partials(members)
 
     def ensemble_predictions(self, members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Each row with the members' mean choice probabilities and the choice they give."""
-        from llmft.tasks.ensemble import mean_of
-
         out = []
         for number, (row, probs) in enumerate(zip(members[0], mean_of(members, "probabilities")), 1):
             given = {k: v for k, v in row.items() if k not in ("choice", "ending", "probabilities")}
@@ -257,8 +255,6 @@ class MultipleChoiceTask(PlainHead):
         if request.prompt is not None:
             rows = [_prompt_row(request.prompt, context)]
         else:
-            from llmft.data.jsonl_input import read_jsonl
-
             rows = read_jsonl(request.input, context)  # type: ignore[arg-type]
         model.eval()
         out = []

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Optional
 
 from llmft.config import BLEU_TOKENIZERS, ConfigError, Side, TaskConfig, TextMetric
+from llmft.errors import closest
 
 
 @dataclass
@@ -90,8 +91,6 @@ class TextGenerationOptions(TaskConfig):
         if self.chunk_text and self.packing:
             raise ConfigError("task.chunk_text=true fills every row already; task.packing=true needs task.chunk_text=false")
         if self.bleu_tokenize not in BLEU_TOKENIZERS:
-            from llmft.errors import closest
-
             raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
                               f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
 

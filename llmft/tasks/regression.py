@@ -13,14 +13,16 @@ import torch.nn.functional as F
 
 from llmft.config import DataConfig, Side, TaskConfig
 from llmft.data import shapes as data_shapes
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.nested_fields import lookup
 from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
-from llmft.engine.distributed import Dist
 from llmft.engine.distill_loss import Distillation
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.ensemble import average_prediction_partials, mean_of
 
 
 def to_scores(ds: Any, role: str, cfg: DataConfig) -> Any:
@@ -166,21 +168,15 @@ class RegressionTask(PlainHead):
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their scores averaged."""
-        from llmft.tasks.ensemble import average_prediction_partials
-
         return average_prediction_partials(members)
 
     @staticmethod
     def ensemble_predictions(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Each row with the members' mean score."""
-        from llmft.tasks.ensemble import mean_of
-
         return [{**row, "score": s} for row, s in zip(members[0], mean_of(members, "score"))]
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its predicted score."""
-        from llmft.data.jsonl_input import read_jsonl
-
         columns = list(self.data.text_columns)
         if request.prompt is not None:
             if len(columns) != 1:

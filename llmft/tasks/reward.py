@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from llmft.data.jsonl_input import read_jsonl
 from llmft.errors import UserError
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PlainHead
@@ -102,8 +103,6 @@ class RewardTask(PlainHead):
     def predict(self, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
         """Each row's reward: `prompt=` alone is scored as it stands; a file's rows with a completion (`completion`,
         or `chosen`/`rejected`) are scored as prompt + completion, as in training."""
-        from llmft.data.jsonl_input import read_jsonl
-
         self.tokenizer, self.max_length = tokenizer, request.max_length
         encoder = PairEncoder(tokenizer, request.max_length, self.cfg.use_chat_template, add_eos=False)
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, [])

@@ -8,14 +8,17 @@ from typing import Any, Iterable, Optional
 import torch
 
 from llmft.config import TextMetric
-from llmft.tasks.options import TextGenerationOptions
-from llmft.engine.distributed import Dist
-from llmft.errors import UserError
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.nested_fields import fill_template, lookup
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
-from llmft.models.eval_mode import eval_mode
 from llmft.engine.token_loss import IGNORE  # noqa: F401  (the families import it from here)
-
+from llmft.errors import UserError
+from llmft.evaluation import text_metrics
+from llmft.evaluation.generation import generate
+from llmft.evaluation.text_metrics import check_bleu_tokenizer, perplexity
+from llmft.models.eval_mode import eval_mode
+from llmft.tasks.options import TextGenerationOptions
 
 
 @dataclass
@@ -31,8 +34,6 @@ class Example:
 def check_text_metric(cfg: TextGenerationOptions) -> None:
     """Build the BLEU tokenizer a run will score with, so a missing extra fails before training."""
     if cfg.text_metric is TextMetric.bleu:
-        from llmft.evaluation.text_metrics import check_bleu_tokenizer
-
         check_bleu_tokenizer(cfg.bleu_tokenize)
 
 
@@ -73,8 +74,6 @@ def text_metric_values(metric: TextMetric, predictions: list[str], references: l
                        bleu_tokenize: str = "13a") -> dict[str, float]:
     """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
     sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
-    from llmft.evaluation import text_metrics
-
     firsts = [r[0] if r else "" for r in references]
     if metric is TextMetric.rouge:
         return text_metrics.rouge(predictions, firsts)
@@ -102,8 +101,6 @@ def loss_partial(model: Any, batches: Iterable[dict[str, torch.Tensor]], precisi
 
 def generation_partial(task: Any, model: Any, role: str, precision: Precision, dist: Optional[Dist] = None) -> dict[str, Any]:
     """Generate for this shard's share (every world-th) of the first `eval_generate_samples` rows of a split."""
-    from llmft.evaluation.generation import generate
-
     cfg: TextGenerationOptions = task.cfg
     dist = dist or Dist()
     examples = task.examples.get(role, [])[: cfg.eval_generate_samples]
@@ -125,8 +122,6 @@ def generative_partial(task: Any, model: Any, batches: Iterable[dict[str, torch.
 def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> dict[str, Any]:
     """Token-weighted loss and perplexity (exp of total loss / supervised tokens), and the text metric on the
     generated rows, over every shard's partial; keeps a sample table."""
-    from llmft.evaluation.text_metrics import perplexity
-
     total, tokens = sum(p["loss"] for p in partials), sum(p["tokens"] for p in partials)
     if tokens == 0:
         raise UserError("evaluation saw no supervised tokens; check the eval split and trainer.limit_eval_batches")
@@ -161,9 +156,6 @@ def generation_text(task: Any, prompt: str) -> str:
 def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
     """`llmft generate` for a generative family: prompts built as in training (template, chat template), generated in
     batches, each row returned with its `generation`; one prompt to the terminal streams."""
-    from llmft.data.jsonl_input import read_jsonl
-    from llmft.evaluation.generation import generate
-
     cfg: TextGenerationOptions = task.cfg
     task.tokenizer, task.max_length = tokenizer, request.max_length
     fields = template_fields(cfg.prompt_template)

@@ -9,15 +9,18 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from llmft.config import DataConfig
+from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import ROW_COLUMN, cached_map, check_columns, row_origin, split_source
 from llmft.data.text_files import TEXT_COLUMN
-from llmft.engine.distributed import Dist
 from llmft.engine.distill_loss import Distillation, teacher_logits
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
+from llmft.engine.token_loss import IGNORE
+from llmft.engine.token_loss import plain_cross_entropy_sum as token_loss_sum
 from llmft.errors import UserError
+from llmft.evaluation.entities import entity_metrics
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.options import TokenClassificationOptions
-from llmft.engine.token_loss import IGNORE, plain_cross_entropy_sum as token_loss_sum
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what the model is given (not labels, word_starts)
 
@@ -224,8 +227,6 @@ class TokenClassificationTask:
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """Entity-level precision/recall/F1 (micro and per type) and token accuracy by seqeval, and the loss per
         supervised sub-word, over every shard's sentences."""
-        from llmft.evaluation.entities import entity_metrics
-
         tokens = sum(p["tokens"] for p in partials)
         if tokens == 0:
             raise UserError("evaluation saw no tagged tokens; check trainer.limit_eval_batches and the eval split")
@@ -241,8 +242,6 @@ class TokenClassificationTask:
         text's own characters), start, end (character offsets), as the Hugging Face token-classification pipeline
         gives them."""
         from transformers import pipeline
-
-        from llmft.data.jsonl_input import read_jsonl
 
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
         # a word's tag was trained on its first sub-word: "first" reads it there; with every sub-word trained, "simple"
