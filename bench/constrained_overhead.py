@@ -46,7 +46,7 @@ def _timed(model, enc, processors, tokens=TOKENS, repeat=3):
 
 
 def _xgrammar(model, tokenizer):
-    from llmft.evaluation.generation import eos_ids
+    from llmft.inference.generation import eos_ids
     from llmft.serving.structured import Grammars
 
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Scenario 3, generation-based eval throughput: greedy continuations of the length-skewed corpus' prompts.
 
-llmft: `llmft.evaluation.generation.generate` (length-sorted batches, left padding). bare: the same batch size in data order.
+llmft: `llmft.inference.generation.generate` (length-sorted batches, left padding). bare: the same batch size in data order.
 trainer: what a Trainer user writes for generation eval, `model.generate` one prompt at a time."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ PROMPTS, BATCH, NEW_TOKENS = 128, 16, 32
 def run(impl: str, start: float) -> dict[str, Any]:
     from llmft.models import backbone
     from llmft.config import GenerationConfig
-    from llmft.evaluation.generation import generate
+    from llmft.inference.generation import generate
 
     config = compose(["task=sft", "model=tiny-gpt2", "model.max_length=256"])
     source, weights = backbone.resolve(config.model)

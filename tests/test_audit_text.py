@@ -209,7 +209,7 @@ def test_seq2seq_targets_end_with_eos_exactly_once(tiny_tok):
 
 
 def test_generation_stops_at_any_eos_the_model_lists(tiny_tok, tiny_gpt2, monkeypatch):
-    from llmft.evaluation.generation import generate
+    from llmft.inference.generation import generate
 
     second_eos = tiny_tok("z")["input_ids"][0]  # a chat model's end-of-turn id, listed only in generation_config
     model = copy.deepcopy(tiny_gpt2)

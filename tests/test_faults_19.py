@@ -286,9 +286,9 @@ def test_generate_to_a_path_under_proc_is_refused_before_the_work(run, tmp_path,
 
 
 def test_export_to_a_symlink_of_an_earlier_export_is_refused_before_the_work(run, tmp_path, monkeypatch):
-    import llmft.export.source as source
+    import llmft.commands.export as export
 
-    monkeypatch.setattr(source, "load_source", lambda *a: pytest.fail("the output is checked before the checkpoint loads"))
+    monkeypatch.setattr(export, "load_source", lambda *a: pytest.fail("the output is checked before the checkpoint loads"))
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "export.json").write_text('{"format": "onnx", "status": "verified", "passed": true}\n')

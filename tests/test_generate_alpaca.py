@@ -20,16 +20,16 @@ ONE_STEP = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=1", "trainer.batch
     ("true", "<|im_start|>user\nName a color.<|im_end|>\n<|im_start|>assistant\n"),
 ])
 def test_generate_wraps_the_prompt_as_alpaca_training_did(tmp_path, monkeypatch, chat, expected):
-    import llmft.evaluation.generation as generation
+    import llmft.tasks.text_common as text_common  # generation.generate as the generative tasks call it
 
     cli(["train", *ONE_STEP, f"task.use_chat_template={chat}"], tmp_path)
     seen: list[str] = []
-    real = generation.generate
+    real = text_common.generate
 
     def spy(model, tokenizer, prompts, *args, **kwargs):
         seen.extend(prompts)
         return real(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(generation, "generate", spy)
+    monkeypatch.setattr(text_common, "generate", spy)
     cli(["generate", f"run={only_run_dir(tmp_path / 'outputs')}", "prompt=Name a color.", "generation.max_new_tokens=2"], tmp_path)
     assert seen == [expected]

@@ -17,7 +17,7 @@ LAYERS = [
     {"reporting"},
     {"models"},
     {"data"},
-    {"evaluation"},
+    {"evaluation", "inference"},
     {"engine"},
     {"tasks"},
     {"export", "serving"},

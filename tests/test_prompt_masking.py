@@ -74,7 +74,7 @@ def test_multi_turn_chat_supervises_only_assistant_turns(tokenizer):
 
 def test_batched_left_padded_generation_equals_one_by_one(tokenizer):
     from llmft.models.builtin import tiny_config
-    from llmft.evaluation.generation import generate
+    from llmft.inference.generation import generate
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)

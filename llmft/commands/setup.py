@@ -11,7 +11,7 @@ import torch
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.data import loading as data
 from llmft.data import mixing, streaming
-from llmft.data.packing import attends_within_examples
+from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
 from llmft.engine.loop import total_steps

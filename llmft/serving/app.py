@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from llmft.config import GenerationConfig
 from llmft.data.chat_formats import normalize_turn
 from llmft.errors import UserError
-from llmft.evaluation.generation import cut_at_stop
+from llmft.inference.generation import cut_at_stop
 from llmft.serving import schemas, structured, tools
 from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers

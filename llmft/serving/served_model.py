@@ -11,7 +11,7 @@ from typing import Any, Callable, Hashable, Optional
 
 from llmft.config import GenerationConfig
 from llmft.errors import UserError
-from llmft.evaluation.generation import eos_ids, generate_choices
+from llmft.inference.generation import eos_ids, generate_choices
 from llmft.serving.errors import ServeError
 from llmft.tasks.classification import classify
 from llmft.tasks.text_common import generation_text

@@ -15,7 +15,7 @@ from llmft.engine.precision import Precision
 from llmft.engine.token_loss import IGNORE  # noqa: F401  (the families import it from here)
 from llmft.errors import UserError
 from llmft.evaluation import text_metrics
-from llmft.evaluation.generation import generate
+from llmft.inference.generation import generate
 from llmft.evaluation.text_metrics import check_bleu_tokenizer, perplexity
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.options import TextGenerationOptions
