@@ -4,6 +4,7 @@ and no verb imports another verb."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 LLMFT = Path(__file__).resolve().parent.parent / "llmft"
@@ -26,6 +27,7 @@ LAYERS = [
 ]
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in sorted(LLMFT.rglob("*.py")):
@@ -123,6 +125,7 @@ def _imports_of(node: ast.AST, modules: dict[str, Path]) -> set[str]:
     return {a.name for a in node.names} if isinstance(node, ast.Import) else set()
 
 
+@functools.cache
 def _pulls_optional(module: str, seen: frozenset = frozenset()) -> bool:
     path = _modules().get(module)
     if path is None or module in seen:
