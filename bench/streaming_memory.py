@@ -5,6 +5,7 @@ one of several GB), then runs `llmft train task=textgen model=tiny-gpt2` for a f
 run in its own process under `/usr/bin/time -v` (its maximum resident set size), and prints a markdown table.
 
     python bench/streaming_memory.py --small-mb 50 --large-gb 2 --steps 60
+    python bench/streaming_memory.py --small-mb 50 --large-gb 2 --steps 60 --parquet   # the same corpora as Parquet
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def corpus(path: Path, size_bytes: int, seed: int = 0) -> Path:
     return path
 
 
+def as_parquet(jsonl: Path, rows_per_group: int = 10_000) -> Path:
+    """The JSON Lines corpus rewritten as Parquet (row groups of `rows_per_group`), kept when already written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = jsonl.with_suffix(".parquet")
+    if path.is_file():
+        return path
+    with open(jsonl, encoding="utf-8") as lines, pq.ParquetWriter(path, pa.schema([("text", pa.string())])) as writer:
+        while chunk := [json.loads(line)["text"] for _, line in zip(range(rows_per_group), lines)]:
+            writer.write_table(pa.table({"text": chunk}))
+    return path
+
+
 def run(data: Path, streaming: bool, steps: int, work: Path) -> dict:
     """One `llmft train` in a fresh process: peak RSS (MiB), wall seconds, median tokens/s after the first log."""
     out = Path(tempfile.mkdtemp(dir=work))
@@ -70,10 +85,13 @@ def main() -> None:
     parser.add_argument("--large-gb", type=float, default=2, help="the corpus only streaming trains on")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("/tmp/llmft-streaming-bench"))
+    parser.add_argument("--parquet", action="store_true", help="the corpora rewritten as Parquet, both paths on them")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     small = corpus(args.work / "small.jsonl", int(args.small_mb * 2**20))
     large = corpus(args.work / "large.jsonl", int(args.large_gb * 2**30), seed=1)
+    if args.parquet:
+        small, large = as_parquet(small), as_parquet(large)
     rows = []
     for label, data, streaming in (("in-memory", small, False), ("streamed", small, True), ("streamed", large, True)):
         result = run(data, streaming, args.steps, args.work)

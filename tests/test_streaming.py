@@ -19,7 +19,16 @@ STREAM = ["model=tiny-gpt2", "model.max_length=32", "task.data.streaming=true", 
 
 def _text(path: Path, n: int) -> Path:
     words = ["the cat sat on the mat", "a dog ran in the park", "birds sing in the morning"]
-    return write_jsonl(path, [{"text": f"{words[i % 3]} number {i % 7}"} for i in range(n)])
+    rows = [{"text": f"{words[i % 3]} number {i % 7}", "id": i} for i in range(n)]
+    return write_jsonl(path, rows) if path.suffix != ".parquet" else _parquet(path, rows)
+
+
+def _parquet(path: Path, rows: list) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=37)  # held-out rows and resumes land mid-group
+    return path
 
 
 def _curve(run: Path) -> list:
@@ -27,8 +36,9 @@ def _curve(run: Path) -> list:
     return [(r["step"], r.get("train/loss"), r.get("eval/loss")) for r in records if "train/loss" in r or "eval/loss" in r]
 
 
-def test_streamed_raw_text_trains_and_the_loss_falls(tmp_path):
-    data = _text(tmp_path / "corpus.jsonl", 400)
+@pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.parquet"])
+def test_streamed_raw_text_trains_and_the_loss_falls(tmp_path, name):
+    data = _text(tmp_path / name, 400)
     proc = cli(["train", "task=textgen", *STREAM, f"task.data.path={data}", "trainer.max_steps=30"], tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     plan = json.loads((run / "run.json").read_text())["plan"]
@@ -36,12 +46,14 @@ def test_streamed_raw_text_trains_and_the_loss_falls(tmp_path):
     losses = [r[1] for r in _curve(run) if r[1] is not None]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     loop = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text()) if (run / "checkpoints" / "last").is_dir() else None
-    assert loop is None or loop["data_position"]["stream"]["offset"] > 0
+    where = loop and loop["data_position"]["stream"]
+    assert where is None or (where["offset"] > 0 if name.endswith(".jsonl") else where["group"] * 37 + where["row"] > 16)
 
 
-def test_streamed_chat_rows_pack_on_the_fly(tmp_path):
+@pytest.mark.parametrize("name", ["alpaca.jsonl", "alpaca.parquet"])
+def test_streamed_chat_rows_pack_on_the_fly(tmp_path, name):
     rows = [{"instruction": f"Say {w}", "input": "", "output": w} for w in ["yes", "no", "maybe"] * 40]
-    data = write_jsonl(tmp_path / "alpaca.jsonl", rows)
+    data = write_jsonl(tmp_path / name, rows) if name.endswith(".jsonl") else _parquet(tmp_path / name, rows)
     cli(["train", "task=sft", *STREAM, f"task.data.path={data}", "task.packing=true", "trainer.max_steps=4"], tmp_path)
     records = [json.loads(x) for x in (only_run_dir(tmp_path / "outputs") / "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in records if "train/loss" in r]
@@ -60,9 +72,26 @@ def test_what_a_stream_cannot_do_is_one_line(tmp_path, args, message):
     assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr
 
 
+def test_a_file_a_stream_cannot_read_is_one_line(tmp_path):
+    data = tmp_path / "corpus.csv"
+    data.write_text("text\nthe cat sat\n" * 40)
+    proc = cli(["train", "task=textgen", *STREAM, f"task.data.path={data}", "trainer.max_steps=2"], tmp_path, check=False)
+    assert proc.returncode == 2 and "reads JSON Lines (.jsonl), text (.txt) or Parquet (.parquet) files" in proc.stderr
+
+
+def test_a_parquet_stream_continues_at_the_row_after_its_cursor(tmp_path):
+    from llmft.data import parquet_rows
+
+    rows = list(parquet_rows.rows(str(_text(tmp_path / "corpus.parquet", 100)), parquet_rows.FIRST))
+    assert [row["id"] for row, _ in rows] == list(range(100)) and rows[36][1] == {"group": 0, "row": 37}
+    for k in (0, 5, 36, 37, 80, 99):  # mid-group, a group's last row, the file's last row
+        assert [row["id"] for row, _ in parquet_rows.rows(str(tmp_path / "corpus.parquet"), rows[k][1])] == list(range(k + 1, 100))
+
+
 @pytest.mark.slow
-def test_streaming_kill_9_then_resume_matches_an_unbroken_run(tmp_path):
-    data = _text(tmp_path / "corpus.jsonl", 300)
+@pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.parquet"])
+def test_streaming_kill_9_then_resume_matches_an_unbroken_run(tmp_path, name):
+    data = _text(tmp_path / name, 300)
     args = ["train", "task=textgen", *STREAM, f"task.data.path={data}", "trainer.max_steps=40", "trainer.save_every=5",
             "trainer.eval_every=10"]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
@@ -72,7 +101,8 @@ def test_streaming_kill_9_then_resume_matches_an_unbroken_run(tmp_path):
     run = _wait_for_step(broken, 17, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())["step"]
-    assert 5 <= killed_at < 40
+    loop = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())
+    killed_at, where = loop["step"], loop["data_position"]["stream"]
+    assert 5 <= killed_at < 40 and set(where) >= ({"group", "row"} if name.endswith(".parquet") else {"offset"})
     run_cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
     assert _curve(run) == _curve(only_run_dir(unbroken / "outputs"))  # bitwise: the same blocks in the same order

@@ -1,12 +1,13 @@
-"""`task.data.streaming=true`: train on a JSONL or text file bigger than memory. Rows are read lazily in file order,
+"""`task.data.streaming=true`: train on a JSONL, text or Parquet file bigger than memory. Rows are read lazily in file order,
 tokenized by the task as they come and cut into blocks (raw text: documents joined by EOS, max_length tokens a block)
 or packed (task.packing: whole examples per row) or kept one example a row. Nothing is shuffled: shuffle the file
 once beforehand. The run's length is trainer.max_steps; when the file runs out first it is read again from its start.
 
 Resume is exact without replay: every resumable checkpoint saves where the stream stands after its last batch (the
-file's byte offset, the pass over it, and the tokens read but not yet in a block), and a resumed run continues there.
-The eval and test rows are the split files next to it (validation.jsonl, test.jsonl) or, without them, the file's
-first rows (task.data.max_eval_samples, default 200, for each), which the stream then skips."""
+file's byte offset — for Parquet the row group and the row in it (llmft/data/parquet_rows.py) —, the pass over it,
+and the tokens read but not yet in a block), and a resumed run continues there.
+The eval and test rows are the split files next to it (validation.jsonl, test.parquet, ...) or, without them, the
+file's first rows (task.data.max_eval_samples, default 200, for each), which the stream then skips."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from llmft.config import DataConfig, TextUnit, TrainConfig
-from llmft.data import loading
+from llmft.data import loading, parquet_rows
 from llmft.errors import UserError
 
-Position = dict[str, Any]  # {"pass", "offset", "buffer": [[ids], [labels]] or [[ids, labels], ...]}
+Position = dict[str, Any]  # {"pass", "offset" (or Parquet's "group", "row"), "buffer": [ids] or [[ids, labels], ...]}
 IGNORE = -100  # transformers' ignore index (as in packing.py)
 HELD_OUT = 200  # eval and test rows taken from the head of the file when it has no split files
 TOKENIZE_AT_ONCE = 256  # rows per tokenizer call (the position still moves row by row)
@@ -45,23 +46,24 @@ def open_stream(cfg: DataConfig) -> tuple[dict[str, Any], "Stream"]:
 
     files = loading.local_files(cfg)
     if files is None:
-        raise UserError(f"task.data.streaming=true reads local JSONL or text files; '{cfg.path}' is not one")
+        raise UserError(f"task.data.streaming=true reads local JSONL, text or Parquet files; '{cfg.path}' is not one")
     train = files[cfg.train_split]
-    fmt = loading._format_of(train, cfg)
-    if fmt not in ("json", "text") or (fmt == "json" and Path(train).suffix.lower() == ".json"):
-        raise UserError(f"task.data.streaming=true reads JSON Lines (.jsonl) or text files, not {Path(train).name}")
+    fmt = "parquet" if Path(train).suffix.lower() == ".parquet" else loading._format_of(train, cfg)
+    if fmt not in ("json", "text", "parquet") or (fmt == "json" and Path(train).suffix.lower() == ".json"):
+        raise UserError(f"task.data.streaming=true reads JSON Lines (.jsonl), text (.txt) or Parquet (.parquet) files, "
+                        f"not {Path(train).name}")
     stream = Stream(train, fmt, cfg.text_columns[0], cfg.text_unit)
     held = cfg.max_eval_samples or HELD_OUT
-    splits, start = {}, {"pass": 0, "offset": 0, "buffer": None}
+    splits, start = {}, {"pass": 0, **stream.first, "buffer": None}
     for role, name in (("eval", cfg.eval_split), ("test", cfg.test_split)):
         if name in files:
             splits[role] = loading.cap(loading.load_raw(_only(cfg, name, files[name]))[name], role, cfg)
             continue
-        rows = list(itertools.islice(stream.rows(start["offset"]), held))
+        rows = list(itertools.islice(stream.rows(stream.cursor(start)), held))
         if len(rows) < held:
             raise UserError(f"{train} has too few rows to hold {held} out for {role} ahead of the stream; give a "
                             f"{name} file or a smaller task.data.max_eval_samples")
-        start = {**start, "offset": rows[-1][1]}
+        start = {**start, **rows[-1][1]}
         splits[role] = datasets.Dataset.from_list([row for row, _ in rows])
     stream.start = start
     return splits, stream
@@ -74,15 +76,26 @@ def _only(cfg: DataConfig, split: str, file: str) -> DataConfig:
 
 
 class Stream:
-    """One file read lazily: rows with the byte offset after each; blocks with the stream's position after each."""
+    """One file read lazily: rows with the cursor after each (a byte offset; for Parquet a row group and row)."""
 
     def __init__(self, path: str, fmt: str, column: str, unit: TextUnit):
         self.path, self.fmt, self.column, self.unit = path, fmt, column, unit
-        self.start: Position = {"pass": 0, "offset": 0, "buffer": None}
+        self.first: dict[str, int] = dict(parquet_rows.FIRST) if fmt == "parquet" else {"offset": 0}
+        self.start: Position = {"pass": 0, **self.first, "buffer": None}
 
-    def rows(self, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
-        """(row, offset after it) from `offset` to the file's end: JSON objects, or text lines / paragraphs (a file as
-        one document cannot stream: it is read as paragraphs)."""
+    def cursor(self, position: Position) -> dict[str, int]:
+        """The part of a position that says where in the file the next row is."""
+        return {key: position[key] for key in self.first}
+
+    def rows(self, cursor: dict[str, int]) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
+        """(row, cursor after it) from `cursor` to the file's end: Parquet rows, JSON objects, or text lines /
+        paragraphs (a file as one document cannot stream: it is read as paragraphs)."""
+        if self.fmt == "parquet":
+            yield from parquet_rows.rows(self.path, cursor)
+            return
+        yield from ((row, {"offset": end}) for row, end in self._lines(cursor["offset"]))
+
+    def _lines(self, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
         with open(self.path, "rb") as handle:
             handle.seek(offset)
             lines: list[str] = []
@@ -114,15 +127,15 @@ class Stream:
     def passes(self, position: Position) -> Iterator[tuple[list[dict[str, Any]], Position]]:
         """Rows in tokenizer-sized chunks, each row's position after it, from `position` on, the file read again and
         again (pass 1, 2, ...) from its start after the held-out rows."""
-        pass_, offset = position["pass"], position["offset"]
+        pass_, cursor = position["pass"], self.cursor(position)
         while True:
             seen = False
-            for chunk in _chunks(self.rows(offset), TOKENIZE_AT_ONCE):
+            for chunk in _chunks(self.rows(cursor), TOKENIZE_AT_ONCE):
                 seen = True
-                yield [row for row, _ in chunk], [{"pass": pass_, "offset": end} for _, end in chunk]
-            if not seen and offset == self.start["offset"]:
+                yield [row for row, _ in chunk], [{"pass": pass_, **end} for _, end in chunk]
+            if not seen and cursor == self.cursor(self.start):
                 raise UserError(f"{self.path} has no rows to train on after the held-out eval and test rows")
-            pass_, offset = pass_ + 1, self.start["offset"]
+            pass_, cursor = pass_ + 1, self.cursor(self.start)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
