@@ -268,6 +268,10 @@ class ClassificationTask:
         """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
 
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
+        return self.predict(model, tokenizer, request)
+
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their class probabilities averaged."""

@@ -165,6 +165,10 @@ class RegressionTask(PlainHead):
             raise UserError("a regression run has one output, its score: drop target=")
         return 0, "score"
 
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
+        return self.predict(model, tokenizer, request)
+
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their scores averaged."""
