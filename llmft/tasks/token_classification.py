@@ -4,6 +4,7 @@ first sub-word, entity-level metrics by seqeval, and entities with character spa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -21,7 +22,15 @@ from llmft.errors import UserError
 from llmft.evaluation.entities import entity_metrics
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.options import TokenClassificationOptions
-from llmft.tasks.word_ensemble import average_word_partials, average_words, entities_of, word_probabilities
+from llmft.tasks.explanation import Target
+from llmft.tasks.word_ensemble import (
+    average_word_partials,
+    average_words,
+    entities_of,
+    entity_starts,
+    first_subwords,
+    word_probabilities,
+)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what the model is given (not labels, word_starts)
 
@@ -259,6 +268,28 @@ class TokenClassificationTask:
             given = {k: v for k, v in rows[0].items() if k != "words"}
             out.append({**given, "entities": entities_of(str(given["text"]), words, self.label_names)})
         return out
+
+    # --- llmft explain ----------------------------------------------------------------------
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        return [{"text": prompt}] if prompt is not None else read_jsonl(input, ["text"])  # type: ignore[arg-type]
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        return dict(tokenizer(str(row["text"]), truncation=True, max_length=max_length, return_tensors="pt"))
+
+    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+        """The tag logit of the word `target=` names (its predicted tag, on its first sub-word), or else of each
+        predicted entity's first word (the first word when there is no entity)."""
+        text = str(row["text"])
+        words = first_subwords(tokenizer, text, int(logits.shape[1]))
+        tags = [int(logits[0, p].argmax()) for p, _, _ in words]
+        if target is not None:
+            chosen = [i for i, (_, s, e) in enumerate(words) if text[s:e] == target][:1]
+            if not chosen:
+                raise UserError(f"target={target} is not a word of the text; its words are {[text[s:e] for _, s, e in words]}")
+        else:
+            chosen = entity_starts([self.label_names[t] for t in tags]) or [0]
+        return [Target(lambda out, p=words[i][0], t=tags[i]: out[:, p, t],
+                       f"{text[words[i][1]:words[i][2]]} -> {self.label_names[tags[i]]}") for i in chosen]
 
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:

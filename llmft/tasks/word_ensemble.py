@@ -77,3 +77,25 @@ def entities_of(text: str, words: list[dict[str, Any]], names: list[str]) -> lis
         out.append({"entity_group": group[0][1], "score": float(np.mean([w["score"] for _, _, w in group])),
                     "word": text[start:end], "start": start, "end": end})
     return out
+
+
+def first_subwords(tokenizer: Any, text: str, max_length: int) -> list[tuple[int, int, int]]:
+    """Each word of `text`: (position of its first sub-word, start, end) in the encoding `llmft explain` gives."""
+    enc = tokenizer(text, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    words: dict[int, list[int]] = {}
+    for position, word in enumerate(enc.word_ids()):
+        if word is not None:
+            span = enc["offset_mapping"][position]
+            words.setdefault(word, [position, span[0], span[1]])[2] = span[1]
+    return [(p, s, e) for p, s, e in words.values()]
+
+
+def entity_starts(tags: list[str]) -> list[int]:
+    """The indexes of the words that open an entity, grouped as `entities_of` groups them."""
+    out, previous = [], "O"
+    for i, tag in enumerate(tags):
+        kind = tag[2:] if tag[:2] in ("B-", "I-") else tag
+        if kind != "O" and (tag.startswith("B-") or kind != previous):
+            out.append(i)
+        previous = kind
+    return out
