@@ -1,7 +1,8 @@
 """`llmft explain run=<run> prompt="..." | input=rows.jsonl`: Integrated Gradients token attributions of the run's
 prediction for each row (llmft/evaluation/attributions.py), printed as coloured text, and written as
-explanations.html, attributions.png and attributions.jsonl. Families whose head gives one output per class or a
-score (classification, regression) can be explained; the others are refused in one line."""
+explanations.html, attributions.png and attributions.jsonl. The family names the outputs (`ExplainsTokens`):
+classification, regression, token classification (each predicted entity) and multiple choice (the chosen choice);
+the others are refused in one line."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from omegaconf import DictConfig
 
 from llmft.commands.common import checkpoint_dir, hydra_output_dir, load_run_config, quiet_libraries, to_typed
 from llmft.config import TrainConfig
-from llmft.data.jsonl_input import read_jsonl
-from llmft.data.nested_fields import lookup
 from llmft.engine.precision import resolve_device
 from llmft.errors import UserError
 from llmft.evaluation.attributions import integrated_gradients
@@ -39,33 +38,32 @@ def explain_command(cfg: DictConfig) -> None:
     saved = load_run_config(run_dir, TrainConfig)
     task = get_task(saved.task)
     if not isinstance(task, ExplainsTokens):  # the family states what it supports
-        raise UserError(f"llmft explain explains classification and regression runs; task.family={saved.task.family} is not one")
+        raise UserError("llmft explain explains classification, regression, token classification and multiple choice runs; "
+                        f"task.family={saved.task.family} is not one")
     folder = checkpoint_dir(run_dir, config.checkpoint)
     device = resolve_device(config.device)
     model = backbone.load_finetuned(task.auto_class_name, folder).to(device)
     tokenizer = backbone.load_finetuned_tokenizer(folder)
     task.from_checkpoint(model)
-    columns = list(saved.task.data.text_columns)
-    if config.prompt is not None and len(columns) != 1:
-        raise UserError(f"this run reads sentence pairs {columns}; pass them as input=<file.jsonl>")
-    rows = [{columns[0]: config.prompt}] if config.prompt is not None else read_jsonl(Path(config.input), columns)
+    rows = task.explanation_rows(config.prompt, Path(config.input) if config.input else None)
     items = []
     for row in rows:
-        enc = tokenizer(*[lookup(row, c) for c in columns], truncation=True, max_length=saved.model.max_length, return_tensors="pt")
-        enc = {k: v.to(device) for k, v in enc.items()}
+        enc = {k: v.to(device) for k, v in task.explanation_encoding(row, tokenizer, saved.model.max_length).items()}
         with torch.no_grad():
-            logits = model(**enc).logits.float()[0].tolist()
-        index, name = task.explanation_target(logits, config.target)
-        items.append(integrated_gradients(model, tokenizer, enc, index, name, config.steps))
-    _write(items, rows, Path(config.output_dir) if config.output_dir else hydra_output_dir(), explanations)
+            logits = model(**enc).logits.float()
+        for target in task.explanation_targets(row, tokenizer, logits, config.target):
+            items.append((row, integrated_gradients(model, tokenizer, enc, target, config.steps)))
+    _write(items, Path(config.output_dir) if config.output_dir else hydra_output_dir(), explanations)
 
 
-def _write(items: list[Any], rows: list[dict[str, Any]], out: Path, explanations: Any) -> None:
+def _write(pairs: list[tuple[dict[str, Any], Any]], out: Path, explanations: Any) -> None:
+    """Each (row, attribution): a row explained for several outputs (NER's entities) has a line per output."""
     out.mkdir(parents=True, exist_ok=True)
+    items = [item for _, item in pairs]
     explanations.print_attributions(items)
     explanations.write_html(items, out / "explanations.html")
     explanations.write_heatmap(items, out / "attributions.png")
     with open(out / "attributions.jsonl", "w", encoding="utf-8") as f:
-        for row, item in zip(rows, items):
+        for row, item in pairs:
             f.write(json.dumps({**row, **asdict(item)}) + "\n")
     print(f"wrote explanations.html, attributions.png and attributions.jsonl to {out}")

@@ -107,5 +107,5 @@ def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, lis
     for task, model, tokenizer, max_length in members:
         request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
                                  device, task.cfg.generation, False)
-        rows.append(task.predict(model.to(device), tokenizer, request))
+        rows.append(task.member_predictions(model.to(device), tokenizer, request))
     return members[0][0], members[0][0].ensemble_predictions(rows)

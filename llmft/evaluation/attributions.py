@@ -6,7 +6,7 @@ difference between input and baseline (completeness), up to the integral's error
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -21,31 +21,44 @@ class Attribution:
     delta: float  # captum's convergence delta: sum(scores) - (score - baseline_score)
 
 
-def _baseline(input_ids: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    special = torch.tensor(tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True),
-                           dtype=torch.bool, device=input_ids.device)
+def _baseline(input_ids: torch.Tensor, tokenizer: Any, choice: Optional[int]) -> torch.Tensor:
+    """Every non-special token replaced by the pad token (for multiple choice, in the explained choice's input only)."""
+    rows = input_ids.view(-1, input_ids.shape[-1])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return torch.where(special[None, :], input_ids, torch.full_like(input_ids, pad))
+    out = rows.clone()
+    for i, row in enumerate(rows):
+        if choice is not None and i != choice:
+            continue
+        special = torch.tensor(tokenizer.get_special_tokens_mask(row.tolist(), already_has_special_tokens=True),
+                               dtype=torch.bool, device=input_ids.device)
+        out[i] = torch.where(special, row, torch.full_like(row, pad))
+    return out.view_as(input_ids)
 
 
-def integrated_gradients(model: Any, tokenizer: Any, encoding: dict[str, torch.Tensor], index: int, target: str,
+def integrated_gradients(model: Any, tokenizer: Any, encoding: dict[str, torch.Tensor], target: Any,
                          steps: int = 50) -> Attribution:
-    """Attributions of output `index` of the model's logits (one row's encoding) to each input token."""
+    """Attributions of the score `target` picks from the model's logits (one row's encoding) to each input token (for
+    multiple choice, to the tokens of `target.choice`'s input)."""
     from captum.attr import LayerIntegratedGradients
 
     model.eval()
     extra = {k: v for k, v in encoding.items() if k != "input_ids"}
 
     def forward(input_ids: torch.Tensor) -> torch.Tensor:
-        expanded = {k: v.expand(input_ids.shape[0], -1) for k, v in extra.items()}
-        return model(input_ids=input_ids, **expanded).logits.float()[:, index]
+        expanded = {k: v.expand(input_ids.shape[0], *v.shape[1:]).contiguous() for k, v in extra.items()}  # BERT views them
+        return target.pick(model(input_ids=input_ids, **expanded).logits.float())
 
     ids = encoding["input_ids"]
-    baseline = _baseline(ids, tokenizer)
+    baseline = _baseline(ids, tokenizer, target.choice)
     ig = LayerIntegratedGradients(forward, model.get_input_embeddings())
-    attributions, delta = ig.attribute(ids, baselines=baseline, n_steps=steps, return_convergence_delta=True,
-                                       internal_batch_size=steps)
+    attributions = ig.attribute(ids, baselines=baseline, n_steps=steps, internal_batch_size=steps)  # delta: below
     with torch.no_grad():
         score, base = float(forward(ids)[0]), float(forward(baseline)[0])
-    per_token = attributions.sum(dim=-1)[0].detach().cpu().tolist()
-    return Attribution(tokenizer.convert_ids_to_tokens(ids[0].tolist()), per_token, target, score, base, float(delta[0]))
+    per_token = attributions.sum(dim=-1).reshape(-1, ids.shape[-1])
+    row = ids.view(-1, ids.shape[-1])[target.choice or 0]
+    kept = encoding["attention_mask"].view(-1, ids.shape[-1])[target.choice or 0].bool() if "attention_mask" in encoding else None
+    scores = per_token[target.choice or 0]
+    if kept is not None:  # a choice padded to the longest choice: its pads are no input
+        row, scores = row[kept.to(row.device)], scores[kept.to(scores.device)]
+    return Attribution(tokenizer.convert_ids_to_tokens(row.tolist()), scores.detach().cpu().tolist(), target.name, score, base,
+                       float(per_token.sum()) - (score - base))  # captum's delta, over every choice's tokens

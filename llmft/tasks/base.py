@@ -171,11 +171,20 @@ def check_distills(task: Any) -> None:
 
 @runtime_checkable
 class ExplainsTokens(Protocol):
-    """A family whose head gives one output per class or one score (classification, regression): `llmft explain`
-    attributes the output this names to the input tokens."""
+    """A family whose outputs `llmft explain` can attribute to the input tokens (classification, regression, token
+    classification, multiple choice): the rows to explain, one row's encoding, and the outputs to explain in it
+    (`llmft.tasks.explanation.Target`)."""
 
-    def explanation_target(self, logits: list[float], target: Optional[str]) -> tuple[int, str]:
-        """(index into the row's logits, its name): the named target, or else the prediction."""
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        """The rows of `prompt=` or `input=` (as `llmft generate` reads them)."""
+        ...
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        """One row's model inputs, a batch of one, as training encoded them."""
+        ...
+
+    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Any]:
+        """The outputs to explain in the row (its logits given): the named `target=`, or else the prediction(s)."""
         ...
 
 

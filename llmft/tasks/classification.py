@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -23,6 +24,7 @@ from llmft.errors import UserError
 from llmft.evaluation.metrics import classification_metrics, hub_metric_values, load_hub_metrics
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
+from llmft.tasks.explanation import Target, class_logit, text_encoding, text_rows
 from llmft.tasks.ensemble import average_probability_partials, mean_of
 from llmft.tasks.options import ClassificationOptions
 
@@ -268,6 +270,10 @@ class ClassificationTask:
         """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
 
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
+        return self.predict(model, tokenizer, request)
+
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their class probabilities averaged."""
@@ -282,15 +288,21 @@ class ClassificationTask:
             out.append({**row, "label": best, "score": probs[best], "probabilities": probs})
         return out
 
-    def explanation_target(self, logits: list[float], target: Optional[str]) -> tuple[int, str]:
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        return text_rows(list(self.data.text_columns), prompt, input)
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        return text_encoding(row, list(self.data.text_columns), tokenizer, max_length)
+
+    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
         """`llmft explain`: the logit to explain, the named label or else the predicted one."""
         names = list(self.data.label_names or [])
         if target is None:
-            best = max(range(len(logits)), key=logits.__getitem__)
-            return best, names[best] if best < len(names) else str(best)
+            best = int(logits[0].argmax())
+            return [class_logit(best, names[best] if best < len(names) else str(best))]
         if target not in names:
             raise UserError(f"target={target} is not a label of this run; its labels are {names}")
-        return names.index(target), target
+        return [class_logit(names.index(target), target)]
 
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:

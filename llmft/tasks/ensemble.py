@@ -12,7 +12,10 @@ from llmft.errors import UserError
 
 @runtime_checkable
 class Ensembled(Protocol):
-    """A family whose members' outputs can be averaged: its eval partials and its `llmft generate` rows."""
+    """A family whose members' outputs can be averaged: its eval partials and its `llmft generate` rows (each member's
+    `member_predictions`: `predict`'s rows, or what the family averages when those are not averageable)."""
+
+    def member_predictions(self, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]: ...
 
     def ensemble_partials(self, members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]: ...
 
@@ -73,5 +76,5 @@ def check_members(runs: list[Any], families: list[str], models: list[Any]) -> No
 
 def check_ensembled(task: Any) -> None:
     if not isinstance(task, Ensembled):
-        raise UserError(f"task.family={task.cfg.family} cannot be ensembled (classification, multiple_choice and "
-                        "regression can)")
+        raise UserError(f"task.family={task.cfg.family} cannot be ensembled (classification, multiple_choice, "
+                        "regression and token_classification can)")

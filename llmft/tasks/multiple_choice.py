@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -24,6 +25,7 @@ from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.evaluation.calibration import expected_calibration_error
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.explanation import Target
 from llmft.tasks.ensemble import average_probability_partials, mean_of
 from llmft.tasks.options import MultipleChoiceOptions
 
@@ -233,6 +235,10 @@ class MultipleChoiceTask(PlainHead):
         """(labels, choice probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
 
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
+        return self.predict(model, tokenizer, request)
+
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """The members' eval partials with their choice probabilities averaged."""
@@ -247,6 +253,30 @@ class MultipleChoiceTask(PlainHead):
             best = max(range(len(probs)), key=probs.__getitem__)
             out.append({**given, "choice": best, "ending": ends[best], "probabilities": probs})
         return out
+
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        context = list(self.data.text_columns)
+        return [_prompt_row(prompt, context)] if prompt is not None else read_jsonl(input, context)  # type: ignore[arg-type]
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        """The row's N (context, ending) pairs as one batch of shape (1, N, longest)."""
+        ends = row_endings(row, ending_source(list(row), self.cfg.endings, "the input row"))
+        check_endings(ends, None, None, "the input row")
+        first, second = pair_columns([lookup(row, c) for c in self.data.text_columns], ends)
+        flat, _ = encode_rows(tokenizer, [first, second], max_length, self.cfg.input_truncation_side)
+        return ChoiceCollator(tokenizer)([dict(flat)])
+
+    @staticmethod
+    def explanation_targets(row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+        """The score of choice `target=` (its index), or else of the chosen one, attributed to that choice's input."""
+        n = int(logits.shape[1])
+        if target is None:
+            k = int(logits[0].argmax())
+        elif str(target).isdigit() and int(target) < n:
+            k = int(target)
+        else:
+            raise UserError(f"target={target} is not a choice of this row; give its index, 0 to {n - 1}")
+        return [Target(lambda out: out[:, k], f"choice {k}", choice=k)]
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (prompt=<one JSON object>, or the input file's rows: the context columns and the endings) with the

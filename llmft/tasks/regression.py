@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -22,6 +23,7 @@ from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.explanation import Target, class_logit, text_encoding, text_rows
 from llmft.tasks.ensemble import average_prediction_partials, mean_of
 
 
@@ -158,12 +160,22 @@ class RegressionTask(PlainHead):
         metrics["samples"] = len(y_true)
         return metrics
 
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        return text_rows(list(self.data.text_columns), prompt, input)
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        return text_encoding(row, list(self.data.text_columns), tokenizer, max_length)
+
     @staticmethod
-    def explanation_target(logits: list[float], target: Optional[str]) -> tuple[int, str]:
+    def explanation_targets(row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
         """`llmft explain`: the one score the head gives."""
         if target is not None:
             raise UserError("a regression run has one output, its score: drop target=")
-        return 0, "score"
+        return [class_logit(0, "score")]
+
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
+        return self.predict(model, tokenizer, request)
 
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

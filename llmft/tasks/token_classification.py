@@ -4,6 +4,7 @@ first sub-word, entity-level metrics by seqeval, and entities with character spa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -21,6 +22,15 @@ from llmft.errors import UserError
 from llmft.evaluation.entities import entity_metrics
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.options import TokenClassificationOptions
+from llmft.tasks.explanation import Target
+from llmft.tasks.word_ensemble import (
+    average_word_partials,
+    average_words,
+    entities_of,
+    entity_starts,
+    first_subwords,
+    word_probabilities,
+)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what the model is given (not labels, word_starts)
 
@@ -207,10 +217,11 @@ class TokenClassificationTask:
     @torch.no_grad()
     def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
                      dist: Optional[Dist] = None) -> dict[str, Any]:
-        """One shard's summed loss and, per sentence, the gold and predicted tag ids of each word's first sub-word."""
+        """One shard's summed loss and, per sentence, the gold and predicted tag ids and the tag probabilities of each
+        word's first sub-word (what ensembles average)."""
         was_training = model.training
         model.eval()
-        total, tokens, gold, predicted = 0.0, 0, [], []
+        total, tokens, gold, predicted, probs = 0.0, 0, [], [], []
         for batch in batches:
             batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
             with precision.autocast():
@@ -218,11 +229,12 @@ class TokenClassificationTask:
             total += float(token_loss_sum(logits, batch["labels"]))
             tokens += self.count(batch)
             scored = (batch["word_starts"] == 1) & (batch["labels"] != IGNORE)
-            for row_scored, row_gold, row_pred in zip(scored.cpu(), batch["labels"].cpu(), logits.argmax(-1).cpu()):
+            for row_scored, row_gold, row_logits in zip(scored.cpu(), batch["labels"].cpu(), logits.cpu()):
                 gold.append(row_gold[row_scored].tolist())
-                predicted.append(row_pred[row_scored].tolist())
+                predicted.append(row_logits[row_scored].argmax(-1).tolist())
+                probs.append(torch.softmax(row_logits[row_scored], -1).numpy())
         model.train(was_training)
-        return {"loss": total, "tokens": tokens, "gold": gold, "predicted": predicted}
+        return {"loss": total, "tokens": tokens, "gold": gold, "predicted": predicted, "probs": probs}
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
         """Entity-level precision/recall/F1 (micro and per type) and token accuracy by seqeval, and the loss per
@@ -235,6 +247,49 @@ class TokenClassificationTask:
         predicted = [[names[i] for i in row] for p in partials for row in p["predicted"]]
         return {**entity_metrics(gold, predicted), "loss": sum(p["loss"] for p in partials) / tokens,
                 "samples": len(gold), "tokens": tokens}
+
+    @staticmethod
+    def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The members' eval partials with each word's tag probabilities averaged."""
+        return average_word_partials(members)
+
+    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """Each text with its words' spans and tag probabilities: what an ensemble averages."""
+        rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
+        model.eval()
+        return [{**row, "words": word_probabilities(model, tokenizer, str(row["text"]), request.max_length, request.device)}
+                for row in rows]
+
+    def ensemble_predictions(self, members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Each text with the entities of its words' mean tag probabilities (as `predict` prints them)."""
+        out = []
+        for rows in zip(*members):
+            words = average_words([r["words"] for r in rows])
+            given = {k: v for k, v in rows[0].items() if k != "words"}
+            out.append({**given, "entities": entities_of(str(given["text"]), words, self.label_names)})
+        return out
+
+    # --- llmft explain ----------------------------------------------------------------------
+    def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
+        return [{"text": prompt}] if prompt is not None else read_jsonl(input, ["text"])  # type: ignore[arg-type]
+
+    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        return dict(tokenizer(str(row["text"]), truncation=True, max_length=max_length, return_tensors="pt"))
+
+    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+        """The tag logit of the word `target=` names (its predicted tag, on its first sub-word), or else of each
+        predicted entity's first word (the first word when there is no entity)."""
+        text = str(row["text"])
+        words = first_subwords(tokenizer, text, int(logits.shape[1]))
+        tags = [int(logits[0, p].argmax()) for p, _, _ in words]
+        if target is not None:
+            chosen = [i for i, (_, s, e) in enumerate(words) if text[s:e] == target][:1]
+            if not chosen:
+                raise UserError(f"target={target} is not a word of the text; its words are {[text[s:e] for _, s, e in words]}")
+        else:
+            chosen = entity_starts([self.label_names[t] for t in tags]) or [0]
+        return [Target(lambda out, p=words[i][0], t=tags[i]: out[:, p, t],
+                       f"{text[words[i][1]:words[i][2]]} -> {self.label_names[tags[i]]}") for i in chosen]
 
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
