@@ -34,7 +34,7 @@ def adapter_runs(chat_run, tmp_path_factory) -> list[Path]:
 
 def _served_runs(runs: list[Path]):
     from llmft.commands.serve import load_served
-    from llmft.config import ServeConfig, Device
+    from llmft.deploy_config import ServeConfig, Device
 
     return load_served(ServeConfig(runs=[str(r) for r in runs], device=Device.cpu))
 
