@@ -222,6 +222,16 @@ SLOW_FOR_TIME = {
     "tests/test_watch.py::test_off_a_terminal_progress_is_a_plain_line_per_log_interval",
     "tests/test_watch.py::test_absl_info_lines_are_not_shown",
     "tests/test_serve_onnx.py::test_missing_or_unverified_export_and_decoders_are_refused",
+    "tests/test_robustness.py::test_dp_sgd_run_spends_at_most_its_epsilon_and_saves_it",
+    "tests/test_robustness.py::test_adversarial_and_privacy_refuse_what_they_cannot_do",
+    "tests/test_serve_reward.py::test_classify_answers_the_reward_generate_prints",
+    "tests/test_export.py::test_onnx_classifier_matches_pytorch_on_other_shapes_and_int8_agrees",
+    "tests/test_serve_embeddings.py::test_embeddings_equal_llmft_generate_and_batch",
+    "tests/test_packing.py::test_packing_trains_from_the_cli_and_is_refused_where_it_cannot_hold",
+    "tests/test_audit_promises.py::test_trust_remote_code_stays_off_in_every_model_option",
+    "tests/test_cross_validation.py::test_cv_folds_train_a_run_per_fold_and_summarise",
+    "tests/test_watch.py::test_train_log_has_the_progress_lines_and_warnings",
+    "tests/test_watch.py::test_load_report_is_one_line_naming_the_new_head",
 }
 
 
