@@ -33,14 +33,14 @@ def llmft(*args: str) -> None:
 def test_batches(run: Path, batch_size: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
     """The run's whole test split, tokenized by the run's task, as (inputs, labels) batches."""
     from llmft.commands.common import checkpoint_dir, load_run_config
-    from llmft.commands.eval import _scored_rows
+    from llmft.data.scored_rows import scored_rows
     from llmft.config import TrainConfig
     from llmft.data import loading as data
     from llmft.export.source import load_source
 
     saved = load_run_config(run, TrainConfig)
     source = load_source(run, saved, checkpoint_dir(run, "best"))
-    dataset, _ = _scored_rows(run, saved.task.data, saved.task.data, "test")
+    dataset, _ = scored_rows(run, saved.task.data, saved.task.data, "test")
     features = source.task.prepare({"test": dataset}, source.tokenizer, saved.model.max_length)["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)
     names = source.input_names()
