@@ -25,7 +25,7 @@ from llmft.evaluation.metrics import classification_metrics, hub_metric_values, 
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.explanation import Target, class_logit, text_encoding, text_rows
-from llmft.tasks.ensemble import average_probability_partials, mean_of
+from llmft.tasks.ensemble import average_probability_partials, labels_and_probabilities, mean_of
 from llmft.tasks.options import ClassificationOptions
 
 
@@ -268,7 +268,7 @@ class ClassificationTask:
     @staticmethod
     def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
-        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+        return labels_and_probabilities(partials)
 
     def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""

@@ -30,6 +30,11 @@ def _same_rows(members: list[list[dict[str, Any]]], key: str) -> None:
                             "ensemble runs trained on the same data and tokenizer")
 
 
+def labels_and_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of every shard's rows, in order: what temperature scaling and ensembles read."""
+    return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+
+
 def average_probability_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One partial per shard whose probabilities are the members' mean, and whose loss is the NLL of that mean."""
     _same_rows(members, "labels")

@@ -26,7 +26,7 @@ from llmft.errors import UserError
 from llmft.evaluation.calibration import expected_calibration_error
 from llmft.tasks.base import PlainHead, PredictRequest
 from llmft.tasks.explanation import Target
-from llmft.tasks.ensemble import average_probability_partials, mean_of
+from llmft.tasks.ensemble import average_probability_partials, labels_and_probabilities, mean_of
 from llmft.tasks.options import MultipleChoiceOptions
 
 ENDINGS = "endings"  # the column the rows' endings are gathered into
@@ -233,7 +233,7 @@ class MultipleChoiceTask(PlainHead):
     @staticmethod
     def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(labels, choice probabilities) of every shard's rows: what temperature scaling and ensembles read."""
-        return (np.concatenate([x for p in partials for x in p["labels"]]), np.concatenate([x for p in partials for x in p["probs"]]))
+        return labels_and_probabilities(partials)
 
     def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
