@@ -13,9 +13,16 @@ import time
 
 import torch
 
-SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"},
-                                           "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4}},
-          "required": ["name", "age", "tags"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4},
+    },
+    "required": ["name", "age", "tags"],
+    "additionalProperties": False,
+}
 PROMPT = "Give a JSON object describing a person with fields name, age and tags."
 TOKENS = 48
 
@@ -40,7 +47,7 @@ def _timed(model, enc, processors, tokens=TOKENS, repeat=3):
         start = time.perf_counter()
         out = model.generate(**enc, max_new_tokens=tokens, min_new_tokens=0, do_sample=False, logits_processor=fresh)
         seconds = time.perf_counter() - start
-        ids = out[0, enc["input_ids"].shape[1]:]
+        ids = out[0, enc["input_ids"].shape[1] :]
         best = min(best, seconds / max(len(ids), 1))
     return best, ids
 

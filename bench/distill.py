@@ -49,7 +49,12 @@ def commands(task: str, extra: list[str], student: list[str], tag: str, from_tea
     students = [*base, *STUDENT, *student] + ([f"model.name_or_path={teacher}/checkpoints/best"] if from_teacher else [])
     return {
         "teacher": [*base, f"hydra.run.dir={teacher}"],
-        "distilled": [*students, "finetune=distill", f"finetune.teacher={teacher}", f"hydra.run.dir={run_dir(task, 'distilled' + tag)}"],
+        "distilled": [
+            *students,
+            "finetune=distill",
+            f"finetune.teacher={teacher}",
+            f"hydra.run.dir={run_dir(task, 'distilled' + tag)}",
+        ],
         "plain": [*students, f"hydra.run.dir={run_dir(task, 'plain' + tag)}"],
     }
 
@@ -89,8 +94,16 @@ def measure(task: str, batch_size: int, tag: str) -> list[dict[str, Any]]:
         run = run_dir(task, role)
         result = json.loads((run / "eval.json").read_text())
         per_s, params = speed(run, batch_size)
-        rows.append({"task": task, "role": role, "metric": METRIC[task], "value": result["metrics"][METRIC[task]],
-                     "samples_per_s": per_s, "parameters": params})
+        rows.append(
+            {
+                "task": task,
+                "role": role,
+                "metric": METRIC[task],
+                "value": result["metrics"][METRIC[task]],
+                "samples_per_s": per_s,
+                "parameters": params,
+            }
+        )
     teacher = rows[0]["samples_per_s"]
     for row in rows:
         row["speedup"] = row["samples_per_s"] / teacher
@@ -98,12 +111,16 @@ def measure(task: str, batch_size: int, tag: str) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| task | model | layers | parameters | test metric | CPU samples/s (1 thread) | vs teacher |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | model | layers | parameters | test metric | CPU samples/s (1 thread) | vs teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         layers = 6 if r["role"] == "teacher" else 3
-        lines.append(f"| {r['task']} | {r['role']} | {layers} | {r['parameters'] / 1e6:.1f}M | {r['metric']} {r['value']:.4f} "
-                     f"| {r['samples_per_s']:.1f} | {r['speedup']:.2f}x |")
+        lines.append(
+            f"| {r['task']} | {r['role']} | {layers} | {r['parameters'] / 1e6:.1f}M | {r['metric']} {r['value']:.4f} "
+            f"| {r['samples_per_s']:.1f} | {r['speedup']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -114,8 +131,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run, e.g. trainer.epochs=3")
-    parser.add_argument("--student", nargs="*", default=[], help="overrides for both students, e.g. trainer.epochs=4 "
-                        "(finetune.* ones only matter to the distilled one)")
+    parser.add_argument(
+        "--student",
+        nargs="*",
+        default=[],
+        help="overrides for both students, e.g. trainer.epochs=4 (finetune.* ones only matter to the distilled one)",
+    )
     parser.add_argument("--from-teacher", action="store_true", help="students start from the fine-tuned teacher's layers")
     parser.add_argument("--tag", default="", help="suffix of the students' run folders (one per variant)")
     args = parser.parse_args()

@@ -54,8 +54,10 @@ def chat_rendered(prompts: list[str]) -> list[str]:
 
     cfg = ModelConfig(name_or_path="builtin:smollm2-135m")
     tokenizer = backbone.load_tokenizer(backbone.resolve(cfg)[0], cfg)
-    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts]
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
 
 
 def win_rate(source: list[str], out: Path, prompts: int, render: bool = False) -> dict:
@@ -80,9 +82,19 @@ def stage_base(out: Path, args: argparse.Namespace) -> dict:
 def stage_sft(out: Path, args: argparse.Namespace) -> dict:
     folder = out / "sft"
     started = time.time()
-    llmft(["train", "recipe=sft-smollm2", f"trainer.max_steps={args.sft_steps}", "trainer.eval_every=0",
-           "task.eval_generate_samples=0", "task.select_metric=loss", "task.data.max_eval_samples=64",
-           *QUIET], folder)
+    llmft(
+        [
+            "train",
+            "recipe=sft-smollm2",
+            f"trainer.max_steps={args.sft_steps}",
+            "trainer.eval_every=0",
+            "task.eval_generate_samples=0",
+            "task.select_metric=loss",
+            "task.data.max_eval_samples=64",
+            *QUIET,
+        ],
+        folder,
+    )
     run = only_run(folder)
     return {"run": str(run), "train_s": round(time.time() - started), **win_rate([f"run={run}"], out, args.prompts)}
 
@@ -93,19 +105,24 @@ def stage_dpo(out: Path, args: argparse.Namespace, results: dict) -> dict:
     folder = out / args.tag
     started = time.time()
     sft = Path(results["sft"]["run"]) / "checkpoints" / "best"
-    llmft(["train", "recipe=dpo-smollm2", f"model.name_or_path={sft}", f"trainer.max_steps={args.dpo_steps}",
-           *args.set, *QUIET], folder)
+    llmft(
+        ["train", "recipe=dpo-smollm2", f"model.name_or_path={sft}", f"trainer.max_steps={args.dpo_steps}", *args.set, *QUIET],
+        folder,
+    )
     run = only_run(folder)
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
-    return {"run": str(run), "train_s": round(time.time() - started), "test_rewards_accuracy": metrics.get("rewards/accuracy"),
-            **win_rate([f"run={run}"], out, args.prompts)}
+    return {
+        "run": str(run),
+        "train_s": round(time.time() - started),
+        "test_rewards_accuracy": metrics.get("rewards/accuracy"),
+        **win_rate([f"run={run}"], out, args.prompts),
+    }
 
 
 def table(results: dict) -> str:
     lines = ["| model | rule win rate | prompts | train s |", "|---|---:|---:|---:|"]
     names = {"base": "SmolLM2-135M-Instruct", "sft": "after SFT (LoRA)", "dpo": "after SFT + DPO (LoRA)"}
-    names.update({k: f"after SFT + DPO ({k}: {' '.join(v['overrides'])})" for k, v in results.items()
-                  if k.startswith("dpo-")})
+    names.update({k: f"after SFT + DPO ({k}: {' '.join(v['overrides'])})" for k, v in results.items() if k.startswith("dpo-")})
     for key, name in names.items():
         if key in results:
             r = results[key]

@@ -83,7 +83,9 @@ def measure(engine: Callable, batches: list[tuple[dict[str, Any], np.ndarray]]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, help="a finished sentiment run (default: train one into outputs/bench/export-sentiment)")
+    parser.add_argument(
+        "--run", type=Path, help="a finished sentiment run (default: train one into outputs/bench/export-sentiment)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
@@ -94,23 +96,30 @@ def main() -> None:
         llmft("export", f"run={run}", f"quantize={quantize}")
     batches = test_batches(run, args.batch_size)
     rows = []
-    for name, make in [("PyTorch fp32", lambda t: torch_engine(run, t)),
-                       ("ONNX fp32", lambda t: onnx_engine(run / "export" / "onnx", t)),
-                       ("ONNX int8", lambda t: onnx_engine(run / "export" / "onnx-int8", t))]:
+    for name, make in [
+        ("PyTorch fp32", lambda t: torch_engine(run, t)),
+        ("ONNX fp32", lambda t: onnx_engine(run / "export" / "onnx", t)),
+        ("ONNX int8", lambda t: onnx_engine(run / "export" / "onnx-int8", t)),
+    ]:
         results = {threads: measure(make(threads), batches) for threads in (1, 2)}
         rows.append((name, results[1][0], results[1][1], results[2][1]))
     base = {1: rows[0][2], 2: rows[0][3]}
-    lines = [f"Test split: {sum(len(labels) for _, labels in batches)} rows, batch {args.batch_size}; "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-             "", "| engine | test accuracy | samples/s, 1 thread | samples/s, 2 threads | speed-up vs PyTorch (1 / 2 threads) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Test split: {sum(len(labels) for _, labels in batches)} rows, batch {args.batch_size}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "",
+        "| engine | test accuracy | samples/s, 1 thread | samples/s, 2 threads | speed-up vs PyTorch (1 / 2 threads) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, accuracy, one, two in rows:
         lines.append(f"| {name} | {accuracy:.4f} | {one:.1f} | {two:.1f} | {one / base[1]:.2f}x / {two / base[2]:.2f}x |")
     for folder in ("onnx", "onnx-int8"):
         record = json.loads((run / "export" / folder / "export.json").read_text())
-        lines.append(f"\n{folder}: export.json agreement {record['agreement']} on {record['test_rows']} rows, "
-                     f"max |logit diff| {record['max_abs_logit_diff']:.3g}; model.onnx "
-                     f"{(run / 'export' / folder / 'model.onnx').stat().st_size / 2**20:.1f} MiB")
+        lines.append(
+            f"\n{folder}: export.json agreement {record['agreement']} on {record['test_rows']} rows, "
+            f"max |logit diff| {record['max_abs_logit_diff']:.3g}; model.onnx "
+            f"{(run / 'export' / folder / 'model.onnx').stat().st_size / 2**20:.1f} MiB"
+        )
     text = "\n".join(lines)
     print(text)
     if args.markdown:

@@ -38,8 +38,12 @@ def run(impl: str, start: float) -> dict[str, Any]:
     else:
         new_tokens = _plain(model, tokenizer, prompts, BATCH if impl == "bare" else 1, device)
     elapsed = time.perf_counter() - first
-    return {"samples_per_s": len(prompts) / elapsed, "tokens_per_s": new_tokens / elapsed,
-            "time_to_first_step_s": first - start, "eval_samples_per_s": len(prompts) / elapsed}
+    return {
+        "samples_per_s": len(prompts) / elapsed,
+        "tokens_per_s": new_tokens / elapsed,
+        "time_to_first_step_s": first - start,
+        "eval_samples_per_s": len(prompts) / elapsed,
+    }
 
 
 @torch.no_grad()

@@ -14,8 +14,10 @@ from scenarios import Meter, Scenario, compose
 
 def _pad(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(r["input_ids"]) for r in rows)
-    batch = {"input_ids": torch.tensor([r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]),
-             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows])}
+    batch = {
+        "input_ids": torch.tensor([r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
+    }
     labels = [r["labels"] for r in rows]
     if isinstance(labels[0], list):
         labels = [x + [-100] * (width - len(x)) for x in labels]
@@ -31,10 +33,17 @@ def run(scenario: Scenario, start: float) -> dict[str, Any]:
     parts = build_run(config)  # only for the model and the tokenized features every implementation shares
     model, pad_id, device = parts.model, parts.tokenizer.pad_token_id, parts.precision.device
     train, dev = parts.train_loader.dataset, parts.eval_loader.dataset
-    loader = torch.utils.data.DataLoader(train, batch_size=config.trainer.batch_size, shuffle=True,
-                                         collate_fn=lambda rows: _pad(rows, pad_id), pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        train,
+        batch_size=config.trainer.batch_size,
+        shuffle=True,
+        collate_fn=lambda rows: _pad(rows, pad_id),
+        pin_memory=device.type == "cuda",
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(config.scheduler, scenario.steps))  # llmft's = Trainer's
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier(config.scheduler, scenario.steps)
+    )  # llmft's = Trainer's
     meter, step, skipped = Meter(start), 0, 0
     dtype = parts.precision.dtype  # None (fp32), bfloat16 or float16, as llmft resolved `precision`
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)  # the nanoGPT recipe for fp16

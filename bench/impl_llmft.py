@@ -34,20 +34,31 @@ def run(scenario: Scenario, start: float, options: bool = True) -> dict[str, Any
     # `--llmft` options are llmft's own: llmft-plain stays with every speed option off (options common to every
     # implementation go in `--all`)
     extra = [*scenario.llmft_overrides(options), *(os.environ.get("LLMFT_BENCH_EXTRA", "").split() if options else [])]
-    config = compose([*scenario.overrides, *extra, f"trainer.max_steps={scenario.steps}", "trainer.epochs=1000",
-                      "trainer.log_every=1000000", f"task.data.max_eval_samples={scenario.eval_rows}"])
+    config = compose(
+        [
+            *scenario.overrides,
+            *extra,
+            f"trainer.max_steps={scenario.steps}",
+            "trainer.epochs=1000",
+            "trainer.log_every=1000000",
+            f"task.data.max_eval_samples={scenario.eval_rows}",
+        ]
+    )
     parts = build_run(config)
     meter = Meter(start)
     hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None)  # eval is timed on its own below
-    step = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, config.trainer,
-                     parts.dist)
+    step = StepParts(
+        parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, config.trainer, parts.dist
+    )
     state = fit(step, _Metered(parts.train_loader, meter), Selection("loss", MetricMode.min), hooks, parts.num_steps)
     meter.events.append((time.perf_counter(), 0, 0))  # the end of the last step
     out = meter.result(scenario.warmup, scenario.steps)
     out["params"] = sum(p.numel() for p in parts.model.parameters())
     if parts.scaler.is_enabled():  # fp16
         out.update(grad_scale=parts.scaler.get_scale(), skipped_steps=state.skipped_steps)
-    gathered_metrics(parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist())  # warm-up pass (first-touch costs)
+    gathered_metrics(
+        parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist()
+    )  # warm-up pass (first-touch costs)
     t0 = time.perf_counter()
     metrics = gathered_metrics(parts.task, parts.model, iter(parts.eval_loader), parts.precision, "eval", Dist())
     out["eval_samples_per_s"] = len(parts.eval_loader.dataset) / (time.perf_counter() - t0)

@@ -19,8 +19,11 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
     config = compose([*scenario.overrides, f"task.data.max_eval_samples={scenario.eval_rows}"])
     parts = build_run(config)
     generative = isinstance(parts.train_loader.dataset[0]["labels"], list)
-    collate = (DataCollatorForSeq2Seq(parts.tokenizer, label_pad_token_id=-100) if generative
-               else DataCollatorWithPadding(parts.tokenizer))
+    collate = (
+        DataCollatorForSeq2Seq(parts.tokenizer, label_pad_token_id=-100)
+        if generative
+        else DataCollatorWithPadding(parts.tokenizer)
+    )
     meter = Meter(start)
 
     skipped: list[bool] = []
@@ -43,14 +46,30 @@ def run(scenario: Scenario, start: float, output_dir: str) -> dict[str, Any]:
         counts.append((len(rows), int(batch["attention_mask"].sum())))
         return batch
 
-    args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=config.trainer.batch_size,
-                             per_device_eval_batch_size=64, learning_rate=config.optimizer.lr,
-                             weight_decay=config.optimizer.weight_decay, max_steps=scenario.steps, lr_scheduler_type="linear",
-                             warmup_steps=warmup_steps(config.scheduler, scenario.steps),  # llmft's warmup, same formula
-                             max_grad_norm=1.0, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
-                             dataloader_num_workers=0, seed=config.seed, use_cpu=parts.precision.device.type == "cpu",
-                             disable_tqdm=True, bf16=parts.precision.mode.value == "bf16", fp16=parts.precision.mode.value == "fp16")
-    trainer = Trainer(model=parts.model, args=args, train_dataset=parts.train_loader.dataset, data_collator=metered, callbacks=[Steps()])
+    args = TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=config.trainer.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=config.optimizer.lr,
+        weight_decay=config.optimizer.weight_decay,
+        max_steps=scenario.steps,
+        lr_scheduler_type="linear",
+        warmup_steps=warmup_steps(config.scheduler, scenario.steps),  # llmft's warmup, same formula
+        max_grad_norm=1.0,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        seed=config.seed,
+        use_cpu=parts.precision.device.type == "cpu",
+        disable_tqdm=True,
+        bf16=parts.precision.mode.value == "bf16",
+        fp16=parts.precision.mode.value == "fp16",
+    )
+    trainer = Trainer(
+        model=parts.model, args=args, train_dataset=parts.train_loader.dataset, data_collator=metered, callbacks=[Steps()]
+    )
     trainer.train()
     # step k begins after its batch is built; pair each step-begin time with that step's counts
     train_counts = counts[: scenario.steps]

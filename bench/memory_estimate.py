@@ -30,9 +30,31 @@ GENERATIVE = ["task.eval_generate_samples=2", "task.generation.max_new_tokens=4"
 
 def run(args: list[str], folder: Path) -> tuple[float, float, int]:
     """(estimated GiB, measured peak RSS GiB, micro-batch) of one 2-step run."""
-    cmd = ["flock", "/tmp/llmft-torch.lock", "/usr/bin/time", "-v", sys.executable, "-m", "llmft", "train", *args, *COMMON, f"hydra.run.dir={folder}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                                                                    "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TOKENIZERS_PARALLELISM": "false"})
+    cmd = [
+        "flock",
+        "/tmp/llmft-torch.lock",
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "llmft",
+        "train",
+        *args,
+        *COMMON,
+        f"hydra.run.dir={folder}",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+    )
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
     if proc.returncode != 0:
         return float("nan"), peak_kb / 2**20, 0
@@ -45,8 +67,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench/memory_estimate.md")
     parser.add_argument("--batches", default="8,32")
     opts = parser.parse_args()
-    lines = ["| task (default model) | trainer.batch_size | rows per pass | estimated GiB | measured peak RSS GiB | error |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| task (default model) | trainer.batch_size | rows per pass | estimated GiB | measured peak RSS GiB | error |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for task, extra in CASES:
             for batch in opts.batches.split(","):
@@ -58,7 +82,9 @@ def main() -> None:
         for chunked in ("true", "false"):
             args = ["task=textgen", f"task.chunked_loss={chunked}", "trainer.micro_batch_size=4"]
             est, peak, rows = run(args, Path(tmp) / f"textgen-chunked-{chunked}")
-            lines.append(f"| textgen, task.chunked_loss={chunked}, micro-batch 4 | 32 | {rows} | {est:.2f} | {peak:.2f} | {100 * (est - peak) / peak:+.0f}% |")
+            lines.append(
+                f"| textgen, task.chunked_loss={chunked}, micro-batch 4 | 32 | {rows} | {est:.2f} | {peak:.2f} | {100 * (est - peak) / peak:+.0f}% |"
+            )
             print(lines[-1], flush=True)
     Path(opts.out).write_text("\n".join(lines) + "\n")
 

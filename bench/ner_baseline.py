@@ -7,6 +7,7 @@ the same seqeval entity metrics as `llmft train task=ner`:
 
 Run:  python bench/ner_baseline.py [--data llmft/resources/ner] [--split test]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,10 @@ def main() -> None:
         start = time.perf_counter()
         m = entity_metrics(gold, baseline(train, rows))
         types = " ".join(f"{k[3:]}={m[k]:.3f}" for k in sorted(m) if k.startswith("f1_"))
-        print(f"{name:20s} {args.split}: f1={m['f1']:.3f} precision={m['precision']:.3f} recall={m['recall']:.3f} "
-              f"accuracy={m['accuracy']:.3f} ({types}) in {time.perf_counter() - start:.1f}s")
+        print(
+            f"{name:20s} {args.split}: f1={m['f1']:.3f} precision={m['precision']:.3f} recall={m['recall']:.3f} "
+            f"accuracy={m['accuracy']:.3f} ({types}) in {time.perf_counter() - start:.1f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -81,8 +81,10 @@ def stsb(seed: int = 0) -> Path:
             words = max(3, round(rng.gauss(9, 2))) if captions else min(60, max(4, round(rng.lognormvariate(2.7, 0.55))))
             other = max(3, words + rng.randint(-3, 3))
             genre, source = ("main-captions", "MSRvid") if captions else ("main-news", "headlines")
-            lines.append(f"{index}\t{genre}\t{source}\t2012test\t{index:04d}\tnone\tnone\t"
-                         f"{_sts_text(rows, 'sentence1', words, rng)}\t{_sts_text(rows, 'sentence2', other, rng)}\t"
-                         f"{row['score']:.3f}")
+            lines.append(
+                f"{index}\t{genre}\t{source}\t2012test\t{index:04d}\tnone\tnone\t"
+                f"{_sts_text(rows, 'sentence1', words, rng)}\t{_sts_text(rows, 'sentence2', other, rng)}\t"
+                f"{row['score']:.3f}"
+            )
         (path / name).write_text("\n".join(lines) + "\n")
     return path

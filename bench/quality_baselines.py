@@ -29,10 +29,14 @@ def sts() -> None:
         gold = [r["score"] for r in rows]
         a, b = (vectorizer.transform([r[k] for r in rows]) for k in ("sentence1", "sentence2"))
         cosine = np.asarray(a.multiply(b).sum(axis=1)).ravel()  # rows are L2-normalised
-        jaccard = [len(_words(r["sentence1"]) & _words(r["sentence2"])) / len(_words(r["sentence1"]) | _words(r["sentence2"]))
-                   for r in rows]
+        jaccard = [
+            len(_words(r["sentence1"]) & _words(r["sentence2"])) / len(_words(r["sentence1"]) | _words(r["sentence2"]))
+            for r in rows
+        ]
         for name, pred in (("tfidf-cosine", cosine), ("word-jaccard", jaccard)):
-            print(f"sts {split} {name}: pearson {stats.pearsonr(gold, pred)[0]:.3f} spearman {stats.spearmanr(gold, pred)[0]:.3f}")
+            print(
+                f"sts {split} {name}: pearson {stats.pearsonr(gold, pred)[0]:.3f} spearman {stats.spearmanr(gold, pred)[0]:.3f}"
+            )
 
 
 def sts_ridge() -> None:
@@ -51,7 +55,9 @@ def sts_ridge() -> None:
     for split in ("validation", "test"):
         rows = _rows("sts", split)
         gold, pred = [r["score"] for r in rows], model.predict(features(rows))
-        print(f"sts {split} tfidf-ridge: pearson {stats.pearsonr(gold, pred)[0]:.3f} spearman {stats.spearmanr(gold, pred)[0]:.3f}")
+        print(
+            f"sts {split} tfidf-ridge: pearson {stats.pearsonr(gold, pred)[0]:.3f} spearman {stats.spearmanr(gold, pred)[0]:.3f}"
+        )
 
 
 def mc_ending_classifier() -> None:
@@ -82,7 +88,9 @@ def multiple_choice() -> None:
             context = _words(f"{r['sent1']} {r['sent2']}")
             overlap += max(range(4), key=lambda i: (len(_words(endings[i]) & context), -i)) == r["label"]
             longest += max(range(4), key=lambda i: (len(endings[i]), -i)) == r["label"]
-        print(f"multiple-choice {split}: word-overlap accuracy {overlap / len(rows):.3f}, longest-ending {longest / len(rows):.3f}")
+        print(
+            f"multiple-choice {split}: word-overlap accuracy {overlap / len(rows):.3f}, longest-ending {longest / len(rows):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 IMPLS = ("llmft", "llmft-plain", "bare", "trainer")  # llmft-plain: its speed options (packing, grouping) off
-COLUMNS = ("samples_per_s", "tokens_per_s", "step_s", "time_to_first_step_s", "peak_rss_mib", "cuda_peak_mib",
-           "eval_samples_per_s", "dev", "mfu", "grad_scale", "skipped_steps")  # the last two: fp16 only
+COLUMNS = (
+    "samples_per_s",
+    "tokens_per_s",
+    "step_s",
+    "time_to_first_step_s",
+    "peak_rss_mib",
+    "cuda_peak_mib",
+    "eval_samples_per_s",
+    "dev",
+    "mfu",
+    "grad_scale",
+    "skipped_steps",
+)  # the last two: fp16 only
 
 
 def child(impl: str, name: str) -> None:
@@ -53,7 +64,9 @@ def child(impl: str, name: str) -> None:
 
             with tempfile.TemporaryDirectory() as tmp:
                 out = impl_trainer.run(scenario, start, tmp)
-    out.update(peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib(), mfu=mfu(out.pop("params", 0), out.get("tokens_per_s", 0)))
+    out.update(
+        peak_rss_mib=peak_rss_mib(), cuda_peak_mib=cuda_peak_mib(), mfu=mfu(out.pop("params", 0), out.get("tokens_per_s", 0))
+    )
     print("BENCH " + json.dumps(out), flush=True)
 
 
@@ -68,7 +81,7 @@ def measure(impl: str, name: str, keep_going: bool = False) -> dict | None:
             raise SystemExit(message)
         print(message, file=sys.stderr)
         return None
-    return json.loads(lines[-1][len("BENCH "):])
+    return json.loads(lines[-1][len("BENCH ") :])
 
 
 def table(name: str, runs: dict[str, list[dict]]) -> str:
@@ -76,8 +89,12 @@ def table(name: str, runs: dict[str, list[dict]]) -> str:
     if not runs:
         return f"### {name}: every measurement failed (see the log)\n"
     med = {impl: {c: _median([r.get(c) for r in rs]) for c in COLUMNS} for impl, rs in runs.items()}
-    lines = [f"### {name} (median of {max(len(rs) for rs in runs.values())})", "",
-             "| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = [
+        f"### {name} (median of {max(len(rs) for rs in runs.values())})",
+        "",
+        "| | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
     for impl, row in med.items():
         lines.append(f"| {impl} | " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |")
     pairs = [("llmft", "bare"), ("llmft", "trainer"), ("llmft-plain", "bare"), ("llmft-plain", "trainer")]
@@ -103,14 +120,20 @@ def machine() -> str:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), {device}, python {platform.python_version()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {device}, python {platform.python_version()}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", default=["cls"],
-                        help="cls, ner, sts, sft-tiny, sft-smollm2, gen, sft-0.5b, sft-0.5b-shape, cls-base-shape, sft-shape-tiny, cls-shape-tiny")
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        default=["cls"],
+        help="cls, ner, sts, sft-tiny, sft-smollm2, gen, sft-0.5b, sft-0.5b-shape, cls-base-shape, sft-shape-tiny, cls-shape-tiny",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--impls", default=",".join(IMPLS), help="a subset, e.g. llmft,trainer")
     parser.add_argument("--peak-tflops", default="", help="the accelerator's peak TFLOPS for the run's precision: adds MFU")
@@ -135,8 +158,11 @@ def main() -> None:
                 if result is None:
                     continue
                 runs[impl].append(result)
-                print(f"{name} #{repeat + 1} {impl}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                                                      for k, v in result.items()}), file=sys.stderr)
+                print(
+                    f"{name} #{repeat + 1} {impl}: "
+                    + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}),
+                    file=sys.stderr,
+                )
         report.append(table(f"{name} {args.all}".strip(), runs))  # the heading names overrides given to every implementation
         print(report[-1])
     if args.markdown:

@@ -20,9 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PROMPTS = ["The capital of France is", "Once upon a time, a small robot", "The three primary colours are",
-           "To make a cup of tea, first", "The quickest way to learn a language is", "Water boils at",
-           "A good name for a black cat is", "The planets of the solar system are"]
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, a small robot",
+    "The three primary colours are",
+    "To make a cup of tea, first",
+    "The quickest way to learn a language is",
+    "Water boils at",
+    "A good name for a black cat is",
+    "The planets of the solar system are",
+]
 
 
 def load_served(model_option: str, max_tokens: int):
@@ -93,9 +100,11 @@ def main() -> None:
                 row = (batch_size, concurrency, args.requests / wall, statistics.median(latencies), percentile(latencies, 99))
                 print("max_batch_size=%d clients=%d: %.2f req/s, p50 %.2f s, p99 %.2f s" % row, flush=True)
                 rows.append(row)
-    header = (f"{args.model}, {args.requests} requests per row, max_tokens={args.max_tokens}, greedy, batch window "
-              f"{args.window_ms:g} ms; {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads\n\n"
-              "| max_batch_size | clients | requests/s | p50 latency (s) | p99 latency (s) |\n|---:|---:|---:|---:|---:|\n")
+    header = (
+        f"{args.model}, {args.requests} requests per row, max_tokens={args.max_tokens}, greedy, batch window "
+        f"{args.window_ms:g} ms; {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads\n\n"
+        "| max_batch_size | clients | requests/s | p50 latency (s) | p99 latency (s) |\n|---:|---:|---:|---:|---:|\n"
+    )
     table = header + "".join("| %d | %d | %.2f | %.2f | %.2f |\n" % r for r in rows)
     print(table)
     if args.markdown:

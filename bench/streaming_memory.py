@@ -22,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("the of and to in is was for on that with as by at from his her it an were are which this be or has had not "
-         "but their one all new more first after also two been other when who they its into over time city year most "
-         "during three river school world war music film team season game album song house court party state").split()
+WORDS = (
+    "the of and to in is was for on that with as by at from his her it an were are which this be or has had not "
+    "but their one all new more first after also two been other when who they its into over time city year most "
+    "during three river school world war music film team season game album song house court party state"
+).split()
 
 
 def corpus(path: Path, size_bytes: int, seed: int = 0) -> Path:
@@ -62,14 +64,26 @@ def as_parquet(jsonl: Path, rows_per_group: int = 10_000) -> Path:
 def run(data: Path, streaming: bool, steps: int, work: Path) -> dict:
     """One `llmft train` in a fresh process: peak RSS (MiB), wall seconds, median tokens/s after the first log."""
     out = Path(tempfile.mkdtemp(dir=work))
-    args = ["train", "task=textgen", "model=tiny-gpt2", "model.max_length=128", f"task.data.path={data}",
-            f"task.data.streaming={str(streaming).lower()}", "task.data.max_eval_samples=32", "trainer.batch_size=8",
-            f"trainer.max_steps={steps}", "trainer.log_every=10", "trainer.progress=false", "model.dropout=0.0",
-            f"hydra.run.dir={out}/run"]
+    args = [
+        "train",
+        "task=textgen",
+        "model=tiny-gpt2",
+        "model.max_length=128",
+        f"task.data.path={data}",
+        f"task.data.streaming={str(streaming).lower()}",
+        "task.data.max_eval_samples=32",
+        "trainer.batch_size=8",
+        f"trainer.max_steps={steps}",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        "model.dropout=0.0",
+        f"hydra.run.dir={out}/run",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(out / "cache")}
     started = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "llmft", *args], env=env, capture_output=True,
-                          text=True, cwd=out)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "llmft", *args], env=env, capture_output=True, text=True, cwd=out
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"llmft exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -96,7 +110,9 @@ def main() -> None:
     for label, data, streaming in (("in-memory", small, False), ("streamed", small, True), ("streamed", large, True)):
         result = run(data, streaming, args.steps, args.work)
         size = data.stat().st_size / 2**20
-        rows.append(f"| {label} | {size:,.0f} MiB | {result['rss_mib']:,.0f} | {result['tokens_per_s']:,.0f} | {result['wall_s']:.0f} |")
+        rows.append(
+            f"| {label} | {size:,.0f} MiB | {result['rss_mib']:,.0f} | {result['tokens_per_s']:,.0f} | {result['wall_s']:.0f} |"
+        )
         print(rows[-1], flush=True)
     print("\n| path | corpus | peak RSS (MiB) | train tokens/s | wall s (incl. tokenizing) |\n|---|---|---|---|---|")
     print("\n".join(rows))

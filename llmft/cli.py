@@ -52,9 +52,11 @@ HYDRA_FULL_ERROR=1 to see the traceback.
 """
 
 
-SCHEDULE_NOTE = ("Schedules: warmup multiplies optimizer.lr by step/warmup (0-based optimizer steps; the first runs "
-                 "at 0 and step `warmup` at the full rate, as transformers' schedules), warmup = scheduler.warmup_steps "
-                 "or ceil(scheduler.warmup_ratio x steps); then linear, cosine, constant or exponential decay.")
+SCHEDULE_NOTE = (
+    "Schedules: warmup multiplies optimizer.lr by step/warmup (0-based optimizer steps; the first runs "
+    "at 0 and step `warmup` at the full rate, as transformers' schedules), warmup = scheduler.warmup_steps "
+    "or ceil(scheduler.warmup_ratio x steps); then linear, cosine, constant or exponential decay."
+)
 
 
 def _options(group_dir) -> list[str]:
@@ -87,9 +89,15 @@ def verb_help(verb: str, overrides: list[str]) -> str:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(verb, overrides=overrides)
     groups = [f"{g}: {', '.join(options)}" for g, options in sorted(group_options().items())]
-    return (f"llmft {verb} ({VERBS[verb]})\n\n== Configuration groups ==\nCompose your configuration from those groups "
-            f"(group=option)\n\n" + "\n".join(groups) + "\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
-            + OmegaConf.to_yaml(cfg) + (f"\n{SCHEDULE_NOTE}\n" if "scheduler" in cfg else "") + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...).")
+    return (
+        f"llmft {verb} ({VERBS[verb]})\n\n== Configuration groups ==\nCompose your configuration from those groups "
+        f"(group=option)\n\n"
+        + "\n".join(groups)
+        + "\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
+        + OmegaConf.to_yaml(cfg)
+        + (f"\n{SCHEDULE_NOTE}\n" if "scheduler" in cfg else "")
+        + "\nUse --hydra-help for Hydra's own options (-m, -cd, hydra/launcher=..., hydra/sweeper=...)."
+    )
 
 
 def register_recipes() -> None:
@@ -251,8 +259,10 @@ def _hydra_message(ex: BaseException) -> str | None:
         frames = [f for f in traceback.extract_tb(ex.__traceback__) if not f.filename.endswith(("pathlib.py", "os.py"))]
         if frames and f"{os.sep}hydra{os.sep}" in frames[-1].filename:  # Hydra makes the folder and writes .hydra/ in it
             what = "create the output folder" if "mkdir" in (frames[-1].line or "") else "write in the output folder:"
-            return (f"cannot {what} {ex.filename}: {ex.strerror}; "
-                    "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
+            return (
+                f"cannot {what} {ex.filename}: {ex.strerror}; "
+                "choose another with hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)"
+            )
     return None
 
 

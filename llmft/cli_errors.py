@@ -17,8 +17,13 @@ def _field_names(object_type: Any) -> list[str]:
 
 
 def _omegaconf_message(ex: Any) -> Optional[str]:
-    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
-                                  ValidationError)
+    from omegaconf.errors import (
+        ConfigAttributeError,
+        ConfigKeyError,
+        InterpolationResolutionError,
+        MissingMandatoryValue,
+        ValidationError,
+    )
 
     first_line = str(getattr(ex, "msg", ex)).splitlines()[0]
     full_key = getattr(ex, "full_key", None) or getattr(ex, "key", None) or "?"
@@ -67,11 +72,7 @@ def _user_recipe_message(text: str) -> Optional[str]:
 
 def describe(ex: BaseException) -> Optional[str]:
     """One line for a user mistake, or None if `ex` is a bug that deserves its traceback."""
-    from hydra.errors import (
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-    )
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(ex, (UserError, ConfigError)):

@@ -107,21 +107,29 @@ class DataConfig:
         from dataclasses import fields
 
         self.sources = check_sources(self.sources, [f.name for f in fields(self)], self.folds)
-        if (self.folds or self.fold is not None) and not (self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds):
-            raise ConfigError(f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}")
+        if (self.folds or self.fold is not None) and not (
+            self.folds >= 2 and self.fold is not None and 0 <= self.fold < self.folds
+        ):
+            raise ConfigError(
+                f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}"
+            )
         if self.format is not None and self.format not in DATA_FORMATS:
-            raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)")
+            raise ConfigError(
+                f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)"
+            )
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
             raise ConfigError(f"task.data.delimiter takes one character or 'tab', got {self.delimiter!r}")
         if not 1 <= len(self.text_columns) <= 2:
-            raise ConfigError(
-                f"task.data.text_columns takes one column or two (a sentence pair), got {self.text_columns}"
-            )
+            raise ConfigError(f"task.data.text_columns takes one column or two (a sentence pair), got {self.text_columns}")
         if not 0.0 < self.carve_ratio < 1.0:
             raise ConfigError(f"task.data.carve_ratio must be in (0, 1), got {self.carve_ratio}")
         files = self.data_files
-        if files is not None and not (hasattr(files, "items") and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
-            raise ConfigError(f"task.data.data_files takes {{split: file}}, e.g. task.data.data_files={{train:a.csv,test:b.csv}}; got {files}")
+        if files is not None and not (
+            hasattr(files, "items") and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+        ):
+            raise ConfigError(
+                f"task.data.data_files takes {{split: file}}, e.g. task.data.data_files={{train:a.csv,test:b.csv}}; got {files}"
+            )
         self.data_files = dict(files) if files else None
 
 
@@ -217,8 +225,10 @@ class FinetuneConfig:
         if self.neftune_alpha is not None and not self.neftune_alpha > 0:
             raise ConfigError(f"finetune.neftune_alpha must be > 0, got {self.neftune_alpha}")
         if self.method is FinetuneMethod.qlora and self.merge:
-            raise ConfigError("finetune=qlora keeps the adapter (its base is 4-bit): set finetune.merge=false, and merge it "
-                              "into the full-precision base with `llmft export run=<run> format=merged`")
+            raise ConfigError(
+                "finetune=qlora keeps the adapter (its base is 4-bit): set finetune.merge=false, and merge it "
+                "into the full-precision base with `llmft export run=<run> format=merged`"
+            )
         if (self.use_dora or self.use_rslora) and not self.adapters:
             raise ConfigError("finetune.use_dora / finetune.use_rslora change LoRA adapters: use finetune=lora or finetune=qlora")
         if self.freeze_layers < 0:
@@ -322,14 +332,17 @@ class TrainerConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
         if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
-            raise ConfigError(f"trainer.micro_batch_size={self.micro_batch_size} must be >= 1 and divide "
-                              f"trainer.batch_size={self.batch_size}")
+            raise ConfigError(
+                f"trainer.micro_batch_size={self.micro_batch_size} must be >= 1 and divide trainer.batch_size={self.batch_size}"
+            )
         if self.memory_budget_gib is not None and not self.memory_budget_gib > 0:
             raise ConfigError(f"trainer.memory_budget_gib must be > 0 (GiB), got {self.memory_budget_gib}")
         if self.keep_last < 0 or self.save_every < 0:
             raise ConfigError("trainer.keep_last must be >= 0 (0: none kept once the run finishes) and trainer.save_every >= 0")
         if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise ConfigError(f"trainer.max_grad_norm must be a finite number > 0, or null to turn clipping off; got {self.max_grad_norm}")
+            raise ConfigError(
+                f"trainer.max_grad_norm must be a finite number > 0, or null to turn clipping off; got {self.max_grad_norm}"
+            )
 
 
 @dataclass
@@ -363,8 +376,12 @@ class EvalConfig:
 @dataclass
 class GenerateConfig:
     run: Any = None  # a train run folder, or [a,b,c]: an ensemble (or give model=...)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or generate with a model: model=smollm2-135m
-    generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(name_or_path="")
+    )  # or generate with a model: model=smollm2-135m
+    generation: GenerationConfig = field(
+        default_factory=GenerationConfig
+    )  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"
     prompt: Optional[str] = None
     input: Optional[str] = None  # a JSONL file with one input per line

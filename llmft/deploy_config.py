@@ -32,7 +32,9 @@ class ServeConfig:
     run: Optional[str] = None  # a train run folder (or give model=..., or runs=[...])
     runs: Optional[list[str]] = None  # LoRA runs kept as adapters (finetune.merge=false) on one base: one model id each
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))  # or serve a model: model=smollm2-135m
-    generation: GenerationConfig = field(default_factory=GenerationConfig)  # generation.* overrides apply on the run's task.generation
+    generation: GenerationConfig = field(
+        default_factory=GenerationConfig
+    )  # generation.* overrides apply on the run's task.generation
     checkpoint: str = "best"
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
@@ -60,7 +62,6 @@ class ServeConfig:
             raise ConfigError("api_key is empty; give a key or leave it unset")
 
 
-
 @dataclass
 class ExportConfig:
     run: str = "???"  # a train run folder
@@ -79,4 +80,6 @@ class ExportConfig:
         if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
             raise ConfigError(f"export: min_agreement must be in (0, 1], got {self.min_agreement}")
         if self.format is ExportFormat.merged and self.quantize is not ExportQuantize.none:
-            raise ConfigError("export format=merged writes a plain Hugging Face folder; quantize=int8 applies to format=onnx|gguf")
+            raise ConfigError(
+                "export format=merged writes a plain Hugging Face folder; quantize=int8 applies to format=onnx|gguf"
+            )

@@ -12,9 +12,15 @@ MODULES = (config, deploy_config, explain_config, data_report_config)
 
 def schemas() -> dict[str, type]:
     """The schema of each verb."""
-    return {"train": config.TrainConfig, "eval": config.EvalConfig, "generate": config.GenerateConfig,
-            "serve": deploy_config.ServeConfig, "export": deploy_config.ExportConfig,
-            "data": data_report_config.DataReportConfig, "explain": explain_config.ExplainConfig}
+    return {
+        "train": config.TrainConfig,
+        "eval": config.EvalConfig,
+        "generate": config.GenerateConfig,
+        "serve": deploy_config.ServeConfig,
+        "export": deploy_config.ExportConfig,
+        "data": data_report_config.DataReportConfig,
+        "explain": explain_config.ExplainConfig,
+    }
 
 
 def schema_named(name: str) -> Any:

@@ -23,15 +23,19 @@ def check_sources(sources: Any, data_keys: list[str], folds: int) -> Optional[li
     if sources is None or (isinstance(sources, (list, tuple)) and not sources):
         return None
     if hasattr(sources, "items") or isinstance(sources, str) or not hasattr(sources, "__iter__"):
-        raise ConfigError("task.data.sources takes a list, e.g. task.data.sources=[{path:a.jsonl,weight:0.7},{path:b.jsonl,weight:0.3}]")
+        raise ConfigError(
+            "task.data.sources takes a list, e.g. task.data.sources=[{path:a.jsonl,weight:0.7},{path:b.jsonl,weight:0.3}]"
+        )
     if folds:
         raise ConfigError("task.data.sources and task.data.folds do not combine: cross-validate one data set")
     allowed = ["path", *MIX_KEYS, *(k for k in data_keys if k not in (*NOT_PER_SOURCE, *MIX_KEYS, "path"))]
     specs = [_check_one(i, spec, allowed) for i, spec in enumerate(sources)]
     modes = {("weight" in s) * "weight" + ("rows" in s) * "rows" for s in specs}
     if len(modes) > 1:
-        raise ConfigError("task.data.sources: give every source a weight, or every source rows, or none of them "
-                          f"(all rows); got {' and '.join(sorted(m or 'neither' for m in modes))}")
+        raise ConfigError(
+            "task.data.sources: give every source a weight, or every source rows, or none of them "
+            f"(all rows); got {' and '.join(sorted(m or 'neither' for m in modes))}"
+        )
     names = [source_name(s) for s in specs]
     twice = next((n for n in names if names.count(n) > 1), None)
     if twice is not None:

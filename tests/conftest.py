@@ -36,13 +36,19 @@ TINY = [
 FAST = [*TINY[:3], "trainer.epochs=1", "trainer.max_steps=3", "trainer.progress=false"]  # runs, learns nothing
 
 
-def run_cli(args: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """`python -m llmft ARGS` in `cwd`; fails the test with the output when `check` and the exit code is not 0."""
     full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     full_env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
-    proc = subprocess.run([sys.executable, "-m", "llmft", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmft", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"llmft {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}")
+        pytest.fail(
+            f"llmft {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -138,7 +144,8 @@ def _default_warning_filters() -> None:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
     warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
-        warnings.formatwarning(message, category, filename, lineno, line))
+        warnings.formatwarning(message, category, filename, lineno, line)
+    )
 
 
 def only_run_dir(root: Path) -> Path:

@@ -20,9 +20,17 @@ from conftest import run_cli
 
 # 16 steps of a tiny model, an eval (and so a best checkpoint) after every step, checkpoints/last only when stopped
 RUN = [
-    "model=tiny-bert", "task.data.max_train_samples=256", "task.data.max_eval_samples=32", "trainer.batch_size=16",
-    "trainer.epochs=1", "trainer.log_every=1", "trainer.eval_every=1", "trainer.save_every=0", "trainer.limit_eval_batches=2",
-    "trainer.progress=false", "optimizer.lr=1e-3",
+    "model=tiny-bert",
+    "task.data.max_train_samples=256",
+    "task.data.max_eval_samples=32",
+    "trainer.batch_size=16",
+    "trainer.epochs=1",
+    "trainer.log_every=1",
+    "trainer.eval_every=1",
+    "trainer.save_every=0",
+    "trainer.limit_eval_batches=2",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
 ]
 
 # Holds the run right after it logs step LLMFT_TEST_HOLD_AT, while the file LLMFT_TEST_HOLD exists: the test decides
@@ -45,8 +53,15 @@ def _start(args: list[str], cwd: Path, hold: Path, at: int, umask: int = 0o022) 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", LLMFT_TEST_HOLD=str(hold), LLMFT_TEST_HOLD_AT=str(at))
     code = f"import sys\n{HOLD}\nfrom llmft.cli import main\nmain(sys.argv[1:])"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.umask(umask))
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.umask(umask),
+    )
 
 
 def _wait_for_step(logs: str, cwd: Path, step: int, proc: subprocess.Popen, timeout: float = 180) -> Path:
@@ -99,7 +114,9 @@ def held_run(tmp_path_factory) -> SimpleNamespace:
     time.sleep(0.5)  # the handler runs while the step is held
     hold.unlink()
     _, err = first.communicate(timeout=180)
-    return SimpleNamespace(run=run, first=first, first_err=err, second=second, config_untouched=saved_config == saved_config_after)
+    return SimpleNamespace(
+        run=run, first=first, first_err=err, second=second, config_untouched=saved_config == saved_config_after
+    )
 
 
 def test_a_second_train_on_a_held_run_folder_exits_2_naming_the_holder(held_run):
@@ -208,8 +225,12 @@ DAMAGED = {
     "resume-best-weights": (["train"], "checkpoints/best/model.safetensors", _truncate, "is damaged"),
     "resume-trainer-state": (["train"], "checkpoints/last/trainer_state.pt", _truncate, "is damaged"),
     "resume-run-json": (["train"], "run.json", lambda p: p.write_text("{garbage"), "is damaged"),
-    "resume-pickled-code": (["train"], "checkpoints/last/trainer_state.pt",
-                            lambda p: p.write_bytes(pickle.dumps({"loop": _Code()})), "holds pickled code"),
+    "resume-pickled-code": (
+        ["train"],
+        "checkpoints/last/trainer_state.pt",
+        lambda p: p.write_bytes(pickle.dumps({"loop": _Code()})),
+        "holds pickled code",
+    ),
 }
 
 
@@ -237,9 +258,17 @@ def test_resume_auto_passes_over_a_run_another_process_holds(tmp_path):
         time.sleep(0.01)
     os.utime(runs[1], None)
     assert find_run("auto", tmp_path) == runs[1]
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom llmft.runs.run_folder import RunFolder\n"
-                               "RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)", str(runs[1])],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom llmft.runs.run_folder import RunFolder\n"
+            "RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(60)",
+            str(runs[1]),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert RunFolder(runs[1]).held()

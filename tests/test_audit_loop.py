@@ -44,16 +44,32 @@ def test_every_collective_gets_a_tensor_on_the_process_device(monkeypatch):
 def test_the_loop_hands_collectives_only_cuda_tensors_on_a_gpu(monkeypatch):
     seen = []
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, *a, **k: seen.append(tensor.device))
-    monkeypatch.setattr(torch.distributed, "all_gather_object", lambda out, obj, *a, **k: out.__setitem__(slice(None), [obj] * len(out)))
+    monkeypatch.setattr(
+        torch.distributed, "all_gather_object", lambda out, obj, *a, **k: out.__setitem__(slice(None), [obj] * len(out))
+    )
     device = torch.device("cuda")
     model = torch.nn.Linear(4, 1).to(device)
     cfg = TrainerConfig(epochs=1, batch_size=2, progress=False, log_every=1, max_grad_norm=None)
     opt = build_optimizer(OptimizerConfig(name=OptimizerName.sgd, lr=0.1, weight_decay=0.0), model)
     precision = Precision(PrecisionMode.fp32, device, None)
-    parts = StepParts(model, TokenLoss(), opt, build_scheduler(SchedulerConfig(), opt, 4), precision.grad_scaler(), precision, cfg,
-                      Dist(rank=0, world=2, device=device))
+    parts = StepParts(
+        model,
+        TokenLoss(),
+        opt,
+        build_scheduler(SchedulerConfig(), opt, 4),
+        precision.grad_scaler(),
+        precision,
+        cfg,
+        Dist(rank=0, world=2, device=device),
+    )
     loader = make_loader(_rows(), 2, _collate, shuffle=False, seed=0, rank=0, world=2)
-    fit(parts, loader, Selection("accuracy", MetricMode.max), Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None), 2)
+    fit(
+        parts,
+        loader,
+        Selection("accuracy", MetricMode.max),
+        Hooks(evaluate=lambda: {"accuracy": 0.0}, on_best=lambda s, m: None),
+        2,
+    )
     assert seen and all(d.type == "cuda" for d in seen)
 
 
@@ -93,9 +109,18 @@ def test_a_step_the_grad_scaler_skips_does_not_advance_the_schedule():
 def test_loss_selection_max_steps_logged_rate_and_throughput_through_the_cli(tmp_path):
     """One tiny run: `task.select_metric=loss` keeps the lowest loss; `max_steps` beyond an epoch repeats epochs; the
     logged rate is the one the step used; warmup_ratio rounds up; samples/s and tokens/s are both logged."""
-    args = [*[a for a in FAST if not a.startswith(("trainer.max_steps", "task.data.max_"))], "task.data.max_train_samples=32",
-            "trainer.batch_size=16", "trainer.max_steps=5", "trainer.eval_every=1", "trainer.log_every=1", "task.select_metric=loss",
-            "scheduler.warmup_ratio=0.29", "optimizer.lr=1e-3", "task.data.max_eval_samples=32"]
+    args = [
+        *[a for a in FAST if not a.startswith(("trainer.max_steps", "task.data.max_"))],
+        "task.data.max_train_samples=32",
+        "trainer.batch_size=16",
+        "trainer.max_steps=5",
+        "trainer.eval_every=1",
+        "trainer.log_every=1",
+        "task.select_metric=loss",
+        "scheduler.warmup_ratio=0.29",
+        "optimizer.lr=1e-3",
+        "task.data.max_eval_samples=32",
+    ]
     run_cli(["train", *args], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     records = _records(run)
@@ -115,13 +140,18 @@ def test_loss_selection_max_steps_logged_rate_and_throughput_through_the_cli(tmp
 
 
 def test_batch_volume_counts_rows_tokens_and_packed_examples():
-    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
-             "labels": torch.zeros(2, 5, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.ones(2, 5, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+        "labels": torch.zeros(2, 5, dtype=torch.long),
+    }
     assert batch_volume(batch) == (2, 8)
     ignore = -100
-    packed = {"input_ids": torch.ones(2, 6, dtype=torch.long),
-              "position_ids": torch.tensor([[0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 0, 1]]),  # row 2 ends in a 2-token pad segment
-              "labels": torch.tensor([[ignore, 5, 5, ignore, 5, 5], [ignore, 5, 5, 5, ignore, ignore]])}
+    packed = {
+        "input_ids": torch.ones(2, 6, dtype=torch.long),
+        "position_ids": torch.tensor([[0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 0, 1]]),  # row 2 ends in a 2-token pad segment
+        "labels": torch.tensor([[ignore, 5, 5, ignore, 5, 5], [ignore, 5, 5, 5, ignore, ignore]]),
+    }
     assert batch_volume(packed) == (3, 10)
 
 
@@ -142,8 +172,17 @@ loop.optimizer_step = _step_then_term
 def test_resume_between_log_records_gives_the_unbroken_log(tmp_path):
     from test_resume import _start
 
-    args = ["model=tiny-bert", "task.data.max_train_samples=128", "task.data.max_eval_samples=32", "trainer.batch_size=16",
-            "trainer.max_steps=12", "trainer.log_every=4", "trainer.eval_every=6", "trainer.progress=false", "optimizer.lr=1e-3"]
+    args = [
+        "model=tiny-bert",
+        "task.data.max_train_samples=128",
+        "task.data.max_eval_samples=32",
+        "trainer.batch_size=16",
+        "trainer.max_steps=12",
+        "trainer.log_every=4",
+        "trainer.eval_every=6",
+        "trainer.progress=false",
+        "optimizer.lr=1e-3",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     run_cli(["train", *args], cwd=unbroken)

@@ -35,6 +35,7 @@ def _compose(overrides: list[str], verb: str = "train"):
 
 # --- docs/configuration.md "## Config groups": the table, the defaults, trust_remote_code, task.family -------------------------------------
 
+
 def _readme_table() -> dict[str, list[str]]:
     """group -> the options the config-group table names (`a(-b)` stands for `a` and `a-b`)."""
     table = {}
@@ -57,10 +58,20 @@ def test_every_option_the_readme_table_names_exists_and_the_defaults_are_the_nam
             assert not missing, f"the docs name {group} options that do not exist: {missing}"
     cfg = _compose([])
     assert cfg.model.name_or_path == "builtin:minilm-l6"  # model: minilm-l6 (default, offline)
-    defaults = {"finetune": cfg.finetune.method, "optimizer": cfg.optimizer.name, "scheduler": cfg.scheduler.name,
-                "precision": cfg.precision.mode, "logger": cfg.logger.kind}
+    defaults = {
+        "finetune": cfg.finetune.method,
+        "optimizer": cfg.optimizer.name,
+        "scheduler": cfg.scheduler.name,
+        "precision": cfg.precision.mode,
+        "logger": cfg.logger.kind,
+    }
     assert {k: getattr(v, "value", v) for k, v in defaults.items()} == {
-        "finetune": "full", "optimizer": "adamw", "scheduler": "linear", "precision": "auto", "logger": "none"}
+        "finetune": "full",
+        "optimizer": "adamw",
+        "scheduler": "linear",
+        "precision": "auto",
+        "logger": "none",
+    }
 
 
 def test_task_family_picks_one_head_per_named_family():
@@ -111,13 +122,15 @@ def test_auto_precision_is_fp32_on_cpu_bf16_on_a_gpu_that_has_it_else_fp16(monke
 
 # --- docs/configuration.md "## Your own configs": -cd mydir ---------------------------------------------------------------------------------
 
+
 def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(tmp_path):
     mydir = tmp_path / "mydir"
     (mydir / "model").mkdir(parents=True)
     (mydir / "recipe").mkdir()
     (mydir / "model" / "my-model.yaml").write_text("name_or_path: builtin:tiny-bert\nmax_length: 48\n")
     (mydir / "recipe" / "my-exp.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - override /optimizer: sgd\noptimizer:\n  lr: 0.003\ntrainer:\n  epochs: 4\n")
+        "# @package _global_\ndefaults:\n  - override /optimizer: sgd\noptimizer:\n  lr: 0.003\ntrainer:\n  epochs: 4\n"
+    )
     (mydir / "recipe" / "no-header.yaml").write_text("optimizer:\n  lr: 0.003\n")
     (mydir / "recipe" / "no-header-defaults.yaml").write_text("defaults:\n  - override /optimizer: sgd\n")
     (mydir / "recipe" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  epocs: 4\n")
@@ -132,6 +145,7 @@ def test_user_config_folder_adds_models_and_recipes_checked_against_the_schema(t
 
 
 # --- docs/data.md -----------------------------------------------------------------------------------------------
+
 
 class _Tok:
     """Stands in for a tokenizer: two ids per text (the label logic is what is under test)."""
@@ -181,8 +195,10 @@ def test_carved_splits_follow_split_seed(tmp_path):
     from llmft.data.loading import load_raw, named_splits
 
     path = write_jsonl(tmp_path / "d.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(100)])
-    tests = [named_splits(load_raw(DataConfig(path=str(path), split_seed=s)), DataConfig(split_seed=s))["test"]["text"]
-             for s in (1, 1, 2)]
+    tests = [
+        named_splits(load_raw(DataConfig(path=str(path), split_seed=s)), DataConfig(split_seed=s))["test"]["text"]
+        for s in (1, 1, 2)
+    ]
     assert tests[0] == tests[1] and tests[0] != tests[2]
 
 
@@ -202,6 +218,7 @@ def test_hub_sources_without_the_network_fail_in_one_line():
 
 def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_path):
     from llmft.paths import resources_dir
+
     sys.path.insert(0, str(ROOT / "tools"))  # the data generators live outside the wheel
     import make_attacks
     import make_embedding
@@ -212,7 +229,9 @@ def test_bundled_data_has_the_readme_counts_and_its_generators_remake_it(tmp_pat
     import make_sentiment
     import make_sts
 
-    counts = {s: len((resources_dir() / "sentiment" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")}
+    counts = {
+        s: len((resources_dir() / "sentiment" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")
+    }
     assert counts == {"train": 3000, "validation": 500, "test": 1000}
     make_sentiment.main(["--out", str(tmp_path / "sentiment")])
     make_generative.main(["--out", str(tmp_path)])
@@ -233,7 +252,8 @@ def test_the_layout_page_names_every_module_and_only_modules_that_exist():
     named = set(re.findall(r"\b(\w+\.py)\b", layout))
     folders = set(re.findall(r"\b(\w+)/(?=[\s`])", layout))
     missing = [n for n in named if not list((ROOT / "llmft").rglob(n))] + [
-        f for f in folders if not ((ROOT / "llmft" / f).is_dir() or (ROOT / f).is_dir())]
+        f for f in folders if not ((ROOT / "llmft" / f).is_dir() or (ROOT / f).is_dir())
+    ]
     assert not missing, missing
     modules = {p.name for p in (ROOT / "llmft").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
     assert modules - named == set(), "modules docs/layout.md does not name"
@@ -242,6 +262,7 @@ def test_the_layout_page_names_every_module_and_only_modules_that_exist():
 
 
 # --- A finished run: eval -m, the manifest, the model card, loss.png ---------------------------------------------------
+
 
 def test_eval_and_generate_take_m_and_validation_scores_the_validation_split(tiny_run, tmp_path):
     cli(["eval", "-m", f"run={tiny_run}", "split=validation,test"], cwd=tmp_path)
@@ -290,22 +311,43 @@ def test_sweep_summary_ranks_by_the_metric_direction_failed_jobs_last(tmp_path):
         (tmp_path / job / ".hydra").mkdir(parents=True)
         (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- task=textgen\n- optimizer.lr={lr}\n")
         if value is not None:
-            (tmp_path / job / "eval.json").write_text(json.dumps({"select_metric": "loss", "select_mode": "min", "select_value": value}))
+            (tmp_path / job / "eval.json").write_text(
+                json.dumps({"select_metric": "loss", "select_mode": "min", "select_value": value})
+            )
     write_summary(tmp_path)
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
-    assert [(r["rank"], r["job"], r["status"]) for r in rows] == [("1", "1", "ok"), ("2", "3", "ok"), ("3", "0", "ok"), ("4", "2", "failed")]
+    assert [(r["rank"], r["job"], r["status"]) for r in rows] == [
+        ("1", "1", "ok"),
+        ("2", "3", "ok"),
+        ("3", "0", "ok"),
+        ("4", "2", "failed"),
+    ]
     assert rows[0]["overrides"] == "optimizer.lr=0.2"  # only what was swept
     assert "ranked by loss (min)" in (tmp_path / "summary.md").read_text()
 
 
 # --- Training options: a local backbone folder, LoRA's printed counts, batch limits, length grouping --------------------
 
+
 def test_local_backbone_folder_lora_counts_and_batch_limits(tiny_run, tmp_path):
     best = tiny_run / "checkpoints" / "best"
-    proc = cli(["train", f"model.name_or_path={best}", "task.data.max_train_samples=256", "task.data.max_eval_samples=64",
-                    "trainer.epochs=2", "trainer.batch_size=8", "trainer.eval_batch_size=8", "trainer.limit_train_batches=2",
-                    "trainer.limit_eval_batches=1", "trainer.progress=false", "finetune=lora",
-                    "finetune.lora_target_modules=[query,value]"], cwd=tmp_path)
+    proc = cli(
+        [
+            "train",
+            f"model.name_or_path={best}",
+            "task.data.max_train_samples=256",
+            "task.data.max_eval_samples=64",
+            "trainer.epochs=2",
+            "trainer.batch_size=8",
+            "trainer.eval_batch_size=8",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_eval_batches=1",
+            "trainer.progress=false",
+            "finetune=lora",
+            "finetune.lora_target_modules=[query,value]",
+        ],
+        cwd=tmp_path,
+    )
     trainable = int(re.search(r"trainable_parameters=(\d+)", proc.stderr).group(1))  # "prints trainable/total params"
     total = int(re.search(r"total_parameters=(\d+)", proc.stderr).group(1))
     assert 0 < trainable < total
@@ -330,10 +372,17 @@ def test_lora_target_modules_and_gradient_checkpointing_apply():
     task = ClassificationTask(TaskConfig())
     task.label_names = ["negative", "positive"]
     model = load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs())
-    model = apply_method(model, FinetuneConfig(method=FinetuneMethod.lora, lora_target_modules=["query", "value"]), "SEQ_CLS", False)
+    model = apply_method(
+        model, FinetuneConfig(method=FinetuneMethod.lora, lora_target_modules=["query", "value"]), "SEQ_CLS", False
+    )
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
     assert adapted == {"query", "value"}
-    checkpointed = apply_method(load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs()), FinetuneConfig(), "SEQ_CLS", True)
+    checkpointed = apply_method(
+        load_model(task.auto_class_name, weights, load_tokenizer(source, cfg), cfg, **task.head_kwargs()),
+        FinetuneConfig(),
+        "SEQ_CLS",
+        True,
+    )
     assert checkpointed.is_activation_checkpointing  # trainer.gradient_checkpointing=true
 
 
@@ -343,8 +392,13 @@ def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resuma
     from llmft.config import TrainConfig
     from llmft.data.loading import row_lengths
 
-    overrides = ["model=tiny-bert", "task.data.max_train_samples=256", "task.data.max_eval_samples=16", "trainer.batch_size=8",
-                 "trainer.group_by_length=true"]
+    overrides = [
+        "model=tiny-bert",
+        "task.data.max_train_samples=256",
+        "task.data.max_eval_samples=16",
+        "trainer.batch_size=8",
+        "trainer.group_by_length=true",
+    ]
     parts = build_run(to_typed(_compose(overrides), TrainConfig))
     sampler = parts.train_loader.sampler
     lengths = row_lengths(parts.train_loader.dataset)
@@ -361,12 +415,26 @@ def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resuma
 
 # --- Generative runs: streamed and JSON output of `generate`, generations-eval.jsonl, perplexity ------------------------
 
+
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("gen_run")
-    cli(["train", "task=sft", "model=tiny-gpt2", "model.max_length=64", "task.data.max_train_samples=32",
-             "task.data.max_eval_samples=8", "task.eval_generate_samples=3", "task.generation.max_new_tokens=4",
-             "trainer.max_steps=2", "trainer.batch_size=8", "trainer.progress=false"], cwd=root)
+    cli(
+        [
+            "train",
+            "task=sft",
+            "model=tiny-gpt2",
+            "model.max_length=64",
+            "task.data.max_train_samples=32",
+            "task.data.max_eval_samples=8",
+            "task.eval_generate_samples=3",
+            "task.generation.max_new_tokens=4",
+            "trainer.max_steps=2",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+        ],
+        cwd=root,
+    )
     return only_run_dir(root / "outputs")
 
 

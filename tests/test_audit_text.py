@@ -78,8 +78,9 @@ def _assert_supervised_by_overlap(tokenizer, features, text, span, add_special_t
 
 # --- 5: a prompt that ends in whitespace ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["tiny_tok", "trimming_tok", "smollm2_tok"])
-@pytest.mark.parametrize("template, response", [("Question: {q}\nAnswer: ", "five"), ("Q: {q}\nA:", " five"),
-                                                ("{q} =", " 5 apples")])
+@pytest.mark.parametrize(
+    "template, response", [("Question: {q}\nAnswer: ", "five"), ("Q: {q}\nA:", " five"), ("{q} =", " 5 apples")]
+)
 def test_every_response_token_is_supervised(request, name, template, response):
     tokenizer = request.getfixturevalue(name)
     task = _causal(tokenizer, prompt_template=template, response_column="a", use_chat_template=False)
@@ -97,8 +98,10 @@ def test_every_response_token_is_supervised(request, name, template, response):
 def test_chat_template_supervises_every_assistant_token(request, name):
     tokenizer = copy.deepcopy(request.getfixturevalue(name))
     if name == "tiny_tok":  # an assistant header that ends in a space, which BPE merges into the first answer token
-        tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                                   "{% if add_generation_prompt %}assistant: {% endif %}")
+        tokenizer.chat_template = (
+            "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}assistant: {% endif %}"
+        )
     task = _causal(tokenizer, prompt_template="{q}", response_column="a")
     assert task.chat
     f = task.encode({"q": "what is two plus three?", "a": "five apples"})
@@ -170,8 +173,16 @@ def test_generation_cuts_the_prompt_on_the_training_side(tiny_tok, tiny_gpt2, mo
     from llmft.engine.precision import resolve_precision
     from llmft.tasks.text_common import generation_partial
 
-    task = _causal(tiny_tok, max_length=48, prompt_template="{story}\nAnswer:", response_column="a", truncation_side=side,
-                   use_chat_template=False, eval_generate_samples=2, text_metric=TextMetric.exact_match)
+    task = _causal(
+        tiny_tok,
+        max_length=48,
+        prompt_template="{story}\nAnswer:",
+        response_column="a",
+        truncation_side=side,
+        use_chat_template=False,
+        eval_generate_samples=2,
+        text_metric=TextMetric.exact_match,
+    )
     task.cfg.generation = GenerationConfig(max_new_tokens=8)
     story = "Start of the story. " + "The fox ran over the hill again. " * 30
     task.examples["validation"] = [Example(f"{story}\nAnswer:", "x", ["x"])]
@@ -194,10 +205,15 @@ def test_seq2seq_targets_end_with_eos_exactly_once(tiny_tok):
 
     adds_eos = copy.deepcopy(tiny_tok)  # a T5-like tokenizer whose post-processor appends EOS itself
     adds_eos.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {adds_eos.eos_token}", pair=f"$A {adds_eos.eos_token} $B {adds_eos.eos_token}",
-        special_tokens=[(adds_eos.eos_token, adds_eos.eos_token_id)])
-    rows = [{"src": "a short source", "tgt": "the sun"}, {"src": "x", "tgt": "one two three four five six seven eight"},
-            {"src": "y", "tgt": f"ends with the marker {tiny_tok.eos_token}"}]
+        single=f"$A {adds_eos.eos_token}",
+        pair=f"$A {adds_eos.eos_token} $B {adds_eos.eos_token}",
+        special_tokens=[(adds_eos.eos_token, adds_eos.eos_token_id)],
+    )
+    rows = [
+        {"src": "a short source", "tgt": "the sun"},
+        {"src": "x", "tgt": "one two three four five six seven eight"},
+        {"src": "y", "tgt": f"ends with the marker {tiny_tok.eos_token}"},
+    ]
     for tokenizer in (tiny_tok, adds_eos):
         _, train = _seq2seq_labels(tokenizer, rows, max_target_length=6)
         for labels in train["labels"]:
@@ -307,8 +323,14 @@ def test_seq2seq_and_causal_lm_tokenize_a_huge_row_by_its_truncated_length(tiny_
 
     counting = CountingTokenizer(tiny_tok)
     for side, text in ((Side.right, huge), (Side.left, _long_text(HUGE) + " " + base)):
-        task = _causal(counting, max_length=64, prompt_template="Q: {q}\nA:", response_column="a", use_chat_template=False,
-                       truncation_side=side)
+        task = _causal(
+            counting,
+            max_length=64,
+            prompt_template="Q: {q}\nA:",
+            response_column="a",
+            use_chat_template=False,
+            truncation_side=side,
+        )
         f = task.encode({"q": "go on", "a": " " + text})
         assert counting.longest < 50_000 and f["truncated"] and len(f["input_ids"]) == 64
         full = tiny_tok("Q: go on\nA: " + base)["input_ids"] + [tiny_tok.eos_token_id]  # what the whole text keeps

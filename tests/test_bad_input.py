@@ -80,26 +80,49 @@ def test_old_run_folder_whose_config_no_longer_validates(tmp_path, tiny_run):
 def test_trust_remote_code_needed_but_off(tmp_path):
     model = tmp_path / "custom"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({
-        "model_type": "my-custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
-    _fails(["train", *FAST, f"model.name_or_path={model}", "model.tokenizer=builtin:minilm-l6"], tmp_path,
-           "set model.trust_remote_code=true")
+    (model / "config.json").write_text(
+        json.dumps({"model_type": "my-custom", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}})
+    )
+    _fails(
+        ["train", *FAST, f"model.name_or_path={model}", "model.tokenizer=builtin:minilm-l6"],
+        tmp_path,
+        "set model.trust_remote_code=true",
+    )
 
 
 def test_model_task_mismatch(tmp_path):
     from transformers import MarianConfig, MarianMTModel
 
     folder = tmp_path / "marian"
-    MarianMTModel(MarianConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                               decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=64,
-                               decoder_start_token_id=0, pad_token_id=0)).save_pretrained(folder)
-    _fails(["train", *FAST, f"model.name_or_path={folder}", "model.tokenizer=builtin:minilm-l6"], tmp_path,
-           "has no SequenceClassification head")
+    MarianMTModel(
+        MarianConfig(
+            vocab_size=64,
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=16,
+            decoder_ffn_dim=16,
+            max_position_embeddings=64,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+        )
+    ).save_pretrained(folder)
+    _fails(
+        ["train", *FAST, f"model.name_or_path={folder}", "model.tokenizer=builtin:minilm-l6"],
+        tmp_path,
+        "has no SequenceClassification head",
+    )
 
 
 def test_non_finite_loss_stops_naming_the_step(tmp_path):
-    err = _fails(["train", *FAST, "optimizer=sgd", "optimizer.lr=1e12", "trainer.max_grad_norm=null", "trainer.max_steps=20"],
-                 tmp_path, "the loss became", "trainer.nonfinite=skip")
+    err = _fails(
+        ["train", *FAST, "optimizer=sgd", "optimizer.lr=1e12", "trainer.max_grad_norm=null", "trainer.max_steps=20"],
+        tmp_path,
+        "the loss became",
+        "trainer.nonfinite=skip",
+    )
     assert "at step" in err
 
 

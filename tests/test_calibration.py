@@ -81,10 +81,24 @@ def test_generate_probabilities_use_the_saved_temperature(calibrated_run, tmp_pa
 
 
 def test_multiple_choice_reports_ece_and_calibrates(tmp_path):
-    rows = [{"question": f"Which colour is item {i}?", "choices": ["red", "green", "blue", f"none {i}"], "answer": i % 4} for i in range(40)]
+    rows = [
+        {"question": f"Which colour is item {i}?", "choices": ["red", "green", "blue", f"none {i}"], "answer": i % 4}
+        for i in range(40)
+    ]
     data = write_jsonl(tmp_path / "arc.jsonl", rows)
-    cli(["train", "task=multiple-choice", *FAST, f"task.data.path={data}", "task.data.text_columns=[question]",
-         "task.data.label_column=answer", "task.calibrate=true", "trainer.batch_size=4"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=multiple-choice",
+            *FAST,
+            f"task.data.path={data}",
+            "task.data.text_columns=[question]",
+            "task.data.label_column=answer",
+            "task.calibrate=true",
+            "trainer.batch_size=4",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     assert "ece" in json.loads((run / "eval.json").read_text())["metrics"]
     assert json.loads((run / "checkpoints" / "best" / "calibration.json").read_text())["temperature"] > 0

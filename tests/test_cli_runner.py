@@ -14,9 +14,14 @@ from conftest import FAST, cli, run_cli
 
 
 def _process_state() -> dict:
-    return {"env": dict(os.environ), "cwd": os.getcwd(), "argv": list(sys.argv), "warnings": list(warnings.filters),
-            "root": (logging.getLogger().level, list(logging.getLogger().handlers)),
-            "signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]}
+    return {
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "argv": list(sys.argv),
+        "warnings": list(warnings.filters),
+        "root": (logging.getLogger().level, list(logging.getLogger().handlers)),
+        "signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+    }
 
 
 def test_in_process_cli_leaves_the_process_as_it_found_it(tmp_path):
@@ -27,8 +32,14 @@ def test_in_process_cli_leaves_the_process_as_it_found_it(tmp_path):
     assert _process_state() == before
 
 
-@pytest.mark.parametrize("args, env", [(["train", "optimizer.lrr=1", "model=tiny-bert"], None), (["trian"], None),
-                                       (["train", "optimizer.lrr=1"], {"HYDRA_FULL_ERROR": "1"})])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["train", "optimizer.lrr=1", "model=tiny-bert"], None),
+        (["trian"], None),
+        (["train", "optimizer.lrr=1"], {"HYDRA_FULL_ERROR": "1"}),
+    ],
+)
 def test_in_process_cli_answers_as_the_process_does(tmp_path, args, env):
     ours, real = cli(args, cwd=tmp_path, check=False, env=env), run_cli(args, cwd=tmp_path, check=False, env=env)
     assert ours.returncode == real.returncode != 0

@@ -29,7 +29,11 @@ def _compose(verb: str, overrides: list[str], hydra: bool = False):
 
 @pytest.mark.parametrize("group, option", OPTIONS)
 def test_every_group_option_composes_and_validates(group, option):
-    extra = ["task.data.path=data.csv"] if group == "task" and "path: ???" in (conf_dir() / "task" / f"{option}.yaml").read_text() else []
+    extra = (
+        ["task.data.path=data.csv"]
+        if group == "task" and "path: ???" in (conf_dir() / "task" / f"{option}.yaml").read_text()
+        else []
+    )
     cfg = _compose("train", [f"{group}={option}", *extra])
     typed = to_typed(cfg, TrainConfig)
     assert isinstance(typed, TrainConfig)

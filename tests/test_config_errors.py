@@ -60,7 +60,12 @@ def test_help_lists_verbs_groups_and_options(tmp_path):
     for text in ("train", "eval", "generate", "optimizer", "adamw", "sgd", "cosine", "bf16", "minilm-l6", "sentiment", "recipe"):
         assert text in out
     verb_help = cli(["train", "--help"], cwd=tmp_path).stdout
-    for text in ("optimizer: adam, adamw, adamw8bit, sgd", "scheduler: constant, cosine, exponential, linear", "recipe:", "lr: 5.0e-05"):
+    for text in (
+        "optimizer: adam, adamw, adamw8bit, sgd",
+        "scheduler: constant, cosine, exponential, linear",
+        "recipe:",
+        "lr: 5.0e-05",
+    ):
         assert text in verb_help
     assert "family: causal_lm" in cli(["train", "task=sft", "--help"], cwd=tmp_path).stdout  # the composed config
 

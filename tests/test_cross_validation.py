@@ -18,8 +18,10 @@ from llmft.data.folds import assign
 def _sentiment_folder(folder: Path) -> Path:
     """45 train rows (30 positive, 15 negative) and a test file; no validation file (it would be carved off train)."""
     folder.mkdir()
-    rows = [{"text": f"review number {i} was {'great' if i % 3 else 'awful'}", "label": "positive" if i % 3 else "negative"}
-            for i in range(45)]
+    rows = [
+        {"text": f"review number {i} was {'great' if i % 3 else 'awful'}", "label": "positive" if i % 3 else "negative"}
+        for i in range(45)
+    ]
     write_jsonl(folder / "train.jsonl", rows)
     write_jsonl(folder / "test.jsonl", rows[:10])
     return folder
@@ -60,8 +62,10 @@ def test_cv_folds_train_a_run_per_fold_and_summarise(tmp_path):
 
 def test_fold_sweep_ranks_configurations_by_their_fold_mean(tmp_path):
     data = _sentiment_folder(tmp_path / "data")
-    cli(["train", "-m", *FAST, f"task.data.path={data}", "task.data.folds=2", "task.data.fold=0,1", "optimizer.lr=1e-3,1e-4"],
-        cwd=tmp_path)
+    cli(
+        ["train", "-m", *FAST, f"task.data.path={data}", "task.data.folds=2", "task.data.fold=0,1", "optimizer.lr=1e-3,1e-4"],
+        cwd=tmp_path,
+    )
     sweep = next(tmp_path.glob("outputs/train-multirun/*/*"))
     ranked = list(csv.DictReader((sweep / "folds.csv").open()))
     assert sorted(r["overrides"] for r in ranked) == ["optimizer.lr=0.0001", "optimizer.lr=0.001"]
@@ -71,8 +75,19 @@ def test_fold_sweep_ranks_configurations_by_their_fold_mean(tmp_path):
 def test_regression_cross_validates_with_shuffled_folds(tmp_path):
     rows = [{"sentence1": f"a cat {i}", "sentence2": f"a dog {i % 5}", "score": float(i % 5)} for i in range(24)]
     data = write_jsonl(tmp_path / "sts.jsonl", rows)
-    cli(["train", "task=regression", *FAST, f"task.data.path={data}", "task.data.text_columns=[sentence1,sentence2]",
-         "task.data.label_column=score", "trainer.cv_folds=2", "hydra.run.dir=cv"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=regression",
+            *FAST,
+            f"task.data.path={data}",
+            "task.data.text_columns=[sentence1,sentence2]",
+            "task.data.label_column=score",
+            "trainer.cv_folds=2",
+            "hydra.run.dir=cv",
+        ],
+        cwd=tmp_path,
+    )
     summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert summary["folds"] == 2 and "eval/mse" in summary["mean"]
 

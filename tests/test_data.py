@@ -15,7 +15,10 @@ from llmft.errors import UserError
 
 
 def _rows(n: int) -> list[dict]:
-    return [{"premise": f"sentence number {i}", "hypothesis": f"claim {i % 7}", "label": ["yes", "no", "maybe"][i % 3]} for i in range(n)]
+    return [
+        {"premise": f"sentence number {i}", "hypothesis": f"claim {i % 7}", "label": ["yes", "no", "maybe"][i % 3]}
+        for i in range(n)
+    ]
 
 
 def _csv(path: Path, rows: list[dict]) -> Path:
@@ -67,7 +70,10 @@ def test_missing_file_and_unknown_split_name(tmp_path):
 
 def test_sentence_pairs_with_string_labels_train_end_to_end(tmp_path):
     data = _csv(tmp_path / "nli.csv", _rows(120))
-    cli(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[premise,hypothesis]", *FAST], cwd=tmp_path)
+    cli(
+        ["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[premise,hypothesis]", *FAST],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["labels"] == ["maybe", "no", "yes"]  # read from the data, sorted

@@ -21,7 +21,9 @@ def _mrpc_tsv(path: Path, n: int, start: int = 0) -> Path:
     """GLUE MRPC layout, written as GLUE writes it: tab-separated, no quoting; some fields start or end with `"`."""
     lines = [MRPC_HEADER]
     for i in range(start, start + n):
-        first = {0: f'"Yes," he said of deal {i}.', 1: f'"We are done {i}, he said.'}.get(i % 5, f"The company reported {i} sales.")
+        first = {0: f'"Yes," he said of deal {i}.', 1: f'"We are done {i}, he said.'}.get(
+            i % 5, f"The company reported {i} sales."
+        )
         second = f'It ended with "quotes {i}"' if i % 7 == 0 else f"Sales were {i}."
         lines.append(f"{i % 2}\t{2 * i}\t{2 * i + 1}\t{first}\t{second}\n")
     path.write_text("".join(lines), encoding="utf-8")
@@ -58,8 +60,13 @@ def test_a_line_that_cannot_be_read_is_named(tmp_path):
     lines = data.read_text().splitlines(keepends=True)
     lines[8] = lines[8].rstrip("\n") + "\tan extra field\n"  # a tab inside a text: line 9 has six fields
     data.write_text("".join(lines))
-    _fails(["train", "task=classification", f"task.data.path={data}", *MRPC_COLUMNS, *FAST], tmp_path,
-           f"{data}, line 9", "6 fields", "5")
+    _fails(
+        ["train", "task=classification", f"task.data.path={data}", *MRPC_COLUMNS, *FAST],
+        tmp_path,
+        f"{data}, line 9",
+        "6 fields",
+        "5",
+    )
 
 
 def test_csv_is_read_as_rfc4180_and_options_override(tmp_path):
@@ -97,17 +104,24 @@ def test_folder_uses_dev_as_validation_and_names_unused_files(tmp_path):
     assert "test.tsv has no 'Quality' column" in proc.stderr, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("name", "suffix"), [("val", ".json"), ("valid", ".jsonl"), ("validation", ".csv"), ("eval", ".parquet"),
-                                              ("dev", ".tsv")])
+@pytest.mark.parametrize(
+    ("name", "suffix"), [("val", ".json"), ("valid", ".jsonl"), ("validation", ".csv"), ("eval", ".parquet"), ("dev", ".tsv")]
+)
 def test_common_split_names_in_every_format(tmp_path, name, suffix):
     import pandas as pd
 
     for split, n in (("train", 20), (name, 6), ("test", 5)):
-        frame = pd.DataFrame({"text": [f"{split} row {i}" for i in range(n)], "label": ["pos", "neg"] * (n // 2) + ["pos"] * (n % 2)})
+        frame = pd.DataFrame(
+            {"text": [f"{split} row {i}" for i in range(n)], "label": ["pos", "neg"] * (n // 2) + ["pos"] * (n % 2)}
+        )
         path = tmp_path / f"{split}{suffix}"
-        {".json": lambda p: frame.to_json(p, orient="records"), ".jsonl": lambda p: frame.to_json(p, orient="records", lines=True),
-         ".csv": lambda p: frame.to_csv(p, index=False), ".tsv": lambda p: frame.to_csv(p, sep="\t", index=False),
-         ".parquet": lambda p: frame.to_parquet(p)}[suffix](path)
+        {
+            ".json": lambda p: frame.to_json(p, orient="records"),
+            ".jsonl": lambda p: frame.to_json(p, orient="records", lines=True),
+            ".csv": lambda p: frame.to_csv(p, index=False),
+            ".tsv": lambda p: frame.to_csv(p, sep="\t", index=False),
+            ".parquet": lambda p: frame.to_parquet(p),
+        }[suffix](path)
     cfg = DataConfig(path=str(tmp_path))
     splits = named_splits(load_raw(cfg), cfg)
     assert {role: len(ds) for role, ds in splits.items()} == {"train": 20, "eval": 6, "test": 5}
@@ -124,18 +138,44 @@ def test_two_files_for_one_split_are_refused(tmp_path):
 def test_list_valued_text_column_is_named(tmp_path):
     rows = [{"tokens": ["EU", "rejects", "German", "call", str(i)], "label": i % 2} for i in range(30)]
     data = write_jsonl(tmp_path / "ner.jsonl", rows)
-    stderr = _fails(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[tokens]", *FAST], tmp_path,
-                    "column 'tokens'", "list")
+    stderr = _fails(
+        ["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[tokens]", *FAST],
+        tmp_path,
+        "column 'tokens'",
+        "list",
+    )
     assert "pyarrow" not in stderr and len([line for line in stderr.splitlines() if line.strip()]) == 1, stderr
 
 
 def test_multiple_choice_data_is_refused_by_the_classifier(tmp_path):
-    swag = [{"sent1": f"He opens the door {i}.", "sent2": "He", **{f"ending{k}": f"ending {k} of {i}" for k in range(4)}, "label": i % 4}
-            for i in range(30)]
+    swag = [
+        {
+            "sent1": f"He opens the door {i}.",
+            "sent2": "He",
+            **{f"ending{k}": f"ending {k} of {i}" for k in range(4)},
+            "label": i % 4,
+        }
+        for i in range(30)
+    ]
     data = write_jsonl(tmp_path / "swag.jsonl", swag)
-    _fails(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[sent1,ending0]", *FAST], tmp_path,
-           "multiple choice", "ending0")
+    _fails(
+        ["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[sent1,ending0]", *FAST],
+        tmp_path,
+        "multiple choice",
+        "ending0",
+    )
     arc = [{"question": f"Which is {i}?", "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(30)]
     data = write_jsonl(tmp_path / "arc.jsonl", arc)
-    _fails(["train", "task=classification", f"task.data.path={data}", "task.data.text_columns=[question]",
-            "task.data.label_column=answer", *FAST], tmp_path, "multiple choice", "choices")
+    _fails(
+        [
+            "train",
+            "task=classification",
+            f"task.data.path={data}",
+            "task.data.text_columns=[question]",
+            "task.data.label_column=answer",
+            *FAST,
+        ],
+        tmp_path,
+        "multiple choice",
+        "choices",
+    )

@@ -24,13 +24,28 @@ def _squad_file(path: Path, articles: int, offset: int) -> tuple[int, int]:
             name, town = NAMES[(a + p + offset) % len(NAMES)], TOWNS[(a * 3 + p + offset) % len(TOWNS)]
             context = f"{name} was born in {town} in 19{50 + a}. {name} works as a painter."
             qas = [
-                {"id": f"{offset}-{a}-{p}-0", "question": f"Where was {name} born?", "is_impossible": False,
-                 "answers": [{"text": town, "answer_start": context.index(town)}]},
-                {"id": f"{offset}-{a}-{p}-1", "question": f"What is {name}'s job?", "is_impossible": False,
-                 "answers": [{"text": "painter", "answer_start": context.index("painter")},
-                             {"text": "a painter", "answer_start": context.index("a painter")}]},
-                {"id": f"{offset}-{a}-{p}-2", "question": f"Where does {name} live?", "is_impossible": True,
-                 "answers": [], "plausible_answers": [{"text": town, "answer_start": context.index(town)}]},
+                {
+                    "id": f"{offset}-{a}-{p}-0",
+                    "question": f"Where was {name} born?",
+                    "is_impossible": False,
+                    "answers": [{"text": town, "answer_start": context.index(town)}],
+                },
+                {
+                    "id": f"{offset}-{a}-{p}-1",
+                    "question": f"What is {name}'s job?",
+                    "is_impossible": False,
+                    "answers": [
+                        {"text": "painter", "answer_start": context.index("painter")},
+                        {"text": "a painter", "answer_start": context.index("a painter")},
+                    ],
+                },
+                {
+                    "id": f"{offset}-{a}-{p}-2",
+                    "question": f"Where does {name} live?",
+                    "is_impossible": True,
+                    "answers": [],
+                    "plausible_answers": [{"text": town, "answer_start": context.index(town)}],
+                },
             ]
             paragraphs.append({"context": context, "qas": qas})
             questions, impossible = questions + len(qas), impossible + 1
@@ -42,11 +57,23 @@ def _squad_file(path: Path, articles: int, offset: int) -> tuple[int, int]:
 def test_squad_v2_json_trains_and_evaluates_qa(tmp_path):
     folder = tmp_path / "squad"
     folder.mkdir()
-    counts = {split: _squad_file(folder / f"{split}.json", articles, offset)
-              for split, articles, offset in (("train", 8, 0), ("validation", 2, 1), ("test", 3, 2))}
-    cli(["train", "task=qa", f"task.data.path={folder}", "model=tiny-bert", "model.max_length=128", "trainer.max_steps=2",
-         "trainer.batch_size=8",
-         "trainer.progress=false"], cwd=tmp_path)
+    counts = {
+        split: _squad_file(folder / f"{split}.json", articles, offset)
+        for split, articles, offset in (("train", 8, 0), ("validation", 2, 1), ("test", 3, 2))
+    }
+    cli(
+        [
+            "train",
+            "task=qa",
+            f"task.data.path={folder}",
+            "model=tiny-bert",
+            "model.max_length=128",
+            "trainer.max_steps=2",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     stats = json.loads((run / "run.json").read_text())["plan"]["data"]
     for role, split in (("train", "train"), ("eval", "validation"), ("test", "test")):
@@ -54,7 +81,9 @@ def test_squad_v2_json_trains_and_evaluates_qa(tmp_path):
         assert stats[role]["unanswerable"] == counts[split][1], (role, stats)
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
     assert metrics["examples"] == counts["test"][0] and "f1" in metrics
-    cli(["eval", f"run={run}", "split=validation", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)  # the eval verb reads it too
+    cli(
+        ["eval", f"run={run}", "split=validation", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path
+    )  # the eval verb reads it too
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["metrics"]["examples"] == counts["validation"][0]
 
 
@@ -66,16 +95,33 @@ def test_squad_layout_is_found_by_content_not_name(tmp_path):
         for paragraph in article["paragraphs"]:
             paragraph["qas"] = [{k: v for k, v in q.items() if k != "is_impossible"} for q in paragraph["qas"] if q["answers"]]
     (tmp_path / "my-data.json").write_text(json.dumps({**squad, "version": "1.1"}), encoding="utf-8")
-    cli(["train", "task=qa", "task.data.path=my-data.json", "model=tiny-bert", "model.max_length=128", "trainer.max_steps=1",
-         "trainer.progress=false",
-         "task.data.carve_ratio=0.25"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=qa",
+            "task.data.path=my-data.json",
+            "model=tiny-bert",
+            "model.max_length=128",
+            "trainer.max_steps=1",
+            "trainer.progress=false",
+            "task.data.carve_ratio=0.25",
+        ],
+        cwd=tmp_path,
+    )
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     answerable = questions * 2 // 3
     assert sum(stats[role]["rows"] for role in ("train", "eval", "test")) == answerable, stats
     assert all(stats[role]["unanswerable"] == 0 for role in stats)
 
 
-WORDS = {"the dog": "cainele", "the cat": "pisica", "runs": "alearga", "sleeps": "doarme", "a bird": "o pasare", "eats": "mananca"}
+WORDS = {
+    "the dog": "cainele",
+    "the cat": "pisica",
+    "runs": "alearga",
+    "sleeps": "doarme",
+    "a bird": "o pasare",
+    "eats": "mananca",
+}
 
 
 def _wmt_folder(folder: Path) -> Path:
@@ -88,15 +134,31 @@ def _wmt_folder(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("source", [
-    ["task.prompt_template=null", "task.data.text_columns=[translation.en]"],  # the source as a column option
-    ["task.prompt_template='translate English to Romanian: {translation.en}'"],  # the source as a template placeholder
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        ["task.prompt_template=null", "task.data.text_columns=[translation.en]"],  # the source as a column option
+        ["task.prompt_template='translate English to Romanian: {translation.en}'"],  # the source as a template placeholder
+    ],
+)
 def test_wmt_nested_rows_train_translation(tmp_path, source):
     data = _wmt_folder(tmp_path / "wmt")
-    cli(["train", "task=translation", "model=tiny-t5", f"task.data.path={data}", "task.response_column=translation.ro", *source,
-         "trainer.max_steps=2", "trainer.batch_size=4", "trainer.progress=false", "task.eval_generate_samples=2",
-         "task.generation.max_new_tokens=4"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=translation",
+            "model=tiny-t5",
+            f"task.data.path={data}",
+            "task.response_column=translation.ro",
+            *source,
+            "trainer.max_steps=2",
+            "trainer.batch_size=4",
+            "trainer.progress=false",
+            "task.eval_generate_samples=2",
+            "task.generation.max_new_tokens=4",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     stats = json.loads((run / "run.json").read_text())["plan"]["data"]
     assert {role: stats[role]["rows"] for role in ("train", "eval", "test")} == {"train": 9, "eval": 4, "test": 5}
@@ -105,16 +167,27 @@ def test_wmt_nested_rows_train_translation(tmp_path, source):
     if "{" in source[0]:
         assert samples[0]["input"] == "translate English to Romanian: the dog runs"
         inputs = write_jsonl(tmp_path / "in.jsonl", [{"translation": {"en": "the cat eats"}}])  # nested input rows too
-        cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}", "generation.max_new_tokens=4"],
-            cwd=tmp_path)
+        cli(
+            ["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'out.jsonl'}", "generation.max_new_tokens=4"],
+            cwd=tmp_path,
+        )
         assert "generation" in json.loads((tmp_path / "out.jsonl").read_text())
 
 
 def test_nested_fields_in_classification_columns(tmp_path):
     rows = [{"review": {"text": f"{w} film number {i}"}, "meta": {"label": w}} for i in range(24) for w in ("good", "bad")]
     write_jsonl(tmp_path / "reviews.jsonl", rows)
-    cli(["train", "task=classification", "task.data.path=reviews.jsonl", "task.data.text_columns=[review.text]",
-         "task.data.label_column=meta.label", *FAST], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=classification",
+            "task.data.path=reviews.jsonl",
+            "task.data.text_columns=[review.text]",
+            "task.data.label_column=meta.label",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     assert sum(stats[role]["rows"] for role in ("train", "eval", "test")) == len(rows), stats
 
@@ -122,8 +195,20 @@ def test_nested_fields_in_classification_columns(tmp_path):
 @pytest.mark.parametrize("override", ["task.response_column=translation.de", "task.prompt_template='{translation.de}'"])
 def test_wrong_dotted_path_is_one_line(tmp_path, override):
     data = _wmt_folder(tmp_path / "wmt")
-    proc = cli(["train", "task=translation", "model=tiny-t5", f"task.data.path={data}", "task.response_column=translation.ro",
-                override, "trainer.max_steps=1", "trainer.progress=false"], cwd=tmp_path, check=False)
+    proc = cli(
+        [
+            "train",
+            "task=translation",
+            "model=tiny-t5",
+            f"task.data.path={data}",
+            "task.response_column=translation.ro",
+            override,
+            "trainer.max_steps=1",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     error = [line for line in proc.stderr.splitlines() if "translation.de" in line]

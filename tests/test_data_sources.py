@@ -10,8 +10,14 @@ import pytest
 
 from conftest import FAST, cli, only_run_dir, write_jsonl
 
-SFT = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=1", "trainer.batch_size=4", "trainer.progress=false",
-       "task.eval_generate_samples=2"]
+SFT = [
+    "task=sft",
+    "model=tiny-gpt2",
+    "trainer.max_steps=1",
+    "trainer.batch_size=4",
+    "trainer.progress=false",
+    "task.eval_generate_samples=2",
+]
 
 
 def _alpaca(path: Path, n: int, word: str) -> Path:
@@ -20,7 +26,9 @@ def _alpaca(path: Path, n: int, word: str) -> Path:
 
 
 def _sentiment(path: Path, n: int, offset: int) -> Path:
-    write_jsonl(path, [{"text": f"{'good great' if i % 2 else 'bad awful'} movie {i + offset}", "label": i % 2} for i in range(n)])
+    write_jsonl(
+        path, [{"text": f"{'good great' if i % 2 else 'bad awful'} movie {i + offset}", "label": i % 2} for i in range(n)]
+    )
     return path
 
 
@@ -58,18 +66,23 @@ def test_mix_by_weight_is_seeded_and_follows_the_weights(tmp_path):
     assert counts[0] == counts[1]  # seeded: the same mix twice
     (_, rows_a, _), (_, rows_b, _) = counts[0]
     assert rows_b < rows_a and 2.0 < rows_a / rows_b < 4.5  # 3:1, until a runs out (its 180 train rows)
-    evals = [json.loads(line) for line in (_run(tmp_path / "one") / "metrics.jsonl").read_text().splitlines() if "eval/loss" in line]
+    evals = [
+        json.loads(line) for line in (_run(tmp_path / "one") / "metrics.jsonl").read_text().splitlines() if "eval/loss" in line
+    ]
     assert {"eval/accuracy", "eval/a/loss", "eval/a/accuracy", "eval/b/loss", "eval/b/accuracy"} <= set(evals[-1])
 
 
-@pytest.mark.parametrize("spec, message", [
-    (["path:{a},weight:1,rows:5"], "has both weight and rows"),
-    (["weight:1"], "has no path"),
-    (["path:{a},wieght:1"], "unknown key 'wieght' (did you mean 'weight'?)"),
-    (["path:{a},weight:1", "path:{a},rows:5,name:b"], "give every source a weight, or every source rows"),
-    (["path:{a},weight:-1"], "weight must be a number > 0"),
-    (["path:{a}", "path:{a}"], "two sources are named 'a'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (["path:{a},weight:1,rows:5"], "has both weight and rows"),
+        (["weight:1"], "has no path"),
+        (["path:{a},wieght:1"], "unknown key 'wieght' (did you mean 'weight'?)"),
+        (["path:{a},weight:1", "path:{a},rows:5,name:b"], "give every source a weight, or every source rows"),
+        (["path:{a},weight:-1"], "weight must be a number > 0"),
+        (["path:{a}", "path:{a}"], "two sources are named 'a'"),
+    ],
+)
 def test_bad_source_specs_are_one_line(tmp_path, spec, message):
     a = _sentiment(tmp_path / "a.jsonl", 20, 0)
     proc = cli(["train", *FAST, "task=sentiment", _sources(*(s.format(a=a) for s in spec))], tmp_path, check=False)

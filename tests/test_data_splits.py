@@ -12,8 +12,17 @@ import pytest
 from conftest import cli, only_run_dir, write_jsonl
 from llmft.paths import resources_dir
 
-FAST = ["model=tiny-bert", "task=sentiment", "trainer.epochs=1", "trainer.max_steps=4", "trainer.batch_size=16",
-        "trainer.eval_every=2", "trainer.progress=false", "model.dropout=0.0", "optimizer.lr=1e-3"]
+FAST = [
+    "model=tiny-bert",
+    "task=sentiment",
+    "trainer.epochs=1",
+    "trainer.max_steps=4",
+    "trainer.batch_size=16",
+    "trainer.eval_every=2",
+    "trainer.progress=false",
+    "model.dropout=0.0",
+    "optimizer.lr=1e-3",
+]
 
 
 def _sentiment_rows(n: int) -> list[dict]:
@@ -38,13 +47,17 @@ def _eval(run: Path, cwd: Path, *args: str) -> tuple[dict, str]:
 
 def test_eval_of_a_one_file_run_reproduces_its_test_metrics_exactly(one_file_run, tmp_path):
     run, _, train_output = one_file_run
-    assert "data: train 243 rows, validation 30 rows (carved from train), test 27 rows (carved from train)" in " ".join(train_output.split())
+    assert "data: train 243 rows, validation 30 rows (carved from train), test 27 rows (carved from train)" in " ".join(
+        train_output.split()
+    )
     assert "warning: the" not in train_output  # 30 and 27 rows: enough to measure something
     result, output = _eval(run, tmp_path)
     written = json.loads((run / "eval.json").read_text())["metrics"]
     assert result["metrics"] == written  # the same rows, so the very same numbers
     assert written["samples"] == 27  # 300 rows: 30 carved for validation, then 27 of the other 270 for test
-    assert result["rows"] == 27 and "scores the test split: 27 rows (carved from reviews.jsonl and held out" in " ".join(output.split())
+    assert result["rows"] == 27 and "scores the test split: 27 rows (carved from reviews.jsonl and held out" in " ".join(
+        output.split()
+    )
 
 
 def test_eval_on_validation_scores_the_carved_validation_rows_only(one_file_run, tmp_path):
@@ -93,8 +106,19 @@ def test_summarization_run_from_one_file_evals_to_its_own_test_metrics(tmp_path,
         import rouge_score.rouge_scorer  # noqa: F401
     lines = (resources_dir() / "summarization" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:60]
     data = write_jsonl(tmp_path / "xsum.jsonl", [json.loads(line) for line in lines])
-    cli(["train", "task=summarization", "model=tiny-t5", f"task.data.path={data}", "trainer.max_steps=2", "trainer.eval_every=2",
-         "trainer.progress=false", "task.generation.max_new_tokens=8"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=summarization",
+            "model=tiny-t5",
+            f"task.data.path={data}",
+            "trainer.max_steps=2",
+            "trainer.eval_every=2",
+            "trainer.progress=false",
+            "task.generation.max_new_tokens=8",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     result, _ = _eval(run, tmp_path)
     assert result["rows"] == 6 and result["metrics"] == json.loads((run / "eval.json").read_text())["metrics"]

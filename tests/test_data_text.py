@@ -11,10 +11,19 @@ import pytest
 
 from conftest import cli, only_run_dir
 
-WORDS = ("the river town market bridge winter festival people stone harbour north old quiet mill lantern valley "
-         "road church school green boat field hill school clock tower bakery").split()
-FAST = ["task=textgen", "model=tiny-gpt2", "model.max_length=64", "trainer.progress=false", "trainer.epochs=1",
-        "trainer.batch_size=4", "trainer.eval_batch_size=4"]
+WORDS = (
+    "the river town market bridge winter festival people stone harbour north old quiet mill lantern valley "
+    "road church school green boat field hill school clock tower bakery"
+).split()
+FAST = [
+    "task=textgen",
+    "model=tiny-gpt2",
+    "model.max_length=64",
+    "trainer.progress=false",
+    "trainer.epochs=1",
+    "trainer.batch_size=4",
+    "trainer.eval_batch_size=4",
+]
 
 
 def _paragraph(rng: random.Random, words: int) -> str:
@@ -73,8 +82,17 @@ def test_text_unit_splits_one_file(tmp_path, unit, documents):
     """One extension-less text file, carved into train/validation/test: every document lands in exactly one split."""
     rng = random.Random(1)
     corpus = _write_paragraphs(tmp_path / "corpus", [_paragraph(rng, 12) for _ in range(8)])  # 8 paragraphs of 3 lines
-    cli(["train", *FAST, f"task.data.path={corpus}", f"task.data.text_unit={unit}", "task.data.carve_ratio=0.2",
-         "trainer.max_steps=1"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *FAST,
+            f"task.data.path={corpus}",
+            f"task.data.text_unit={unit}",
+            "task.data.carve_ratio=0.2",
+            "trainer.max_steps=1",
+        ],
+        cwd=tmp_path,
+    )
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     assert sum(stats[role]["documents"] for role in ("train", "eval", "test")) == documents
     assert min(stats[role]["documents"] for role in ("eval", "test")) >= 1

@@ -28,8 +28,16 @@ def _report(tmp_path: Path) -> dict:
 
 
 def test_alpaca_rows_render_the_published_prompt_with_and_without_input(tmp_path):
-    proc = _data(tmp_path, "task=sft", "model=tiny-gpt2", "model.max_length=512", f"task.data.path={ALPACA}",
-                 "task.use_chat_template=false", "task.data.carve_ratio=0.25", "rows=8")
+    proc = _data(
+        tmp_path,
+        "task=sft",
+        "model=tiny-gpt2",
+        "model.max_length=512",
+        f"task.data.path={ALPACA}",
+        "task.use_chat_template=false",
+        "task.data.carve_ratio=0.25",
+        "rows=8",
+    )
     texts = [r["views"]["input_ids"] for r in _report(tmp_path)["rows"]]
     with_input = [t for t in texts if "### Input:" in t]
     without = [t for t in texts if "### Input:" not in t]
@@ -61,8 +69,16 @@ def test_chat_rows_supervise_assistant_turns_only(tmp_path):
 def test_truncation_and_a_row_with_no_supervised_token_are_counted(tmp_path):
     rows = [{"prompt": "word " * (200 if i == 0 else 3), "response": "yes"} for i in range(12)]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
-    _data(tmp_path, "task=sft", "model=tiny-gpt2", "model.max_length=32", f"task.data.path={data}",
-          "task.truncation_side=right", "task.use_chat_template=false", "task.data.carve_ratio=0.1")
+    _data(
+        tmp_path,
+        "task=sft",
+        "model=tiny-gpt2",
+        "model.max_length=32",
+        f"task.data.path={data}",
+        "task.truncation_side=right",
+        "task.use_chat_template=false",
+        "task.data.carve_ratio=0.1",
+    )
     stats = {role: s for role, s in _report(tmp_path)["splits"].items()}
     assert sum(s.get("dropped_unsupervised", 0) for s in stats.values()) == 1  # its answer cut away: dropped, counted
     assert stats["train"]["token_lengths"]["max"] <= 32 and stats["train"]["histogram"]["counts"]
@@ -72,9 +88,24 @@ def test_on_a_terminal_supervised_tokens_are_highlighted(tmp_path):
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.run([sys.executable, "-m", "llmft", "data", "task=chat", "model=tiny-gpt2", "rows=1",
-                           f"task.data.path={DATA / 'sharegpt.json'}", f"output={tmp_path / 'report'}"],
-                          cwd=tmp_path, env=env, stdout=follower, stderr=subprocess.PIPE, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmft",
+            "data",
+            "task=chat",
+            "model=tiny-gpt2",
+            "rows=1",
+            f"task.data.path={DATA / 'sharegpt.json'}",
+            f"output={tmp_path / 'report'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        timeout=300,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -94,10 +125,12 @@ def test_planted_leakage_and_duplicates_are_found(tmp_path):
     words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
     train = [{"text": " ".join(2 * (words[i:] + words[:i])) + f" number {i}", "label": i % 2} for i in range(16)]
     train.append(dict(train[3]))  # an exact duplicate inside train
-    validation = [{"text": "something unrelated entirely here", "label": 0},
-                  {"text": train[5]["text"].upper(), "label": 1},  # the same row but for case: exact after folding
-                  {"text": train[9]["text"].replace("number 9", "number nine"), "label": 1},  # nearly the same
-                  {"text": "another fresh sentence for the model", "label": 1}]
+    validation = [
+        {"text": "something unrelated entirely here", "label": 0},
+        {"text": train[5]["text"].upper(), "label": 1},  # the same row but for case: exact after folding
+        {"text": train[9]["text"].replace("number 9", "number nine"), "label": 1},  # nearly the same
+        {"text": "another fresh sentence for the model", "label": 1},
+    ]
     folder = tmp_path / "data"
     folder.mkdir()
     write_jsonl(folder / "train.jsonl", train)
@@ -129,13 +162,30 @@ def test_empty_and_short_texts_are_counted(tmp_path):
     assert sum(c["empty_or_short"] for c in checks.values()) == 1
 
 
-@pytest.mark.parametrize("task, model", [("ner", "tiny-bert"), ("qa", "tiny-bert"), ("multiple-choice", "tiny-bert"),
-                                         ("sts", "tiny-bert"), ("embedding", "tiny-bert"), ("summarization", "tiny-t5"),
-                                         ("textgen", "tiny-gpt2"), ("sentiment", "tiny-bert")])
+@pytest.mark.parametrize(
+    "task, model",
+    [
+        ("ner", "tiny-bert"),
+        ("qa", "tiny-bert"),
+        ("multiple-choice", "tiny-bert"),
+        ("sts", "tiny-bert"),
+        ("embedding", "tiny-bert"),
+        ("summarization", "tiny-t5"),
+        ("textgen", "tiny-gpt2"),
+        ("sentiment", "tiny-bert"),
+    ],
+)
 def test_every_family_reports(tmp_path, task, model):
     extra = ["model.max_length=128"] if task == "qa" else []
-    _data(tmp_path, f"task={task}", f"model={model}", "rows=2", "task.data.max_train_samples=64",
-          "task.data.max_eval_samples=32", *extra)
+    _data(
+        tmp_path,
+        f"task={task}",
+        f"model={model}",
+        "rows=2",
+        "task.data.max_train_samples=64",
+        "task.data.max_eval_samples=32",
+        *extra,
+    )
     report = _report(tmp_path)
     assert len(report["rows"]) == 2 and all(r["text"] for r in report["rows"])
     assert set(report["splits"]) == {"train", "eval", "test"} and report["splits"]["train"]["token_lengths"]["max"] > 0
@@ -143,7 +193,15 @@ def test_every_family_reports(tmp_path, task, model):
 
 def test_a_prompt_template_typed_on_the_command_line_understands_newlines(tmp_path):
     data = write_jsonl(tmp_path / "qa.jsonl", [{"q": f"{i} + 1", "a": str(i + 1)} for i in range(8)])
-    _data(tmp_path, "task=sft", "model=tiny-gpt2", f"task.data.path={data}", "task.response_column=a",
-          "task.use_chat_template=false", r"task.prompt_template='Q: {q}\nA: '", "rows=1")
+    _data(
+        tmp_path,
+        "task=sft",
+        "model=tiny-gpt2",
+        f"task.data.path={data}",
+        "task.response_column=a",
+        "task.use_chat_template=false",
+        r"task.prompt_template='Q: {q}\nA: '",
+        "rows=1",
+    )
     text = _report(tmp_path)["rows"][0]["views"]["input_ids"]
     assert text.startswith("Q: ") and "\nA:" in text and "\\n" not in text

@@ -13,8 +13,16 @@ import torch
 
 from conftest import FAST, cli, only_run_dir
 
-STEPS = ["model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=16", "trainer.batch_size=16",
-         "trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=1", "trainer.progress=false"]
+STEPS = [
+    "model=tiny-bert",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=16",
+    "trainer.batch_size=16",
+    "trainer.max_steps=4",
+    "trainer.eval_every=2",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+]
 
 
 def _stop_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:

@@ -76,7 +76,9 @@ def test_the_teacher_term_equals_a_hand_computation(temperature, kind):
 @pytest.mark.parametrize("temperature", [1.0, 3.0])
 def test_each_family_mixes_its_loss_with_the_teacher_term_by_hand(temperature):
     kd, alpha = Distillation(temperature, 0.25), 0.25
-    expected = alpha * _hand_cross_entropy(STUDENT, LABELS) + (1 - alpha) * _hand_divergence(STUDENT, TEACHER, temperature, KDLoss.forward_kl)
+    expected = alpha * _hand_cross_entropy(STUDENT, LABELS) + (1 - alpha) * _hand_divergence(
+        STUDENT, TEACHER, temperature, KDLoss.forward_kl
+    )
     batch = {"input_ids": torch.zeros(2, 4, dtype=torch.long), "labels": torch.tensor(LABELS)}
     for family in (get_task(options.ClassificationOptions()), get_task(options.MultipleChoiceOptions())):
         got = family.distill_loss_sum(Fixed(STUDENT), Fixed(TEACHER).requires_grad_(False), batch, kd)
@@ -120,11 +122,13 @@ def test_token_distillation_in_chunks_equals_the_full_logits_by_hand(monkeypatch
     supervised = targets != -100
     s_logits = student(input_ids=ids).logits[supervised]
     t_logits = teacher(input_ids=ids).logits[supervised]
-    plain = kd.mix(torch.nn.functional.cross_entropy(s_logits, targets[supervised], reduction="sum"),
-                   kd.divergence_sum(s_logits, t_logits))
+    plain = kd.mix(
+        torch.nn.functional.cross_entropy(s_logits, targets[supervised], reduction="sum"), kd.divergence_sum(s_logits, t_logits)
+    )
     plain.backward()
     hand = 0.4 * _hand_cross_entropy(s_logits.tolist(), targets[supervised].tolist()) + 0.6 * _hand_divergence(
-        s_logits.tolist(), t_logits.tolist(), 2.0, kind)
+        s_logits.tolist(), t_logits.tolist(), 2.0, kind
+    )
     assert float(chunked.detach()) == pytest.approx(hand, rel=1e-4) and float(plain.detach()) == pytest.approx(hand, rel=1e-4)
     for got, want in zip(grads, (p.grad for p in student.parameters())):
         assert torch.allclose(got, want, atol=1e-5)
@@ -141,8 +145,10 @@ def test_alpha_1_at_temperature_1_is_plain_fine_tuning(tmp_path, task):
     teacher = "tiny-gpt2" if "model=tiny-gpt2" in task else "tiny-bert"
     (tmp_path / "full").mkdir(), (tmp_path / "kd").mkdir()
     cli(["train", *common, "finetune=full"], cwd=tmp_path / "full")
-    cli(["train", *common, "finetune=distill", f"finetune.teacher={teacher}", "finetune.alpha=1", "finetune.temperature=1"],
-        cwd=tmp_path / "kd")
+    cli(
+        ["train", *common, "finetune=distill", f"finetune.teacher={teacher}", "finetune.alpha=1", "finetune.temperature=1"],
+        cwd=tmp_path / "kd",
+    )
     full, kd = (_curve(only_run_dir(tmp_path / name / "outputs")) for name in ("full", "kd"))
     assert [r for r in kd if "train/loss" in r] == [r for r in full if "train/loss" in r]  # bitwise equal losses
     assert len([r for r in kd if "train/loss" in r]) == 4
@@ -158,8 +164,18 @@ def teacher_run(tmp_path_factory) -> Path:
 def test_a_student_learns_from_a_teacher_run_and_loads_in_plain_transformers(tmp_path, teacher_run):
     from transformers import AutoModelForSequenceClassification
 
-    cli(["train", *FAST, "task=sentiment", "finetune=distill", f"finetune.teacher={teacher_run}",
-         f"model.name_or_path={teacher_run}/checkpoints/best", "model.keep_layers=[1]"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *FAST,
+            "task=sentiment",
+            "finetune=distill",
+            f"finetune.teacher={teacher_run}",
+            f"model.name_or_path={teacher_run}/checkpoints/best",
+            "model.keep_layers=[1]",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     student = AutoModelForSequenceClassification.from_pretrained(run / "checkpoints" / "best")
     assert student.config.num_hidden_layers == 1 and len(student.bert.encoder.layer) == 1
@@ -201,9 +217,19 @@ def test_distill_without_a_teacher_or_on_a_family_without_a_teacher_term_is_refu
 def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
     from llmft.engine import loop
 
-    args = [*FAST[:3], "trainer.max_steps=8", "trainer.eval_every=4", "trainer.log_every=1", "trainer.progress=false",
-            "trainer.save_every=2", "model.keep_layers=[0]", "finetune=distill", "finetune.teacher=tiny-bert",
-            "finetune.temperature=2", "finetune.alpha=0.5"]  # dropout on: the RNG streams are restored too
+    args = [
+        *FAST[:3],
+        "trainer.max_steps=8",
+        "trainer.eval_every=4",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        "trainer.save_every=2",
+        "model.keep_layers=[0]",
+        "finetune=distill",
+        "finetune.teacher=tiny-bert",
+        "finetune.temperature=2",
+        "finetune.alpha=0.5",
+    ]  # dropout on: the RNG streams are restored too
     (tmp_path / "unbroken").mkdir(), (tmp_path / "broken").mkdir()
     cli(["train", *args], cwd=tmp_path / "unbroken")
     step = loop.optimizer_step
@@ -224,13 +250,25 @@ def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # one short run per family
-@pytest.mark.parametrize("task, model", [("ner", "tiny-bert"), ("sts", "tiny-bert"), ("multiple-choice", "tiny-bert"),
-                                         ("summarization", "tiny-t5")])
+@pytest.mark.parametrize(
+    "task, model", [("ner", "tiny-bert"), ("sts", "tiny-bert"), ("multiple-choice", "tiny-bert"), ("summarization", "tiny-t5")]
+)
 def test_every_family_distills_end_to_end_into_a_shallower_student(tmp_path, task, model):
     import transformers
 
-    cli(["train", *FAST, f"task={task}", f"model={model}", "model.keep_layers=[1]", "finetune=distill",
-         f"finetune.teacher={model}", "finetune.kd_loss=jsd"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *FAST,
+            f"task={task}",
+            f"model={model}",
+            "model.keep_layers=[1]",
+            "finetune=distill",
+            f"finetune.teacher={model}",
+            "finetune.kd_loss=jsd",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     loss = [json.loads(x)["train/loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in x]
     assert loss and all(math.isfinite(x) for x in loss)

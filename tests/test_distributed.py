@@ -13,15 +13,24 @@ import pytest
 
 from conftest import only_run_dir, run_cli
 
-RUN = ["task=textgen", "model=tiny-gpt2", "model.dropout=0.0", "task.data.max_train_samples=192", "task.data.max_eval_samples=32",
-       "task.chunk_text=false",  # one row per document: rows of different lengths, so ranks see different token counts
-       "trainer.max_steps=6", "trainer.log_every=1", "trainer.eval_every=3", "trainer.progress=false", "optimizer.lr=3e-3"]
+RUN = [
+    "task=textgen",
+    "model=tiny-gpt2",
+    "model.dropout=0.0",
+    "task.data.max_train_samples=192",
+    "task.data.max_eval_samples=32",
+    "task.chunk_text=false",  # one row per document: rows of different lengths, so ranks see different token counts
+    "trainer.max_steps=6",
+    "trainer.log_every=1",
+    "trainer.eval_every=3",
+    "trainer.progress=false",
+    "optimizer.lr=3e-3",
+]
 
 
 def _curve(run: Path) -> tuple[list, list]:
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return ([r["train/loss"] for r in records if "train/loss" in r],
-            [r["eval/loss"] for r in records if "eval/loss" in r])
+    return ([r["train/loss"] for r in records if "train/loss" in r], [r["eval/loss"] for r in records if "eval/loss" in r])
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +47,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_proces
     """2 gloo processes x batch 4/accum x accum micro-batches follow 1 process x batch 8, under DDP and FSDP, with and
     without gradient accumulation (each micro-batch but the last skips the gradient sync), the chunked loss equal to
     the plain one."""
-    proc = _torchrun([*RUN, f"trainer.batch_size={4 // accum}", f"trainer.grad_accum_steps={accum}", f"trainer.strategy={strategy}"],
-                     tmp_path)
+    proc = _torchrun(
+        [*RUN, f"trainer.batch_size={4 // accum}", f"trainer.grad_accum_steps={accum}", f"trainer.strategy={strategy}"], tmp_path
+    )
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-4000:]
     two = only_run_dir(tmp_path / "outputs")  # rank 0 alone wrote a run folder
     train_one, eval_one = _curve(one_process)
@@ -61,9 +71,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_proces
 
 def test_sharded_evaluation_gives_single_process_metrics(tmp_path):
     """Each rank scores its shard of eval and test; the gathered metrics (accuracy, F1, ROC-AUC, loss) equal one process's."""
-    args = ["task=sentiment", "model=tiny-bert", "model.dropout=0.0", "task.data.max_train_samples=64", "task.data.max_eval_samples=101",
-            "trainer.max_steps=4", "trainer.eval_every=2", "trainer.progress=false", "trainer.eval_batch_size=16",
-            "optimizer.lr=1e-7"]  # the two trainings' float noise (~1e-7) must not flip near-tied ROC-AUC pairs: what is
+    args = [
+        "task=sentiment",
+        "model=tiny-bert",
+        "model.dropout=0.0",
+        "task.data.max_train_samples=64",
+        "task.data.max_eval_samples=101",
+        "trainer.max_steps=4",
+        "trainer.eval_every=2",
+        "trainer.progress=false",
+        "trainer.eval_batch_size=16",
+        "optimizer.lr=1e-7",
+    ]  # the two trainings' float noise (~1e-7) must not flip near-tied ROC-AUC pairs: what is
     # compared is the sharded evaluation of (nearly) the same weights
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir(), ddp.mkdir()
@@ -84,8 +103,14 @@ def test_sharded_evaluation_gives_single_process_metrics(tmp_path):
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow  # three torchrun jobs; CI runs the slow tests too
@@ -96,8 +121,14 @@ def test_sigterm_and_resume_under_torchrun_match_an_unbroken_run(tmp_path):
     # dropout on: each rank's RNG stream must come back on resume
     # accumulation on (each micro-batch but the last skips the sync) and log records every 5 steps, so the stop usually
     # falls between two records: each rank's unlogged steps must come back too
-    args = [*[a for a in RUN if not a.startswith(("model.dropout", "trainer.max_steps", "trainer.log_every"))], "trainer.max_steps=16",
-            "trainer.save_every=3", "trainer.batch_size=2", "trainer.grad_accum_steps=2", "trainer.log_every=5"]
+    args = [
+        *[a for a in RUN if not a.startswith(("model.dropout", "trainer.max_steps", "trainer.log_every"))],
+        "trainer.max_steps=16",
+        "trainer.save_every=3",
+        "trainer.batch_size=2",
+        "trainer.grad_accum_steps=2",
+        "trainer.log_every=5",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     proc = _torchrun(args, unbroken)
@@ -139,8 +170,13 @@ def _stop_after(args: list[str], cwd: Path, step: int) -> Path:
 
 @pytest.mark.slow
 def test_fsdp_run_stopped_and_resumed_matches_an_unbroken_one(tmp_path):
-    args = [*[a for a in RUN if not a.startswith("trainer.max_steps")], "trainer.max_steps=12", "trainer.save_every=3",
-            "trainer.batch_size=4", "trainer.strategy=fsdp"]
+    args = [
+        *[a for a in RUN if not a.startswith("trainer.max_steps")],
+        "trainer.max_steps=12",
+        "trainer.save_every=3",
+        "trainer.batch_size=4",
+        "trainer.strategy=fsdp",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     assert _torchrun(args, unbroken).wait(timeout=600) == 0

@@ -47,14 +47,17 @@ def shown_commands(text: str) -> list[str]:
 
 
 def _cases() -> list:
-    return [pytest.param(command, id=f"{page.relative_to(ROOT)}:{n}")
-            for page in PAGES for n, command in enumerate(shown_commands(page.read_text()))]
+    return [
+        pytest.param(command, id=f"{page.relative_to(ROOT)}:{n}")
+        for page in PAGES
+        for n, command in enumerate(shown_commands(page.read_text()))
+    ]
 
 
 def argv_of(command: str) -> list[str]:
     """The arguments after `llmft` as the shell would pass them, placeholders filled with a path."""
     words = shlex.split(re.sub(r"<[^<>\s]*(?: [^<>]*)?>", "placeholder", command), comments=True)
-    return words[words.index("llmft") + 1:] if words[0] == "torchrun" else words[1:]
+    return words[words.index("llmft") + 1 :] if words[0] == "torchrun" else words[1:]
 
 
 def _jobs(args: list[str], multirun: bool) -> list[list[str]]:
@@ -70,7 +73,17 @@ def _jobs(args: list[str], multirun: bool) -> list[list[str]]:
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
-GROUPS = ("model", "task", "finetune", "optimizer", "scheduler", "precision", "logger", "recipe", "attack")  # attack: an eval group
+GROUPS = (
+    "model",
+    "task",
+    "finetune",
+    "optimizer",
+    "scheduler",
+    "precision",
+    "logger",
+    "recipe",
+    "attack",
+)  # attack: an eval group
 
 
 def compose_typed(verb: str, overrides: list[str]) -> object:
@@ -135,17 +148,26 @@ def test_every_command_shown_in_the_docs_composes(command):
 
 
 def _plugin_installed(name: str) -> bool:
-    module = {"joblib": "hydra_plugins.hydra_joblib_launcher", "optuna": "hydra_plugins.hydra_optuna_sweeper",
-              "submitit": "hydra_plugins.hydra_submitit_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher"}[name]
+    module = {
+        "joblib": "hydra_plugins.hydra_joblib_launcher",
+        "optuna": "hydra_plugins.hydra_optuna_sweeper",
+        "submitit": "hydra_plugins.hydra_submitit_launcher",
+        "slurm": "hydra_plugins.hydra_submitit_launcher",
+    }[name]
     return importlib.util.find_spec(module) is not None
 
 
 def test_the_command_extraction_reads_what_a_shell_would():
-    page = ("```bash\nllmft train task=sft \\\n  finetune=lora   # a comment\npip install x && llmft eval run=<run folder>\n"
-            "torchrun --nproc-per-node 2 -m llmft train seed=1\n```\n```python\nllmft = 1\n```\n")
+    page = (
+        "```bash\nllmft train task=sft \\\n  finetune=lora   # a comment\npip install x && llmft eval run=<run folder>\n"
+        "torchrun --nproc-per-node 2 -m llmft train seed=1\n```\n```python\nllmft = 1\n```\n"
+    )
     commands = shown_commands(page)
     assert [argv_of(c) for c in commands] == [
-        ["train", "task=sft", "finetune=lora"], ["eval", "run=placeholder"], ["train", "seed=1"]]
+        ["train", "task=sft", "finetune=lora"],
+        ["eval", "run=placeholder"],
+        ["train", "seed=1"],
+    ]
 
 
 def test_a_renamed_option_in_a_shown_command_fails_to_compose():
@@ -204,10 +226,18 @@ def test_the_config_reference_is_generated_from_every_schema_and_not_committed()
     assert not (ROOT / "docs" / "benchmarks.md").exists(), "copied from bench/BENCHMARKS.md at build: do not commit it"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("material") is None, reason="mkdocs-material is not installed (pip install -e '.[docs]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("material") is None, reason="mkdocs-material is not installed (pip install -e '.[docs]')"
+)
 def test_the_docs_build_with_strict(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     reference = (tmp_path / "site" / "config-reference" / "index.html").read_text()
     assert "trainer.cv_folds" in reference

@@ -15,11 +15,25 @@ import pytest
 
 from conftest import cli, only_run_dir, write_jsonl
 
-RUN = ["task=embedding", "model=tiny-bert", "task.data.max_train_samples=256", "task.data.max_eval_samples=60",
-       "trainer.batch_size=16", "trainer.max_steps=24", "trainer.eval_every=12", "trainer.log_every=4",
-       "trainer.progress=false", "optimizer.lr=1e-3", "model.dropout=0.0", "scheduler.warmup_ratio=0.0"]  # no warmup: 24 steps learn
-TEXTS = ["The doctor bought the car in the morning.", "A physician purchased an automobile at dawn.",
-         "The kid lost the phone by the river, " * 12]  # the last one longer than model.max_length: both cut it alike
+RUN = [
+    "task=embedding",
+    "model=tiny-bert",
+    "task.data.max_train_samples=256",
+    "task.data.max_eval_samples=60",
+    "trainer.batch_size=16",
+    "trainer.max_steps=24",
+    "trainer.eval_every=12",
+    "trainer.log_every=4",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
+    "model.dropout=0.0",
+    "scheduler.warmup_ratio=0.0",
+]  # no warmup: 24 steps learn
+TEXTS = [
+    "The doctor bought the car in the morning.",
+    "A physician purchased an automobile at dawn.",
+    "The kid lost the phone by the river, " * 12,
+]  # the last one longer than model.max_length: both cut it alike
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +86,9 @@ def test_metrics_equal_sentence_transformers_evaluators(run):
     ours = json.loads((run / "eval.json").read_text())["metrics"]
     model = _sentence_transformer(run / "checkpoints" / "best")
     scored = [r for r in rows if r["score"] is not None]
-    similarity = EmbeddingSimilarityEvaluator([r["sentence1"] for r in scored], [r["sentence2"] for r in scored],
-                                              [r["score"] for r in scored])(model)
+    similarity = EmbeddingSimilarityEvaluator(
+        [r["sentence1"] for r in scored], [r["sentence2"] for r in scored], [r["score"] for r in scored]
+    )(model)
     pairs = [r for r in rows if r["score"] is None]
     corpus = {t: t for r in pairs for t in (r["positive"], r["negative"])}
     relevant: dict[str, set[str]] = {}
@@ -122,12 +137,26 @@ def test_scored_pairs_train_with_cosent_normalize_and_merged_lora(tmp_path):
     import torch
 
     words = ["red", "blue", "green", "cat", "dog", "house", "tree", "car", "sun", "moon"]
-    rows = [{"sentence1": f"the {a} {b}", "sentence2": f"a {b} {a}", "score": (i % 5) / 4}
-            for i, (a, b) in enumerate((a, b) for a in words for b in words if a != b)]
+    rows = [
+        {"sentence1": f"the {a} {b}", "sentence2": f"a {b} {a}", "score": (i % 5) / 4}
+        for i, (a, b) in enumerate((a, b) for a in words for b in words if a != b)
+    ]
     data = write_jsonl(tmp_path / "sts.jsonl", rows)
-    cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.select_metric=spearman",
-         "task.normalize=true", "finetune=lora", "trainer.max_steps=4", "trainer.batch_size=16", "trainer.progress=false"],
-        cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=embedding",
+            "model=tiny-bert",
+            f"task.data.path={data}",
+            "task.select_metric=spearman",
+            "task.normalize=true",
+            "finetune=lora",
+            "trainer.max_steps=4",
+            "trainer.batch_size=16",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["plan"]["data"]["train"]["scored"] > 0 and manifest["plan"]["data"]["train"]["pairs"] == 0
@@ -137,21 +166,26 @@ def test_scored_pairs_train_with_cosent_normalize_and_merged_lora(tmp_path):
     vector = torch.tensor(_generate(run, tmp_path, TEXTS[0])["embedding"])
     assert torch.allclose(vector, model.encode([TEXTS[0]], convert_to_tensor=True)[0], atol=1e-5)
     assert abs(float(vector.norm()) - 1.0) < 1e-5
-    proc = cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.loss=mnrl"], cwd=tmp_path,
-               check=False)
+    proc = cli(
+        ["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.loss=mnrl"], cwd=tmp_path, check=False
+    )
     assert proc.returncode == 2 and "task.loss=mnrl cannot train on the scored pairs" in proc.stderr
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"query": "a", "doc": "b"}, "has neither pair columns ['anchor', 'positive'] nor scored columns"),
-    ({"anchor": "a cat", "positive": "  "}, "has an empty 'positive'"),
-    ({"sentence1": "a cat", "sentence2": "a dog", "score": "high"}, "has a non-numeric score 'score' = 'high'"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"query": "a", "doc": "b"}, "has neither pair columns ['anchor', 'positive'] nor scored columns"),
+        ({"anchor": "a cat", "positive": "  "}, "has an empty 'positive'"),
+        ({"sentence1": "a cat", "sentence2": "a dog", "score": "high"}, "has a non-numeric score 'score' = 'high'"),
+    ],
+)
 def test_bad_rows_exit_2_in_one_line(tmp_path, row, message):
     good = {key: (f"text {i}" if key != "score" else 0.5) for i, key in enumerate(row)}
     data = write_jsonl(tmp_path / "data.jsonl", [good] * 5 + [row] + [good] * 5)
-    proc = cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "trainer.max_steps=1"],
-               cwd=tmp_path, check=False)
+    proc = cli(
+        ["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "trainer.max_steps=1"], cwd=tmp_path, check=False
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -159,8 +193,11 @@ def test_bad_rows_exit_2_in_one_line(tmp_path, row, message):
 
 def test_select_metric_the_eval_split_cannot_give_is_refused_before_training(tmp_path):
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": f"a {i}", "positive": f"b {i}"} for i in range(20)])
-    proc = cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.select_metric=spearman"],
-               cwd=tmp_path, check=False)
+    proc = cli(
+        ["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "task.select_metric=spearman"],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "the eval split has no scored pairs; choose one of: mrr@10" in proc.stderr
 
 
@@ -201,8 +238,14 @@ def test_torchrun_sharded_test_metrics_equal_one_process_eval_of_the_same_checkp
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     args = [*RUN, "trainer.max_steps=4", "trainer.eval_every=2", "trainer.eval_batch_size=7"]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "llmft", "train", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = only_run_dir(tmp_path / "outputs")
     sharded = json.loads((run / "eval.json").read_text())["metrics"]

@@ -43,7 +43,9 @@ def test_ensemble_eval_reports_members_and_the_mean_of_their_probabilities(membe
     labels = np.array([NAMES.index(json.loads(x)["label"]) for x in rows.read_text().splitlines()])
     each = [_probs(m, rows, tmp_path) for m in members]
     for member, p in zip(members, each):
-        assert result["members"][str(member)]["loss"] == pytest.approx(-np.log(p[np.arange(len(labels)), labels]).mean(), abs=1e-4)
+        assert result["members"][str(member)]["loss"] == pytest.approx(
+            -np.log(p[np.arange(len(labels)), labels]).mean(), abs=1e-4
+        )
     mean = np.mean(each, axis=0)
     assert result["ensemble"]["loss"] == pytest.approx(-np.log(mean[np.arange(len(labels)), labels]).mean(), abs=1e-4)
     assert result["ensemble"]["accuracy"] == pytest.approx((mean.argmax(1) == labels).mean())
@@ -51,7 +53,10 @@ def test_ensemble_eval_reports_members_and_the_mean_of_their_probabilities(membe
 
 def test_ensemble_generate_prints_the_mean_probabilities(members, tmp_path):
     rows = _rows(tmp_path, 4)
-    printed = [json.loads(x) for x in cli(["generate", f"run=[{members[0]},{members[1]}]", f"input={rows}"], cwd=tmp_path).stdout.splitlines()]
+    printed = [
+        json.loads(x)
+        for x in cli(["generate", f"run=[{members[0]},{members[1]}]", f"input={rows}"], cwd=tmp_path).stdout.splitlines()
+    ]
     mean = (_probs(members[0], rows, tmp_path) + _probs(members[1], rows, tmp_path)) / 2
     for p, expected in zip(printed, mean):
         assert [p["probabilities"][n] for n in NAMES] == pytest.approx(expected.tolist(), abs=1e-6)
@@ -59,8 +64,10 @@ def test_ensemble_generate_prints_the_mean_probabilities(members, tmp_path):
 
 
 def test_members_with_other_labels_are_refused_in_one_line(members, tmp_path):
-    rows = [{"text": json.loads(x)["text"], "label": "good" if json.loads(x)["label"] == "positive" else "bad"}
-            for x in (SENTIMENT / "train.jsonl").read_text().splitlines()[:64]]
+    rows = [
+        {"text": json.loads(x)["text"], "label": "good" if json.loads(x)["label"] == "positive" else "bad"}
+        for x in (SENTIMENT / "train.jsonl").read_text().splitlines()[:64]
+    ]
     data = write_jsonl(tmp_path / "other.jsonl", rows)
     cli(["train", *FAST, f"task.data.path={data}", "task.data.label_names=[bad,good]", "hydra.run.dir=other"], cwd=tmp_path)
     out = cli(["generate", f"run=[{members[0]},{tmp_path / 'other'}]", "prompt=fine"], cwd=tmp_path, check=False)

@@ -13,8 +13,17 @@ import pytest
 from conftest import cli
 from llmft.tasks.word_ensemble import average_word_partials, entities_of
 
-NER = ["task=ner", "model=tiny-bert", "model.dropout=0.0", "trainer.progress=false", "task.data.max_train_samples=64",
-       "task.data.max_eval_samples=24", "trainer.max_steps=2", "trainer.batch_size=8", "optimizer.lr=3e-3"]
+NER = [
+    "task=ner",
+    "model=tiny-bert",
+    "model.dropout=0.0",
+    "trainer.progress=false",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=24",
+    "trainer.max_steps=2",
+    "trainer.batch_size=8",
+    "optimizer.lr=3e-3",
+]
 PROMPT = "Jordan Smith flew to Washington to meet Ford executives on Monday ."
 
 
@@ -45,7 +54,7 @@ def test_ner_ensemble_eval_reports_entity_f1_beside_each_member(ner_run, tmp_pat
     assert {"f1", "precision", "recall", "accuracy", "loss"} <= set(result["ensemble"])
     assert result["ensemble"]["samples"] == result["members"][str(b)]["samples"] == 24
     pair = json.loads(cli(["generate", f"run=[{a},{b}]", f"prompt={PROMPT}"], cwd=tmp_path).stdout.splitlines()[-1])
-    assert pair["text"] == PROMPT and all(e["word"] == PROMPT[e["start"]:e["end"]] for e in pair["entities"])
+    assert pair["text"] == PROMPT and all(e["word"] == PROMPT[e["start"] : e["end"]] for e in pair["entities"])
 
 
 def test_ner_ensemble_generate_prints_the_entities_of_the_mean(ner_run, tmp_path):
@@ -60,11 +69,31 @@ def test_ner_ensemble_generate_prints_the_entities_of_the_mean(ner_run, tmp_path
 
 def test_averaging_overturns_a_word_tag_and_groups_entities():
     names = ["O", "B-PER", "I-PER"]
-    a = [{"loss": 0.0, "tokens": 2, "gold": [[1, 2]], "predicted": [[1, 0]], "probs": [np.array([[.1, .8, .1], [.5, .0, .5]])]}]
-    b = [{"loss": 0.0, "tokens": 2, "gold": [[1, 2]], "predicted": [[1, 0]], "probs": [np.array([[.1, .8, .1], [.4, .0, .6]])]}]
+    a = [
+        {
+            "loss": 0.0,
+            "tokens": 2,
+            "gold": [[1, 2]],
+            "predicted": [[1, 0]],
+            "probs": [np.array([[0.1, 0.8, 0.1], [0.5, 0.0, 0.5]])],
+        }
+    ]
+    b = [
+        {
+            "loss": 0.0,
+            "tokens": 2,
+            "gold": [[1, 2]],
+            "predicted": [[1, 0]],
+            "probs": [np.array([[0.1, 0.8, 0.1], [0.4, 0.0, 0.6]])],
+        }
+    ]
     mean = average_word_partials([a, b])[0]
-    assert mean["predicted"] == [[1, 2]] and mean["loss"] == pytest.approx(-np.log(.8) - np.log(.55))
-    words = [{"start": 0, "end": 3, "probabilities": [.1, .8, .1]}, {"start": 4, "end": 7, "probabilities": [.2, .1, .7]},
-             {"start": 8, "end": 9, "probabilities": [.9, .05, .05]}]
+    assert mean["predicted"] == [[1, 2]] and mean["loss"] == pytest.approx(-np.log(0.8) - np.log(0.55))
+    words = [
+        {"start": 0, "end": 3, "probabilities": [0.1, 0.8, 0.1]},
+        {"start": 4, "end": 7, "probabilities": [0.2, 0.1, 0.7]},
+        {"start": 8, "end": 9, "probabilities": [0.9, 0.05, 0.05]},
+    ]
     assert entities_of("Ann Lee .", words, names) == [
-        {"entity_group": "PER", "score": pytest.approx(.75), "word": "Ann Lee", "start": 0, "end": 7}]
+        {"entity_group": "PER", "score": pytest.approx(0.75), "word": "Ann Lee", "start": 0, "end": 7}
+    ]

@@ -55,8 +55,18 @@ def _complete(item: dict) -> bool:
 def test_multiple_choice_explains_the_chosen_choice_over_its_own_input(tmp_path):
     rows = [{"question": f"q {i}", "choices": ["a cat", "the big red dog"], "answer": i % 2} for i in range(16)]
     data = write_jsonl(tmp_path / "mc.jsonl", rows)
-    cli(["train", "task=multiple-choice", *FAST, f"task.data.path={data}", "task.data.text_columns=[question]",
-         "task.data.label_column=answer", "trainer.batch_size=4"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=multiple-choice",
+            *FAST,
+            f"task.data.path={data}",
+            "task.data.text_columns=[question]",
+            "task.data.label_column=answer",
+            "trainer.batch_size=4",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     row = write_jsonl(tmp_path / "row.jsonl", [{"question": "where is it", "choices": ["a cat", "the big red dog"]}])
     cli(["explain", f"run={run}", f"input={row}", "target=1", "output_dir=ex"], cwd=tmp_path)

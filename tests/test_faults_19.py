@@ -23,8 +23,14 @@ import pytest
 
 from conftest import cli, only_run_dir
 
-FAST = ["model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=32", "trainer.epochs=1",
-        "trainer.max_steps=3", "trainer.progress=false"]  # conftest's FAST on less data: these tests need a run, not a model
+FAST = [
+    "model=tiny-bert",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=32",
+    "trainer.epochs=1",
+    "trainer.max_steps=3",
+    "trainer.progress=false",
+]  # conftest's FAST on less data: these tests need a run, not a model
 
 SECRET = "s3cr3t-value-from-the-environment"
 
@@ -63,7 +69,11 @@ def _copy(run: Path, to: Path) -> Path:
 
 # --- 12: a saved run config is data; the server answers only its routes -------------------------------------------
 def test_a_run_is_written_with_its_interpolations_resolved(tmp_path):
-    cli(["train", *FAST, "trainer.max_steps=1", "run_name=${oc.env:LLMFT_TEST_NAME}"], tmp_path, env={"LLMFT_TEST_NAME": "from-the-env"})
+    cli(
+        ["train", *FAST, "trainer.max_steps=1", "run_name=${oc.env:LLMFT_TEST_NAME}"],
+        tmp_path,
+        env={"LLMFT_TEST_NAME": "from-the-env"},
+    )
     run = only_run_dir(tmp_path / "outputs")
     saved = (run / ".hydra" / "config.yaml").read_text()
     assert "run_name: from-the-env" in saved and "${" not in saved
@@ -78,7 +88,9 @@ def test_serve_refuses_a_saved_config_holding_an_interpolation_and_leaks_nothing
     with socket.socket() as taken:  # were the run accepted, the server would stop at once: the port is taken
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        proc = cli(["serve", f"run={copy}", f"port={taken.getsockname()[1]}"], tmp_path, check=False, env={"LLMFT_SECRET": SECRET})
+        proc = cli(
+            ["serve", f"run={copy}", f"port={taken.getsockname()[1]}"], tmp_path, check=False, env={"LLMFT_SECRET": SECRET}
+        )
     _one_line(proc, "in 'run_name'", "interpolation")
     assert SECRET not in proc.stderr + proc.stdout
 
@@ -86,9 +98,16 @@ def test_serve_refuses_a_saved_config_holding_an_interpolation_and_leaks_nothing
 def _stub_served(generates: bool = False) -> SimpleNamespace:
     from llmft.config import GenerationConfig
 
-    return SimpleNamespace(name="stub", task=SimpleNamespace(pipeline_tag="text-generation"), generation=GenerationConfig(),
-                           max_batch_size=1, generates=generates, classifies=False, embeds=False,
-                           run_batch=lambda key, payloads: pytest.fail("no request should reach the model"))
+    return SimpleNamespace(
+        name="stub",
+        task=SimpleNamespace(pipeline_tag="text-generation"),
+        generation=GenerationConfig(),
+        max_batch_size=1,
+        generates=generates,
+        classifies=False,
+        embeds=False,
+        run_batch=lambda key, payloads: pytest.fail("no request should reach the model"),
+    )
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
@@ -129,7 +148,9 @@ def test_a_stop_during_the_final_test_scoring_says_how_to_finish_and_the_resume_
     summary = json.loads((run / "eval.json").read_text())
     assert summary["steps"] == 3 and summary["metrics"]["samples"] > 0
     # 14: nothing but the run folder under outputs/, and its own log goes on
-    assert [p for p in (tmp_path / "outputs").rglob("*") if p.is_dir() and run not in (p, *p.parents) and p not in run.parents] == []
+    assert [
+        p for p in (tmp_path / "outputs").rglob("*") if p.is_dir() and run not in (p, *p.parents) and p not in run.parents
+    ] == []
     log = (run / "train.log").read_text()
     assert log.startswith(killed_log) and len(log) > len(killed_log)
 
@@ -172,7 +193,7 @@ def test_resume_writes_its_log_into_the_run_folder_and_leaves_no_folder_of_its_o
     cli(["train", "trainer.resume=auto", "trainer.progress=false"], cwd=tmp_path)
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "outputs" / "train").glob("*/*")) == [run.relative_to(tmp_path)]
     after = (run / "train.log").read_text()
-    assert after.startswith(before) and "step 3" in after[len(before):], after[len(before):]
+    assert after.startswith(before) and "step 3" in after[len(before) :], after[len(before) :]
 
 
 # --- 15: one line instead of a traceback ---------------------------------------------------------------------------
@@ -195,7 +216,9 @@ def _as_adapter(best: Path, base: Path) -> None:
     """Make `best` an unmerged LoRA checkpoint (adapter_config.json) on the base model `base`."""
     from peft import LoraConfig
 
-    LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"], base_model_name_or_path=str(base)).save_pretrained(best)
+    LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"], base_model_name_or_path=str(base)).save_pretrained(
+        best
+    )
 
 
 def test_an_adapter_bin_holding_pickled_code_is_refused_in_one_line(run, tmp_path):
@@ -221,16 +244,28 @@ def test_a_lora_checkpoint_whose_config_names_custom_code_is_one_line(run, tmp_p
     _one_line(proc, "custom code")
 
 
-@pytest.mark.parametrize("override, key", [("optimizer.lr=nan", "optimizer.lr"), ("optimizer.lr=inf", "optimizer.lr"),
-                                           ("optimizer.weight_decay=nan", "optimizer.weight_decay"),
-                                           ("trainer.max_grad_norm=nan", "trainer.max_grad_norm")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optimizer.lr=nan", "optimizer.lr"),
+        ("optimizer.lr=inf", "optimizer.lr"),
+        ("optimizer.weight_decay=nan", "optimizer.weight_decay"),
+        ("trainer.max_grad_norm=nan", "trainer.max_grad_norm"),
+    ],
+)
 def test_non_finite_optimizer_settings_fail_validation(tmp_path, override, key):
     _one_line(cli(["train", "model=tiny-bert", override, "--dry-run"], tmp_path, check=False), key, "finite")
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("run.json"))
 
 
-@pytest.mark.parametrize("override, key", [("seed=${python:os.getcwd}", "'seed'"), ("seed=${seed}", "'seed'"),
-                                           ("run_name=${oc.env:LLMFT_SURELY_UNSET}", "LLMFT_SURELY_UNSET")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("seed=${python:os.getcwd}", "'seed'"),
+        ("seed=${seed}", "'seed'"),
+        ("run_name=${oc.env:LLMFT_SURELY_UNSET}", "LLMFT_SURELY_UNSET"),
+    ],
+)
 def test_an_interpolation_that_cannot_resolve_is_one_line(tmp_path, override, key):
     _one_line(cli(["train", "model=tiny-bert", override, "--dry-run"], tmp_path, check=False), "cannot resolve", key)
 
@@ -271,8 +306,11 @@ def test_a_save_beyond_ulimit_f_is_one_line(tmp_path):
 
 
 def test_generate_to_a_full_device_keeps_the_predictions_and_says_where(run, tmp_path):
-    line = _one_line(cli(["generate", f"run={run}", "prompt=A fine film.", "output=/dev/full"], tmp_path, check=False),
-                     "output=/dev/full", "kept in")
+    line = _one_line(
+        cli(["generate", f"run={run}", "prompt=A fine film.", "output=/dev/full"], tmp_path, check=False),
+        "output=/dev/full",
+        "kept in",
+    )
     kept = Path(line.rsplit("kept in ", 1)[1])
     assert json.loads(kept.read_text())["label"] in ("positive", "negative")
 
@@ -281,8 +319,10 @@ def test_generate_to_a_path_under_proc_is_refused_before_the_work(run, tmp_path,
     import llmft.commands.generate as generate
 
     monkeypatch.setattr(generate, "load_predictor", lambda config: pytest.fail("the output is checked before the model loads"))
-    _one_line(cli(["generate", f"run={run}", "prompt=A fine film.", "output=/proc/llmft-predictions.jsonl"], tmp_path,
-                  check=False), "cannot write output=/proc/llmft-predictions.jsonl")
+    _one_line(
+        cli(["generate", f"run={run}", "prompt=A fine film.", "output=/proc/llmft-predictions.jsonl"], tmp_path, check=False),
+        "cannot write output=/proc/llmft-predictions.jsonl",
+    )
 
 
 def test_export_to_a_symlink_of_an_earlier_export_is_refused_before_the_work(run, tmp_path, monkeypatch):
@@ -293,8 +333,11 @@ def test_export_to_a_symlink_of_an_earlier_export_is_refused_before_the_work(run
     earlier.mkdir()
     (earlier / "export.json").write_text('{"format": "onnx", "status": "verified", "passed": true}\n')
     (tmp_path / "link").symlink_to(earlier)
-    _one_line(cli(["export", f"run={run}", "format=onnx", f"output={tmp_path / 'link'}"], tmp_path, check=False),
-              "symbolic link", str(earlier))
+    _one_line(
+        cli(["export", f"run={run}", "format=onnx", f"output={tmp_path / 'link'}"], tmp_path, check=False),
+        "symbolic link",
+        str(earlier),
+    )
     assert (earlier / "export.json").is_file()
 
 
@@ -302,8 +345,25 @@ def test_export_to_a_symlink_of_an_earlier_export_is_refused_before_the_work(run
 def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
     data = tmp_path / "reviews.csv"
     data.write_text("text,label,text\n" + "".join(f"film {i},{('positive', 'negative')[i % 2]},other {i}\n" for i in range(40)))
-    _one_line(cli(["train", "task=classification", "model=tiny-bert", f"task.data.path={data}", "task.data.text_columns=[text]",
-                   "task.data.label_column=label", "--dry-run"], tmp_path, check=False), "reviews.csv", "line 1", "'text'", "twice")
+    _one_line(
+        cli(
+            [
+                "train",
+                "task=classification",
+                "model=tiny-bert",
+                f"task.data.path={data}",
+                "task.data.text_columns=[text]",
+                "task.data.label_column=label",
+                "--dry-run",
+            ],
+            tmp_path,
+            check=False,
+        ),
+        "reviews.csv",
+        "line 1",
+        "'text'",
+        "twice",
+    )
 
 
 def test_a_conll_tag_without_a_type_is_refused_naming_file_and_line(tmp_path):
@@ -313,16 +373,34 @@ def test_a_conll_tag_without_a_type_is_refused_naming_file_and_line(tmp_path):
     data = tmp_path / "train.conll"
     data.write_text("\n".join(lines))
     bad_line = lines.index("Paris B-") + 1
-    _one_line(cli(["train", "task=ner", "model=tiny-bert", f"task.data.path={data}", "task.data.label_names=[]", "--dry-run"],
-                  tmp_path, check=False),  # the tag set read from the data, where `B-` would become a class
-              "train.conll", f"line {bad_line}", "'B-'")
+    _one_line(
+        cli(
+            ["train", "task=ner", "model=tiny-bert", f"task.data.path={data}", "task.data.label_names=[]", "--dry-run"],
+            tmp_path,
+            check=False,
+        ),  # the tag set read from the data, where `B-` would become a class
+        "train.conll",
+        f"line {bad_line}",
+        "'B-'",
+    )
 
 
 @pytest.mark.parametrize("save_every, kept", [(0, "none is kept"), (1, "is kept in")])
 def test_a_non_finite_loss_keeps_what_its_message_promises(tmp_path, save_every, kept):
-    proc = cli(["train", *FAST, "optimizer=sgd", "optimizer.lr=1e12", "trainer.max_grad_norm=null", "trainer.max_steps=20",
-                "scheduler.warmup_ratio=0.0",  # the first step already takes the full rate: it diverges before any save
-                f"trainer.save_every={save_every}"], tmp_path, check=False)
+    proc = cli(
+        [
+            "train",
+            *FAST,
+            "optimizer=sgd",
+            "optimizer.lr=1e12",
+            "trainer.max_grad_norm=null",
+            "trainer.max_steps=20",
+            "scheduler.warmup_ratio=0.0",  # the first step already takes the full rate: it diverges before any save
+            f"trainer.save_every={save_every}",
+        ],
+        tmp_path,
+        check=False,
+    )
     line = _one_line(proc, "the loss became", kept)
     if save_every:
         assert (Path(line.split("is kept in ", 1)[1].split(". ")[0].split(";")[0]) / "trainer_state.pt").is_file()
@@ -350,12 +428,15 @@ def decoder_client():
         yield client
 
 
-@pytest.mark.parametrize("body, param, words", [
-    ({"max_tokens": 10**9}, "max_tokens", "from 1 to"),
-    ({"seed": 2**70}, "seed", "from -9223372036854775808 to 18446744073709551615"),
-    ({"stop": [""]}, "stop", "empty stop string"),
-    ({"stop": ""}, "stop", "empty stop string"),
-])
+@pytest.mark.parametrize(
+    "body, param, words",
+    [
+        ({"max_tokens": 10**9}, "max_tokens", "from 1 to"),
+        ({"seed": 2**70}, "seed", "from -9223372036854775808 to 18446744073709551615"),
+        ({"stop": [""]}, "stop", "empty stop string"),
+        ({"stop": ""}, "stop", "empty stop string"),
+    ],
+)
 def test_serve_refuses_out_of_range_fields_with_400(decoder_client, body, param, words):
     response = decoder_client.post("/v1/completions", json={"prompt": "Hello there", **body})
     assert response.status_code == 400, response.text
@@ -364,11 +445,14 @@ def test_serve_refuses_out_of_range_fields_with_400(decoder_client, body, param,
     assert decoder_client.post("/v1/completions", json={"prompt": "Hello there", "max_tokens": 2}).status_code == 200
 
 
-@pytest.mark.parametrize("record, words", [
-    ('{"format": "onnx", "status": "verif', ["export.json", "damaged", "not JSON"]),
-    ('{"format": "onnx", "status": "incomplete"}\n', ["never finished", "incomplete"]),
-    ('{"format": "onnx", "status": "verified", "passed": true}\n', ["torn", "no model.onnx"]),
-])
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        ('{"format": "onnx", "status": "verif', ["export.json", "damaged", "not JSON"]),
+        ('{"format": "onnx", "status": "incomplete"}\n', ["never finished", "incomplete"]),
+        ('{"format": "onnx", "status": "verified", "passed": true}\n', ["torn", "no model.onnx"]),
+    ],
+)
 def test_serve_names_what_is_wrong_with_a_torn_export(run, tmp_path, record, words):
     copy = _copy(run, tmp_path / "run")
     (copy / "export" / "onnx").mkdir(parents=True)

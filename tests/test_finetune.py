@@ -30,7 +30,9 @@ def _trainable(model):
 
 
 def test_freeze_embeddings_and_first_layers():
-    model = apply_method(_tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True, freeze_layers=1), "SEQ_CLS", False)
+    model = apply_method(
+        _tiny_model(), FinetuneConfig(method=FinetuneMethod.freeze, freeze_embeddings=True, freeze_layers=1), "SEQ_CLS", False
+    )
     names = _trainable(model)
     assert not any(n.startswith("bert.embeddings") for n in names)
     assert not any(n.startswith("bert.encoder.layer.0.") for n in names)
@@ -89,8 +91,17 @@ def test_lora_run_merges_into_a_plain_checkpoint(tmp_path):
 
 @pytest.mark.slow  # loads the 22.7M MiniLM
 def test_lora_adapter_without_merge_on_a_pretrained_base(tmp_path):
-    args = ["train", "model=minilm-l6", "task.data.max_train_samples=32", "task.data.max_eval_samples=16", "trainer.batch_size=8",
-            "trainer.max_steps=2", "trainer.progress=false", "finetune=lora", "finetune.merge=false"]
+    args = [
+        "train",
+        "model=minilm-l6",
+        "task.data.max_train_samples=32",
+        "task.data.max_eval_samples=16",
+        "trainer.batch_size=8",
+        "trainer.max_steps=2",
+        "trainer.progress=false",
+        "finetune=lora",
+        "finetune.merge=false",
+    ]
     cli(args, cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     assert (run / "checkpoints" / "best" / "adapter_config.json").is_file()

@@ -56,9 +56,18 @@ def _echo_data(folder: Path) -> Path:
 
 def test_sft_learns_held_out_instructions(tmp_path):
     data = _echo_data(tmp_path / "echo")
-    run = _train(tmp_path, "task=sft", f"task.data.path={data}", "model=tiny-gpt2", "optimizer.lr=3e-3", "trainer.epochs=3",
-                 "trainer.eval_every=40", "task.generation.max_new_tokens=12", "task.data.max_eval_samples=60",
-                 "task.eval_generate_samples=60")
+    run = _train(
+        tmp_path,
+        "task=sft",
+        f"task.data.path={data}",
+        "model=tiny-gpt2",
+        "optimizer.lr=3e-3",
+        "trainer.epochs=3",
+        "trainer.eval_every=40",
+        "task.generation.max_new_tokens=12",
+        "task.data.max_eval_samples=60",
+        "task.eval_generate_samples=60",
+    )
     _loss_falls(run)
     em = [r["eval/exact_match"] for r in _records(run) if "eval/exact_match" in r]
     assert em[0] <= 5.0 and max(em) >= 15.0, em  # an untrained model repeats nothing; the tuned one does
@@ -87,8 +96,17 @@ def test_sft_learns_held_out_instructions(tmp_path):
     ],
 )
 def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
-    run = _train(tmp_path, f"task={task}", f"model={model}", "optimizer.lr=3e-3", "trainer.max_steps=40", "trainer.batch_size=16",
-                 "task.data.max_train_samples=640", "task.generation.max_new_tokens=16", "model.max_length=128")
+    run = _train(
+        tmp_path,
+        f"task={task}",
+        f"model={model}",
+        "optimizer.lr=3e-3",
+        "trainer.max_steps=40",
+        "trainer.batch_size=16",
+        "task.data.max_train_samples=640",
+        "task.generation.max_new_tokens=16",
+        "model.max_length=128",
+    )
     _loss_falls(run)
     result = json.loads((run / "eval.json").read_text())
     assert metric in result["metrics"] and result["select_metric"] in result["metrics"]
@@ -105,14 +123,30 @@ def test_family_trains_scores_and_generates(tmp_path, task, model, metric):
         out = cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'q.jsonl', rows)}"], cwd=tmp_path)
         assert "generation" in json.loads(out.stdout.strip().splitlines()[-1])
         return
-    prompt = {"textgen": "Belbrook is", "chat": "What is 2 + 3?", "summarization": "Mayor Ana Fox opened a bridge in Pelport.",
-              "translation": "The dog ran."}[task]
+    prompt = {
+        "textgen": "Belbrook is",
+        "chat": "What is 2 + 3?",
+        "summarization": "Mayor Ana Fox opened a bridge in Pelport.",
+        "translation": "The dog ran.",
+    }[task]
     out = cli(["generate", f"run={run}", f"prompt={prompt}", "generation.max_new_tokens=8"], cwd=tmp_path)
     assert out.returncode == 0
     if task == "textgen":
         inputs = write_jsonl(tmp_path / "in.jsonl", [{"text": "Torfield is"}])
-        cli(["generate", f"run={run}", f"input={inputs}", f"output={tmp_path / 'o.jsonl'}", "generation.do_sample=true",
-                 "generation.temperature=0.8", "generation.top_k=20", "generation.top_p=0.9", "generation.stop=[.]"], cwd=tmp_path)
+        cli(
+            [
+                "generate",
+                f"run={run}",
+                f"input={inputs}",
+                f"output={tmp_path / 'o.jsonl'}",
+                "generation.do_sample=true",
+                "generation.temperature=0.8",
+                "generation.top_k=20",
+                "generation.top_p=0.9",
+                "generation.stop=[.]",
+            ],
+            cwd=tmp_path,
+        )
         row = json.loads((tmp_path / "o.jsonl").read_text())
         assert "." not in row["generation"]  # cut at the stop string
 
@@ -125,6 +159,17 @@ def test_eval_verb_on_a_generative_run(tmp_path):
 
 
 def test_no_supervised_token_is_refused(tmp_path):
-    proc = cli(["train", *COMMON, "task=sft", "model=tiny-gpt2", "model.max_length=4",
-                "task.truncation_side=right", "trainer.max_steps=1"], cwd=tmp_path, check=False)  # right: keeps prompts only
+    proc = cli(
+        [
+            "train",
+            *COMMON,
+            "task=sft",
+            "model=tiny-gpt2",
+            "model.max_length=4",
+            "task.truncation_side=right",
+            "trainer.max_steps=1",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )  # right: keeps prompts only
     assert proc.returncode == 2 and "no token of the train split is supervised" in proc.stderr

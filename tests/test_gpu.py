@@ -36,9 +36,20 @@ fp16 = pytest.mark.skipif(DEVICE == "cpu", reason="fp16 needs CUDA")
 
 
 # a tiny decoder's SFT, long enough for the loss to move: 12 steps, a log record per step, an eval with generation
-SFT = ["task=sft", "model=tiny-gpt2", "task.data.max_train_samples=256", "task.data.max_eval_samples=32",
-       "task.eval_generate_samples=8", "trainer.batch_size=8", "trainer.max_steps=12", "trainer.log_every=1",
-       "trainer.eval_every=6", "trainer.progress=false", "optimizer.lr=3e-3", f"trainer.device={DEVICE}"]
+SFT = [
+    "task=sft",
+    "model=tiny-gpt2",
+    "task.data.max_train_samples=256",
+    "task.data.max_eval_samples=32",
+    "task.eval_generate_samples=8",
+    "trainer.batch_size=8",
+    "trainer.max_steps=12",
+    "trainer.log_every=1",
+    "trainer.eval_every=6",
+    "trainer.progress=false",
+    "optimizer.lr=3e-3",
+    f"trainer.device={DEVICE}",
+]
 
 
 def _records(run: Path) -> list[dict]:
@@ -72,8 +83,16 @@ def _parts(overrides: list[str]):
 def _step_parts(parts, loss_fn=None):
     from llmft.engine.loop import StepParts
 
-    return StepParts(parts.model, loss_fn or parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
-                     parts.trainer_cfg, parts.dist)
+    return StepParts(
+        parts.model,
+        loss_fn or parts.task,
+        parts.optimizer,
+        parts.scheduler,
+        parts.scaler,
+        parts.precision,
+        parts.trainer_cfg,
+        parts.dist,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +142,20 @@ def test_the_fused_cuda_adamw_steps_like_the_for_loop_one(bf16_parts):
     assert optimizer.defaults["fused"] is True
     reference = copy.deepcopy(parts.model)
     twin = dict(zip(parts.model.parameters(), reference.parameters()))
-    loop_adamw = torch.optim.AdamW([{"params": [twin[p] for p in g["params"]], "lr": g["lr"], "weight_decay": g["weight_decay"],
-                                     "betas": g["betas"], "eps": g["eps"]} for g in optimizer.param_groups], foreach=False, fused=False)
+    loop_adamw = torch.optim.AdamW(
+        [
+            {
+                "params": [twin[p] for p in g["params"]],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+                "betas": g["betas"],
+                "eps": g["eps"],
+            }
+            for g in optimizer.param_groups
+        ],
+        foreach=False,
+        fused=False,
+    )
     fused_step = optimizer.step
 
     def step_with_a_copy(*args, **kwargs):  # the reference steps on the very gradients (clipped) the fused one gets
@@ -187,8 +218,9 @@ def test_an_injected_fp16_overflow_is_skipped_and_keeps_the_schedule():
     log = RecordingSink()
     hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda step, metrics: None, record=MetricsLog(None, log).write)
     scale = parts.scaler.get_scale()
-    state = fit(_step_parts(parts, OverflowOnSecondCall(parts.task)), parts.train_loader, Selection("loss", MetricMode.min),
-                hooks, 4)
+    state = fit(
+        _step_parts(parts, OverflowOnSecondCall(parts.task)), parts.train_loader, Selection("loss", MetricMode.min), hooks, 4
+    )
     train = [r for r in log.records if "train/loss" in r]
     assert state.step == 4 and state.skipped_steps >= 1  # the injected one (a natural overflow would add to it)
     assert train[1]["train/skipped_steps"] == train[0]["train/skipped_steps"] + 1  # step 2 overflowed
@@ -199,14 +231,34 @@ def test_an_injected_fp16_overflow_is_skipped_and_keeps_the_schedule():
 
 @gpu
 def test_batched_generation_on_cuda_equals_cpu_greedy(auto_run, tmp_path):
-    prompts = ["What is 2 + 3?", "Add 17 and 25.", "What is 9 + 1?", "Sum 100 and 250, then say the result.",
-               "1 + 1", "What is 40 + 2?", "Add 7 and 8 and tell me.", "What is 123 + 456?", "3 + 4"]
+    prompts = [
+        "What is 2 + 3?",
+        "Add 17 and 25.",
+        "What is 9 + 1?",
+        "Sum 100 and 250, then say the result.",
+        "1 + 1",
+        "What is 40 + 2?",
+        "Add 7 and 8 and tell me.",
+        "What is 123 + 456?",
+        "3 + 4",
+    ]
     inputs = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in prompts])
     outputs = {}
     for device in (DEVICE, "cpu"):
         out = tmp_path / f"{device}.jsonl"
-        run_cli(["generate", f"run={auto_run}", f"input={inputs}", f"output={out}", f"device={device}", "batch_size=4",
-                 "generation.batch_size=4", "generation.max_new_tokens=12"], cwd=tmp_path)
+        run_cli(
+            [
+                "generate",
+                f"run={auto_run}",
+                f"input={inputs}",
+                f"output={out}",
+                f"device={device}",
+                "batch_size=4",
+                "generation.batch_size=4",
+                "generation.max_new_tokens=12",
+            ],
+            cwd=tmp_path,
+        )
         outputs[device] = [json.loads(x)["generation"] for x in out.read_text().splitlines()]
     assert len(outputs[DEVICE]) == len(prompts)
     assert outputs[DEVICE] == outputs["cpu"]  # left-padded batches of mixed lengths, greedy: the same tokens
@@ -235,8 +287,15 @@ def _tiny_qwen() -> str:
 def test_packing_on_cuda_gives_the_unpacked_loss(model):
     """The SDPA kernels CUDA picks for packed rows (block-diagonal masks from restarting positions) keep examples apart."""
     model = _tiny_qwen() if model == "qwen2-shape" else model
-    base = ["task=sft", model, "model.dropout=0.0", "task.data.max_train_samples=96", "model.max_length=128",
-            "precision=fp32", f"trainer.device={DEVICE}"]
+    base = [
+        "task=sft",
+        model,
+        "model.dropout=0.0",
+        "task.data.max_train_samples=96",
+        "model.max_length=128",
+        "precision=fp32",
+        f"trainer.device={DEVICE}",
+    ]
     plain_total, plain_items = _summed_loss(_parts(base))
     total, items = _summed_loss(_parts([*base, "task.packing=true"]))
     assert items == plain_items
@@ -244,7 +303,9 @@ def test_packing_on_cuda_gives_the_unpacked_loss(model):
 
 
 DETERMINISTIC = "import torch\ntorch.use_deterministic_algorithms(True)\n"
-KILL_AFTER_STEP_4 = DETERMINISTIC + """
+KILL_AFTER_STEP_4 = (
+    DETERMINISTIC
+    + """
 import os, signal
 import llmft.engine.loop as loop
 _after = loop._after_step
@@ -254,6 +315,7 @@ def _after_then_kill(state, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 loop._after_step = _after_then_kill
 """
+)
 
 
 def _cli(args: list[str], cwd: Path, prelude: str) -> subprocess.CompletedProcess:
@@ -288,9 +350,26 @@ def test_fsdp_with_one_process_under_torchrun_trains_as_the_plain_run(auto_run, 
     single-process run's curve."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "llmft", "train", *SFT,
-                           "precision=auto", "trainer.strategy=fsdp"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "1",
+            "-m",
+            "llmft",
+            "train",
+            *SFT,
+            "precision=auto",
+            "trainer.strategy=fsdp",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = only_run_dir(tmp_path / "outputs")
     assert json.loads((run / "run.json").read_text())["plan"]["processes"] == 1
@@ -314,8 +393,13 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cuda = DEVICE == "cuda"
-    torch.distributed.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
-                                         device_id=torch.device("cuda", 0) if cuda else None)
+    torch.distributed.init_process_group(
+        "nccl" if cuda else "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=0,
+        world_size=1,
+        device_id=torch.device("cuda", 0) if cuda else None,
+    )
     try:
         parts = _parts([*SFT, f"precision={'bf16' if cuda else 'fp32'}", "model.dropout=0.0"])
         plain = copy.deepcopy(parts.model)
@@ -329,7 +413,7 @@ def test_fsdp2_sharded_model_on_a_one_rank_nccl_group_steps_as_the_plain_model()
             run = copy.copy(parts)
             run.model, run.optimizer = model, build_optimizer(OptimizerConfig(lr=1e-3, fused=False), model)
             run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda s: 1.0)
-            losses[name] = [float(optimizer_step(_step_parts(run), batches[i:i + 2], LoopState())) for i in (0, 2, 4)]
+            losses[name] = [float(optimizer_step(_step_parts(run), batches[i : i + 2], LoopState())) for i in (0, 2, 4)]
             if name == "sharded":
                 gathered = full_state_dict(model)
                 assert full_optimizer_state(model, run.optimizer)["state"]
@@ -364,7 +448,9 @@ def test_the_gpu_check_installs_only_the_wheels_this_python_lacks(tmp_path):
     chosen, unmet = plan([top, dep, present])
     assert chosen == [dep, top]
     assert unmet == [f"packaging>=999 (have {__import__('packaging').__version__})"]
-    pinned = _wheel(tmp_path, "llmft_kit_pin", "1.0", ["pytest==0.1"])  # the installed pytest is excluded: the carried one goes in
+    pinned = _wheel(
+        tmp_path, "llmft_kit_pin", "1.0", ["pytest==0.1"]
+    )  # the installed pytest is excluded: the carried one goes in
     assert plan([pinned, present])[0] == [pinned, present]
 
 
@@ -373,10 +459,30 @@ def test_the_gpu_check_dry_path_runs_on_cpu(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = {**os.environ, "GPU_CHECK_WORK": str(work), "PYTHON": sys.executable}
     env.pop("OUT", None)
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu" / "check.sh"), "--device", "cpu", "--out", str(out),
-                           "--only", "tests,sft,cls,profile"], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "bench" / "gpu" / "check.sh"),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--only",
+            "tests,sft,cls,profile",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["bench.log", "bench.md", "profile.md", "summary.md", "tests.log"]  # <= 8 come back
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bench.log",
+        "bench.md",
+        "profile.md",
+        "summary.md",
+        "tests.log",
+    ]  # <= 8 come back
     summary = (out / "summary.md").read_text()
     gpu_tests = sum(1 for line in Path(__file__).read_text().splitlines() if line == "@gpu") + 1  # + the parametrized one
     assert f"{gpu_tests} skipped" in summary and "FAILED" not in summary and "STOPPED" not in summary
@@ -397,10 +503,22 @@ def test_qlora_and_8bit_adamw_train_on_cuda_in_bf16(tmp_path):
     """finetune=qlora on CUDA: 4-bit NF4 base computing in bf16, LoRA adapters, bitsandbytes' 8-bit AdamW; the chunked
     loss under bf16 autocast; the adapter is kept and scored."""
     pytest.importorskip("bitsandbytes")
-    args = ["train", "task=sft", "finetune=qlora", "optimizer=adamw8bit", "optimizer.lr=3e-4", "trainer.max_steps=4",
-            "trainer.batch_size=4", "trainer.log_every=1", "trainer.progress=false", "task.data.max_train_samples=32",
-            "task.data.max_eval_samples=8", "task.eval_generate_samples=2", "task.generation.max_new_tokens=4",
-            f"trainer.device={DEVICE}"]
+    args = [
+        "train",
+        "task=sft",
+        "finetune=qlora",
+        "optimizer=adamw8bit",
+        "optimizer.lr=3e-4",
+        "trainer.max_steps=4",
+        "trainer.batch_size=4",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        "task.data.max_train_samples=32",
+        "task.data.max_eval_samples=8",
+        "task.eval_generate_samples=2",
+        "task.generation.max_new_tokens=4",
+        f"trainer.device={DEVICE}",
+    ]
     run_cli(args, cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     losses = [r["train/loss"] for r in _records(run) if "train/loss" in r]

@@ -26,15 +26,18 @@ def _plan(overrides: list[str]):
     return parts.train_loader.sampler, parts.plan
 
 
-@pytest.mark.parametrize("overrides, grouped", [
-    (["task=sentiment", "model=tiny-bert"], True),
-    (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], True),
-    (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], False),
-    (["task=qa", "model=tiny-bert", "task.doc_stride=16"], False),
-    (["task=sft", "model=tiny-gpt2"], False),
-    (["task=summarization", "model=tiny-t5"], False),
-    (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], True),
-])
+@pytest.mark.parametrize(
+    "overrides, grouped",
+    [
+        (["task=sentiment", "model=tiny-bert"], True),
+        (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], True),
+        (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], False),
+        (["task=qa", "model=tiny-bert", "task.doc_stride=16"], False),
+        (["task=sft", "model=tiny-gpt2"], False),
+        (["task=summarization", "model=tiny-t5"], False),
+        (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], True),
+    ],
+)
 def test_each_family_gets_its_default_and_the_switch_wins(overrides, grouped):
     sampler, plan = _plan(overrides)
     assert plan["group_by_length"] is grouped
@@ -52,8 +55,18 @@ def test_the_resume_tests_train_grouped():
 def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch):
     import llmft.engine.loop as loop
 
-    args = ["train", "model=tiny-bert", "task.data.max_train_samples=96", "task.data.max_eval_samples=16", "trainer.batch_size=16",
-            "trainer.epochs=2", "trainer.log_every=1", "trainer.eval_every=4", "trainer.progress=false", "optimizer.lr=1e-3"]
+    args = [
+        "train",
+        "model=tiny-bert",
+        "task.data.max_train_samples=96",
+        "task.data.max_eval_samples=16",
+        "trainer.batch_size=16",
+        "trainer.epochs=2",
+        "trainer.log_every=1",
+        "trainer.eval_every=4",
+        "trainer.progress=false",
+        "optimizer.lr=1e-3",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     cli(args, cwd=unbroken)
@@ -73,8 +86,10 @@ def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, m
     cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
 
     def records(folder):
-        return [{k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
-                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [
+            {k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
+            for line in (folder / "metrics.jsonl").read_text().splitlines()
+        ]
 
     reference = only_run_dir(unbroken / "outputs")
     assert json.loads((reference / "run.json").read_text())["plan"]["group_by_length"] is True

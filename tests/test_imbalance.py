@@ -62,7 +62,7 @@ def test_loss_variants_match_their_definitions():
     assert smooth == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1, reduction="sum").item())
     focal = _task(focal_gamma=2.0).loss_sum(Logits(logits), batch)
     p = torch.softmax(logits, -1)[torch.arange(3), labels]
-    assert focal == pytest.approx((-(1 - p) ** 2 * p.log()).sum().item(), rel=1e-5)
+    assert focal == pytest.approx((-((1 - p) ** 2) * p.log()).sum().item(), rel=1e-5)
     assert focal < plain
 
 
@@ -77,8 +77,19 @@ def test_weighted_sampler_balances_classes():
 def test_imbalanced_run_from_the_cli(tmp_path):
     rows = [{"text": f"row {i}", "label": "rare" if i % 10 == 0 else "common"} for i in range(200)]
     data = write_jsonl(tmp_path / "data.jsonl", rows)
-    cli(["train", *FAST, "task=classification", f"task.data.path={data}", "task.balance_classes=true",
-             "task.weighted_sampler=true", "task.focal_gamma=1.0", "task.label_smoothing=0.05"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *FAST,
+            "task=classification",
+            f"task.data.path={data}",
+            "task.balance_classes=true",
+            "task.weighted_sampler=true",
+            "task.focal_gamma=1.0",
+            "task.label_smoothing=0.05",
+        ],
+        cwd=tmp_path,
+    )
     plan = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]
     assert plan["labels"] == ["common", "rare"]
     assert plan["class_weights"][1] > 4 * plan["class_weights"][0]

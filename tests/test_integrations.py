@@ -12,8 +12,17 @@ from conftest import FAST, cli, run_cli
 
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     proc = cli(["train", "--dry-run", *FAST, "trainer.grad_accum_steps=2"], cwd=tmp_path)
-    for text in ("dry run", "trainable_parameters", "effective_batch_size", "optimizer_steps", "warmup_steps",
-                 "estimated_peak_gib", "micro_batch_size", "train_label_counts", "data/train"):
+    for text in (
+        "dry run",
+        "trainable_parameters",
+        "effective_batch_size",
+        "optimizer_steps",
+        "warmup_steps",
+        "estimated_peak_gib",
+        "micro_batch_size",
+        "train_label_counts",
+        "data/train",
+    ):
         assert text in proc.stdout
     assert re.search(r"effective_batch_size\s*│\s*64\b", proc.stdout)  # 32 x 2 accumulation steps
     assert not list(tmp_path.glob("outputs/**/checkpoints"))
@@ -49,7 +58,10 @@ def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch):
     from llmft.errors import UserError
     from llmft.reporting.trackers import build_sink
 
-    for module, kind, hint in (("wandb", LoggerKind.wandb, "pip install wandb"), ("mlflow", LoggerKind.mlflow, "pip install mlflow")):
+    for module, kind, hint in (
+        ("wandb", LoggerKind.wandb, "pip install wandb"),
+        ("mlflow", LoggerKind.mlflow, "pip install mlflow"),
+    ):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if the package were absent
         with pytest.raises(UserError, match=hint):
             build_sink(LoggerConfig(kind=kind), tmp_path, {})
@@ -58,8 +70,11 @@ def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.slow  # ~11 s; the default suite stays under 10 minutes on 2 cores (CI runs it in the slow one)
 def test_wandb_offline_run_records_metrics(tmp_path):
     pytest.importorskip("wandb")
-    run_cli(["train", *FAST, "logger=wandb", "logger.project=llmft-test"], cwd=tmp_path,
-            env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    run_cli(
+        ["train", *FAST, "logger=wandb", "logger.project=llmft-test"],
+        cwd=tmp_path,
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
     runs = list(tmp_path.glob("outputs/train/*/*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     data = runs[0].read_bytes()  # protobuf records: metric and config keys are stored as plain strings

@@ -12,8 +12,16 @@ import torch
 
 from conftest import cli, only_run_dir
 
-SMALL = ["model=tiny-gpt2", "trainer.progress=false", "model.dropout=0.0", "task.data.max_train_samples=32",
-         "task.data.max_eval_samples=16", "trainer.batch_size=8", "trainer.max_steps=3", "optimizer.lr=1e-3"]
+SMALL = [
+    "model=tiny-gpt2",
+    "trainer.progress=false",
+    "model.dropout=0.0",
+    "task.data.max_train_samples=32",
+    "task.data.max_eval_samples=16",
+    "trainer.batch_size=8",
+    "trainer.max_steps=3",
+    "optimizer.lr=1e-3",
+]
 
 
 def test_kto_trains_and_the_run_generates_as_a_causal_lm(tmp_path):
@@ -28,10 +36,15 @@ def test_kto_trains_and_the_run_generates_as_a_causal_lm(tmp_path):
 
 def test_a_kto_row_without_a_true_or_false_label_is_one_line(tmp_path):
     data = tmp_path / "rows.jsonl"
-    rows = [{"prompt": "1 + 1 =", "completion": "2", "label": True}] * 6 + [{"prompt": "1 + 1 =", "completion": "3", "label": "maybe"}]
+    rows = [{"prompt": "1 + 1 =", "completion": "2", "label": True}] * 6 + [
+        {"prompt": "1 + 1 =", "completion": "3", "label": "maybe"}
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:5]))
-    proc = cli(["train", "task=kto", "model=tiny-gpt2", f"task.data.path={data}", "trainer.max_steps=1",
-                "task.data.carve_ratio=0.2"], tmp_path, check=False)
+    proc = cli(
+        ["train", "task=kto", "model=tiny-gpt2", f"task.data.path={data}", "trainer.max_steps=1", "task.data.carve_ratio=0.2"],
+        tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "line 7 of" in proc.stderr and "label must be true or false" in proc.stderr
 
 
@@ -42,8 +55,9 @@ def test_reward_model_trains_and_generate_prints_rewards(tmp_path):
     assert config["architectures"][0].endswith("ForSequenceClassification") and len(config["id2label"]) == 1
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
     assert 0.0 <= metrics["accuracy"] <= 1.0 and "rewards/margins" in metrics
-    (tmp_path / "in.jsonl").write_text('{"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"}\n'
-                                       '{"prompt": "What is 2 + 3?", "completion": "5"}\n')
+    (tmp_path / "in.jsonl").write_text(
+        '{"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"}\n{"prompt": "What is 2 + 3?", "completion": "5"}\n'
+    )
     out = cli(["generate", f"run={run}", f"input={tmp_path / 'in.jsonl'}"], tmp_path).stdout.strip().splitlines()
     pair, single = json.loads(out[-2]), json.loads(out[-1])
     assert isinstance(pair["reward_chosen"], float) and isinstance(pair["reward_rejected"], float)
@@ -56,8 +70,18 @@ def _tiny(cls_name: str, tokenizer, **kwargs):
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id, **kwargs)
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
     return getattr(transformers, cls_name)(config)
 
 
@@ -69,10 +93,12 @@ def _tokenizer():
     return transformers.AutoTokenizer.from_pretrained(builtin.tiny_bpe_path())
 
 
-KTO_ROWS = [{"prompt": "What is 2 + 3?", "completion": "5", "label": True},
-            {"prompt": "Compute 10-4", "completion": "14, I think", "label": False},
-            {"prompt": "Add 7 and 8.", "completion": "15", "label": True},
-            {"prompt": "What is 9 - 1?", "completion": "7", "label": False}]
+KTO_ROWS = [
+    {"prompt": "What is 2 + 3?", "completion": "5", "label": True},
+    {"prompt": "Compute 10-4", "completion": "14, I think", "label": False},
+    {"prompt": "Add 7 and 8.", "completion": "15", "label": True},
+    {"prompt": "What is 9 - 1?", "completion": "7", "label": False},
+]
 
 
 def test_kto_loss_and_rewards_equal_trl_kto_trainer(tmp_path):
@@ -94,15 +120,34 @@ def test_kto_loss_and_rewards_equal_trl_kto_trainer(tmp_path):
     task.reference.copy = reference
     batch = task.collator(tokenizer)(list(features["train"]))
     losses, rewards, logps, kl = task.row_terms(policy, batch)
-    args = KTOConfig(output_dir=str(tmp_path), report_to=[], beta=0.2, desirable_weight=1.5, undesirable_weight=0.7,
-                     use_cpu=True, bf16=False, per_device_train_batch_size=4)
-    trainer = KTOTrainer(model=policy, ref_model=reference, args=args, train_dataset=datasets.Dataset.from_list(KTO_ROWS),
-                         processing_class=tokenizer)
+    args = KTOConfig(
+        output_dir=str(tmp_path),
+        report_to=[],
+        beta=0.2,
+        desirable_weight=1.5,
+        undesirable_weight=0.7,
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=4,
+    )
+    trainer = KTOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(KTO_ROWS),
+        processing_class=tokenizer,
+    )
     n = len(KTO_ROWS)
     mask = (batch["labels"] != -100).long()
-    inputs = {"input_ids": batch["input_ids"][:n], "attention_mask": batch["attention_mask"][:n], "completion_mask": mask[:n],
-              "KL_input_ids": batch["input_ids"][n:], "KL_attention_mask": batch["attention_mask"][n:],
-              "KL_completion_mask": mask[n:], "label": batch["desirable"]}
+    inputs = {
+        "input_ids": batch["input_ids"][:n],
+        "attention_mask": batch["attention_mask"][:n],
+        "completion_mask": mask[:n],
+        "KL_input_ids": batch["input_ids"][n:],
+        "KL_attention_mask": batch["attention_mask"][n:],
+        "KL_completion_mask": mask[n:],
+        "label": batch["desirable"],
+    }
     trainer.model.train()
     theirs = trainer._compute_loss(trainer.model, inputs, False)
     logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
@@ -125,8 +170,10 @@ def test_reward_loss_and_accuracy_equal_trl_reward_trainer(tmp_path):
 
     tokenizer = _tokenizer()
     model = _tiny("GPT2ForSequenceClassification", tokenizer, num_labels=1)
-    rows = [{"prompt": r["prompt"], "chosen": c, "rejected": w} for r, c, w in
-            zip(KTO_ROWS, ["5", "6", "15", "8"], ["6", "14", "16", "7"])]
+    rows = [
+        {"prompt": r["prompt"], "chosen": c, "rejected": w}
+        for r, c, w in zip(KTO_ROWS, ["5", "6", "15", "8"], ["6", "14", "16", "7"])
+    ]
     task = get_task(RewardOptions(use_chat_template=False))
     features = task.prepare({"train": datasets.Dataset.from_list(rows)}, tokenizer, 64)
     batch = task.collator(tokenizer)(list(features["train"]))

@@ -13,7 +13,17 @@ VERBS = {"train", "eval", "generate", "data", "export", "serve", "explain"}  # c
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
     {"errors"},
-    {"config_types", "config", "deploy_config", "explain_config", "data_report_config", "paths", "resources", "source_specs", "trust_config"},
+    {
+        "config_types",
+        "config",
+        "deploy_config",
+        "explain_config",
+        "data_report_config",
+        "paths",
+        "resources",
+        "source_specs",
+        "trust_config",
+    },
     {"runs"},
     {"reporting"},
     {"models"},
@@ -74,7 +84,7 @@ def test_no_import_cycle():
         state[node] = "open"
         for target in sorted(graph.get(node, ())):
             if state.get(target) == "open":
-                cycles.append(path[path.index(target):] + [target] if target in path else [node, target])
+                cycles.append(path[path.index(target) :] + [target] if target in path else [node, target])
             elif target not in state:
                 visit(target, [*path, target])
         state[node] = "done"
@@ -86,22 +96,49 @@ def test_no_import_cycle():
 
 
 def test_imports_run_downward_only():
-    upward = [f"{m} -> {t}" for m, targets in _graph().items() if m != "llmft"
-              for t in targets if t != "llmft" and _layer(t) > _layer(m)]
+    upward = [
+        f"{m} -> {t}"
+        for m, targets in _graph().items()
+        if m != "llmft"
+        for t in targets
+        if t != "llmft" and _layer(t) > _layer(m)
+    ]
     assert upward == []
 
 
-
 def test_no_verb_imports_another_verb():
-    crossing = [f"{m} -> {t}" for m, targets in _graph().items() if m.startswith("llmft.commands.")
-                for t in targets if t.startswith("llmft.commands.") and t.rsplit(".", 1)[1] in VERBS
-                and t != m and m.rsplit(".", 1)[1] in VERBS]
+    crossing = [
+        f"{m} -> {t}"
+        for m, targets in _graph().items()
+        if m.startswith("llmft.commands.")
+        for t in targets
+        if t.startswith("llmft.commands.") and t.rsplit(".", 1)[1] in VERBS and t != m and m.rsplit(".", 1)[1] in VERBS
+    ]
     assert crossing == []
 
 
 # Libraries of the optional extras (pyproject.toml): a module importing one at its top stays a lazy import elsewhere.
-OPTIONAL = {"captum", "bitsandbytes", "onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn", "prometheus_client", "mlflow",
-            "wandb", "tensorboard", "trl", "opacus", "xgrammar", "gguf", "vllm", "evaluate", "httpx", "starlette"}
+OPTIONAL = {
+    "captum",
+    "bitsandbytes",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+    "mlflow",
+    "wandb",
+    "tensorboard",
+    "trl",
+    "opacus",
+    "xgrammar",
+    "gguf",
+    "vllm",
+    "evaluate",
+    "httpx",
+    "starlette",
+}
 LAZY_ALLOWED = {"llmft.cli", "llmft.__main__"}  # the verb dispatch: `llmft --help` imports no verb
 
 

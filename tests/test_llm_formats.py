@@ -12,8 +12,13 @@ import pytest
 from conftest import cli, only_run_dir, write_jsonl
 
 DATA = Path(__file__).parent / "fixtures" / "llm_data"
-ONE_STEP = ["model=tiny-gpt2", "trainer.max_steps=1", "trainer.batch_size=4", "trainer.progress=false",
-            "task.data.carve_ratio=0.25"]
+ONE_STEP = [
+    "model=tiny-gpt2",
+    "trainer.max_steps=1",
+    "trainer.batch_size=4",
+    "trainer.progress=false",
+    "task.data.carve_ratio=0.25",
+]
 
 
 def _train(tmp_path: Path, *args: str, check: bool = True):
@@ -24,16 +29,19 @@ def _plan(tmp_path: Path) -> dict:
     return json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]
 
 
-@pytest.mark.parametrize("task, file, told", [
-    ("sft", "alpaca_data.json", "alpaca (columns instruction, input, output) -> chat template"),
-    ("sft", "alpaca_bom_crlf.json", "alpaca (columns instruction, input, output) -> chat template"),
-    ("chat", "sharegpt.json", "sharegpt (column 'conversations') -> chat template"),
-    ("chat", "sharegpt_bom_crlf.json", "sharegpt (column 'conversations') -> chat template"),
-    ("chat", "openai_bom_crlf.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
-    # content "4" stays text (datasets' JSON feature would give the integer 4): conversations are read as written
-    ("chat", "openai_plain.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
-    ("sft", "openai_plain.jsonl", "openai (column 'messages') -> chat template"),
-])
+@pytest.mark.parametrize(
+    "task, file, told",
+    [
+        ("sft", "alpaca_data.json", "alpaca (columns instruction, input, output) -> chat template"),
+        ("sft", "alpaca_bom_crlf.json", "alpaca (columns instruction, input, output) -> chat template"),
+        ("chat", "sharegpt.json", "sharegpt (column 'conversations') -> chat template"),
+        ("chat", "sharegpt_bom_crlf.json", "sharegpt (column 'conversations') -> chat template"),
+        ("chat", "openai_bom_crlf.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
+        # content "4" stays text (datasets' JSON feature would give the integer 4): conversations are read as written
+        ("chat", "openai_plain.jsonl", "openai (column 'messages' (task.messages_column)) -> chat template"),
+        ("sft", "openai_plain.jsonl", "openai (column 'messages') -> chat template"),
+    ],
+)
 def test_published_layouts_train_told_by_content(tmp_path, task, file, told):
     proc = _train(tmp_path, f"task={task}", f"task.data.path={DATA / file}")
     assert f"format={told}" in proc.stdout + proc.stderr

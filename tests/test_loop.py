@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmft.config import MetricMode, NonFinite, OptimizerConfig, OptimizerName, PrecisionMode, SchedulerConfig, SchedulerName, TrainerConfig
+from llmft.config import (
+    MetricMode,
+    NonFinite,
+    OptimizerConfig,
+    OptimizerName,
+    PrecisionMode,
+    SchedulerConfig,
+    SchedulerName,
+    TrainerConfig,
+)
 from llmft.data.loading import make_loader
 from llmft.engine.distributed import Dist
 from llmft.engine.loop import Hooks, NonFiniteLoss, Selection, StepParts, fit
@@ -42,8 +51,16 @@ def _collate(rows):
 def _fit(rows, batch_size, accum=1, max_grad_norm=None, scores=None, steps=1, nonfinite=NonFinite.stop, loss=None, **trainer):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
-    cfg = TrainerConfig(epochs=1, batch_size=batch_size, grad_accum_steps=accum, max_grad_norm=max_grad_norm, progress=False,
-                        log_every=1, nonfinite=nonfinite, **trainer)
+    cfg = TrainerConfig(
+        epochs=1,
+        batch_size=batch_size,
+        grad_accum_steps=accum,
+        max_grad_norm=max_grad_norm,
+        progress=False,
+        log_every=1,
+        nonfinite=nonfinite,
+        **trainer,
+    )
     opt = build_optimizer(OptimizerConfig(name=OptimizerName.sgd, lr=0.1, momentum=0.0, weight_decay=0.0), model)
     sched = build_scheduler(SchedulerConfig(name=SchedulerName.constant), opt, steps)
     precision = resolve_precision(PrecisionMode.fp32, torch.device("cpu"))
@@ -51,7 +68,11 @@ def _fit(rows, batch_size, accum=1, max_grad_norm=None, scores=None, steps=1, no
     scores = iter(scores or [0.0] * 100)
     saved: list[int] = []
     sink = RecordingSink()
-    hooks = Hooks(evaluate=lambda: {"accuracy": next(scores)}, on_best=lambda step, m: saved.append(step), record=MetricsLog(None, sink).write)
+    hooks = Hooks(
+        evaluate=lambda: {"accuracy": next(scores)},
+        on_best=lambda step, m: saved.append(step),
+        record=MetricsLog(None, sink).write,
+    )
     parts = StepParts(model, loss or TokenLoss(), opt, sched, precision.grad_scaler(), precision, cfg, Dist())
     state = fit(parts, loader, Selection("accuracy", MetricMode.max), hooks, steps)
     return model, sink, state, saved
@@ -69,8 +90,9 @@ def test_accumulated_micro_batches_equal_one_full_batch():
 
 
 def test_early_stopping_and_best_step():
-    _, log, state, saved = _fit(_rows(20), batch_size=2, steps=10, scores=[0.5, 0.7, 0.6, 0.65, 0.9], eval_every=1,
-                                early_stopping_patience=2)
+    _, log, state, saved = _fit(
+        _rows(20), batch_size=2, steps=10, scores=[0.5, 0.7, 0.6, 0.65, 0.9], eval_every=1, early_stopping_patience=2
+    )
     assert state.stopped_early and state.step == 4
     assert state.best_value == 0.7 and state.best_step == 2
     assert saved == [1, 2]

@@ -10,9 +10,20 @@ import torch
 
 from conftest import FAST, cli, only_run_dir
 
-SFT = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=3", "trainer.batch_size=4", "trainer.log_every=1",
-       "trainer.progress=false", "task.eval_generate_samples=2", "task.generation.max_new_tokens=2",
-       "task.data.max_train_samples=32", "task.data.max_eval_samples=8", "model.dropout=0.0", "optimizer.lr=1e-3"]
+SFT = [
+    "task=sft",
+    "model=tiny-gpt2",
+    "trainer.max_steps=3",
+    "trainer.batch_size=4",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+    "task.eval_generate_samples=2",
+    "task.generation.max_new_tokens=2",
+    "task.data.max_train_samples=32",
+    "task.data.max_eval_samples=8",
+    "model.dropout=0.0",
+    "optimizer.lr=1e-3",
+]
 
 
 def _losses(run) -> list[float]:
@@ -25,13 +36,17 @@ def _train(tmp_path, name: str, *extra: str):
 
 
 def test_dora_and_rslora_train_and_change_the_updates(tmp_path):
-    runs = {name: _train(tmp_path, name, "finetune=lora", *extra) for name, extra in
-            {"lora": [], "dora": ["finetune.use_dora=true"], "rslora": ["finetune.use_rslora=true"]}.items()}
+    runs = {
+        name: _train(tmp_path, name, "finetune=lora", *extra)
+        for name, extra in {"lora": [], "dora": ["finetune.use_dora=true"], "rslora": ["finetune.use_rslora=true"]}.items()
+    }
     losses = {name: _losses(run) for name, run in runs.items()}
     for name in ("dora", "rslora"):
         assert len(losses[name]) == 3 and all(x == x for x in losses[name])  # trained, finite
         assert losses[name][0] == pytest.approx(losses["lora"][0], rel=1e-5)  # same start: adapters begin as a no-op
-        assert losses[name][1:] != pytest.approx(losses["lora"][1:], rel=1e-6, abs=0)  # different updates (runs are deterministic)
+        assert losses[name][1:] != pytest.approx(
+            losses["lora"][1:], rel=1e-6, abs=0
+        )  # different updates (runs are deterministic)
 
 
 def test_dora_without_adapters_fails_at_compose_time(tmp_path):
@@ -79,9 +94,20 @@ def test_qlora_on_a_random_model_or_with_merge_is_refused(tmp_path):
 def test_qlora_trains_smollm2_keeps_an_adapter_and_exports_merged(tmp_path):
     pytest.importorskip("bitsandbytes")
     pytest.importorskip("onnx")
-    args = ["task=sft", "finetune=qlora", "optimizer=adamw8bit", "optimizer.lr=3e-4", "trainer.max_steps=4",
-            "trainer.batch_size=4", "trainer.log_every=1", "trainer.progress=false", "task.data.max_train_samples=32",
-            "task.data.max_eval_samples=8", "task.eval_generate_samples=2", "task.generation.max_new_tokens=4"]
+    args = [
+        "task=sft",
+        "finetune=qlora",
+        "optimizer=adamw8bit",
+        "optimizer.lr=3e-4",
+        "trainer.max_steps=4",
+        "trainer.batch_size=4",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        "task.data.max_train_samples=32",
+        "task.data.max_eval_samples=8",
+        "task.eval_generate_samples=2",
+        "task.generation.max_new_tokens=4",
+    ]
     cli(["train", *args], tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     best = run / "checkpoints" / "best"

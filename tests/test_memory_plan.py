@@ -13,9 +13,19 @@ from llmft.engine import memory
 
 from conftest import cli, only_run_dir
 
-SFT = ["task=sft", "model=tiny-gpt2", "trainer.max_steps=3", "trainer.batch_size=8", "trainer.log_every=1",
-       "trainer.progress=false", "task.eval_generate_samples=2", "task.generation.max_new_tokens=2",
-       "task.data.max_train_samples=64", "task.data.max_eval_samples=16", "model.dropout=0.0"]
+SFT = [
+    "task=sft",
+    "model=tiny-gpt2",
+    "trainer.max_steps=3",
+    "trainer.batch_size=8",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+    "task.eval_generate_samples=2",
+    "task.generation.max_new_tokens=2",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=16",
+    "model.dropout=0.0",
+]
 
 
 def _losses(run) -> list[float]:
@@ -47,7 +57,8 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line_before_training(tmp_path)
     assert "trainer.memory_budget_gib=0.001" in line and "trainer.gradient_checkpointing=true" in line
     assert "model.max_length" in line and "finetune=lora" in line and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("**/metrics.jsonl")) or not any(
-        "train/loss" in p.read_text() for p in tmp_path.glob("**/metrics.jsonl"))
+        "train/loss" in p.read_text() for p in tmp_path.glob("**/metrics.jsonl")
+    )
 
 
 def test_a_micro_batch_that_does_not_divide_the_batch_fails_at_compose_time(tmp_path):

@@ -13,21 +13,33 @@ import pytest
 
 from conftest import cli, only_run_dir, write_jsonl
 
-ARGS = ["task=multiple-choice", "model=tiny-bert", "model.dropout=0.0", "trainer.batch_size=4", "trainer.max_steps=4",
-        "trainer.eval_every=2", "trainer.progress=false", "optimizer.lr=1e-3"]
+ARGS = [
+    "task=multiple-choice",
+    "model=tiny-bert",
+    "model.dropout=0.0",
+    "trainer.batch_size=4",
+    "trainer.max_steps=4",
+    "trainer.eval_every=2",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
+]
 
 
 def _arc_rows(n: int) -> list[dict]:
     """ARC/MMLU-like rows: one context column and a list column of endings."""
-    return [{"question": f"Which colour is item {i}?", "choices": ["red", "green", "blue paint", f"none of {i}"], "answer": i % 4}
-            for i in range(n)]
+    return [
+        {"question": f"Which colour is item {i}?", "choices": ["red", "green", "blue paint", f"none of {i}"], "answer": i % 4}
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
 def list_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mc")
     data = write_jsonl(root / "arc.jsonl", _arc_rows(40))
-    cli(["train", *ARGS, f"task.data.path={data}", "task.data.text_columns=[question]", "task.data.label_column=answer"], cwd=root)
+    cli(
+        ["train", *ARGS, f"task.data.path={data}", "task.data.text_columns=[question]", "task.data.label_column=answer"], cwd=root
+    )
     return only_run_dir(root / "outputs")
 
 
@@ -71,8 +83,10 @@ def test_bundled_swag_layout_is_prepared_as_batch_by_choices_by_tokens(tmp_path)
     from llmft.tasks.multiple_choice import ChoiceCollator
 
     tokenizer = AutoTokenizer.from_pretrained(backbone.resolve(ModelConfig(name_or_path="builtin:tiny-bert"))[0])
-    rows = [{"input_ids": [[1, 2], [1, 2, 3], [1]], "attention_mask": [[1, 1], [1, 1, 1], [1]], "labels": 2},
-            {"input_ids": [[4], [4], [4, 5]], "attention_mask": [[1], [1], [1, 1]], "labels": 0}]
+    rows = [
+        {"input_ids": [[1, 2], [1, 2, 3], [1]], "attention_mask": [[1, 1], [1, 1, 1], [1]], "labels": 2},
+        {"input_ids": [[4], [4], [4, 5]], "attention_mask": [[1], [1], [1, 1]], "labels": 0},
+    ]
     batch = ChoiceCollator(tokenizer)(rows)
     assert batch["input_ids"].shape == (2, 3, 3) and batch["labels"].tolist() == [2, 0]  # padded to this batch's longest
     assert batch["attention_mask"][1].sum().item() == 4
@@ -85,29 +99,43 @@ def test_accuracy_over_gathered_shards_equals_a_hand_count():
     task = get_task(MultipleChoiceOptions())
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8]])
     labels = np.array([0, 1, 1, 0, 2])  # right: rows 0, 2, 3 (a tie goes to the first), 4
-    shards = [{"loss": 1.0, "n": 2, "probs": [probs[:2]], "labels": [labels[:2]]},
-              {"loss": 2.0, "n": 3, "probs": [probs[2:]], "labels": [labels[2:]]}]
+    shards = [
+        {"loss": 1.0, "n": 2, "probs": [probs[:2]], "labels": [labels[:2]]},
+        {"loss": 2.0, "n": 3, "probs": [probs[2:]], "labels": [labels[2:]]},
+    ]
     metrics = task.eval_metrics(shards)
     assert metrics["accuracy"] == pytest.approx(4 / 5) and metrics["loss"] == pytest.approx(3.0 / 5) and metrics["samples"] == 5
 
 
-@pytest.mark.parametrize("bad,expected", [
-    ({"choices": ["red", "green"]}, "has 2 endings where the first row has 4"),
-    ({"answer": 7}, "label 7 is not the index of one of its 4 endings"),
-    ({"choices": ["red", "", "blue", "x"]}, "ending 1 is empty"),
-])
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ({"choices": ["red", "green"]}, "has 2 endings where the first row has 4"),
+        ({"answer": 7}, "label 7 is not the index of one of its 4 endings"),
+        ({"choices": ["red", "", "blue", "x"]}, "ending 1 is empty"),
+    ],
+)
 def test_bad_rows_are_one_line_naming_the_row(tmp_path, bad, expected):
     rows = _arc_rows(20)
     rows[4].update(bad)
     data = write_jsonl(tmp_path / "arc.jsonl", rows)
-    proc = cli(["train", *ARGS, f"task.data.path={data}", "task.data.text_columns=[question]", "task.data.label_column=answer"],
-               cwd=tmp_path, check=False)
+    proc = cli(
+        ["train", *ARGS, f"task.data.path={data}", "task.data.text_columns=[question]", "task.data.label_column=answer"],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr and "line 5 of" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-MC = ["task=multiple-choice", "model=tiny-bert", "task.data.max_train_samples=48", "task.data.max_eval_samples=37",
-      "trainer.batch_size=4", "optimizer.lr=1e-3"]
+MC = [
+    "task=multiple-choice",
+    "model=tiny-bert",
+    "task.data.max_train_samples=48",
+    "task.data.max_eval_samples=37",
+    "trainer.batch_size=4",
+    "optimizer.lr=1e-3",
+]
 
 
 @pytest.mark.slow  # ~8 s; resume is exercised per family in the slow suite, for every loop in the default one

@@ -15,7 +15,10 @@ def _model():
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
 
 
-@pytest.mark.parametrize("name, cls", [(OptimizerName.sgd, torch.optim.SGD), (OptimizerName.adam, torch.optim.Adam), (OptimizerName.adamw, torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [(OptimizerName.sgd, torch.optim.SGD), (OptimizerName.adam, torch.optim.Adam), (OptimizerName.adamw, torch.optim.AdamW)],
+)
 def test_no_weight_decay_on_biases_and_norms(name, cls):
     model = _model()
     opt = build_optimizer(OptimizerConfig(name=name, lr=0.1, weight_decay=0.1), model)

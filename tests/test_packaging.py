@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_carries_configs_recipes_and_data(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
     )
     wheel = next(tmp_path.glob("llmft-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -33,8 +35,16 @@ def test_wheel_carries_configs_recipes_and_data(tmp_path):
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
-    out = subprocess.run([sys.executable, "-m", "llmft", "train", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "llmft", "train", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert "optimizer: adam, adamw, adamw8bit, sgd" in out.stdout
-    where = subprocess.run([sys.executable, "-c", "from llmft.paths import conf_dir, recipes_dir; print(conf_dir()); print(recipes_dir())"],
-                           env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    where = subprocess.run(
+        [sys.executable, "-c", "from llmft.paths import conf_dir, recipes_dir; print(conf_dir()); print(recipes_dir())"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert all(p.startswith(str(unpacked)) for p in where)

@@ -62,13 +62,29 @@ def test_packed_loss_equals_unpacked_and_examples_do_not_see_each_other():
 
 
 def test_packing_trains_from_the_cli_and_is_refused_where_it_cannot_hold(tmp_path):
-    cli(["train", "task=textgen", "model=tiny-gpt2", "task.packing=true", "trainer.group_by_length=true",
-             "task.data.max_train_samples=256", "task.data.max_eval_samples=32", "trainer.max_steps=12", "trainer.log_every=4",
-             "trainer.eval_every=12", "trainer.progress=false", "optimizer.lr=3e-3"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=textgen",
+            "model=tiny-gpt2",
+            "task.packing=true",
+            "trainer.group_by_length=true",
+            "task.data.max_train_samples=256",
+            "task.data.max_eval_samples=32",
+            "trainer.max_steps=12",
+            "trainer.log_every=4",
+            "trainer.eval_every=12",
+            "trainer.progress=false",
+            "optimizer.lr=3e-3",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     losses = [r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
     assert losses[-1] < losses[0]
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["packing"] is True and plan["data"]["train"]["packed_rows"] < plan["data"]["train"]["rows"]
-    proc = cli(["train", "task=sentiment", "model=tiny-bert", "task.packing=true", "trainer.max_steps=1"], cwd=tmp_path, check=False)
+    proc = cli(
+        ["train", "task=sentiment", "model=tiny-bert", "task.packing=true", "trainer.max_steps=1"], cwd=tmp_path, check=False
+    )
     assert proc.returncode == 2 and "packing=true is for decoder-only" in proc.stderr

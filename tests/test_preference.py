@@ -25,7 +25,15 @@ def test_dpo_trains_and_the_run_generates_as_a_causal_lm(tmp_path):
     cli(["train", "task=dpo", *SMALL, "trainer.max_steps=4", "optimizer.lr=1e-3"], tmp_path)
     run = only_run_dir(tmp_path)
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
-    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected"):
+    for key in (
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracy",
+        "logps/chosen",
+        "logps/rejected",
+    ):
         assert key in metrics and math.isfinite(metrics[key]), key
     evals = [r for r in _records(run) if "eval/rewards/margins" in r]
     assert evals, "eval records carry the reward metrics"
@@ -36,17 +44,31 @@ def test_dpo_trains_and_the_run_generates_as_a_causal_lm(tmp_path):
     assert "generation" in json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("row, problem", [
-    ({"prompt": "What is 1 + 1?", "chosen": "2"}, "'rejected' is missing"),
-    ({"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "2"}, "chosen and rejected are the same"),
-    ({"prompt": "What is one plus one, tell me please, " * 20, "chosen": "2", "rejected": "3"}, "fills model.max_length"),
-])
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ({"prompt": "What is 1 + 1?", "chosen": "2"}, "'rejected' is missing"),
+        ({"prompt": "What is 1 + 1?", "chosen": "2", "rejected": "2"}, "chosen and rejected are the same"),
+        ({"prompt": "What is one plus one, tell me please, " * 20, "chosen": "2", "rejected": "3"}, "fills model.max_length"),
+    ],
+)
 def test_a_bad_pair_row_is_refused_in_one_line_naming_its_file_and_line(tmp_path, row, problem):
     good = {"prompt": "What is 1 + 2?", "chosen": "3", "rejected": "4"}
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [good] * 6 + [row] + [good] * 5))
-    proc = cli(["train", "task=dpo", *GPT, f"task.data.path={data}", "model.max_length=32", "trainer.max_steps=1",
-                "task.data.carve_ratio=0.2"], tmp_path, check=False)
+    proc = cli(
+        [
+            "train",
+            "task=dpo",
+            *GPT,
+            f"task.data.path={data}",
+            "model.max_length=32",
+            "trainer.max_steps=1",
+            "task.data.carve_ratio=0.2",
+        ],
+        tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert problem in proc.stderr and "line 7 of" in proc.stderr and "pairs.jsonl" in proc.stderr
 
@@ -136,11 +158,25 @@ def test_precomputed_reference_is_stored_with_the_run_and_resume_reads_it(tmp_pa
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "preference"
 
 
-@pytest.mark.parametrize("name, extra", [("hh-rlhf.jsonl", []), ("ultrafeedback-binarized.jsonl", []),
-                                         ("hh-rlhf.jsonl", ["finetune=lora", "task.loss=simpo"])])
+@pytest.mark.parametrize(
+    "name, extra",
+    [("hh-rlhf.jsonl", []), ("ultrafeedback-binarized.jsonl", []), ("hh-rlhf.jsonl", ["finetune=lora", "task.loss=simpo"])],
+)
 def test_public_layouts_train_through_documented_options_only(tmp_path, name, extra):
     """Anthropic HH-RLHF transcripts and UltraFeedback-binarized message lists, as published: only the path is set."""
-    cli(["train", "task=dpo", *GPT, f"task.data.path={FIXTURES / name}", "task.data.carve_ratio=0.2",
-         "trainer.batch_size=4", "trainer.max_steps=2", "model.max_length=96", *extra], tmp_path)
+    cli(
+        [
+            "train",
+            "task=dpo",
+            *GPT,
+            f"task.data.path={FIXTURES / name}",
+            "task.data.carve_ratio=0.2",
+            "trainer.batch_size=4",
+            "trainer.max_steps=2",
+            "model.max_length=96",
+            *extra,
+        ],
+        tmp_path,
+    )
     metrics = json.loads((only_run_dir(tmp_path) / "eval.json").read_text())["metrics"]
     assert metrics["pairs"] == 2 and math.isfinite(metrics["loss"])

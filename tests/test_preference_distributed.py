@@ -14,16 +14,28 @@ from conftest import only_run_dir, run_cli
 from test_distributed import _torchrun
 from test_resume import _start, _wait_for_step
 
-BASE = ["model=tiny-gpt2", "model.dropout=0.0", "trainer.progress=false", "task.data.max_train_samples=48",
-        "task.data.max_eval_samples=21", "trainer.eval_batch_size=4", "trainer.max_steps=4", "trainer.log_every=1",
-        "trainer.eval_every=2", "optimizer.lr=3e-3"]
+BASE = [
+    "model=tiny-gpt2",
+    "model.dropout=0.0",
+    "trainer.progress=false",
+    "task.data.max_train_samples=48",
+    "task.data.max_eval_samples=21",
+    "trainer.eval_batch_size=4",
+    "trainer.max_steps=4",
+    "trainer.log_every=1",
+    "trainer.eval_every=2",
+    "optimizer.lr=3e-3",
+]
 FAMILIES = {"dpo": ["task=dpo", "finetune=lora", "finetune.lora_r=4"], "reward": ["task=reward"]}
 
 
 def _records(run: Path) -> list[dict]:
     """Every record less its timings (samples/s differ between any two runs)."""
-    return [{k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
-            for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 @pytest.mark.slow  # two runs, one of them two torchrun processes (~40 s on 2 cores)
@@ -47,9 +59,21 @@ def test_two_processes_log_and_evaluate_as_one(tmp_path, family):
         assert m2[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
-RESUMED = ["task=dpo", "model=tiny-gpt2", "model.dropout=0.0", "trainer.progress=false", "task.data.max_train_samples=64",
-           "task.data.max_eval_samples=16", "trainer.batch_size=4", "trainer.max_steps=24", "trainer.log_every=1",
-           "trainer.eval_every=8", "trainer.save_every=5", "optimizer.lr=1e-3", "task.precompute_reference=true"]
+RESUMED = [
+    "task=dpo",
+    "model=tiny-gpt2",
+    "model.dropout=0.0",
+    "trainer.progress=false",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=16",
+    "trainer.batch_size=4",
+    "trainer.max_steps=24",
+    "trainer.log_every=1",
+    "trainer.eval_every=8",
+    "trainer.save_every=5",
+    "optimizer.lr=1e-3",
+    "task.precompute_reference=true",
+]
 
 
 @pytest.mark.slow  # three runs of 24 steps (~30 s)

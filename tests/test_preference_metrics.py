@@ -12,9 +12,18 @@ import pytest
 from conftest import cli, only_run_dir
 
 TERMS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected")
-SMALL = ["model=tiny-gpt2", "trainer.progress=false", "model.dropout=0.0", "task.data.max_train_samples=24",
-         "task.data.max_eval_samples=16", "trainer.batch_size=8", "trainer.max_steps=3", "optimizer.lr=1e-3",
-         "trainer.log_every=1", "trainer.eval_every=1"]
+SMALL = [
+    "model=tiny-gpt2",
+    "trainer.progress=false",
+    "model.dropout=0.0",
+    "task.data.max_train_samples=24",
+    "task.data.max_eval_samples=16",
+    "trainer.batch_size=8",
+    "trainer.max_steps=3",
+    "optimizer.lr=1e-3",
+    "trainer.log_every=1",
+    "trainer.eval_every=1",
+]
 
 
 def _records(run) -> list[dict]:
@@ -27,11 +36,14 @@ def _scored_by_eval(run, tmp_path, *extra) -> dict:
     return json.loads((out / "eval.json").read_text())["metrics"]
 
 
-@pytest.mark.parametrize("method", [
-    ["finetune=lora", "task.select_metric=rewards/accuracy"],
-    pytest.param(["task.select_metric=loss"], marks=pytest.mark.slow),
-    pytest.param(["task.precompute_reference=true"], marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["finetune=lora", "task.select_metric=rewards/accuracy"],
+        pytest.param(["task.select_metric=loss"], marks=pytest.mark.slow),
+        pytest.param(["task.precompute_reference=true"], marks=pytest.mark.slow),
+    ],
+)
 def test_dpo_logs_its_terms_and_eval_rebuilds_the_reference(tmp_path, method):
     cli(["train", "task=dpo", *SMALL, *method], tmp_path)
     run = only_run_dir(tmp_path)

@@ -18,9 +18,11 @@ from conftest import cli, only_run_dir
 
 trl = pytest.importorskip("trl")
 
-ROWS = [{"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"},
-        {"prompt": "Compute 10-4", "chosen": "6", "rejected": "14, I think"},
-        {"prompt": "Add 7 and 8.", "chosen": "15", "rejected": "16"}]
+ROWS = [
+    {"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"},
+    {"prompt": "Compute 10-4", "chosen": "6", "rejected": "14, I think"},
+    {"prompt": "Add 7 and 8.", "chosen": "15", "rejected": "16"},
+]
 
 
 def _models():
@@ -30,8 +32,16 @@ def _models():
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(builtin.tiny_bpe_path())
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     reference = transformers.GPT2LMHeadModel(config).eval()
     policy = copy.deepcopy(reference)
     with torch.no_grad():
@@ -61,17 +71,26 @@ def test_dpo_losses_rewards_and_margins_equal_trl_dpo_trainer(tmp_path, loss):
     task, batch = _task_and_batch(tokenizer, reference, loss=loss, beta=0.2)
     losses, chosen, rejected, logps = task.pair_terms(policy, batch)
     args = DPOConfig(output_dir=str(tmp_path), report_to=[], beta=0.2, loss_type=[loss], use_cpu=True, bf16=False)
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=datasets.Dataset.from_list(ROWS),
-                         processing_class=tokenizer)
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-              "completion_mask": (batch["labels"] != -100).long()}  # TRL's layout: [chosen..., rejected...]
+    trainer = DPOTrainer(
+        model=policy, ref_model=reference, args=args, train_dataset=datasets.Dataset.from_list(ROWS), processing_class=tokenizer
+    )
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "completion_mask": (batch["labels"] != -100).long(),
+    }  # TRL's layout: [chosen..., rejected...]
     trainer.model.train()
     theirs = trainer._compute_loss(trainer.model, inputs, False)
     logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
     assert abs(losses.mean().item() - theirs.item()) < 1e-5
-    ours = {"rewards/chosen": chosen.mean(), "rewards/rejected": rejected.mean(), "rewards/margins": (chosen - rejected).mean(),
-            "rewards/accuracies": (chosen > rejected).float().mean(), "logps/chosen": logps[:, 0].mean(),
-            "logps/rejected": logps[:, 1].mean()}
+    ours = {
+        "rewards/chosen": chosen.mean(),
+        "rewards/rejected": rejected.mean(),
+        "rewards/margins": (chosen - rejected).mean(),
+        "rewards/accuracies": (chosen > rejected).float().mean(),
+        "logps/chosen": logps[:, 0].mean(),
+        "logps/rejected": logps[:, 1].mean(),
+    }
     for key, value in ours.items():
         assert abs(value.item() - logged[key]) < 1e-5, key
 
@@ -89,8 +108,14 @@ def test_simpo_equals_trl_cpo_loss_and_the_formula(tmp_path):
     task, batch = _task_and_batch(tokenizer, reference, loss="simpo", beta=2.0, simpo_gamma=0.5)
     losses, chosen, rejected, _ = task.pair_terms(policy, batch)
     avg, _ = _averaged(task, policy, batch)
-    fake = SimpleNamespace(beta=2.0, simpo_gamma=0.5, loss_type="simpo", label_smoothing=0.0, alpha=0.0,
-                           accelerator=SimpleNamespace(device=torch.device("cpu")))
+    fake = SimpleNamespace(
+        beta=2.0,
+        simpo_gamma=0.5,
+        loss_type="simpo",
+        label_smoothing=0.0,
+        alpha=0.0,
+        accelerator=SimpleNamespace(device=torch.device("cpu")),
+    )
     theirs, their_chosen, their_rejected = CPOTrainer.cpo_loss(fake, avg[:, 0], avg[:, 1])
     torch.testing.assert_close(losses, theirs, atol=1e-5, rtol=0)
     torch.testing.assert_close(chosen, their_chosen, atol=1e-5, rtol=0)
@@ -131,10 +156,23 @@ def test_at_step_zero_the_dpo_loss_is_ln2_and_the_margin_zero():
 
 
 def _eval_after_two_steps(tmp_path, batch: int, accumulate: int) -> dict:
-    cli(["train", "task=dpo", "model=tiny-gpt2", "model.dropout=0.0", "trainer.progress=false", "optimizer.lr=1e-3",
-         "task.data.max_train_samples=16", "task.data.max_eval_samples=16", "trainer.max_steps=2",
-         f"trainer.batch_size={batch}", f"trainer.grad_accum_steps={accumulate}", "trainer.micro_batch_size=" + str(batch)],
-        tmp_path)
+    cli(
+        [
+            "train",
+            "task=dpo",
+            "model=tiny-gpt2",
+            "model.dropout=0.0",
+            "trainer.progress=false",
+            "optimizer.lr=1e-3",
+            "task.data.max_train_samples=16",
+            "task.data.max_eval_samples=16",
+            "trainer.max_steps=2",
+            f"trainer.batch_size={batch}",
+            f"trainer.grad_accum_steps={accumulate}",
+            "trainer.micro_batch_size=" + str(batch),
+        ],
+        tmp_path,
+    )
     records = [json.loads(x) for x in (only_run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines() if x.strip()]
     return [r for r in records if "eval/loss" in r][-1]
 

@@ -64,9 +64,13 @@ def test_prompt_boundary_uses_the_joint_tokenization(tokenizer):
 
 def test_multi_turn_chat_supervises_only_assistant_turns(tokenizer):
     task = _task(tokenizer, messages_column="messages")
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first question"},
-                {"role": "assistant", "content": "answer one"}, {"role": "user", "content": "second question"},
-                {"role": "assistant", "content": "answer two"}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "answer one"},
+        {"role": "user", "content": "second question"},
+        {"role": "assistant", "content": "answer two"},
+    ]
     supervised = _supervised_text(tokenizer, task.encode({"messages": messages}))
     assert "answer one" in supervised and "answer two" in supervised
     assert "question" not in supervised and "brief" not in supervised and "user" not in supervised
@@ -82,7 +86,9 @@ def test_batched_left_padded_generation_equals_one_by_one(tokenizer):
     prompts = ["a", "Belbrook is a busy town in the", "Every spring"]
     cfg = GenerationConfig(max_new_tokens=6, batch_size=3)
     batched = generate(model, tokenizer, prompts, cfg, torch.device("cpu"))
-    single = [generate(model, tokenizer, [p], GenerationConfig(max_new_tokens=6, batch_size=1), torch.device("cpu"))[0] for p in prompts]
+    single = [
+        generate(model, tokenizer, [p], GenerationConfig(max_new_tokens=6, batch_size=1), torch.device("cpu"))[0] for p in prompts
+    ]
     assert batched == single
     assert tokenizer.padding_side == "right"  # restored for training
 

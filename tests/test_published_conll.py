@@ -49,8 +49,11 @@ def _bad_tag_line(path) -> int:
 def test_tag_error_names_file_and_line(tmp_path, kind, source):
     folder = copy_fixture("conll2003", tmp_path / "conll2003", kind)
     line = _bad_tag_line(folder / "eng.train")
-    path = [f"task.data.path={folder}"] if source == "folder" else [f"task.data.path={folder / 'eng.train'}",
-                                                                    "task.data.format=conll"]  # carved rows keep their line
+    path = (
+        [f"task.data.path={folder}"]
+        if source == "folder"
+        else [f"task.data.path={folder / 'eng.train'}", "task.data.format=conll"]
+    )  # carved rows keep their line
     proc = cli(["train", *NER, *path, TAGS, "--dry-run"], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     message = proc.stderr.strip().splitlines()[-1]
@@ -81,7 +84,18 @@ def test_word_accuracy_compares_tags_as_predicted(tmp_path):
     (folder / "eng.train").write_text(train)
     (folder / "eng.testa").write_text(gold)
     (folder / "eng.testb").write_text(gold)
-    cli(["train", *NER, f"task.data.path={folder}", "task.data.label_names=[O,I-PER]", "trainer.max_steps=12",
-         "trainer.batch_size=8", "optimizer.lr=5e-3", "trainer.eval_every=0"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *NER,
+            f"task.data.path={folder}",
+            "task.data.label_names=[O,I-PER]",
+            "trainer.max_steps=12",
+            "trainer.batch_size=8",
+            "optimizer.lr=5e-3",
+            "trainer.eval_every=0",
+        ],
+        cwd=tmp_path,
+    )
     metrics = json.loads((only_run_dir(tmp_path / "outputs") / "eval.json").read_text())["metrics"]
     assert metrics["accuracy"] == pytest.approx(0.5), metrics

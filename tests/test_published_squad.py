@@ -24,8 +24,10 @@ def test_run_qa_layout_reads_one_row_per_record(tmp_path, kind):
 
 def test_field_option_names_the_key_and_trains(tmp_path):
     sample = copy_fixture("squad_run_qa/sample.json", tmp_path / "squad.json")
-    cli(["train", *QA, f"task.data.path={sample}", "task.data.field=data", "trainer.max_steps=2", "trainer.batch_size=8"],
-        cwd=tmp_path)
+    cli(
+        ["train", *QA, f"task.data.path={sample}", "task.data.field=data", "trainer.max_steps=2", "trainer.batch_size=8"],
+        cwd=tmp_path,
+    )
     stats = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]["data"]
     assert sum(stats[role]["rows"] for role in ("train", "eval", "test")) == ROWS, stats  # carved from the 16 records
 
@@ -33,8 +35,10 @@ def test_field_option_names_the_key_and_trains(tmp_path):
 def test_field_option_reads_any_rows_under_the_key(tmp_path):
     rows = [{"text": f"review {i} {'good' if i % 2 else 'bad'}", "label": i % 2} for i in range(40)]
     (tmp_path / "reviews.json").write_text(json.dumps({"version": 1, "rows": rows}), encoding="utf-8")
-    proc = cli(["train", "model=tiny-bert", f"task.data.path={tmp_path / 'reviews.json'}", "task.data.field=rows",
-                "--dry-run"], cwd=tmp_path)
+    proc = cli(
+        ["train", "model=tiny-bert", f"task.data.path={tmp_path / 'reviews.json'}", "task.data.field=rows", "--dry-run"],
+        cwd=tmp_path,
+    )
     assert sum(plan_rows(proc.stdout).values()) == 40, proc.stdout
 
 
@@ -67,8 +71,10 @@ def test_field_missing_from_the_file_is_one_line(tmp_path):
 
 def test_official_nested_layout_with_a_byte_order_mark(tmp_path):
     context = "Kelport was founded in 1412 by fishermen."
-    qas = [{"id": str(i), "question": "When was Kelport founded?", "answers": [{"text": "1412", "answer_start": 23}]}
-           for i in range(12)]
+    qas = [
+        {"id": str(i), "question": "When was Kelport founded?", "answers": [{"text": "1412", "answer_start": 23}]}
+        for i in range(12)
+    ]
     document = {"version": "1.1", "data": [{"title": "Kelport", "paragraphs": [{"context": context, "qas": qas}]}]}
     (tmp_path / "train-v1.1.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(document).encode())
     proc = cli(["train", *QA, f"task.data.path={tmp_path / 'train-v1.1.json'}", "--dry-run"], cwd=tmp_path)

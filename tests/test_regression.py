@@ -29,14 +29,23 @@ def _stsb_folder(folder: Path, bad_score: str | None = None) -> Path:
                 score = bad_score
             if split == "train" and i == 5:
                 b = " "  # an empty text: dropped and counted, as classification does
-            lines.append(f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\tA \"{a}\".\t{b}\t{score}\n")
+            lines.append(f'{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\tA "{a}".\t{b}\t{score}\n')
         (folder / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
     (folder / "test.tsv").write_text("index\tsentence1\tsentence2\n0\ta b\tc d\n", encoding="utf-8")
     return folder
 
 
-ARGS = ["task=regression", "task.data.text_columns=[sentence1,sentence2]", "model=tiny-bert", "model.dropout=0.0",
-        "trainer.batch_size=8", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.progress=false", "optimizer.lr=1e-3"]
+ARGS = [
+    "task=regression",
+    "task.data.text_columns=[sentence1,sentence2]",
+    "model=tiny-bert",
+    "model.dropout=0.0",
+    "trainer.batch_size=8",
+    "trainer.max_steps=6",
+    "trainer.eval_every=3",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +58,9 @@ def stsb_run(tmp_path_factory) -> Path:
 
 def test_stsb_tsv_trains_and_saves_a_regression_head(stsb_run):
     run = json.loads((stsb_run / "run.json").read_text())
-    assert run["plan"]["data"]["train"]["dropped_empty"] == 1  # the blank sentence2 (test is carved from train: GLUE ships it unlabeled)
+    assert (
+        run["plan"]["data"]["train"]["dropped_empty"] == 1
+    )  # the blank sentence2 (test is carved from train: GLUE ships it unlabeled)
     test = json.loads((stsb_run / "eval.json").read_text())["metrics"]
     assert {"pearson", "spearman", "mse", "loss", "samples"} <= set(test)
     evals = [json.loads(x) for x in (stsb_run / "metrics.jsonl").read_text().splitlines() if "eval/pearson" in x]
@@ -141,8 +152,10 @@ def stopped_and_resumed_equals_unbroken(args: list[str], tmp_path: Path, monkeyp
     cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
 
     def records(folder):
-        return [{k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
-                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [
+            {k: v for k, v in json.loads(line).items() if not k.endswith("per_s") and "time" not in k}
+            for line in (folder / "metrics.jsonl").read_text().splitlines()
+        ]
 
     reference = only_run_dir(unbroken / "outputs")
     assert records(run) == records(reference)
@@ -155,15 +168,24 @@ def sharded_eval_equals_one_process(args: list[str], keys: list[str], tmp_path: 
     """2 torchrun processes (gloo) each score a shard of eval/test; the gathered metrics equal one process's."""
     from test_distributed import _torchrun
 
-    args = [*args, "model.dropout=0.0", "trainer.max_steps=2", "trainer.eval_every=1", "trainer.progress=false",
-            "trainer.eval_batch_size=8", "optimizer.lr=1e-7"]  # (nearly) the same weights in both: the evaluation is compared
+    args = [
+        *args,
+        "model.dropout=0.0",
+        "trainer.max_steps=2",
+        "trainer.eval_every=1",
+        "trainer.progress=false",
+        "trainer.eval_batch_size=8",
+        "optimizer.lr=1e-7",
+    ]  # (nearly) the same weights in both: the evaluation is compared
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir(), ddp.mkdir()
     cli(["train", *args, "trainer.batch_size=8"], cwd=single)
     proc = _torchrun([*args, "trainer.batch_size=4"], ddp)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     one, two = only_run_dir(single / "outputs"), only_run_dir(ddp / "outputs")
-    evals = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if f"eval/{keys[0]}" in x] for r in (one, two)]
+    evals = [
+        [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if f"eval/{keys[0]}" in x] for r in (one, two)
+    ]
     assert len(evals[0]) == len(evals[1]) == 2
     for a, b in zip(*evals):
         assert b["eval/samples"] == a["eval/samples"] == 37  # every row once: uneven shards are not padded
@@ -173,8 +195,14 @@ def sharded_eval_equals_one_process(args: list[str], keys: list[str], tmp_path: 
     assert m2["samples"] == m1["samples"] and all(m2[k] == pytest.approx(m1[k], abs=1e-5) for k in keys)
 
 
-STS = ["task=sts", "model=tiny-bert", "task.data.max_train_samples=64", "task.data.max_eval_samples=37", "trainer.batch_size=8",
-       "optimizer.lr=1e-3"]
+STS = [
+    "task=sts",
+    "model=tiny-bert",
+    "task.data.max_train_samples=64",
+    "task.data.max_eval_samples=37",
+    "trainer.batch_size=8",
+    "optimizer.lr=1e-3",
+]
 
 
 @pytest.mark.slow  # ~8 s; resume is exercised per family in the slow suite, for every loop in the default one

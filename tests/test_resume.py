@@ -18,8 +18,15 @@ from conftest import only_run_dir, run_cli
 
 # dropout stays on (0.1) so the test also proves the RNG state is restored
 RUN = [
-    "model=tiny-bert", "task.data.max_train_samples=512", "task.data.max_eval_samples=64", "trainer.batch_size=16",
-    "trainer.epochs=2", "trainer.log_every=1", "trainer.eval_every=10", "trainer.save_every=7", "trainer.progress=false",
+    "model=tiny-bert",
+    "task.data.max_train_samples=512",
+    "task.data.max_eval_samples=64",
+    "trainer.batch_size=16",
+    "trainer.epochs=2",
+    "trainer.log_every=1",
+    "trainer.eval_every=10",
+    "trainer.save_every=7",
+    "trainer.progress=false",
     "optimizer.lr=1e-3",
 ]
 
@@ -32,7 +39,9 @@ def _env():
 
 def _start(args: list[str], cwd: Path, prelude: str = "") -> subprocess.Popen:
     code = f"import sys\n{prelude}\nfrom llmft.cli import main\nmain(sys.argv[1:])"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for_step(cwd: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> Path:

@@ -27,8 +27,11 @@ def test_fgm_and_pgd_train_on_perturbed_embeddings_and_change_the_run(tmp_path):
     args = [*FAST, "trainer.log_every=1"]
     plain = _losses(_train(tmp_path, "plain", args))
     fgm = _losses(_train(tmp_path, "fgm", [*args, "finetune.adversarial=fgm", "finetune.adversarial_epsilon=5"]))
-    pgd = _losses(_train(tmp_path, "pgd", [*args, "finetune.adversarial=pgd", "finetune.adversarial_epsilon=5",
-                                            "finetune.adversarial_steps=2"]))
+    pgd = _losses(
+        _train(
+            tmp_path, "pgd", [*args, "finetune.adversarial=pgd", "finetune.adversarial_epsilon=5", "finetune.adversarial_steps=2"]
+        )
+    )
     assert len(plain) == len(fgm) == len(pgd) == 3
     # the first step's loss is (clean + perturbed) / 2 on the same weights: the perturbation raises it
     assert fgm[0] > plain[0] and pgd[0] > plain[0]
@@ -67,8 +70,14 @@ def test_attacks_are_seeded_and_change_texts():
         once = perturb_texts(texts, AttackConfig(kind, rate, seed=0))
         assert once == perturb_texts(texts, AttackConfig(kind, rate, seed=0))  # the same seed: the same texts
         assert once != texts and once != perturb_texts(texts, AttackConfig(kind, rate, seed=1))
-        assert perturb_texts(texts[1:], AttackConfig(kind, rate, 0), offset=1) == once[1:]  # row by row, not by position in a batch
-    assert perturb_texts(["Great movie"], AttackConfig(AttackKind.synonym, 1.0, 0))[0].split()[0] in ("Excellent", "Terrific", "Superb")
+        assert (
+            perturb_texts(texts[1:], AttackConfig(kind, rate, 0), offset=1) == once[1:]
+        )  # row by row, not by position in a batch
+    assert perturb_texts(["Great movie"], AttackConfig(AttackKind.synonym, 1.0, 0))[0].split()[0] in (
+        "Excellent",
+        "Terrific",
+        "Superb",
+    )
 
 
 def test_eval_reports_clean_and_attacked_metrics(tiny_run, tmp_path):
@@ -88,8 +97,14 @@ def test_eval_reports_clean_and_attacked_metrics(tiny_run, tmp_path):
 def test_adversarial_training_with_accumulation_equals_the_whole_batch(tmp_path, method):
     """Batch 8 x 2 accumulated steps trains as batch 16 in one: each row's perturbation is its own (normalised per
     row), and the clean + perturbed loss is normalised by the whole group's items."""
-    args = [*TINY, f"finetune.adversarial={method}", "finetune.adversarial_epsilon=0.05", "trainer.log_every=1",
-            "trainer.max_steps=6", "trainer.group_by_length=false"]  # the same rows in each step
+    args = [
+        *TINY,
+        f"finetune.adversarial={method}",
+        "finetune.adversarial_epsilon=0.05",
+        "trainer.log_every=1",
+        "trainer.max_steps=6",
+        "trainer.group_by_length=false",
+    ]  # the same rows in each step
     whole = _losses(_train(tmp_path, "whole", [*args, "trainer.batch_size=16"]))
     split = _losses(_train(tmp_path, "split", [*args, "trainer.batch_size=8", "trainer.grad_accum_steps=2"]))
     assert len(whole) == len(split) == 6

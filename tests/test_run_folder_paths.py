@@ -12,9 +12,26 @@ PACKAGE = Path(llmft.__file__).parent
 OWNER = PACKAGE / "runs" / "run_folder.py"
 # Fragments of run-folder paths: a string constant in code (not a docstring, not a message with spaces) holding one is
 # a path spelled outside RunFolder.
-FRAGMENTS = ("checkpoints", "eval.json", "metrics.jsonl", "run.json", "splits.json", "loss.png", "train.log",
-             "trainer_state.pt", "loop_state.json", ".complete", ".llmft.lock", ".hydra", "overrides.yaml", "mlflow.db",
-             "generations-", "step-", ".tmp", ".old")
+FRAGMENTS = (
+    "checkpoints",
+    "eval.json",
+    "metrics.jsonl",
+    "run.json",
+    "splits.json",
+    "loss.png",
+    "train.log",
+    "trainer_state.pt",
+    "loop_state.json",
+    ".complete",
+    ".llmft.lock",
+    ".hydra",
+    "overrides.yaml",
+    "mlflow.db",
+    "generations-",
+    "step-",
+    ".tmp",
+    ".old",
+)
 JOINED_NAMES = ("best", "last", "tensorboard", "config.yaml")  # short names: a literal only when joined onto a path with /
 
 
@@ -45,8 +62,11 @@ def _spelled_paths(source: str) -> list[str]:
 
 
 def test_only_run_folder_spells_run_folder_paths():
-    offenders = {str(path.relative_to(PACKAGE)): spelled for path in sorted(PACKAGE.rglob("*.py"))
-                 if path != OWNER and (spelled := _spelled_paths(path.read_text()))}
+    offenders = {
+        str(path.relative_to(PACKAGE)): spelled
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != OWNER and (spelled := _spelled_paths(path.read_text()))
+    }
     assert offenders == {}
 
 
@@ -61,10 +81,19 @@ def test_run_folder_paths(tmp_path):
     assert run.saved_config == root / ".hydra" / "config.yaml"
     assert run.saved_overrides == root / ".hydra" / "overrides.yaml"
     assert (run.manifest, run.metrics, run.splits, run.eval_json, run.loss_plot) == (
-        root / "run.json", root / "metrics.jsonl", root / "splits.json", root / "eval.json", root / "loss.png")
+        root / "run.json",
+        root / "metrics.jsonl",
+        root / "splits.json",
+        root / "eval.json",
+        root / "loss.png",
+    )
     assert (run.samples("eval"), run.samples("test")) == (root / "generations-eval.jsonl", root / "generations-test.jsonl")
     assert (run.tensorboard, run.mlflow_db, run.lock_file) == (root / "tensorboard", root / "mlflow.db", root / ".llmft.lock")
-    assert (run.checkpoints, run.best, run.last) == (root / "checkpoints", root / "checkpoints" / "best", root / "checkpoints" / "last")
+    assert (run.checkpoints, run.best, run.last) == (
+        root / "checkpoints",
+        root / "checkpoints" / "best",
+        root / "checkpoints" / "last",
+    )
     assert run.named_checkpoint("best") == run.best and run.named_checkpoint("last") == run.last
     assert run.named_checkpoint("elsewhere") is None
     assert run.step_checkpoint(42) == root / "checkpoints" / "step-0000042"
@@ -78,8 +107,14 @@ def test_run_folder_paths(tmp_path):
 
 def test_run_folder_finds_its_checkpoints_on_disk(tmp_path):
     run = RunFolder(tmp_path / "2026-01-01" / "10-00-00")
-    for folder in (run.step_checkpoint(20), run.step_checkpoint(3), run.last, run.checkpoints / ".last.tmp-x1",
-                   run.checkpoints / ".best.tmp-x2", run.checkpoints / ".last.old"):
+    for folder in (
+        run.step_checkpoint(20),
+        run.step_checkpoint(3),
+        run.last,
+        run.checkpoints / ".last.tmp-x1",
+        run.checkpoints / ".best.tmp-x2",
+        run.checkpoints / ".last.old",
+    ):
         folder.mkdir(parents=True)
     RunFolder.complete_marker(run.checkpoints / ".last.tmp-x1").touch()
     RunFolder(tmp_path / "2026-01-01" / "11-00-00").root.mkdir()  # no checkpoints: not a run to resume

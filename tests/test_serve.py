@@ -25,9 +25,21 @@ GEN = ["generation.max_new_tokens=8"]
 def chat_run(tmp_path_factory) -> Path:
     """A tiny-gpt2 chat run (ChatML template) trained for two steps: enough for a checkpoint to serve."""
     root = tmp_path_factory.mktemp("serve_chat")
-    cli(["train", "task=chat", "model=tiny-gpt2", "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16",
-         "task.data.max_eval_samples=8", "trainer.progress=false", "task.generation.max_new_tokens=8",
-         "task.generation.repetition_penalty=2.0"], cwd=root)  # untrained, it repeats a newline: an empty answer
+    cli(
+        [
+            "train",
+            "task=chat",
+            "model=tiny-gpt2",
+            "trainer.max_steps=2",
+            "trainer.batch_size=8",
+            "task.data.max_train_samples=16",
+            "task.data.max_eval_samples=8",
+            "trainer.progress=false",
+            "task.generation.max_new_tokens=8",
+            "task.generation.repetition_penalty=2.0",
+        ],
+        cwd=root,
+    )  # untrained, it repeats a newline: an empty answer
     return only_run_dir(root / "outputs")
 
 
@@ -72,8 +84,9 @@ def test_answers_equal_llmft_generate_plain_and_streamed(chat_run, chat_server, 
     assert expected and chat.choices[0].message.content == expected and chat.usage.prompt_tokens > 0
     completion = client.completions.create(model="tiny-chat", prompt=PROMPT, max_tokens=8, temperature=0)
     assert completion.choices[0].text == expected
-    streamed = client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
-                                              stream=True)
+    streamed = client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": PROMPT}], max_tokens=8, stream=True
+    )
     chunks = list(streamed)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
@@ -89,8 +102,9 @@ def test_concurrent_requests_are_batched(chat_server):
 
     async def fire() -> list[str]:
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
-        answers = await asyncio.gather(*(client.completions.create(model="tiny-chat", prompt=PROMPT, max_tokens=8)
-                                         for _ in range(8)))
+        answers = await asyncio.gather(
+            *(client.completions.create(model="tiny-chat", prompt=PROMPT, max_tokens=8) for _ in range(8))
+        )
         await client.close()
         return [a.choices[0].text for a in answers]
 
@@ -116,18 +130,26 @@ def _post(url: str, path: str, **kwargs):
     return httpx.post(url + path, timeout=30, **kwargs)
 
 
-@pytest.mark.parametrize("path, body, status, param, code", [
-    ("/v1/chat/completions", b"{not json", 400, None, "invalid_json"),
-    ("/v1/chat/completions", {"model": "tiny-chat"}, 400, "messages", "missing"),
-    ("/v1/completions", {"prompt": "Hi", "max_tokens": -1}, 400, "max_tokens", "greater_than_equal"),
-    ("/v1/completions", {"prompt": "Hi", "model": "gpt-4"}, 404, "model", "model_not_found"),
-    ("/v1/completions", {"prompt": "word " * 400}, 400, "prompt", "context_length_exceeded"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 400}], "stream": True}, 400, "messages",
-     "context_length_exceeded"),
-    ("/v1/classify", {"input": "Hi"}, 400, None, "unsupported_model"),
-    ("/v1/embeddings", {"input": "Hi"}, 400, "model", "unsupported_model"),
-    ("/v1/nothing", {}, 404, None, "not_found"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, param, code",
+    [
+        ("/v1/chat/completions", b"{not json", 400, None, "invalid_json"),
+        ("/v1/chat/completions", {"model": "tiny-chat"}, 400, "messages", "missing"),
+        ("/v1/completions", {"prompt": "Hi", "max_tokens": -1}, 400, "max_tokens", "greater_than_equal"),
+        ("/v1/completions", {"prompt": "Hi", "model": "gpt-4"}, 404, "model", "model_not_found"),
+        ("/v1/completions", {"prompt": "word " * 400}, 400, "prompt", "context_length_exceeded"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "word " * 400}], "stream": True},
+            400,
+            "messages",
+            "context_length_exceeded",
+        ),
+        ("/v1/classify", {"input": "Hi"}, 400, None, "unsupported_model"),
+        ("/v1/embeddings", {"input": "Hi"}, 400, "model", "unsupported_model"),
+        ("/v1/nothing", {}, 404, None, "not_found"),
+    ],
+)
 def test_bad_request_gets_openai_error_and_server_keeps_serving(chat_server, path, body, status, param, code):
     url, _ = chat_server
     sent = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
@@ -144,7 +166,9 @@ def test_a_client_leaving_mid_stream_does_not_stop_others(chat_server):
     import httpx
 
     url, _ = chat_server
-    with httpx.stream("POST", url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 64, "stream": True}, timeout=30) as r:
+    with httpx.stream(
+        "POST", url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 64, "stream": True}, timeout=30
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         next(r.iter_lines())  # one event, then hang up
     with httpx.stream("POST", url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "stream": True}, timeout=30) as r:
@@ -182,8 +206,10 @@ def test_classifier_serves_labels_equal_to_generate(tmp_path):
     cli(["train", *FAST], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     out = tmp_path / "p.jsonl"
-    cli(["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'in.jsonl', [{'text': 'A lovely film.'}])}", f"output={out}"],
-        cwd=tmp_path)
+    cli(
+        ["generate", f"run={run}", f"input={write_jsonl(tmp_path / 'in.jsonl', [{'text': 'A lovely film.'}])}", f"output={out}"],
+        cwd=tmp_path,
+    )
     expected = json.loads(out.read_text())
     with TestClient(build_app(_served(run))) as client:
         response = client.post("/v1/classify", json={"input": ["A lovely film.", "Dull."]})
@@ -196,8 +222,11 @@ def test_classifier_serves_labels_equal_to_generate(tmp_path):
 
 
 def test_serve_cli_refuses_bad_input_with_one_line(tmp_path, chat_run):
-    for args, words in ([[], "exactly one of run"], [[f"run={tmp_path / 'missing'}"], "run folder not found"],
-                        [[f"run={chat_run}", "backend=onnx"], "no KV cache"]):
+    for args, words in (
+        [[], "exactly one of run"],
+        [[f"run={tmp_path / 'missing'}"], "run folder not found"],
+        [[f"run={chat_run}", "backend=onnx"], "no KV cache"],
+    ):
         proc = cli(["serve", *args], cwd=tmp_path, check=False)
         assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     with socket.socket() as taken:
@@ -213,9 +242,22 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
 
     from llmft.serving.app import build_app
 
-    cli(["train", "task=translation", "model=tiny-t5", "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16",
-         "task.data.max_eval_samples=8", "task.eval_generate_samples=2", "trainer.progress=false",
-         "task.generation.max_new_tokens=8", "task.generation.repetition_penalty=2.0"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=translation",
+            "model=tiny-t5",
+            "trainer.max_steps=2",
+            "trainer.batch_size=8",
+            "task.data.max_train_samples=16",
+            "task.data.max_eval_samples=8",
+            "task.eval_generate_samples=2",
+            "trainer.progress=false",
+            "task.generation.max_new_tokens=8",
+            "task.generation.repetition_penalty=2.0",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     expected = _generate(run, tmp_path, "The dog ran.")
     assert expected  # a non-empty answer, so the comparison means something
@@ -223,7 +265,9 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
         response = client.post("/v1/completions", json={"prompt": "The dog ran.", "max_tokens": 8})
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["text"] == expected
-        chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "The dog ran."}], "max_tokens": 8})
+        chat = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "The dog ran."}], "max_tokens": 8}
+        )
         assert chat.json()["choices"][0]["message"]["content"] == expected  # no chat template: one user message as a prompt
 
 
@@ -242,8 +286,14 @@ def test_llmft_serve_process_answers_and_stops_on_ctrl_c(chat_run, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "llmft", "serve", f"run={chat_run}", f"port={port}", "api_key=k"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmft", "serve", f"run={chat_run}", f"port={port}", "api_key=k"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
         while True:

@@ -24,10 +24,28 @@ def adapter_runs(chat_run, tmp_path_factory) -> list[Path]:
     runs = []
     for name, seed in (("alpha", 1), ("beta", 2)):
         root = tmp_path_factory.mktemp(name)
-        cli(["train", "task=chat", f"model.name_or_path={base}", "model.max_length=128", "finetune=lora", "finetune.merge=false", "finetune.lora_r=4",
-             "trainer.max_steps=2", "trainer.batch_size=8", "task.data.max_train_samples=16", "task.data.max_eval_samples=8",
-             "trainer.progress=false", "optimizer.lr=0.2", "scheduler=constant", f"seed={seed}", f"run_name={name}",
-             "task.generation.max_new_tokens=8"], cwd=root)
+        cli(
+            [
+                "train",
+                "task=chat",
+                f"model.name_or_path={base}",
+                "model.max_length=128",
+                "finetune=lora",
+                "finetune.merge=false",
+                "finetune.lora_r=4",
+                "trainer.max_steps=2",
+                "trainer.batch_size=8",
+                "task.data.max_train_samples=16",
+                "task.data.max_eval_samples=8",
+                "trainer.progress=false",
+                "optimizer.lr=0.2",
+                "scheduler=constant",
+                f"seed={seed}",
+                f"run_name={name}",
+                "task.generation.max_new_tokens=8",
+            ],
+            cwd=root,
+        )
         runs.append(only_run_dir(root / "outputs"))
     return runs
 
@@ -75,8 +93,21 @@ def test_vllm_command_for_a_checkpoint_and_for_adapters(tmp_path):
     whole = tmp_path / "whole"
     whole.mkdir()
     command = vllm_command([Served("mine", whole)], "0.0.0.0", 8001, "k3y", python="py")
-    assert command == ["py", "-m", "vllm.entrypoints.openai.api_server", "--host", "0.0.0.0", "--port", "8001", "--api-key", "k3y",
-                       "--model", str(whole), "--served-model-name", "mine"]
+    assert command == [
+        "py",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8001",
+        "--api-key",
+        "k3y",
+        "--model",
+        str(whole),
+        "--served-model-name",
+        "mine",
+    ]
     adapters = []
     for name, rank in (("a", 4), ("b", 24)):
         folder = tmp_path / name
@@ -87,7 +118,7 @@ def test_vllm_command_for_a_checkpoint_and_for_adapters(tmp_path):
     command = vllm_command(adapters, "127.0.0.1", 8000, None, python="py")
     assert command[command.index("--model") + 1] == "/models/base" and "--enable-lora" in command
     assert command[command.index("--max-lora-rank") + 1] == "32" and command[command.index("--max-loras") + 1] == "2"
-    assert command[command.index("--lora-modules") + 1:][:2] == [f"a={adapters[0].folder}", f"b={adapters[1].folder}"]
+    assert command[command.index("--lora-modules") + 1 :][:2] == [f"a={adapters[0].folder}", f"b={adapters[1].folder}"]
     assert command[-2:] == ["--chat-template", str(adapters[0].folder / "chat_template.jinja")] and "--api-key" not in command
     with pytest.raises(UserError, match="one base"):
         other = tmp_path / "c"

@@ -16,8 +16,16 @@ pytest.importorskip("fastapi")
 pytest.importorskip("openai")
 pytest.importorskip("sentence_transformers")
 
-RUN = ["task=embedding", "model=tiny-bert", "task.data.max_train_samples=32", "task.data.max_eval_samples=16",
-       "trainer.batch_size=16", "trainer.max_steps=2", "trainer.progress=false", "model.dropout=0.0"]
+RUN = [
+    "task=embedding",
+    "model=tiny-bert",
+    "task.data.max_train_samples=32",
+    "task.data.max_eval_samples=16",
+    "trainer.batch_size=16",
+    "trainer.max_steps=2",
+    "trainer.progress=false",
+    "model.dropout=0.0",
+]
 TEXTS = ["The doctor bought the car in the morning.", "A physician purchased an automobile at dawn.", "Rain."]
 
 

@@ -12,8 +12,17 @@ from conftest import cli, only_run_dir
 
 pytest.importorskip("fastapi")
 
-RUN = ["task=reward", "model=tiny-gpt2", "trainer.progress=false", "model.dropout=0.0", "task.data.max_train_samples=16",
-       "task.data.max_eval_samples=8", "trainer.batch_size=8", "trainer.max_steps=2", "optimizer.lr=1e-3"]
+RUN = [
+    "task=reward",
+    "model=tiny-gpt2",
+    "trainer.progress=false",
+    "model.dropout=0.0",
+    "task.data.max_train_samples=16",
+    "task.data.max_eval_samples=8",
+    "trainer.batch_size=8",
+    "trainer.max_steps=2",
+    "optimizer.lr=1e-3",
+]
 TEXTS = ["What is 2 + 3? 5", "What is 2 + 3? 6", "Compute 10-4"]
 
 

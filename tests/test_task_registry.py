@@ -55,8 +55,12 @@ def test_no_module_outside_tasks_branches_on_a_family():
     names = "|".join(FAMILIES)
     literal = rf"""(?P<q>["'])({names})(?P=q)"""
     # a family name compared or looked up in the registry; the same word as a plain string (OpenAI's "embedding" field) is not a branch
-    rules = [re.compile(r"\bTaskFamily\b"), re.compile(r"\bfamily\s*(==|!=|is|in|not in)\b"),
-             re.compile(rf"(==|!=|\bin|\bis|FAMILIES\[)\s*\(?{literal}"), re.compile(rf"{literal}\s*(==|!=|in\b)")]
+    rules = [
+        re.compile(r"\bTaskFamily\b"),
+        re.compile(r"\bfamily\s*(==|!=|is|in|not in)\b"),
+        re.compile(rf"(==|!=|\bin|\bis|FAMILIES\[)\s*\(?{literal}"),
+        re.compile(rf"{literal}\s*(==|!=|in\b)"),
+    ]
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
@@ -95,8 +99,9 @@ def test_a_run_saved_with_every_familys_keys_still_loads(tmp_path):
 
     legacy = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
     for schema in (ClassificationOptions, ExtractiveQAOptions, TextGenerationOptions):
-        legacy["task"].update({k: v for k, v in OmegaConf.to_container(OmegaConf.structured(schema)).items()
-                               if k not in legacy["task"]})
+        legacy["task"].update(
+            {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(schema)).items() if k not in legacy["task"]}
+        )
     legacy["task"].update(family="extractive_qa", doc_stride=32, focal_gamma=0.0)
     saved = RunFolder(tmp_path).saved_config
     saved.parent.mkdir(parents=True, exist_ok=True)

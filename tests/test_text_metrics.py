@@ -10,16 +10,8 @@ import pytest
 
 from llmft.evaluation.text_metrics import bleu_chrf, normalize_answer, perplexity, rouge, squad_em_f1
 
-PREDS = [
-    "The cat sat on the mat.",
-    "A quick brown fox jumps over a lazy dog.",
-    "It is raining heavily in the city today.",
-]
-REFS = [
-    "The cat is sitting on the mat.",
-    "The quick brown fox jumped over the lazy dog.",
-    "Today it rains a lot in the city.",
-]
+PREDS = ["The cat sat on the mat.", "A quick brown fox jumps over a lazy dog.", "It is raining heavily in the city today."]
+REFS = ["The cat is sitting on the mat.", "The quick brown fox jumped over the lazy dog.", "Today it rains a lot in the city."]
 
 
 def test_module_does_not_import_torch() -> None:

@@ -16,9 +16,21 @@ def _train_records(root) -> list[dict]:
 def test_a_window_after_an_eval_measures_training_only(tmp_path):
     # a long eval (1024 rows) after step 4 and a save of the best checkpoint: the window of steps 5-6 trains as fast
     # as the window of steps 3-4 before it
-    cli(["train", "model=tiny-bert", "trainer.progress=false", "trainer.batch_size=8", "trainer.max_steps=6",
-         "trainer.log_every=2", "trainer.eval_every=4", "trainer.save_every=4", "task.data.max_eval_samples=1024",
-         "trainer.eval_batch_size=8"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "model=tiny-bert",
+            "trainer.progress=false",
+            "trainer.batch_size=8",
+            "trainer.max_steps=6",
+            "trainer.log_every=2",
+            "trainer.eval_every=4",
+            "trainer.save_every=4",
+            "task.data.max_eval_samples=1024",
+            "trainer.eval_batch_size=8",
+        ],
+        cwd=tmp_path,
+    )
     speeds = {r["step"]: r["train/samples_per_s"] for r in _train_records(tmp_path)}
     assert set(speeds) == {2, 4, 6}, speeds
     assert speeds[6] > 0.4 * speeds[4], speeds  # before: ~0.1x (the eval's time counted as training)
@@ -28,8 +40,20 @@ def test_embedding_pairs_count_as_one_sample_each(tmp_path):
     # every text tokenizes to 5 tokens ([CLS] x y z [SEP]), 2 texts per pair: 10 tokens per sample
     rows = [{"anchor": "a b c", "positive": "d e f"} for _ in range(64)]
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)
-    cli(["train", "task=embedding", "model=tiny-bert", f"task.data.path={data}", "trainer.progress=false",
-         "trainer.batch_size=8", "trainer.max_steps=4", "trainer.log_every=2", "task.data.max_eval_samples=4"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=embedding",
+            "model=tiny-bert",
+            f"task.data.path={data}",
+            "trainer.progress=false",
+            "trainer.batch_size=8",
+            "trainer.max_steps=4",
+            "trainer.log_every=2",
+            "task.data.max_eval_samples=4",
+        ],
+        cwd=tmp_path,
+    )
     records = _train_records(tmp_path)
     assert records
     for r in records:

@@ -82,9 +82,11 @@ def test_conll_reader_skips_docstart_and_splits_sentences_at_blank_lines(tmp_pat
     read = list(load_raw(DataConfig(path=str(tmp_path / "train.conll")))["train"])
     assert [row.pop("__line__") for row in read] == [3, 10, 13]  # each sentence's first line, for error messages
     rows = read
-    assert rows == [{"tokens": ["EU", "rejects", "German", "call", "."], "ner_tags": ["I-ORG", "O", "I-MISC", "O", "O"]},
-                    {"tokens": ["Peter", "Blackburn"], "ner_tags": ["I-PER", "I-PER"]},
-                    {"tokens": ["BRUSSELS"], "ner_tags": ["I-LOC"]}]
+    assert rows == [
+        {"tokens": ["EU", "rejects", "German", "call", "."], "ner_tags": ["I-ORG", "O", "I-MISC", "O", "O"]},
+        {"tokens": ["Peter", "Blackburn"], "ner_tags": ["I-PER", "I-PER"]},
+        {"tokens": ["BRUSSELS"], "ner_tags": ["I-LOC"]},
+    ]
     (tmp_path / "eng.txt").write_text(CONLL.replace("\n", "\r\n"))  # any name with task.data.format=conll; CRLF lines
     crlf = list(load_raw(DataConfig(path=str(tmp_path / "eng.txt"), format="conll"))["train"])
     assert [row.pop("__line__") for row in crlf] == [3, 10, 13] and crlf == rows
@@ -134,18 +136,33 @@ def test_a_word_trains_its_first_subword_or_every_one_and_integer_tags_take_labe
     assert row["word_starts"][1 : 1 + pieces[0]] == [1] + [0] * (pieces[0] - 1)  # scored on the first one only
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"tokens": ["Jordan", "said"], "ner_tags": ["B-PER"]}, "2 tokens but 1 tags in 'ner_tags'"),
-    ({"tokens": ["Jordan", "said"], "ner_tags": ["B-PER", "X-WHAT"]}, "tag 'X-WHAT' is not in the tag set"),
-    ({"tokens": [], "ner_tags": []}, "'tokens' must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"tokens": ["Jordan", "said"], "ner_tags": ["B-PER"]}, "2 tokens but 1 tags in 'ner_tags'"),
+        ({"tokens": ["Jordan", "said"], "ner_tags": ["B-PER", "X-WHAT"]}, "tag 'X-WHAT' is not in the tag set"),
+        ({"tokens": [], "ner_tags": []}, "'tokens' must be a non-empty list"),
+    ],
+)
 def test_bad_rows_exit_2_in_one_line_naming_the_line(tmp_path, row, message):
     good = {"tokens": ["Ford", "rose", "."], "ner_tags": ["B-ORG", "O", "O"]}
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [good] * 5 + [row]))
-    proc = cli(["train", "task=token-classification", "model=tiny-bert", f"task.data.path={path}",
-                "task.data.label_names=[O,B-PER,I-PER,B-ORG,I-ORG]", "task.data.carve_ratio=0.2", "task.data.split_seed=0",
-                "trainer.max_steps=1", "trainer.progress=false"], cwd=tmp_path, check=False)
+    proc = cli(
+        [
+            "train",
+            "task=token-classification",
+            "model=tiny-bert",
+            f"task.data.path={path}",
+            "task.data.label_names=[O,B-PER,I-PER,B-ORG,I-ORG]",
+            "task.data.carve_ratio=0.2",
+            "task.data.split_seed=0",
+            "trainer.max_steps=1",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     line = next(x for x in proc.stderr.splitlines() if x.startswith("error: "))
     assert message in line and "line 6 of" in line, line
@@ -153,12 +170,24 @@ def test_bad_rows_exit_2_in_one_line_naming_the_line(tmp_path, row, message):
 
 # --- one tiny run through the CLI -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory) -> Path:
     """tiny-bert on the bundled sentences, long enough to find entities."""
     root = tmp_path_factory.mktemp("ner_run")
-    cli(["train", *NER, "task.data.max_train_samples=1500", "trainer.epochs=2", "trainer.batch_size=16", "optimizer.lr=3e-3",
-         "trainer.eval_every=40", "trainer.log_every=10"], cwd=root)
+    cli(
+        [
+            "train",
+            *NER,
+            "task.data.max_train_samples=1500",
+            "trainer.epochs=2",
+            "trainer.batch_size=16",
+            "optimizer.lr=3e-3",
+            "trainer.eval_every=40",
+            "trainer.log_every=10",
+        ],
+        cwd=root,
+    )
     return only_run_dir(root / "outputs")
 
 
@@ -188,7 +217,9 @@ def test_pipeline_loads_the_checkpoint_and_generate_prints_spans_of_the_input(ne
     for e in entities:
         assert e["word"] == PROMPT[e["start"] : e["end"]] and e["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
     first = pipeline("token-classification", model=str(best), aggregation_strategy="first")(PROMPT)  # what generate reads
-    assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == [(e["entity_group"], e["start"], e["end"]) for e in first]
+    assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == [
+        (e["entity_group"], e["start"], e["end"]) for e in first
+    ]
     (tmp_path / "in.jsonl").write_text(json.dumps({"text": PROMPT}) + "\n" + json.dumps({"text": "Nothing here ."}) + "\n")
     cli(["generate", f"run={ner_run}", "input=in.jsonl", "output=out.jsonl"], cwd=tmp_path)
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -200,8 +231,17 @@ def test_user_conll_folder_in_iob1_trains_through_token_classification(tmp_path)
     train = "".join(f"{w} NNP I-{t}\nsaid VBD O\n.\tO\n\n" for w, t in [("Ford", "ORG"), ("Jordan", "PER"), ("Paris", "LOC")] * 6)
     (tmp_path / "data" / "train.conll").write_text(train)
     (tmp_path / "data" / "dev.conll").write_text("-DOCSTART- O\n\nFord NNP I-ORG\nsaid O\n")
-    cli(["train", "task=token-classification", "model=tiny-bert", "task.data.path=data", "trainer.max_steps=2",
-         "trainer.progress=false"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            "task=token-classification",
+            "model=tiny-bert",
+            "task.data.path=data",
+            "trainer.max_steps=2",
+            "trainer.progress=false",
+        ],
+        cwd=tmp_path,
+    )
     run = only_run_dir(tmp_path / "outputs")
     plan = json.loads((run / "run.json").read_text())["plan"]
     assert plan["labels"] == ["O", "I-LOC", "I-ORG", "I-PER"]
@@ -210,6 +250,7 @@ def test_user_conll_folder_in_iob1_trains_through_token_classification(tmp_path)
 
 # --- slow: resume and torchrun ------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_ner_killed_and_resumed_matches_an_unbroken_run(tmp_path):
     import signal
@@ -217,8 +258,18 @@ def test_ner_killed_and_resumed_matches_an_unbroken_run(tmp_path):
     from conftest import run_cli
     from test_resume import _start, _wait_for_step
 
-    args = ["train", *NER, "task.data.max_train_samples=512", "trainer.batch_size=16", "trainer.max_steps=30",
-            "trainer.log_every=1", "trainer.eval_every=10", "trainer.save_every=7", "optimizer.lr=1e-3", "model.dropout=0.1"]
+    args = [
+        "train",
+        *NER,
+        "task.data.max_train_samples=512",
+        "trainer.batch_size=16",
+        "trainer.max_steps=30",
+        "trainer.log_every=1",
+        "trainer.eval_every=10",
+        "trainer.save_every=7",
+        "optimizer.lr=1e-3",
+        "model.dropout=0.1",
+    ]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     unbroken.mkdir(), broken.mkdir()
     run_cli(args, cwd=unbroken)
@@ -230,8 +281,14 @@ def test_ner_killed_and_resumed_matches_an_unbroken_run(tmp_path):
     assert 7 <= killed_at < 30  # the kill landed mid-run, after at least one checkpoint
     run_cli(["train", f"trainer.resume={run}", "trainer.progress=false"], cwd=broken)
     reference = only_run_dir(unbroken / "outputs")
-    curve = [(r["step"], r.get("train/loss"), r.get("eval/f1")) for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
-    expected = [(r["step"], r.get("train/loss"), r.get("eval/f1")) for r in (json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines())]
+    curve = [
+        (r["step"], r.get("train/loss"), r.get("eval/f1"))
+        for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())
+    ]
+    expected = [
+        (r["step"], r.get("train/loss"), r.get("eval/f1"))
+        for r in (json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines())
+    ]
     assert curve == expected
     ours, theirs = (json.loads((r / "eval.json").read_text())["metrics"] for r in (run, reference))
     assert ours["f1"] == theirs["f1"] and ours["loss"] == theirs["loss"]
@@ -242,8 +299,15 @@ def test_sharded_ner_evaluation_gives_single_process_metrics(tmp_path):
     from conftest import run_cli
     from test_distributed import _torchrun
 
-    args = [*NER, "task.data.max_train_samples=64", "task.data.max_eval_samples=101", "trainer.max_steps=4", "trainer.eval_every=2",
-            "trainer.eval_batch_size=16", "optimizer.lr=1e-7"]
+    args = [
+        *NER,
+        "task.data.max_train_samples=64",
+        "task.data.max_eval_samples=101",
+        "trainer.max_steps=4",
+        "trainer.eval_every=2",
+        "trainer.eval_batch_size=16",
+        "optimizer.lr=1e-7",
+    ]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir(), ddp.mkdir()
     run_cli(["train", *args, "trainer.batch_size=8"], cwd=single)

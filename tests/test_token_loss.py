@@ -18,20 +18,40 @@ VOCAB = 97
 
 
 def _llama() -> torch.nn.Module:
-    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                      tie_word_embeddings=True)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     return transformers.LlamaForCausalLM(config)
 
 
 def _gpt2() -> torch.nn.Module:
-    return transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                                                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    return transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+        )
+    )
 
 
 def _t5() -> torch.nn.Module:
-    config = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_decoder_layers=2,
-                                   num_heads=2, decoder_start_token_id=0, pad_token_id=0, dropout_rate=0.0)
+    config = transformers.T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_ff=64,
+        d_kv=16,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        dropout_rate=0.0,
+    )
     return transformers.T5ForConditionalGeneration(config)
 
 
@@ -105,12 +125,20 @@ def test_no_grad_chunked_loss_equals_the_plain_one() -> None:
     inputs, targets = _batch(5)
     with torch.no_grad():
         assert float(token_loss_sum(model, inputs, targets)) == pytest.approx(
-            float(token_loss_sum(model, inputs, targets, chunked=False)), rel=1e-6)
+            float(token_loss_sum(model, inputs, targets, chunked=False)), rel=1e-6
+        )
 
 
 def test_a_head_that_is_more_than_a_linear_layer_takes_the_plain_path() -> None:
-    config = transformers.Gemma2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                       num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    config = transformers.Gemma2Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+    )
     assert split_head(transformers.Gemma2ForCausalLM(config)) is None  # soft-capped logits
 
 
@@ -139,9 +167,25 @@ def test_sft_trains_the_same_with_and_without_chunking(tmp_path) -> None:
     losses = {}
     for chunked in ("true", "false"):
         out = tmp_path / chunked
-        cli(["train", "task=sft", "model=tiny-gpt2", "trainer.max_steps=4", "trainer.batch_size=4", "trainer.grad_accum_steps=2",
-             "trainer.log_every=1", "trainer.progress=false", "task.eval_generate_samples=2", "task.generation.max_new_tokens=2", "task.data.max_train_samples=64",
-             "task.data.max_eval_samples=16", f"task.chunked_loss={chunked}", f"hydra.run.dir={out}"], tmp_path)
+        cli(
+            [
+                "train",
+                "task=sft",
+                "model=tiny-gpt2",
+                "trainer.max_steps=4",
+                "trainer.batch_size=4",
+                "trainer.grad_accum_steps=2",
+                "trainer.log_every=1",
+                "trainer.progress=false",
+                "task.eval_generate_samples=2",
+                "task.generation.max_new_tokens=2",
+                "task.data.max_train_samples=64",
+                "task.data.max_eval_samples=16",
+                f"task.chunked_loss={chunked}",
+                f"hydra.run.dir={out}",
+            ],
+            tmp_path,
+        )
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         losses[chunked] = [r["train/loss"] for r in records if "train/loss" in r]
         losses[chunked + "-eval"] = [r["eval/loss"] for r in records if "eval/loss" in r]
@@ -180,8 +224,21 @@ def test_training_and_evaluation_never_build_a_batch_of_logits(tmp_path, monkeyp
         return head
 
     monkeypatch.setattr(tl, "split_head", split_and_watch)
-    cli(["train", "task=sft", "model=tiny-gpt2", "trainer.max_steps=2", "trainer.batch_size=8", "trainer.eval_batch_size=64",
-         "trainer.progress=false", "task.eval_generate_samples=0", "task.select_metric=loss", "task.data.max_train_samples=32",
-         "task.data.max_eval_samples=64"], tmp_path)
+    cli(
+        [
+            "train",
+            "task=sft",
+            "model=tiny-gpt2",
+            "trainer.max_steps=2",
+            "trainer.batch_size=8",
+            "trainer.eval_batch_size=64",
+            "trainer.progress=false",
+            "task.eval_generate_samples=0",
+            "task.select_metric=loss",
+            "task.data.max_train_samples=32",
+            "task.data.max_eval_samples=64",
+        ],
+        tmp_path,
+    )
     rows_per_chunk = (1 << 16) // vocab["n"]
     assert widest and max(widest) <= rows_per_chunk

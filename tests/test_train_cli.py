@@ -23,8 +23,17 @@ def _records(run: Path) -> list[dict]:
 
 
 def test_run_folder_has_everything(tiny_run):
-    for name in (".hydra/config.yaml", "run.json", "metrics.jsonl", "eval.json", "loss.png", "checkpoints/best/config.json",
-                 "checkpoints/best/model.safetensors", "checkpoints/best/tokenizer.json", "checkpoints/last/model.safetensors"):
+    for name in (
+        ".hydra/config.yaml",
+        "run.json",
+        "metrics.jsonl",
+        "eval.json",
+        "loss.png",
+        "checkpoints/best/config.json",
+        "checkpoints/best/model.safetensors",
+        "checkpoints/best/tokenizer.json",
+        "checkpoints/last/model.safetensors",
+    ):
         assert (tiny_run / name).is_file(), name
     manifest = json.loads((tiny_run / "run.json").read_text())
     assert manifest["seed"] == 42
@@ -84,8 +93,10 @@ def test_eval_reproduces_the_run_and_scores_other_data(tiny_run, tmp_path):
         for i, s in enumerate(SENTENCES * 3):
             writer.writerow([s, "positive" if i % 2 == 0 else "negative"])
     out = tmp_path / "other-eval"
-    cli(["eval", f"run={tiny_run}", f"task.data.path={other}", "task.data.text_columns=[review]",
-             f"hydra.run.dir={out}"], cwd=tmp_path)
+    cli(
+        ["eval", f"run={tiny_run}", f"task.data.path={other}", "task.data.text_columns=[review]", f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+    )
     scored = json.loads((out / "eval.json").read_text())
     assert scored["metrics"]["samples"] == 12 and scored["data"] == str(other)
 
@@ -118,10 +129,19 @@ def test_sweep_writes_each_job_and_a_ranked_summary(tmp_path):
     assert "| rank |" in (sweep / "summary.md").read_text()
 
 
-TINY_BY_FAMILY = {"classification": "tiny-bert", "token_classification": "tiny-bert", "regression": "tiny-bert",
-                  "multiple_choice": "tiny-bert", "extractive_qa": "tiny-bert", "embedding": "tiny-bert",
-                  "reward": "tiny-gpt2", "causal_lm": "tiny-gpt2", "preference": "tiny-gpt2", "kto": "tiny-gpt2",
-                  "seq2seq": "tiny-t5"}
+TINY_BY_FAMILY = {
+    "classification": "tiny-bert",
+    "token_classification": "tiny-bert",
+    "regression": "tiny-bert",
+    "multiple_choice": "tiny-bert",
+    "extractive_qa": "tiny-bert",
+    "embedding": "tiny-bert",
+    "reward": "tiny-gpt2",
+    "causal_lm": "tiny-gpt2",
+    "preference": "tiny-gpt2",
+    "kto": "tiny-gpt2",
+    "seq2seq": "tiny-t5",
+}
 
 
 def test_every_family_has_a_tiny_model_for_the_shrunk_recipe_runs():
@@ -151,9 +171,20 @@ def test_every_recipe_runs_shrunk(recipe, tmp_path):
     family = _recipe_family(recipe)
     tiny = TINY_BY_FAMILY[family]
     generative = ["task.eval_generate_samples=4"] if family in ("causal_lm", "seq2seq") else []
-    shrink = [f"model={tiny}", "model.max_length=96", "task.data.max_train_samples=64", "task.data.max_eval_samples=16",
-              *generative, "task.generation.max_new_tokens=4", "trainer.epochs=1", "trainer.max_steps=3",
-              "trainer.batch_size=8", "trainer.eval_every=0", "trainer.progress=false", "finetune.lora_target_modules=null"]
+    shrink = [
+        f"model={tiny}",
+        "model.max_length=96",
+        "task.data.max_train_samples=64",
+        "task.data.max_eval_samples=16",
+        *generative,
+        "task.generation.max_new_tokens=4",
+        "trainer.epochs=1",
+        "trainer.max_steps=3",
+        "trainer.batch_size=8",
+        "trainer.eval_every=0",
+        "trainer.progress=false",
+        "finetune.lora_target_modules=null",
+    ]
     cli(["train", f"recipe={recipe}", *shrink], cwd=tmp_path)
     run = only_run_dir(tmp_path / "outputs")
     config = json.loads((run / "run.json").read_text())["config"]

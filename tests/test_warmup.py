@@ -10,16 +10,28 @@ import pytest
 from conftest import FAST, cli, only_run_dir
 
 
-@pytest.mark.parametrize("scheduler, make", [("linear", "get_linear_schedule_with_warmup"),
-                                             ("cosine", "get_cosine_schedule_with_warmup")])
+@pytest.mark.parametrize(
+    "scheduler, make", [("linear", "get_linear_schedule_with_warmup"), ("cosine", "get_cosine_schedule_with_warmup")]
+)
 def test_logged_rates_equal_transformers_schedule(tmp_path, scheduler, make):
     import torch
     import transformers
 
     steps, warmup, lr = 8, 3, 1e-3
-    cli(["train", *[a for a in FAST if not a.startswith("trainer.max_steps")], f"trainer.max_steps={steps}",
-         "trainer.log_every=1", "trainer.eval_every=0", "trainer.batch_size=4", f"scheduler={scheduler}",
-         f"scheduler.warmup_steps={warmup}", f"optimizer.lr={lr}"], cwd=tmp_path)
+    cli(
+        [
+            "train",
+            *[a for a in FAST if not a.startswith("trainer.max_steps")],
+            f"trainer.max_steps={steps}",
+            "trainer.log_every=1",
+            "trainer.eval_every=0",
+            "trainer.batch_size=4",
+            f"scheduler={scheduler}",
+            f"scheduler.warmup_steps={warmup}",
+            f"optimizer.lr={lr}",
+        ],
+        cwd=tmp_path,
+    )
     lines = (only_run_dir(tmp_path / "outputs") / "metrics.jsonl").read_text().splitlines()
     logged = [r["train/lr"] for r in map(json.loads, lines) if "train/lr" in r]
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)

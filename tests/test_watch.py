@@ -24,17 +24,34 @@ def minilm_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """A pretrained encoder (MiniLM-L6) given a new classification head, 6 steps logged every 2, with activation
     checkpointing (a call transformers 5 renamed)."""
     root = tmp_path_factory.mktemp("watch_minilm")
-    return _train(root, "model=minilm-l6", "task=sentiment", "model.max_length=32", "task.data.max_train_samples=24",
-                  "task.data.max_eval_samples=8", "trainer.batch_size=4", "trainer.max_steps=6", "trainer.log_every=2",
-                  "trainer.gradient_checkpointing=true")
+    return _train(
+        root,
+        "model=minilm-l6",
+        "task=sentiment",
+        "model.max_length=32",
+        "task.data.max_train_samples=24",
+        "task.data.max_eval_samples=8",
+        "trainer.batch_size=4",
+        "trainer.max_steps=6",
+        "trainer.log_every=2",
+        "trainer.gradient_checkpointing=true",
+    )
 
 
 @pytest.fixture(scope="module")
 def rouge_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """A summarization run: its ROUGE metric imports absl, which logs INFO lines."""
     root = tmp_path_factory.mktemp("watch_t5")
-    return _train(root, "model=tiny-t5", "task=summarization", "task.data.max_train_samples=8", "task.data.max_eval_samples=4",
-                  "trainer.batch_size=4", "trainer.max_steps=2", "trainer.log_every=1")
+    return _train(
+        root,
+        "model=tiny-t5",
+        "task=summarization",
+        "task.data.max_train_samples=8",
+        "task.data.max_eval_samples=4",
+        "trainer.batch_size=4",
+        "trainer.max_steps=2",
+        "trainer.log_every=1",
+    )
 
 
 def _progress_lines(text: str) -> list[str]:
@@ -90,6 +107,5 @@ def test_help_piped_into_a_reader_that_stops_early_ends_quietly():
     import subprocess
     import sys
 
-    proc = subprocess.run(f"{sys.executable} -m llmft --help | true", shell=True, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(f"{sys.executable} -m llmft --help | true", shell=True, capture_output=True, text=True, timeout=60)
     assert proc.stderr == ""  # the reader left without reading: no BrokenPipeError traceback

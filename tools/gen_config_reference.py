@@ -157,8 +157,15 @@ def families_section() -> list[str]:
     from llmft.tasks import FAMILIES
 
     shared = frozenset(f.name for f in dataclasses.fields(TaskConfig))
-    out = ["## Task families", "", ("`task.family` picks one options schema: the shared `task.*` fields above, plus the "
-                                     "family's own below. An option of another family fails at compose time."), ""]
+    out = [
+        "## Task families",
+        "",
+        (
+            "`task.family` picks one options schema: the shared `task.*` fields above, plus the "
+            "family's own below. An option of another family fails at compose time."
+        ),
+        "",
+    ]
     named: dict[type, str] = {}
     for name, entry in FAMILIES.items():
         out += [f"### `{name}`", ""]

@@ -16,6 +16,7 @@ every key (null where it does not apply), so the JSON reader sees one schema. Sa
 
 Regenerate with:  python tools/make_embedding.py [--out DIR] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,27 @@ def L(s: str) -> list[str]:
 
 
 # each group is one meaning; its members are interchangeable words for it
-SUBJECTS = [L(g) for g in (
-    "doctor|physician|medic", "child|kid|youngster", "teacher|instructor|tutor", "chef|cook", "lawyer|attorney|counsel",
-    "police officer|cop|policeman", "student|pupil|learner", "farmer|grower|rancher", "pilot|aviator|flier",
-    "singer|vocalist", "old man|elderly gentleman|senior citizen", "woman|lady", "nurse|caregiver",
-    "neighbor|person next door", "boss|manager|supervisor", "thief|burglar|robber")]
+SUBJECTS = [
+    L(g)
+    for g in (
+        "doctor|physician|medic",
+        "child|kid|youngster",
+        "teacher|instructor|tutor",
+        "chef|cook",
+        "lawyer|attorney|counsel",
+        "police officer|cop|policeman",
+        "student|pupil|learner",
+        "farmer|grower|rancher",
+        "pilot|aviator|flier",
+        "singer|vocalist",
+        "old man|elderly gentleman|senior citizen",
+        "woman|lady",
+        "nurse|caregiver",
+        "neighbor|person next door",
+        "boss|manager|supervisor",
+        "thief|burglar|robber",
+    )
+]
 ACTIONS = [  # (past tense forms, past participle forms)
     (L("bought|purchased|acquired"), L("bought|purchased|acquired")),
     (L("fixed|repaired|mended"), L("fixed|repaired|mended")),
@@ -51,15 +68,38 @@ ACTIONS = [  # (past tense forms, past participle forms)
     (L("built|constructed|assembled"), L("built|constructed|assembled")),
     (L("photographed|took a picture of"), L("photographed|captured on camera")),
 ]
-OBJECTS = [L(g) for g in (
-    "car|automobile|vehicle", "house|home|residence", "bicycle|bike", "couch|sofa|settee", "phone|cellphone|mobile",
-    "gift|present", "jacket|coat", "boat|vessel", "table|desk", "painting|artwork|canvas", "wallet|purse|billfold",
-    "computer|laptop|PC", "guitar|instrument", "ring|band")]
-PLACES = [L(g) for g in (
-    "in the morning|early in the day|at dawn", "late at night|around midnight|in the dead of night",
-    "downtown|in the city center|in the middle of town", "by the river|near the stream|on the riverbank",
-    "at the airport|in the terminal", "in the countryside|out in the country|in a rural area",
-    "last weekend|over the weekend|on Saturday", "at the market|at the bazaar|in the marketplace")]
+OBJECTS = [
+    L(g)
+    for g in (
+        "car|automobile|vehicle",
+        "house|home|residence",
+        "bicycle|bike",
+        "couch|sofa|settee",
+        "phone|cellphone|mobile",
+        "gift|present",
+        "jacket|coat",
+        "boat|vessel",
+        "table|desk",
+        "painting|artwork|canvas",
+        "wallet|purse|billfold",
+        "computer|laptop|PC",
+        "guitar|instrument",
+        "ring|band",
+    )
+]
+PLACES = [
+    L(g)
+    for g in (
+        "in the morning|early in the day|at dawn",
+        "late at night|around midnight|in the dead of night",
+        "downtown|in the city center|in the middle of town",
+        "by the river|near the stream|on the riverbank",
+        "at the airport|in the terminal",
+        "in the countryside|out in the country|in a rural area",
+        "last weekend|over the weekend|on Saturday",
+        "at the market|at the bazaar|in the marketplace",
+    )
+]
 SLOTS = ("subject", "action", "object", "place")
 
 
@@ -116,8 +156,14 @@ def scored_row(rng: random.Random, frame: tuple[int, int, int, int]) -> dict:
         second = render(other, other_words(rng, words), (template + 1 + rng.randrange(3)) % 4)
     else:  # far in meaning: the same words and template where the slots agree
         second = render(other, words, template)
-    return {"anchor": None, "positive": None, "negative": None, "sentence1": render(frame, words, template),
-            "sentence2": second, "score": round(agree / 4, 2)}
+    return {
+        "anchor": None,
+        "positive": None,
+        "negative": None,
+        "sentence1": render(frame, words, template),
+        "sentence2": second,
+        "score": round(agree / 4, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,8 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    all_frames = [(s, a, o, p) for s in range(len(SUBJECTS)) for a in range(len(ACTIONS)) for o in range(len(OBJECTS))
-                  for p in range(len(PLACES))]
+    all_frames = [
+        (s, a, o, p)
+        for s in range(len(SUBJECTS))
+        for a in range(len(ACTIONS))
+        for o in range(len(OBJECTS))
+        for p in range(len(PLACES))
+    ]
     rng.shuffle(all_frames)
     held = {"validation": all_frames[:800], "test": all_frames[800:2400]}  # frames never seen in train
     train_frames = all_frames[2400:]

@@ -12,6 +12,7 @@ byte-identical files.
 
 Regenerate with:  python tools/make_ner.py [--out DIR] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,34 +29,52 @@ def L(s: str) -> list[str]:
 
 
 # words that are several types: first names that are places, surnames that are places or companies, cities that are teams
-FIRST = L("James|Maria|David|Anna|Peter|Laura|Michael|Sofia|Thomas|Elena|Robert|Hannah|Carlos|Julia|Ahmed|Yuki|Daniel|"
-          "Olga|Marco|Fatima|Lucas|Ingrid|Samuel|Chloe|Pavel|Grace|Omar|Nina|Felix|Rosa|Jordan|Austin|Sydney|Victoria|"
-          "Florence|Georgia|Chelsea|Paris|Madison|Dallas|Lincoln|Adelaide|Israel|Brooklyn|Phoenix|Kent|Denver|Savannah")
-LAST = L("Smith|Garcia|Muller|Rossi|Tanaka|Kowalski|Johnson|Silva|Novak|Dubois|Khan|Larsen|Brown|Lopez|Ivanov|Murphy|"
-         "Schmidt|Costa|Nakamura|Petrov|Jensen|Moreau|Fischer|Santos|Hughes|Weber|Okafor|Lindqvist|Haddad|Romano|"
-         "Washington|Lincoln|Ford|Jordan|London|Kent|Chester|Madison|Houston|Sterling|Morgan|Denver|Cleveland|Orlando")
-CITIES = L("Paris|London|Berlin|Madrid|Rome|Tokyo|Moscow|Sydney|Washington|Dallas|Houston|Denver|Chicago|Boston|Milan|"
-           "Lisbon|Vienna|Cairo|Lagos|Nairobi|Mumbai|Seoul|Dublin|Oslo|Prague|Warsaw|Athens|Florence|Victoria|Austin|"
-           "Lincoln|Phoenix|Cleveland|Orlando|Madison|Adelaide|Chester|Kent|Brooklyn|Savannah|"
-           "New York|Los Angeles|Hong Kong|Buenos Aires|Rio de Janeiro|San Francisco|Cape Town|Tel Aviv|New Delhi|St Louis")
-COUNTRIES = L("France|Germany|Spain|Italy|Japan|Russia|Brazil|Kenya|Egypt|India|China|Canada|Mexico|Poland|Greece|Norway|"
-              "Jordan|Georgia|Israel|Chad|Turkey|Peru|Chile|Ireland|Portugal|Austria|Nigeria|Sweden|Iran|Cuba|"
-              "South Africa|New Zealand|United States|Saudi Arabia|Sri Lanka|Costa Rica|Czech Republic|North Korea")
-REGIONS = L("Bavaria|Texas|Ohio|Siberia|Tuscany|Kent|Victoria|Georgia|Florida|Quebec|Punjab|Catalonia|"
-            "West Bank|Gaza Strip|Middle East|Balkans|Amazon|Sahara|Alps|Rhine")
-CLUBS = L("Arsenal|Chelsea|Ajax|Juventus|Benfica|Celtic|Everton|Lazio|Feyenoord|Galatasaray|Boca Juniors|Real Madrid|"
-          "Bayern Munich|Inter Milan|Paris Saint-Germain|Manchester United|Aston Villa|Dallas Cowboys|Chicago Bulls|"
-          "Boston Celtics|Houston Rockets|Denver Broncos|Sydney FC|Orlando City")
-COMPANIES = L("Reuters|Ford|Apple|Amazon|Siemens|Toyota|Nokia|Shell|Boeing|Airbus|Unilever|Samsung|Nestle|Lufthansa|"
-              "Morgan Stanley|Goldman Sachs|Deutsche Bank|Bank of England|General Motors|British Airways|Lincoln Electric|"
-              "Georgia Power|Washington Post|Jordan Telecom|Victoria Mining|Phoenix Group|Sterling Bank|Chester Foods|"
-              "United Nations|World Bank|European Commission|Red Cross|NATO|OPEC|IMF|FIFA|Interpol|Greenpeace")
-NATIONALITIES = L("French|German|Spanish|Italian|Japanese|Russian|Brazilian|Kenyan|Egyptian|Indian|Chinese|Canadian|"
-                  "Mexican|Polish|Greek|Norwegian|Jordanian|Georgian|Israeli|Turkish|Irish|Swedish|Nigerian|Australian|"
-                  "British|American|Dutch|Belgian|Danish|Swiss|South African|New Zealand|Saudi|Sri Lankan")
-EVENTS = L("World Cup|Olympic Games|Tour de France|Australian Open|Sydney International|Paris Masters|Madrid Open|"
-           "Boston Marathon|London Marathon|Davis Cup|Ryder Cup|Champions League|Super Bowl|Wimbledon|Euro 2024|"
-           "Dubai Desert Classic|Monaco Grand Prix|Washington Open|Dallas Open|Victoria Cup")
+FIRST = L(
+    "James|Maria|David|Anna|Peter|Laura|Michael|Sofia|Thomas|Elena|Robert|Hannah|Carlos|Julia|Ahmed|Yuki|Daniel|"
+    "Olga|Marco|Fatima|Lucas|Ingrid|Samuel|Chloe|Pavel|Grace|Omar|Nina|Felix|Rosa|Jordan|Austin|Sydney|Victoria|"
+    "Florence|Georgia|Chelsea|Paris|Madison|Dallas|Lincoln|Adelaide|Israel|Brooklyn|Phoenix|Kent|Denver|Savannah"
+)
+LAST = L(
+    "Smith|Garcia|Muller|Rossi|Tanaka|Kowalski|Johnson|Silva|Novak|Dubois|Khan|Larsen|Brown|Lopez|Ivanov|Murphy|"
+    "Schmidt|Costa|Nakamura|Petrov|Jensen|Moreau|Fischer|Santos|Hughes|Weber|Okafor|Lindqvist|Haddad|Romano|"
+    "Washington|Lincoln|Ford|Jordan|London|Kent|Chester|Madison|Houston|Sterling|Morgan|Denver|Cleveland|Orlando"
+)
+CITIES = L(
+    "Paris|London|Berlin|Madrid|Rome|Tokyo|Moscow|Sydney|Washington|Dallas|Houston|Denver|Chicago|Boston|Milan|"
+    "Lisbon|Vienna|Cairo|Lagos|Nairobi|Mumbai|Seoul|Dublin|Oslo|Prague|Warsaw|Athens|Florence|Victoria|Austin|"
+    "Lincoln|Phoenix|Cleveland|Orlando|Madison|Adelaide|Chester|Kent|Brooklyn|Savannah|"
+    "New York|Los Angeles|Hong Kong|Buenos Aires|Rio de Janeiro|San Francisco|Cape Town|Tel Aviv|New Delhi|St Louis"
+)
+COUNTRIES = L(
+    "France|Germany|Spain|Italy|Japan|Russia|Brazil|Kenya|Egypt|India|China|Canada|Mexico|Poland|Greece|Norway|"
+    "Jordan|Georgia|Israel|Chad|Turkey|Peru|Chile|Ireland|Portugal|Austria|Nigeria|Sweden|Iran|Cuba|"
+    "South Africa|New Zealand|United States|Saudi Arabia|Sri Lanka|Costa Rica|Czech Republic|North Korea"
+)
+REGIONS = L(
+    "Bavaria|Texas|Ohio|Siberia|Tuscany|Kent|Victoria|Georgia|Florida|Quebec|Punjab|Catalonia|"
+    "West Bank|Gaza Strip|Middle East|Balkans|Amazon|Sahara|Alps|Rhine"
+)
+CLUBS = L(
+    "Arsenal|Chelsea|Ajax|Juventus|Benfica|Celtic|Everton|Lazio|Feyenoord|Galatasaray|Boca Juniors|Real Madrid|"
+    "Bayern Munich|Inter Milan|Paris Saint-Germain|Manchester United|Aston Villa|Dallas Cowboys|Chicago Bulls|"
+    "Boston Celtics|Houston Rockets|Denver Broncos|Sydney FC|Orlando City"
+)
+COMPANIES = L(
+    "Reuters|Ford|Apple|Amazon|Siemens|Toyota|Nokia|Shell|Boeing|Airbus|Unilever|Samsung|Nestle|Lufthansa|"
+    "Morgan Stanley|Goldman Sachs|Deutsche Bank|Bank of England|General Motors|British Airways|Lincoln Electric|"
+    "Georgia Power|Washington Post|Jordan Telecom|Victoria Mining|Phoenix Group|Sterling Bank|Chester Foods|"
+    "United Nations|World Bank|European Commission|Red Cross|NATO|OPEC|IMF|FIFA|Interpol|Greenpeace"
+)
+NATIONALITIES = L(
+    "French|German|Spanish|Italian|Japanese|Russian|Brazilian|Kenyan|Egyptian|Indian|Chinese|Canadian|"
+    "Mexican|Polish|Greek|Norwegian|Jordanian|Georgian|Israeli|Turkish|Irish|Swedish|Nigerian|Australian|"
+    "British|American|Dutch|Belgian|Danish|Swiss|South African|New Zealand|Saudi|Sri Lankan"
+)
+EVENTS = L(
+    "World Cup|Olympic Games|Tour de France|Australian Open|Sydney International|Paris Masters|Madrid Open|"
+    "Boston Marathon|London Marathon|Davis Cup|Ryder Cup|Champions League|Super Bowl|Wimbledon|Euro 2024|"
+    "Dubai Desert Classic|Monaco Grand Prix|Washington Open|Dallas Open|Victoria Cup"
+)
 LANGUAGES = L("English|French|Arabic|Spanish|German|Russian|Japanese|Swahili|Portuguese|Hebrew")
 DAYS = L("Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday")
 MONTHS = L("January|February|March|April|May|June|July|August|September|October|November|December")
@@ -79,7 +98,7 @@ TEMPLATES = L(
     "{COUNTRY} and {COUNTRY} signed a trade agreement in {CITY} on {DAY} .|"
     "Speaking to {ORG} , {PER} denied the reports .|"
     "Officials said the floods had hit northern {LOC} hardest .|"
-    "{PER} told reporters in {CITY} : \" We are ready . \"|"
+    '{PER} told reporters in {CITY} : " We are ready . "|'
     "{ORG} , based in {CITY} , employs {NUM} people in {COUNTRY} .|"
     "The {NAT} government has asked {ORG} to review the deal .|"
     "{PER} ( {COUNTRY} ) beat {PER} ( {COUNTRY} ) 6-{SET} 6-{SET}|"
@@ -112,47 +131,67 @@ TEMPLATES = L(
     "The {TEAM} quarterback {PER} threw for {NUM} yards .|"
     "Nobody was hurt in the fire , police said .|"
     "The meeting ended without an agreement on {DAY} .|"
-    "{CITY} , {COUNTRY} {DAY} ( {ORG} ) - {PER} resigned on {DAY} .")
+    "{CITY} , {COUNTRY} {DAY} ( {ORG} ) - {PER} resigned on {DAY} ."
+)
 
 
 # what a subject of each kind does: a quarter of each list is held out of train, so a tagger must know that an unseen
 # "declared a state of emergency" is said of a place and an unseen "stepped down" of a person
 PREDICATES = {
-    "PER": L("said he would resign|stepped down on Friday|was arrested at his home|denied the allegations|married in a "
-             "private ceremony|was sworn in as mayor|apologised to the fans|was treated in hospital|told the court he was "
-             "innocent|announced her retirement|thanked her supporters|testified before the committee|was named best "
-             "actor|was released on bail|wept as the verdict was read|signed a new contract|underwent knee surgery|"
-             "pleaded guilty to fraud|was elected party leader|celebrated his birthday|gave birth to twins|"
-             "refused to answer questions|was knighted by the queen|won the gold medal|retired from tennis"),
-    "ORG": L("reported a quarterly loss|cut its dividend|recalled thousands of cars|filed for bankruptcy|raised its "
-             "profit forecast|agreed to buy a rival|was fined by regulators|listed its shares|hired a new chief executive|"
-             "closed two factories|issued new bonds|lowered its prices|posted record sales|shed jobs|launched a new "
-             "phone|missed earnings estimates|settled the lawsuit|expanded into Asia|raised interest rates|"
-             "published its annual report|merged with a competitor|opened a new plant|approved the budget|suspended "
-             "trading in the stock|warned of weaker demand"),
-    "TEAM": L("beat the champions|lost at home|drew in the derby|won the title|were relegated|sacked their manager|"
-              "signed a striker|came from behind to win|stayed top of the table|reached the final|were knocked out|"
-              "extended their unbeaten run|clinched promotion|conceded a late goal|kept a clean sheet|lost on penalties|"
-              "won the league|missed the playoffs|retired his jersey|traded their quarterback|hosted the semi-final|"
-              "snapped a losing streak|fired their coach|won the series|were eliminated"),
-    "LOC": L("declared a state of emergency|was hit by floods|held elections on Sunday|recorded its hottest summer|"
-             "closed its borders|was shaken by an earthquake|imposed a curfew|saw heavy snowfall|suffered a drought|"
-             "reopened its schools|raised its sales tax|hosted the summit|suffered power cuts|was covered in smoke|"
-             "banned fireworks|welcomed record tourists|lifted the lockdown|built a new airport|voted for independence|"
-             "reported its first case|ran out of water|cut taxes|expelled the diplomats|rebuilt the bridge|"
-             "mourned the victims"),
+    "PER": L(
+        "said he would resign|stepped down on Friday|was arrested at his home|denied the allegations|married in a "
+        "private ceremony|was sworn in as mayor|apologised to the fans|was treated in hospital|told the court he was "
+        "innocent|announced her retirement|thanked her supporters|testified before the committee|was named best "
+        "actor|was released on bail|wept as the verdict was read|signed a new contract|underwent knee surgery|"
+        "pleaded guilty to fraud|was elected party leader|celebrated his birthday|gave birth to twins|"
+        "refused to answer questions|was knighted by the queen|won the gold medal|retired from tennis"
+    ),
+    "ORG": L(
+        "reported a quarterly loss|cut its dividend|recalled thousands of cars|filed for bankruptcy|raised its "
+        "profit forecast|agreed to buy a rival|was fined by regulators|listed its shares|hired a new chief executive|"
+        "closed two factories|issued new bonds|lowered its prices|posted record sales|shed jobs|launched a new "
+        "phone|missed earnings estimates|settled the lawsuit|expanded into Asia|raised interest rates|"
+        "published its annual report|merged with a competitor|opened a new plant|approved the budget|suspended "
+        "trading in the stock|warned of weaker demand"
+    ),
+    "TEAM": L(
+        "beat the champions|lost at home|drew in the derby|won the title|were relegated|sacked their manager|"
+        "signed a striker|came from behind to win|stayed top of the table|reached the final|were knocked out|"
+        "extended their unbeaten run|clinched promotion|conceded a late goal|kept a clean sheet|lost on penalties|"
+        "won the league|missed the playoffs|retired his jersey|traded their quarterback|hosted the semi-final|"
+        "snapped a losing streak|fired their coach|won the series|were eliminated"
+    ),
+    "LOC": L(
+        "declared a state of emergency|was hit by floods|held elections on Sunday|recorded its hottest summer|"
+        "closed its borders|was shaken by an earthquake|imposed a curfew|saw heavy snowfall|suffered a drought|"
+        "reopened its schools|raised its sales tax|hosted the summit|suffered power cuts|was covered in smoke|"
+        "banned fireworks|welcomed record tourists|lifted the lockdown|built a new airport|voted for independence|"
+        "reported its first case|ran out of water|cut taxes|expelled the diplomats|rebuilt the bridge|"
+        "mourned the victims"
+    ),
 }
 # subjects that could be any kind: a surname, a city, a country or a company name that is also something else
-AMBIGUOUS = {"PER": L("Jordan|Washington|Lincoln|Ford|Madison|Houston|Kent|Chester|Denver|Sterling|Morgan|London|"
-                       "Cleveland|Orlando|Sydney|Victoria|Florence|Georgia|Chelsea|Paris|Dallas|Austin|Phoenix|Israel"),
-             "LOC": L("Jordan|Washington|Lincoln|Madison|Houston|Kent|Chester|Denver|London|Cleveland|Orlando|Sydney|"
-                      "Victoria|Florence|Georgia|Chelsea|Paris|Dallas|Austin|Phoenix|Israel|Amazon"),
-             "ORG": L("Ford|Amazon|Shell|Apple|Lincoln|Sterling|Morgan|Phoenix|Victoria|Chester|Jordan|Georgia|"
-                      "Washington|Orlando|Chelsea"),
-             "TEAM": L("Chelsea|Dallas|Houston|Denver|Washington|Orlando|Cleveland|Phoenix|Sydney|Madison|Paris|London|"
-                       "Lincoln|Florence|Austin|Jordan")}
-ADJUNCTS = L("| on {DAY}| in {MONTH}| , {PER} said| , according to {ORG}| last week| , officials said| in {YEAR}|"
-             " , {ORG} reported| after talks with {PER}")
+AMBIGUOUS = {
+    "PER": L(
+        "Jordan|Washington|Lincoln|Ford|Madison|Houston|Kent|Chester|Denver|Sterling|Morgan|London|"
+        "Cleveland|Orlando|Sydney|Victoria|Florence|Georgia|Chelsea|Paris|Dallas|Austin|Phoenix|Israel"
+    ),
+    "LOC": L(
+        "Jordan|Washington|Lincoln|Madison|Houston|Kent|Chester|Denver|London|Cleveland|Orlando|Sydney|"
+        "Victoria|Florence|Georgia|Chelsea|Paris|Dallas|Austin|Phoenix|Israel|Amazon"
+    ),
+    "ORG": L(
+        "Ford|Amazon|Shell|Apple|Lincoln|Sterling|Morgan|Phoenix|Victoria|Chester|Jordan|Georgia|Washington|Orlando|Chelsea"
+    ),
+    "TEAM": L(
+        "Chelsea|Dallas|Houston|Denver|Washington|Orlando|Cleveland|Phoenix|Sydney|Madison|Paris|London|"
+        "Lincoln|Florence|Austin|Jordan"
+    ),
+}
+ADJUNCTS = L(
+    "| on {DAY}| in {MONTH}| , {PER} said| , according to {ORG}| last week| , officials said| in {YEAR}|"
+    " , {ORG} reported| after talks with {PER}"
+)
 
 
 def composed(rng: random.Random, pick, predicates: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -176,8 +215,17 @@ def composed(rng: random.Random, pick, predicates: dict[str, list[str]]) -> list
 def split_lists(rng: random.Random) -> dict[str, tuple[list[str], list[str]]]:
     """Each list cut into (seen in every split, held out of train)."""
     out = {}
-    for name, items in (("FIRST", FIRST), ("LAST", LAST), ("CITY", CITIES), ("COUNTRY", COUNTRIES), ("REGION", REGIONS),
-                        ("CLUB", CLUBS), ("ORG", COMPANIES), ("NAT", NATIONALITIES), ("EVENT", EVENTS)):
+    for name, items in (
+        ("FIRST", FIRST),
+        ("LAST", LAST),
+        ("CITY", CITIES),
+        ("COUNTRY", COUNTRIES),
+        ("REGION", REGIONS),
+        ("CLUB", CLUBS),
+        ("ORG", COMPANIES),
+        ("NAT", NATIONALITIES),
+        ("EVENT", EVENTS),
+    ):
         shuffled = sorted(items)
         rng.shuffle(shuffled)
         cut = int(len(shuffled) * HELD_OUT)
@@ -210,9 +258,16 @@ def fill(slot: str, pick, rng: random.Random) -> list[tuple[str, str]]:
         return entity(pick(slot), {"ORG": "ORG", "NAT": "MISC", "EVENT": "MISC"}[slot])
     if slot == "LANG":
         return entity(rng.choice(LANGUAGES), "MISC")
-    words = {"NUM": str(rng.choice([rng.randint(2, 99), rng.randint(100, 5000)])), "SCORE": f"{rng.randint(0, 5)}-{rng.randint(0, 5)}",
-             "DAY": rng.choice(DAYS), "MONTH": rng.choice(MONTHS), "YEAR": str(rng.randint(1975, 2024)),
-             "TITLE": rng.choice(TITLES), "SET": str(rng.randint(0, 4)), "ORD": rng.choice(["second", "third", "fourth", "fifth"])}
+    words = {
+        "NUM": str(rng.choice([rng.randint(2, 99), rng.randint(100, 5000)])),
+        "SCORE": f"{rng.randint(0, 5)}-{rng.randint(0, 5)}",
+        "DAY": rng.choice(DAYS),
+        "MONTH": rng.choice(MONTHS),
+        "YEAR": str(rng.randint(1975, 2024)),
+        "TITLE": rng.choice(TITLES),
+        "SET": str(rng.randint(0, 4)),
+        "ORD": rng.choice(["second", "third", "fourth", "fifth"]),
+    }
     return plain(words[slot])
 
 
@@ -243,12 +298,13 @@ def generate(seed: int) -> dict[str, list[dict[str, list[str]]]]:
     templates_cut = list(TEMPLATES)  # a quarter of the sentence shapes are never seen in train either
     rng.shuffle(templates_cut)
     for split, size in SIZES.items():
+
         def pick(name: str, _held=split != "train") -> str:
             shared, held = lists[name]
             return rng.choice(shared + held if _held else shared)
 
-        predicates = {k: v if split != "train" else v[int(len(v) * HELD_OUT):] for k, v in cut.items()}
-        templates = templates_cut if split != "train" else templates_cut[int(len(templates_cut) * HELD_OUT):]
+        predicates = {k: v if split != "train" else v[int(len(v) * HELD_OUT) :] for k, v in cut.items()}
+        templates = templates_cut if split != "train" else templates_cut[int(len(templates_cut) * HELD_OUT) :]
         rows = []
         while len(rows) < size:
             tagged = composed(rng, pick, predicates) if rng.random() < 0.4 else sentence(rng, pick, templates)

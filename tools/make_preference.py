@@ -12,6 +12,7 @@ rule: the answer is the right number. Same seed -> byte-identical files. Data ca
 
 Regenerate with:  python tools/make_preference.py [--out DIR] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,14 @@ SIZES = {"train": 2000, "validation": 200, "test": 200}
 def wrong_answer(r: random.Random, key: tuple[int, int, str], right: int) -> int:
     """A plausible mistake: off by one or ten, the digits swapped, or the other operation; never the right result."""
     a, b, op = key
-    candidates = [right + 1, right - 1, right + 10, right - 10, int(str(right)[::-1]) if right >= 10 else right + 2,
-                  a - b if op == "+" else a + b]
+    candidates = [
+        right + 1,
+        right - 1,
+        right + 10,
+        right - 10,
+        int(str(right)[::-1]) if right >= 10 else right + 2,
+        a - b if op == "+" else a + b,
+    ]
     candidates = [c for c in candidates if c != right and c >= 0]
     return r.choice(candidates)
 

@@ -11,6 +11,7 @@ Same seed -> byte-identical files.
 
 Regenerate with:  python tools/make_sts.py [--out DIR] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,50 +22,114 @@ from pathlib import Path
 SIZES = {"train": 3000, "validation": 500, "test": 1000}
 WEIGHTS = {"subject": 1.25, "action": 1.25, "object": 1.25, "place": 0.625, "time": 0.625}
 
-PEOPLE = [["doctor", "physician", "medic"], ["child", "kid", "youngster"], ["chef", "cook"], ["police officer", "cop", "policeman"],
-          ["lawyer", "attorney"], ["student", "pupil"], ["woman", "lady"], ["man", "guy", "gentleman"], ["teacher", "instructor"],
-          ["sailor", "seaman", "mariner"], ["farmer", "grower"], ["neighbour", "person next door"], ["boss", "manager", "supervisor"],
-          ["pilot", "aviator"], ["nurse", "carer"], ["singer", "vocalist"]]
-PERSON_ADJ = [["old", "elderly", "aged"], ["young", "youthful"], ["tall", "lanky"], ["angry", "furious", "irritated"],
-              ["happy", "cheerful", "glad"], ["tired", "exhausted", "weary"], ["", ""]]
+PEOPLE = [
+    ["doctor", "physician", "medic"],
+    ["child", "kid", "youngster"],
+    ["chef", "cook"],
+    ["police officer", "cop", "policeman"],
+    ["lawyer", "attorney"],
+    ["student", "pupil"],
+    ["woman", "lady"],
+    ["man", "guy", "gentleman"],
+    ["teacher", "instructor"],
+    ["sailor", "seaman", "mariner"],
+    ["farmer", "grower"],
+    ["neighbour", "person next door"],
+    ["boss", "manager", "supervisor"],
+    ["pilot", "aviator"],
+    ["nurse", "carer"],
+    ["singer", "vocalist"],
+]
+PERSON_ADJ = [
+    ["old", "elderly", "aged"],
+    ["young", "youthful"],
+    ["tall", "lanky"],
+    ["angry", "furious", "irritated"],
+    ["happy", "cheerful", "glad"],
+    ["tired", "exhausted", "weary"],
+    ["", ""],
+]
 RELATIONS = [["neighbour", "next-door neighbour"], ["sister", "sibling"], ["friend", "pal", "buddy"], ["son", "boy"]]
 # (past, base, participle or None: no passive)
-ACTIONS = [[("bought", "buy", "bought"), ("purchased", "purchase", "purchased"), ("picked up", "pick up", None)],
-           [("fixed", "fix", "fixed"), ("repaired", "repair", "repaired"), ("mended", "mend", "mended")],
-           [("cleaned", "clean", "cleaned"), ("washed", "wash", "washed"), ("scrubbed", "scrub", "scrubbed")],
-           [("lost", "lose", "lost"), ("misplaced", "misplace", "misplaced"), ("could not find", "manage to find", None)],
-           [("sold", "sell", "sold"), ("got rid of", "get rid of", None), ("auctioned off", "auction off", "auctioned off")],
-           [("carried", "carry", "carried"), ("hauled", "haul", "hauled"), ("lugged", "lug", "lugged")],
-           [("found", "find", "found"), ("discovered", "discover", "discovered"), ("came across", "come across", None)],
-           [("broke", "break", "broken"), ("smashed", "smash", "smashed"), ("shattered", "shatter", "shattered")],
-           [("borrowed", "borrow", "borrowed"), ("took out a loan of", "take out a loan of", None)],
-           [("photographed", "photograph", "photographed"), ("took a picture of", "take a picture of", None),
-            ("snapped a photo of", "snap a photo of", None)],
-           [("inspected", "inspect", "inspected"), ("examined", "examine", "examined"), ("checked over", "check over", "checked over")],
-           [("painted", "paint", "painted"), ("put a fresh coat of paint on", "put a fresh coat of paint on", None)]]
-THINGS = [["car", "automobile", "vehicle"], ["bicycle", "bike", "cycle"], ["sofa", "couch", "settee"], ["phone", "mobile", "cellphone"],
-          ["jacket", "coat"], ["boat", "vessel", "dinghy"], ["lamp", "light fixture"], ["package", "parcel"], ["painting", "canvas"],
-          ["bag", "handbag", "purse"], ["rug", "carpet"], ["bucket", "pail"], ["laptop", "notebook computer"], ["guitar", "six-string"],
-          ["watch", "wristwatch", "timepiece"], ["fridge", "refrigerator"]]
+ACTIONS = [
+    [("bought", "buy", "bought"), ("purchased", "purchase", "purchased"), ("picked up", "pick up", None)],
+    [("fixed", "fix", "fixed"), ("repaired", "repair", "repaired"), ("mended", "mend", "mended")],
+    [("cleaned", "clean", "cleaned"), ("washed", "wash", "washed"), ("scrubbed", "scrub", "scrubbed")],
+    [("lost", "lose", "lost"), ("misplaced", "misplace", "misplaced"), ("could not find", "manage to find", None)],
+    [("sold", "sell", "sold"), ("got rid of", "get rid of", None), ("auctioned off", "auction off", "auctioned off")],
+    [("carried", "carry", "carried"), ("hauled", "haul", "hauled"), ("lugged", "lug", "lugged")],
+    [("found", "find", "found"), ("discovered", "discover", "discovered"), ("came across", "come across", None)],
+    [("broke", "break", "broken"), ("smashed", "smash", "smashed"), ("shattered", "shatter", "shattered")],
+    [("borrowed", "borrow", "borrowed"), ("took out a loan of", "take out a loan of", None)],
+    [
+        ("photographed", "photograph", "photographed"),
+        ("took a picture of", "take a picture of", None),
+        ("snapped a photo of", "snap a photo of", None),
+    ],
+    [("inspected", "inspect", "inspected"), ("examined", "examine", "examined"), ("checked over", "check over", "checked over")],
+    [("painted", "paint", "painted"), ("put a fresh coat of paint on", "put a fresh coat of paint on", None)],
+]
+THINGS = [
+    ["car", "automobile", "vehicle"],
+    ["bicycle", "bike", "cycle"],
+    ["sofa", "couch", "settee"],
+    ["phone", "mobile", "cellphone"],
+    ["jacket", "coat"],
+    ["boat", "vessel", "dinghy"],
+    ["lamp", "light fixture"],
+    ["package", "parcel"],
+    ["painting", "canvas"],
+    ["bag", "handbag", "purse"],
+    ["rug", "carpet"],
+    ["bucket", "pail"],
+    ["laptop", "notebook computer"],
+    ["guitar", "six-string"],
+    ["watch", "wristwatch", "timepiece"],
+    ["fridge", "refrigerator"],
+]
 PARTS = [["keys", "key ring"], ["lock", "padlock"], ["cover", "case"], ["charger", "power adapter"], ["manual", "instructions"]]
-THING_ADJ = [["red", "crimson", "scarlet"], ["big", "large", "huge"], ["small", "little", "tiny"], ["new", "brand-new"],
-             ["old", "worn-out", "battered"], ["expensive", "costly", "pricey"], ["", ""]]
-PLACES = [["at the market", "at the bazaar"], ["in the garden", "in the yard", "in the backyard"], ["at the station", "at the depot"],
-          ["by the river", "on the riverbank"], ["downtown", "in the city centre"], ["at the beach", "on the shore", "by the seaside"],
-          ["at the office", "at work", "at the workplace"], ["in the kitchen", "in the scullery"], ["at the airport", "at the airfield"],
-          ["in the garage", "in the workshop"]]
-TIMES = [["yesterday", "the day before"], ["this morning", "earlier today"], ["last week", "seven days ago"],
-         ["on Monday", "at the start of the week"], ["at night", "after dark", "late at night"], ["at noon", "at midday", "around lunchtime"],
-         ["last year", "twelve months ago"], ["on Sunday", "at the weekend"]]
+THING_ADJ = [
+    ["red", "crimson", "scarlet"],
+    ["big", "large", "huge"],
+    ["small", "little", "tiny"],
+    ["new", "brand-new"],
+    ["old", "worn-out", "battered"],
+    ["expensive", "costly", "pricey"],
+    ["", ""],
+]
+PLACES = [
+    ["at the market", "at the bazaar"],
+    ["in the garden", "in the yard", "in the backyard"],
+    ["at the station", "at the depot"],
+    ["by the river", "on the riverbank"],
+    ["downtown", "in the city centre"],
+    ["at the beach", "on the shore", "by the seaside"],
+    ["at the office", "at work", "at the workplace"],
+    ["in the kitchen", "in the scullery"],
+    ["at the airport", "at the airfield"],
+    ["in the garage", "in the workshop"],
+]
+TIMES = [
+    ["yesterday", "the day before"],
+    ["this morning", "earlier today"],
+    ["last week", "seven days ago"],
+    ["on Monday", "at the start of the week"],
+    ["at night", "after dark", "late at night"],
+    ["at noon", "at midday", "around lunchtime"],
+    ["last year", "twelve months ago"],
+    ["on Sunday", "at the weekend"],
+]
 
 
 def event(rng: random.Random) -> dict:
     """A random meaning: indices into the tables above (subject/object may be a relative/part of another)."""
-    return {"subject": (rng.randrange(len(PEOPLE)), rng.randrange(len(PERSON_ADJ)), None),
-            "action": (rng.randrange(len(ACTIONS)), False),
-            "object": (rng.randrange(len(THINGS)), rng.randrange(len(THING_ADJ)), None),
-            "place": rng.randrange(len(PLACES)) if rng.random() < 0.7 else None,
-            "time": rng.randrange(len(TIMES)) if rng.random() < 0.6 else None}
+    return {
+        "subject": (rng.randrange(len(PEOPLE)), rng.randrange(len(PERSON_ADJ)), None),
+        "action": (rng.randrange(len(ACTIONS)), False),
+        "object": (rng.randrange(len(THINGS)), rng.randrange(len(THING_ADJ)), None),
+        "place": rng.randrange(len(PLACES)) if rng.random() < 0.7 else None,
+        "time": rng.randrange(len(TIMES)) if rng.random() < 0.6 else None,
+    }
 
 
 def mutate(rng: random.Random, part: str, value, lookalike: bool):
@@ -74,7 +139,11 @@ def mutate(rng: random.Random, part: str, value, lookalike: bool):
         person, adj, rel = value
         if lookalike:
             return (person, adj, rng.choice([r for r in range(len(RELATIONS)) if r != rel]))
-        return (rng.choice([p for p in range(len(PEOPLE)) if p != person]), adj if rng.random() < 0.6 else rng.randrange(len(PERSON_ADJ)), rel)
+        return (
+            rng.choice([p for p in range(len(PEOPLE)) if p != person]),
+            adj if rng.random() < 0.6 else rng.randrange(len(PERSON_ADJ)),
+            rel,
+        )
     if part == "action":
         action, negated = value
         return (action, not negated) if lookalike else (rng.choice([a for a in range(len(ACTIONS)) if a != action]), negated)
@@ -82,7 +151,11 @@ def mutate(rng: random.Random, part: str, value, lookalike: bool):
         thing, adj, sub = value
         if lookalike:
             return (thing, adj, rng.choice([s for s in range(len(PARTS)) if s != sub]))
-        return (rng.choice([t for t in range(len(THINGS)) if t != thing]), adj if rng.random() < 0.6 else rng.randrange(len(THING_ADJ)), sub)
+        return (
+            rng.choice([t for t in range(len(THINGS)) if t != thing]),
+            adj if rng.random() < 0.6 else rng.randrange(len(THING_ADJ)),
+            sub,
+        )
     table = PLACES if part == "place" else TIMES
     return rng.choice([i for i in range(len(table)) if i != value])
 
@@ -130,7 +203,7 @@ def render(rng: random.Random, ev: dict, avoid: dict) -> tuple[str, dict]:
         verb = f"was {'not ' if negated else ''}{participle} by"
         core = f"{obj} {verb} {subject}"
     else:
-        verb = (rng.choice([f"did not {base}", f"never {past}"]) if negated else past)
+        verb = rng.choice([f"did not {base}", f"never {past}"]) if negated else past
         core = f"{subject} {verb} {obj}"
     place = pick(rng, PLACES[ev["place"]], avoid.get("place")) if ev["place"] is not None else None
     time = pick(rng, TIMES[ev["time"]], avoid.get("time")) if ev["time"] is not None else None

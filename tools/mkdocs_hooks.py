@@ -14,8 +14,10 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BENCHMARKS_NOTE = ("!!! note\n    This page is `bench/BENCHMARKS.md`, copied at every docs build. Each table names the "
-                   "command that reproduces it.\n\n")
+BENCHMARKS_NOTE = (
+    "!!! note\n    This page is `bench/BENCHMARKS.md`, copied at every docs build. Each table names the "
+    "command that reproduces it.\n\n"
+)
 
 
 def generated_pages() -> dict[str, str]:
@@ -25,8 +27,7 @@ def generated_pages() -> dict[str, str]:
 
     benchmarks = (ROOT / "bench" / "BENCHMARKS.md").read_text()
     title, _, rest = benchmarks.partition("\n")
-    return {"config-reference.md": gen_config_reference.reference(),
-            "benchmarks.md": f"{title}\n\n{BENCHMARKS_NOTE}{rest}"}
+    return {"config-reference.md": gen_config_reference.reference(), "benchmarks.md": f"{title}\n\n{BENCHMARKS_NOTE}{rest}"}
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:

@@ -62,8 +62,25 @@ def main() -> None:
         print(f"no carried wheels in {folder} (bench/gpu/fetch_wheels.sh makes them; name the folder in the run's carry)")
     chosen, unmet = plan(wheels)
     if chosen:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-                        "--disable-pip-version-check", "--upgrade", "--target", str(target), *map(str, chosen)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+                str(target),
+                *map(str, chosen),
+            ],
+            check=True,
+        )
     print("installed from carried wheels: " + (", ".join(w.name for w in chosen) or "nothing (all present)"))
     for line in unmet:
         print(f"WARNING: unmet requirement, no carried wheel fits: {line}")

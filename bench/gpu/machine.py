@@ -68,12 +68,19 @@ def main() -> None:
         print("accelerator: none (CPU)")
         return
     props = torch.cuda.get_device_properties(0)
-    print(f"accelerator: {props.name}, {props.total_memory / 2**30:.1f} GiB, {props.multi_processor_count} SMs, "
-          f"CUDA {torch.version.cuda}, bf16 supported: {torch.cuda.is_bf16_supported()}")
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.max.sm,power.limit", "--format=csv,noheader"],
-                         capture_output=True, text=True).stdout.strip()
+    print(
+        f"accelerator: {props.name}, {props.total_memory / 2**30:.1f} GiB, {props.multi_processor_count} SMs, "
+        f"CUDA {torch.version.cuda}, bf16 supported: {torch.cuda.is_bf16_supported()}"
+    )
+    smi = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.max.sm,power.limit", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     print(f"nvidia-smi (driver, SM clock, max SM clock, power limit): {smi or '-'}")
-    print(f"bf16 matmul 8192^3, measured: {matmul_tflops():.0f} TFLOP/s; datasheet dense bf16 used for MFU: {peak_tflops() or '-'} TFLOP/s")
+    print(
+        f"bf16 matmul 8192^3, measured: {matmul_tflops():.0f} TFLOP/s; datasheet dense bf16 used for MFU: {peak_tflops() or '-'} TFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,22 @@ def main() -> None:
     scenario = SCENARIOS[args.scenario]
     steps = WAIT + WARMUP + ACTIVE
     extra = scenario.llmft_overrides(not args.plain)
-    config = compose([*scenario.overrides, *extra, f"trainer.max_steps={steps}", "trainer.epochs=1000",
-                      "trainer.log_every=1000000", "task.eval_generate_samples=0"])
+    config = compose(
+        [
+            *scenario.overrides,
+            *extra,
+            f"trainer.max_steps={steps}",
+            "trainer.epochs=1000",
+            "trainer.log_every=1000000",
+            "task.eval_generate_samples=0",
+        ]
+    )
     parts = build_run(config)
     cuda = parts.precision.device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     shapes, stamps = [], []
     with profile(activities=activities, schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE)) as prof:
+
         class Stepping:  # the train loader, advancing the profiler's schedule at each batch the loop takes
             def __getattr__(self, name):
                 return getattr(parts.train_loader, name)
@@ -58,20 +67,25 @@ def main() -> None:
                     shapes.append(tuple(batch["input_ids"].shape))
                     yield batch
 
-        step = StepParts(parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
-                         config.trainer, parts.dist)
+        step = StepParts(
+            parts.model, parts.task, parts.optimizer, parts.scheduler, parts.scaler, parts.precision, config.trainer, parts.dist
+        )
         hooks = Hooks(evaluate=lambda: {"loss": 0.0}, on_best=lambda s, m: None)
         fit(step, Stepping(), Selection("loss", MetricMode.min), hooks, steps)
         if cuda:
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    timed = stamps[WAIT + WARMUP: WAIT + WARMUP + ACTIVE + 1]
+    timed = stamps[WAIT + WARMUP : WAIT + WARMUP + ACTIVE + 1]
     with open(args.out, "a") as out:
-        out.write(f"\n### profile: {args.scenario}, llmft{' (plain)' if args.plain else ''}, {getattr(config.precision.mode, 'value', config.precision.mode)}\n\n")
+        out.write(
+            f"\n### profile: {args.scenario}, llmft{' (plain)' if args.plain else ''}, {getattr(config.precision.mode, 'value', config.precision.mode)}\n\n"
+        )
         out.write(f"batches (input_ids shapes): {shapes[:steps]}\n")
-        out.write(f"profiled steps: {ACTIVE}, wall {1000 * (timed[-1] - timed[0]) / (len(timed) - 1):.1f} ms/step "
-                  f"(profiler on); sorted by {sort}\n\n```\n")
+        out.write(
+            f"profiled steps: {ACTIVE}, wall {1000 * (timed[-1] - timed[0]) / (len(timed) - 1):.1f} ms/step "
+            f"(profiler on); sorted by {sort}\n\n```\n"
+        )
         out.write(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=60))
         out.write("\n```\n")
     print(f"profile written to {args.out}")

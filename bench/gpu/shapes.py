@@ -26,21 +26,48 @@ def qwen_config(tokenizer: Any, tiny: bool) -> Any:
     """Qwen2.5-0.5B (494M parameters, tied embeddings, grouped-query attention, 151936-token vocabulary)."""
     from transformers import Qwen2Config
 
-    size = (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 vocab_size=len(tokenizer)) if tiny else
-            dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                 vocab_size=151936))
-    return Qwen2Config(**size, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                       hidden_act="silu", use_sliding_window=False, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    size = (
+        dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+        )
+        if tiny
+        else dict(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+        )
+    )
+    return Qwen2Config(
+        **size,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+        use_sliding_window=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def bert_config(tokenizer: Any, tiny: bool) -> Any:
     """BERT-base uncased (110M parameters: 12 layers, hidden 768, 30522-token vocabulary)."""
     from transformers import BertConfig
 
-    size = (dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=len(tokenizer))
-            if tiny else dict(vocab_size=30522))
+    size = (
+        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=len(tokenizer))
+        if tiny
+        else dict(vocab_size=30522)
+    )
     return BertConfig(**size, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
 
 
@@ -65,10 +92,14 @@ def encoder_tokenizer() -> Any:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(_corpus(), trainer=trainers.WordPieceTrainer(vocab_size=8192, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                       special_tokens=[(s, tok.token_to_id(s)) for s in ("[CLS]", "[SEP]")])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[(s, tok.token_to_id(s)) for s in ("[CLS]", "[SEP]")],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
 
 
 # name -> (auto class, tokenizer, config from tokenizer and size)

@@ -36,9 +36,12 @@ def calibrate_best(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -
         labels, probs = parts.task.class_probabilities(partials)
         record = fit_record(labels, probs)
         temperature.write(best_dir, record)
-        console.print(f"calibration on {record['rows']} validation rows: temperature {record['temperature']:.3f}, NLL "
-                      f"{record['nll_before']:.4f} -> {record['nll_after']:.4f}, ECE {record['ece_before']:.4f} -> "
-                      f"{record['ece_after']:.4f}", highlight=False)
+        console.print(
+            f"calibration on {record['rows']} validation rows: temperature {record['temperature']:.3f}, NLL "
+            f"{record['nll_before']:.4f} -> {record['nll_after']:.4f}, ECE {record['ece_before']:.4f} -> "
+            f"{record['ece_after']:.4f}",
+            highlight=False,
+        )
     dist.barrier()  # the file is written before any rank loads the checkpoint for test
 
 

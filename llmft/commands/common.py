@@ -44,15 +44,16 @@ def to_typed(cfg: DictConfig, schema: type[T]) -> T:
         merged = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "hydra"})
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except InterpolationResolutionError as ex:  # `${python:...}`, `seed='${seed}'`, `${oc.env:UNSET}`: one line
-
         raise UserError(describe(ex) or str(ex)) from ex
 
 
 def _task_schema(task: DictConfig) -> type:
     """The options schema of the task node's family (the schema's own default family when the node names none)."""
     typed = OmegaConf.get_type(task)  # a composed node carries its YAML's schema; a saved one is a plain dict
-    return check_options(task.get("family") or TaskConfig.family, typed if isinstance(typed, type) and issubclass(
-        typed, TaskConfig) else TaskConfig)
+    return check_options(
+        task.get("family") or TaskConfig.family,
+        typed if isinstance(typed, type) and issubclass(typed, TaskConfig) else TaskConfig,
+    )
 
 
 def _legacy_task_keys(saved: DictConfig) -> DictConfig:
@@ -86,7 +87,10 @@ def continue_in(run_dir: Path) -> None:
     job_dir = hydra_output_dir().resolve()
     if job_dir == Path(run_dir).resolve() or HydraConfig.get().mode != RunMode.RUN:
         return
-    for logger in [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]:
+    for logger in [
+        logging.getLogger(),
+        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]:
         for handler in list(logger.handlers):
             if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == job_dir:
                 logger.removeHandler(handler)
@@ -131,7 +135,6 @@ def load_run_config(run_dir: Path, schema: type[T]) -> T:
     except UserError as ex:
         raise UserError(f"the config saved in {path} no longer validates: {ex}") from ex
     except Exception as ex:  # omegaconf validation errors
-
         raise UserError(f"the config saved in {path} no longer validates: {describe(ex) or ex}") from ex
 
 
@@ -144,8 +147,10 @@ def refuse_interpolations(node: Any, path: Path, prefix: str = "") -> None:
     for key in keys:
         full_key = f"{prefix}{key}" if isinstance(key, str) else f"{prefix.rstrip('.')}[{key}]"
         if OmegaConf.is_interpolation(node, key):
-            raise UserError(f"{path} holds an interpolation in '{full_key}' ({node._get_node(key)._value()}); a saved run "
-                            "config is data and is never resolved when loaded: write the value itself there")
+            raise UserError(
+                f"{path} holds an interpolation in '{full_key}' ({node._get_node(key)._value()}); a saved run "
+                "config is data and is never resolved when loaded: write the value itself there"
+            )
         refuse_interpolations(node._get_node(key), path, f"{full_key}.")
 
 

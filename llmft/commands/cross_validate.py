@@ -22,8 +22,10 @@ from llmft.runs.run_folder import RunFolder
 def cross_validate(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]], train: Callable[..., float]) -> float:
     """Train every fold into its own run folder; write and print the summary; return the mean selection value."""
     if config.task.data.folds:
-        raise UserError("trainer.cv_folds trains every fold itself: drop task.data.folds/fold (or sweep task.data.fold with -m "
-                        "and no trainer.cv_folds)")
+        raise UserError(
+            "trainer.cv_folds trains every fold itself: drop task.data.folds/fold (or sweep task.data.fold with -m "
+            "and no trainer.cv_folds)"
+        )
     if config.trainer.resume:
         raise UserError("trainer.cv_folds cannot resume; resume one fold's run with trainer.resume=<run folder>/fold-<i>")
     k = config.trainer.cv_folds
@@ -90,8 +92,9 @@ def write_summary(out_dir: Path, rows: list[dict[str, float]], select_metric: st
     lines = [f"{k}: {mean[k]:.4f} ± {std[k]:.4f}" for k in keys]
     table = ["| fold | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
     table += [f"| {i} | " + " | ".join(f"{r.get(k, float('nan')):.4f}" for k in keys) + " |" for i, r in enumerate(rows)]
-    (out_dir / "cv_summary.md").write_text(f"# {len(rows)}-fold cross-validation\n\n" + "\n".join(f"- {x}" for x in lines)
-                                           + "\n\n" + "\n".join(table) + "\n")
+    (out_dir / "cv_summary.md").write_text(
+        f"# {len(rows)}-fold cross-validation\n\n" + "\n".join(f"- {x}" for x in lines) + "\n\n" + "\n".join(table) + "\n"
+    )
     _print(out_dir, rows, keys, lines)
     return summary
 

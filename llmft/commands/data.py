@@ -42,17 +42,31 @@ def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tu
     checks = quality.report(splits, list(config.task.data.text_columns), config.min_chars, config.near_duplicate_threshold)
     id2label = {int(k): v for k, v in (task.head_kwargs().get("id2label") or {}).items()}
     plan = task.plan_info()
-    stats = {role: {**data_report.split_stats(ds, tokenizer, id2label), **(plan.get("data", {}).get(role) or {})}
-             for role, ds in features.items()}
+    stats = {
+        role: {**data_report.split_stats(ds, tokenizer, id2label), **(plan.get("data", {}).get(role) or {})}
+        for role, ds in features.items()
+    }
     shown = features[config.split].select(range(min(config.rows, len(features[config.split]))))
     pieces = [data_report.row_views(tokenizer, row, id2label) for row in shown]
     template = getattr(tokenizer, "chat_template", None)
-    report = {"task": config.task.family, "data": config.task.data.path, "model": config.model.name_or_path,
-              "max_length": config.model.max_length, "format": plan.get("format"),
-              "chat_template": template if isinstance(template, str) and plan.get("chat_template") else None,
-              "splits": stats, "quality": checks, "split_shown": config.split,
-              "rows": [{"views": {name: data_report.bracketed(p) for name, p in views},
-                        "text": "\n".join(f"{name}: {data_report.bracketed(p)}" for name, p in views)} for views in pieces]}
+    report = {
+        "task": config.task.family,
+        "data": config.task.data.path,
+        "model": config.model.name_or_path,
+        "max_length": config.model.max_length,
+        "format": plan.get("format"),
+        "chat_template": template if isinstance(template, str) and plan.get("chat_template") else None,
+        "splits": stats,
+        "quality": checks,
+        "split_shown": config.split,
+        "rows": [
+            {
+                "views": {name: data_report.bracketed(p) for name, p in views},
+                "text": "\n".join(f"{name}: {data_report.bracketed(p)}" for name, p in views),
+            }
+            for views in pieces
+        ],
+    }
     return report, pieces
 
 
@@ -75,10 +89,15 @@ def _print(report: dict[str, Any], rows: list[list[tuple[str, Any]]], color: boo
         out.print(f"{role}: " + ", ".join(f"{k}={v}" for k, v in stats.items() if k not in ("histogram",)), markup=False)
     quality = report["quality"]
     for role, checks in quality["splits"].items():
-        out.print(f"quality {role}: exact duplicate rows {checks['exact_duplicate_rows']}, near-duplicate pairs "
-                  f"{checks['near_duplicate_pairs']}, empty or short texts {checks['empty_or_short']}", markup=False)
+        out.print(
+            f"quality {role}: exact duplicate rows {checks['exact_duplicate_rows']}, near-duplicate pairs "
+            f"{checks['near_duplicate_pairs']}, empty or short texts {checks['empty_or_short']}",
+            markup=False,
+        )
     for role, leak in quality["leakage"].items():
         flag = "LEAKAGE: " if leak["exact"] or leak["near"] else ""
-        out.print(f"{flag}{role} rows also in train: {leak['exact']} exact, {leak['near']} near "
-                  f"(rows {leak['exact_rows'][:10]})", markup=False)
+        out.print(
+            f"{flag}{role} rows also in train: {leak['exact']} exact, {leak['near']} near (rows {leak['exact_rows'][:10]})",
+            markup=False,
+        )
     out.print(f"chat template: {'yes' if report['chat_template'] else 'none'}", markup=False)

@@ -45,7 +45,9 @@ def _without_model(cfg: DictConfig) -> DictConfig:
     """The config less its `model` node, which is there only because a `task=...` option may name its default model
     (task=sft); eval loads the run's own checkpoint, so a `model=` typed by the user is refused."""
     if any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == "model" for o in user_overrides()):
-        raise UserError("llmft eval scores the run's own checkpoint: drop model=... (checkpoint=<folder> picks another checkpoint)")
+        raise UserError(
+            "llmft eval scores the run's own checkpoint: drop model=... (checkpoint=<folder> picks another checkpoint)"
+        )
     from omegaconf import OmegaConf
 
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "model"])  # type: ignore[return-value]
@@ -65,15 +67,25 @@ def eval_command(cfg: DictConfig) -> float:
     scored, metrics = evaluate_run(config, run_dir, task_cfg, saved)
     out = hydra_output_dir()
     out.mkdir(parents=True, exist_ok=True)
-    result = {"run": str(run_dir), "checkpoint": config.checkpoint, "split": config.split, "data": task_cfg.data.path, **scored,
-              "metrics": metrics}
+    result = {
+        "run": str(run_dir),
+        "checkpoint": config.checkpoint,
+        "split": config.split,
+        "data": task_cfg.data.path,
+        **scored,
+        "metrics": metrics,
+    }
     RunFolder(out).eval_json.write_text(json.dumps(result, indent=2) + "\n")
 
-    print_metrics(f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {RunFolder(out).eval_json})", metrics)
+    print_metrics(
+        f"{config.split} metrics of {config.checkpoint} checkpoint — {run_dir} (written to {RunFolder(out).eval_json})", metrics
+    )
     return float(metrics.get(task_cfg.select_metric, float("nan")))
 
 
-def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_run(
+    config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved: TrainConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
     (how many rows and where from, metrics). With attack=..., the split is scored again perturbed, under `attack`."""
     quiet_libraries()
@@ -85,7 +97,9 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     role = scored_rows.role(config.split, task_cfg.data)
     dataset, origin = scored_rows.scored_rows(run_dir, task_cfg.data, saved.task.data, role)
 
-    console.print(f"llmft eval scores the {config.split} split: {len(dataset)} row{'s' * (len(dataset) != 1)} ({origin})", highlight=False)
+    console.print(
+        f"llmft eval scores the {config.split} split: {len(dataset)} row{'s' * (len(dataset) != 1)} ({origin})", highlight=False
+    )
     rows, metrics = _score(config, task, model, tokenizer, dataset, role, saved)
     scored: dict[str, Any] = {"rows": rows, "origin": origin}
     if config.attack is not None:
@@ -93,15 +107,22 @@ def evaluate_run(config: EvalConfig, run_dir: Path, task_cfg: TaskConfig, saved:
     return scored, metrics
 
 
-def _score(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str,
-           saved: TrainConfig) -> tuple[int, dict[str, Any]]:
+def _score(
+    config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig
+) -> tuple[int, dict[str, Any]]:
     """(rows scored, metrics) of the model on `dataset`, cut at the run's model.max_length."""
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
     _rebuild_reference(task, saved, tokenizer, device)
-    loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
-                             by_length=task.eval_order_free)
+    loader = data.make_loader(
+        features[role],
+        config.trainer.eval_batch_size,
+        task.collator(tokenizer),
+        False,
+        config.seed,
+        by_length=task.eval_order_free,
+    )
     if config.trainer.limit_eval_batches > 0:
         import itertools
 
@@ -111,8 +132,9 @@ def _score(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: A
     return len(features[role]), metrics
 
 
-def _score_attacked(config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig,
-                    clean: dict[str, Any]) -> dict[str, Any]:
+def _score_attacked(
+    config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig, clean: dict[str, Any]
+) -> dict[str, Any]:
     """Score the split with its texts perturbed by `config.attack`; print clean -> attacked for each scalar metric."""
     from dataclasses import asdict
 
@@ -120,8 +142,10 @@ def _score_attacked(config: EvalConfig, task: Any, model: Any, tokenizer: Any, d
     assert attack is not None
     attacked, changed = attack_dataset(dataset, list(task.cfg.data.text_columns), attack)
     _, metrics = _score(config, task, model, tokenizer, attacked, role, saved)
-    console.print(f"attack={attack.kind.value} rate={attack.rate} seed={attack.seed}: {changed} of {len(dataset)} rows changed",
-                  highlight=False)
+    console.print(
+        f"attack={attack.kind.value} rate={attack.rate} seed={attack.seed}: {changed} of {len(dataset)} rows changed",
+        highlight=False,
+    )
     for name, value in scalar_metrics(metrics).items():
         if name in clean and isinstance(value, float) and "/" not in name:  # per-class rows stay in eval.json
             console.print(f"  {name}: clean {clean[name]:.4f} -> attacked {value:.4f}", highlight=False)

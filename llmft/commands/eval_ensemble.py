@@ -39,22 +39,33 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
     metrics = tasks[0].eval_metrics(tasks[0].ensemble_partials(partials), "test")
     out = hydra_output_dir()
     out.mkdir(parents=True, exist_ok=True)
-    result = {"runs": [str(r) for r in runs], "checkpoint": config.checkpoint, "split": config.split, "members": member_metrics,
-              "ensemble": metrics, "metrics": metrics}
+    result = {
+        "runs": [str(r) for r in runs],
+        "checkpoint": config.checkpoint,
+        "split": config.split,
+        "members": member_metrics,
+        "ensemble": metrics,
+        "metrics": metrics,
+    }
     RunFolder(out).eval_json.write_text(json.dumps(result, indent=2) + "\n")
-    print_side_by_side(f"{config.split} metrics of a {len(runs)}-member ensemble (written to {RunFolder(out).eval_json})",
-                       member_metrics, metrics)
+    print_side_by_side(
+        f"{config.split} metrics of a {len(runs)}-member ensemble (written to {RunFolder(out).eval_json})",
+        member_metrics,
+        metrics,
+    )
     return float(metrics.get(tasks[0].cfg.select_metric, float("nan")))
 
 
-def _member_partials(config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, tokenizer: Any,
-                     precision: Any) -> list[dict[str, Any]]:
+def _member_partials(
+    config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, tokenizer: Any, precision: Any
+) -> list[dict[str, Any]]:
     task.from_checkpoint(model)
     role = scored_rows.role(config.split, task.cfg.data)
     dataset, _ = scored_rows.scored_rows(run, task.cfg.data, saved.task.data, role)
     features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
-    loader = data.make_loader(features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed,
-                              by_length=False)  # file order: the members' rows line up
+    loader = data.make_loader(
+        features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed, by_length=False
+    )  # file order: the members' rows line up
     return [task.eval_partial(model, loader, precision, role)]
 
 

@@ -38,8 +38,10 @@ def explain_command(cfg: DictConfig) -> None:
     saved = load_run_config(run_dir, TrainConfig)
     task = get_task(saved.task)
     if not isinstance(task, ExplainsTokens):  # the family states what it supports
-        raise UserError("llmft explain explains classification, regression, token classification and multiple choice runs; "
-                        f"task.family={saved.task.family} is not one")
+        raise UserError(
+            "llmft explain explains classification, regression, token classification and multiple choice runs; "
+            f"task.family={saved.task.family} is not one"
+        )
     folder = checkpoint_dir(run_dir, config.checkpoint)
     device = resolve_device(config.device)
     model = backbone.load_finetuned(task.auto_class_name, folder).to(device)

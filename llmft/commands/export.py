@@ -33,8 +33,12 @@ def export_command(cfg: DictConfig) -> float:
     batches = test_batches(source, dataset, rows, config.batch_size)
     result = run_export(source, config, batches, rows, out)
     what = f"{config.format.value}{'' if config.quantize.value == 'none' else ' ' + config.quantize.value}"
-    console.print(f"exported {folder} as {what} to {out}\nverified on {rows} test rows ({origin}): {result.line()}", highlight=False)
+    console.print(
+        f"exported {folder} as {what} to {out}\nverified on {rows} test rows ({origin}): {result.line()}", highlight=False
+    )
     if not result.passed:
-        raise UserError(f"the {what} export disagrees with the checkpoint: {result.line()}; its files stay in {out} "
-                        "for inspection (min_agreement=<x> sets the bar)")
+        raise UserError(
+            f"the {what} export disagrees with the checkpoint: {result.line()}; its files stay in {out} "
+            "for inspection (min_agreement=<x> sets the bar)"
+        )
     return result.agreement

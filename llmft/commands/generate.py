@@ -57,11 +57,14 @@ def write_results(results: list[dict[str, Any]], out: Path) -> None:
                 (folder / name).write_text(text, encoding="utf-8")
             except OSError:
                 continue
-            raise UserError(f"cannot write output={out} ({ex.strerror}); the {_count(results)} are kept in "
-                            f"{folder / name}") from ex
+            raise UserError(
+                f"cannot write output={out} ({ex.strerror}); the {_count(results)} are kept in {folder / name}"
+            ) from ex
         print(text, end="")
-        raise UserError(f"cannot write output={out} ({ex.strerror}) nor a copy in {Path.cwd()} or "
-                        f"{tempfile.gettempdir()}; the {_count(results)} were printed on stdout") from ex
+        raise UserError(
+            f"cannot write output={out} ({ex.strerror}) nor a copy in {Path.cwd()} or "
+            f"{tempfile.gettempdir()}; the {_count(results)} were printed on stdout"
+        ) from ex
     print(f"wrote {len(results)} results to {out}", file=sys.stderr)
 
 
@@ -82,8 +85,15 @@ def generate_command(cfg: DictConfig) -> None:
     else:
         task, model, tokenizer, max_length = load_predictor(config)
         stream = config.prompt is not None and not config.output
-        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
-                                 device, apply_user_overrides(task.cfg.generation, cfg, "generation"), stream)
+        request = PredictRequest(
+            config.prompt,
+            Path(config.input) if config.input else None,
+            config.batch_size,
+            max_length,
+            device,
+            apply_user_overrides(task.cfg.generation, cfg, "generation"),
+            stream,
+        )
         results = task.predict(model.to(device), tokenizer, request)
     if config.output:
         write_results(results, Path(config.output))
@@ -105,7 +115,14 @@ def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, lis
     ensemble.check_members(list(config.run), [str(m[0].cfg.family) for m in members], [m[1] for m in members])
     rows = []
     for task, model, tokenizer, max_length in members:
-        request = PredictRequest(config.prompt, Path(config.input) if config.input else None, config.batch_size, max_length,
-                                 device, task.cfg.generation, False)
+        request = PredictRequest(
+            config.prompt,
+            Path(config.input) if config.input else None,
+            config.batch_size,
+            max_length,
+            device,
+            task.cfg.generation,
+            False,
+        )
         rows.append(task.member_predictions(model.to(device), tokenizer, request))
     return members[0][0], members[0][0].ensemble_predictions(rows)

@@ -53,8 +53,17 @@ def load_served(config: ServeConfig) -> Any:
     first = config if not config.runs else ServeConfig(run=config.runs[0], checkpoint=config.checkpoint)
     task, model, tokenizer, max_length = load_predictor(first)
     adapters = _other_adapters(config, model, task) if config.runs else {}
-    return ServedModel(served_name(first), task, model, tokenizer, max_length, resolve_device(config.device),
-                       model_sampling_defaults(task.cfg.generation, model), config.max_batch_size, adapters=adapters)
+    return ServedModel(
+        served_name(first),
+        task,
+        model,
+        tokenizer,
+        max_length,
+        resolve_device(config.device),
+        model_sampling_defaults(task.cfg.generation, model),
+        config.max_batch_size,
+        adapters=adapters,
+    )
 
 
 def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str]:
@@ -77,8 +86,9 @@ def _hand_over(config: ServeConfig) -> None:
     if config.run is None and not config.runs:
         raise UserError("backend=vllm serves runs: give run=<run folder> or runs=[...]")
     runs = [Path(r) for r in ([config.run] if config.run is not None else config.runs or [])]
-    command = vllm_command([Served(run_name(r), checkpoint_dir(r, config.checkpoint)) for r in runs], config.host,
-                           config.port, config.api_key)
+    command = vllm_command(
+        [Served(run_name(r), checkpoint_dir(r, config.checkpoint)) for r in runs], config.host, config.port, config.api_key
+    )
     print("backend=vllm: " + " ".join(command), file=sys.stderr)
     os.execv(command[0], command)
 
@@ -111,6 +121,6 @@ def _check_extra(backend: ServeBackend) -> None:
 
     missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"llmft serve needs {', '.join(missing)}: pip install \"llmft[serve]\"")
+        raise UserError(f'llmft serve needs {", ".join(missing)}: pip install "llmft[serve]"')
     if backend is ServeBackend.onnx and importlib.util.find_spec("onnxruntime") is None:
-        raise UserError("llmft serve backend=onnx needs onnxruntime: pip install \"llmft[export]\"")
+        raise UserError('llmft serve backend=onnx needs onnxruntime: pip install "llmft[export]"')

@@ -77,48 +77,88 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
     by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
-    train_loader, eval_loader, test_loader, source_loaders = _loaders(config, task, features, collate, stream, dist, strategy,
-                                                                      by_length)
+    train_loader, eval_loader, test_loader, source_loaders = _loaders(
+        config, task, features, collate, stream, dist, strategy, by_length
+    )
     num_steps = total_steps(len(train_loader), trainer)
     model = strategy.wrap(model)
     optimizer = build_optimizer(config.optimizer, model)
     scheduler = build_scheduler(config.scheduler, optimizer, num_steps)
-    optimizer, private = (privacy.make_private(model, optimizer, config, len(features["train"]), num_steps)
-                          if config.privacy.enabled else (optimizer, None))  # after the scheduler: they share param_groups
+    optimizer, private = (
+        privacy.make_private(model, optimizer, config, len(features["train"]), num_steps)
+        if config.privacy.enabled
+        else (optimizer, None)
+    )  # after the scheduler: they share param_groups
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
-    if cudnn_attention is not None:
-        plan["cudnn_attention"] = cudnn_attention
+    plan.update({"cudnn_attention": cudnn_attention} if cudnn_attention is not None else {})
     plan.update({"privacy": private.record(num_steps)} if private else {})  # what the whole run will spend
-    plan.update(micro_batch_size=rows, estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
-                memory_parts_gib=estimate.parts(rows))
+    plan.update(
+        micro_batch_size=rows,
+        estimated_peak_gib=round(estimate.peak(rows) / memory.GIB, 2),
+        memory_parts_gib=estimate.parts(rows),
+    )
+    _add_data_plan(plan, config, stream, splits)
+    return RunParts(
+        *(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler),
+        *(precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn, source_loaders, private),
+    )
+
+
+def _add_data_plan(plan: dict[str, Any], config: TrainConfig, stream: Any, splits: dict[str, Any]) -> None:
+    """A streamed train split, and the rows and tokens each task.data.sources member gives."""
     if stream is not None:
         plan.update(train_examples="streamed", streaming=stream.path)
     if config.task.data.sources:
         counted = plan.get("data", {}).get("train", {}).pop("sources", None)  # rows and tokens, where the task counts them
         plan["sources"] = mixing.describe(config.task.data, counted or mixing.source_counts(splits["train"]))
-    return RunParts(task, tokenizer, model, splits, train_loader, eval_loader, test_loader, optimizer, scheduler,
-                    precision.grad_scaler(), precision, num_steps, plan, dist, carve, strategy, loss_fn, source_loaders, private)
 
 
-def _loaders(config: TrainConfig, task: Task, features: dict[str, Any], collate: Any, stream: Any, dist: distributed.Dist,
-             strategy: Strategy, by_length: bool) -> tuple[Any, Any, Any, dict[str, Any]]:
+def _loaders(
+    config: TrainConfig,
+    task: Task,
+    features: dict[str, Any],
+    collate: Any,
+    stream: Any,
+    dist: distributed.Dist,
+    strategy: Strategy,
+    by_length: bool,
+) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(train, eval, test loaders, each task.data.sources split's loader by role)."""
     trainer, workers = config.trainer, config.trainer.num_workers
     weights = task.sample_weights(features["train"])
-    train_loader = (streaming.StreamingLoader(stream, task, trainer.batch_size, collate) if stream is not None else
-                    data.make_loader(features["train"], trainer.batch_size, collate, True, config.seed, workers, weights,
-                                     dist.rank, dist.world, by_length=by_length))
+    train_loader = (
+        streaming.StreamingLoader(stream, task, trainer.batch_size, collate)
+        if stream is not None
+        else data.make_loader(
+            features["train"],
+            trainer.batch_size,
+            collate,
+            True,
+            config.seed,
+            workers,
+            weights,
+            dist.rank,
+            dist.world,
+            by_length=by_length,
+        )
+    )
+
     # eval batches are split over the strategy's eval ranks and gathered; the test split is scored after training by
     # plain (unwrapped) models, so it is split over every rank
-    eval_loader, test_loader = (
-        data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers, rank=shard.rank,
-                         world=shard.world, by_length=task.eval_order_free, wrap=False)
-        for role, shard in (("eval", strategy.eval_shard), ("test", dist)))
-    source_loaders = {role: data.make_loader(features[role], trainer.eval_batch_size, collate, False, config.seed, workers,
-                                             rank=shard.rank, world=shard.world, by_length=task.eval_order_free, wrap=False)
-                      for role in features if "/" in role
-                      for shard in (strategy.eval_shard if role.startswith("eval/") else dist,)}
+    def in_order(role: str, shard: Any) -> Any:
+        return data.make_loader(
+            *(features[role], trainer.eval_batch_size, collate, False, config.seed, workers),
+            rank=shard.rank,
+            world=shard.world,
+            by_length=task.eval_order_free,
+            wrap=False,
+        )
+
+    eval_loader, test_loader = in_order("eval", strategy.eval_shard), in_order("test", dist)
+    source_loaders = {
+        role: in_order(role, strategy.eval_shard if role.startswith("eval/") else dist) for role in features if "/" in role
+    }
     return train_loader, eval_loader, test_loader, source_loaders
 
 
@@ -144,8 +184,9 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
 
 
-def _prepared_data(config: TrainConfig, task: Task, tokenizer: Any, dist: distributed.Dist) -> tuple[
-        dict[str, Any], dict[str, Any], dict[str, Any], Optional[streaming.Stream]]:
+def _prepared_data(
+    config: TrainConfig, task: Task, tokenizer: Any, dist: distributed.Dist
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Optional[streaming.Stream]]:
     """(the splits as loaded, their features as the task tokenized them, the carve record, the train stream or None).
     With task.data.sources the features also hold each source's eval and test split (roles `eval/<name>`,
     `test/<name>`); with task.data.streaming the train features are the stream's first rows (for the memory plan)."""
@@ -161,12 +202,15 @@ def _prepared_data(config: TrainConfig, task: Task, tokenizer: Any, dist: distri
     features = task.prepare({**splits, **per_source}, tokenizer, config.model.max_length)
     if dist.main:
         dist.barrier()
-    features["train"] = features["train"].remove_columns([c for c in (mixing.SOURCE_COLUMN,) if c in features["train"].column_names])
+    features["train"] = features["train"].remove_columns(
+        [c for c in (mixing.SOURCE_COLUMN,) if c in features["train"].column_names]
+    )
     return splits, features, carve, None
 
 
-def _build_model(config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device,
-                 run_dir: Optional[Path]) -> Any:
+def _build_model(
+    config: TrainConfig, task: Task, weights: Optional[str], tokenizer: Any, device: torch.device, run_dir: Optional[Path]
+) -> Any:
     """The backbone with the task's head, the fine-tuning method applied, on `device`; the task binds what it keeps of
     the initial weights (a preference task's reference)."""
     model = build_initial_model(config, task, weights, tokenizer, device)
@@ -190,8 +234,16 @@ def build_initial_model(config: TrainConfig, task: Task, weights: Optional[str],
     return finetune.apply_method(model, config.finetune, task.peft_task_type, config.trainer.gradient_checkpointing, device)
 
 
-def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_steps: int, processes: int, by_length: bool,
-          model: Any, task: Any) -> dict[str, Any]:
+def _plan(
+    config: TrainConfig,
+    precision: Precision,
+    train_examples: int,
+    num_steps: int,
+    processes: int,
+    by_length: bool,
+    model: Any,
+    task: Any,
+) -> dict[str, Any]:
     """What the run will do, for the console, the manifest and `trainer.dry_run`."""
     trainer = config.trainer
     trainable, total = finetune.parameter_counts(model)
@@ -211,21 +263,35 @@ def _plan(config: TrainConfig, precision: Precision, train_examples: int, num_st
     }
 
 
-def _fit_memory(config: TrainConfig, model: Any, task: Task, train: Any, collate: Any, precision: Precision,
-                dist: distributed.Dist, recorded: Optional[int]) -> tuple[memory.MemoryEstimate, int]:
+def _fit_memory(
+    config: TrainConfig,
+    model: Any,
+    task: Task,
+    train: Any,
+    collate: Any,
+    precision: Precision,
+    dist: distributed.Dist,
+    recorded: Optional[int],
+) -> tuple[memory.MemoryEstimate, int]:
     """Estimate a step's peak memory and choose the rows per forward pass (rank 0 decides for all; a resumed run keeps
     what it planned). Fewer rows than trainer.batch_size accumulate: the step, its loss and its data are unchanged."""
     trainer = config.trainer
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     estimate = memory.measure(model, task, train, collate, precision, trainable, config.optimizer.name.value)
-    rows = recorded or memory.fit_batch(estimate, trainer.batch_size, precision.device, trainer.memory_budget_gib,
-                                        trainer.micro_batch_size)
+    rows = recorded or memory.fit_batch(
+        estimate, trainer.batch_size, precision.device, trainer.memory_budget_gib, trainer.micro_batch_size
+    )
     rows = int(dist.broadcast(rows))
     if rows != trainer.batch_size:
         split = trainer.batch_size // rows
         limit = trainer.limit_train_batches * split if trainer.limit_train_batches > 0 else trainer.limit_train_batches
-        config.trainer = replace(trainer, batch_size=rows, grad_accum_steps=trainer.grad_accum_steps * split,
-                                 limit_train_batches=limit, micro_batch_size=None)
+        config.trainer = replace(
+            trainer,
+            batch_size=rows,
+            grad_accum_steps=trainer.grad_accum_steps * split,
+            limit_train_batches=limit,
+            micro_batch_size=None,
+        )
     return estimate, rows
 
 
@@ -241,5 +307,7 @@ def _check_packing(model: Any, tokenizer: Any, task: Task) -> None:
     if not task.packs:
         raise UserError(f"task.packing=true is for decoder-only (causal_lm) tasks, not {task.cfg.family}")
     if not attends_within_examples(model, len(tokenizer)):
-        raise UserError(f"{type(model).__name__} lets packed examples attend to each other (it ignores packed position "
-                        "ids); set task.packing=false for this backbone")
+        raise UserError(
+            f"{type(model).__name__} lets packed examples attend to each other (it ignores packed position "
+            "ids); set task.packing=false for this backbone"
+        )

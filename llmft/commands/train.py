@@ -43,9 +43,20 @@ from llmft.runs.manifest import write_manifest
 from llmft.runs.model_card import write_model_card
 from llmft.runs.run_folder import RunFolder
 
-PLAN_SUMMARY = ("device", "precision", "finetune", "train_examples", "optimizer_steps", "warmup_steps", "effective_batch_size",
-                "micro_batch_size", "estimated_peak_gib",
-                "trainable_parameters", "total_parameters", "format")
+PLAN_SUMMARY = (
+    "device",
+    "precision",
+    "finetune",
+    "train_examples",
+    "optimizer_steps",
+    "warmup_steps",
+    "effective_batch_size",
+    "micro_batch_size",
+    "estimated_peak_gib",
+    "trainable_parameters",
+    "total_parameters",
+    "format",
+)
 
 
 def train_command(cfg: DictConfig) -> float:
@@ -97,7 +108,9 @@ def _train_command(cfg: DictConfig) -> float:
             return cross_validate(config, out_dir, resolved, train)
         return train(config, out_dir, resolved, resume_from)
     except Stopped as ex:  # a signal before the loop began (the loop and the final scoring stop on their own)
-        again = f"the run is as it was; resume it with: llmft train trainer.resume={out_dir}" if resume_from else "nothing was saved"
+        again = (
+            f"the run is as it was; resume it with: llmft train trainer.resume={out_dir}" if resume_from else "nothing was saved"
+        )
         raise Stopped(ex.signum, f"before training {'went on' if resume_from else 'began'}; {again}") from None
     finally:
         run.unlock()
@@ -109,7 +122,9 @@ def _holds_run_folder() -> bool:
     return world_from_env().main and int(os.environ.get("SLURM_PROCID", 0)) == 0
 
 
-def train(config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None) -> float:
+def train(
+    config: TrainConfig, out_dir: Path, resolved: Optional[dict[str, Any]] = None, resume_from: Optional[Path] = None
+) -> float:
     """Run one training job into `out_dir` (continuing from `resume_from` if given); returns the best eval
     value of the selection metric."""
     quiet_libraries()
@@ -138,11 +153,15 @@ def _check_adapter_only(config: TrainConfig) -> None:
     """An unmerged LoRA checkpoint holds only the adapter: useless on a random base."""
     if config.finetune.adapters and not config.finetune.merge:
         if is_random(config.model):
-            raise UserError(f"finetune={config.finetune.method.value} with finetune.merge=false keeps only the adapter, which needs a "
-                            f"pretrained base; {config.model.name_or_path} is random")
+            raise UserError(
+                f"finetune={config.finetune.method.value} with finetune.merge=false keeps only the adapter, which needs a "
+                f"pretrained base; {config.model.name_or_path} is random"
+            )
 
 
-def _setup(config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]) -> Any:
+def _setup(
+    config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]
+) -> Any:
     """The run folder (rank 0's, on every rank), resumed from its checkpoint or started with its manifest, and the
     metrics log."""
     dist = parts.dist
@@ -194,8 +213,17 @@ def _fit(run: Any) -> Any:
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
     loss_fn = adversarial.wrap(parts.loss_fn, config.finetune, parts.strategy.unwrap(parts.model))
-    step_parts = StepParts(parts.model, loss_fn, parts.optimizer, parts.scheduler, parts.scaler, parts.precision,
-                           config.trainer, parts.dist, parts.strategy)
+    step_parts = StepParts(
+        parts.model,
+        loss_fn,
+        parts.optimizer,
+        parts.scheduler,
+        parts.scaler,
+        parts.precision,
+        config.trainer,
+        parts.dist,
+        parts.strategy,
+    )
     try:
         return fit(step_parts, parts.train_loader, selection, run.hooks(), parts.num_steps, run.state)
     except Interrupted as ex:
@@ -205,8 +233,10 @@ def _fit(run: Any) -> Any:
     del step_parts  # it holds the wrapped model (see distributed.teardown)
     where = RunFolder(run.out_dir).last if config.trainer.save_last else "nowhere (trainer.save_last=false)"
     if parts.dist.main:
-        print(f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={run.out_dir}",
-              file=sys.stderr)
+        print(
+            f"error: {stopped[1]}; checkpoint saved to {where}. Resume with: llmft train trainer.resume={run.out_dir}",
+            file=sys.stderr,
+        )
     parts.model = None  # freed before the process group goes (see distributed.teardown)
     sys.exit(128 + stopped[0])
 
@@ -236,7 +266,9 @@ def _finish(run: Any, state: Any) -> float:
             _stopped_scoring(run, requested[0])
         if dist.main:  # a stop from here on waits for the results: the run finishes
             value = _write_results(config, run.out_dir, parts, state, test_metrics)
-            drop_training_state(run.checkpoints, config.trainer.keep_last)  # finished: nothing resumes it; its state is 2x the weights
+            drop_training_state(
+                run.checkpoints, config.trainer.keep_last
+            )  # finished: nothing resumes it; its state is 2x the weights
     run.log.close()
     dist.barrier()
     return dist.broadcast(value)
@@ -249,8 +281,11 @@ def _stopped_scoring(run: Any, signum: int) -> None:
     saved = RunFolder(run.out_dir).last if run.config.trainer.save_last else None
     finish = f"llmft train trainer.resume={run.out_dir}" if saved is not None else f"llmft eval run={run.out_dir}"
     if run.parts.dist.main:
-        print(f"error: stopped by {signal.Signals(signum).name} during the final test scoring; the training is done and "
-              f"saved ({run.best_dir}{', ' + str(saved) if saved else ''}). Score it on test with: {finish}", file=sys.stderr)
+        print(
+            f"error: stopped by {signal.Signals(signum).name} during the final test scoring; the training is done and "
+            f"saved ({run.best_dir}{', ' + str(saved) if saved else ''}). Score it on test with: {finish}",
+            file=sys.stderr,
+        )
     run.log.close()
     sys.exit(128 + signum)
 
@@ -258,8 +293,10 @@ def _stopped_scoring(run: Any, signum: int) -> None:
 def _dry_run(parts: Any, config: TrainConfig) -> float:
     """Print the plan (parameters, batch, steps, data) and a memory estimate; train nothing."""
     plan = dict(parts.plan)
-    plan["memory_note"] = ("estimated_peak_gib: weights, gradients, optimizer state and the activations measured on the "
-                           "longest training row (engine/memory.py)")
+    plan["memory_note"] = (
+        "estimated_peak_gib: weights, gradients, optimizer state and the activations measured on the "
+        "longest training row (engine/memory.py)"
+    )
     print_plan(plan)
     return float("nan")
 
@@ -342,18 +379,32 @@ def _print_splits(parts: Any, config: TrainConfig) -> None:
 
 def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, Any]]) -> None:
     for source in sources:  # task.data.sources: what each gave the train split
-        asked = f"weight {source['weight']}" if "weight" in source else f"{source['rows_asked']} rows asked" if "rows_asked" in source else "all rows"
+        asked = (
+            f"weight {source['weight']}"
+            if "weight" in source
+            else f"{source['rows_asked']} rows asked"
+            if "rows_asked" in source
+            else "all rows"
+        )
         tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
-        console.print(f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     for role, counts in stats.items():
         if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens
             empty = f"; {counts['dropped_empty']} empty documents dropped" if counts["dropped_empty"] else ""
-            console.print(f"  {role}: {counts['documents']:,} documents, {counts['tokens']:,} tokens -> "
-                          f"{counts['blocks']:,} blocks of {counts['block_length']}{empty}")
+            console.print(
+                f"  {role}: {counts['documents']:,} documents, {counts['tokens']:,} tokens -> "
+                f"{counts['blocks']:,} blocks of {counts['block_length']}{empty}"
+            )
             continue
-        notes = {k: v for k, v in counts.items() if k in ("dropped_empty", "truncated", "dropped_unsupervised", "unanswerable") and v}
+        notes = {
+            k: v for k, v in counts.items() if k in ("dropped_empty", "truncated", "dropped_unsupervised", "unanswerable") and v
+        }
         if notes:
-            console.print(f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items()))
-
+            console.print(
+                f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items())
+            )

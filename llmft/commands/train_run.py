@@ -50,8 +50,9 @@ class TrainRun:
         metrics equal a single process's; every rank returns rank 0's."""
         parts, trainer = self.parts, self.config.trainer
         batches = limited_batches(parts.eval_loader, trainer.limit_eval_batches, "eval", trainer.progress)
-        metrics = gathered_metrics(parts.task, parts.strategy.unwrap(parts.model), batches, parts.precision, "eval",
-                                   parts.strategy.eval_shard)
+        metrics = gathered_metrics(
+            parts.task, parts.strategy.unwrap(parts.model), batches, parts.precision, "eval", parts.strategy.eval_shard
+        )
         metrics.update(source_metrics(parts, parts.strategy.unwrap(parts.model), "eval", parts.strategy.eval_shard, trainer))
         table = metrics.pop("samples_table", None)
         if parts.dist.main:
@@ -63,8 +64,13 @@ class TrainRun:
         parts = self.parts
         weights = parts.strategy.full_weights(parts.model)  # may be a collective: every rank gathers
         if parts.dist.main:
-            save_model(self.best_dir, parts.strategy.unwrap(parts.model), parts.tokenizer, state_dict=weights,
-                       extra_files=parts.task.checkpoint_files)
+            save_model(
+                self.best_dir,
+                parts.strategy.unwrap(parts.model),
+                parts.tokenizer,
+                state_dict=weights,
+                extra_files=parts.task.checkpoint_files,
+            )
         parts.dist.barrier()
 
     def save_state(self, loop_state: LoopState) -> None:
@@ -78,9 +84,20 @@ class TrainRun:
         weights = strategy.full_weights(parts.model)  # collectives where the state is spread: every rank gathers
         optimizer_state = strategy.optimizer_state(parts.model, parts.optimizer)
         if dist.main:  # rank 0 writes
-            save_training_state(self.checkpoints, strategy.unwrap(parts.model), parts.tokenizer, weights, optimizer_state,
-                                strategy.optimizer_format, parts.scheduler, parts.scaler, loop_state.to_dict(),
-                                trainer.keep_last, rngs, parts.task.checkpoint_files)
+            save_training_state(
+                self.checkpoints,
+                strategy.unwrap(parts.model),
+                parts.tokenizer,
+                weights,
+                optimizer_state,
+                strategy.optimizer_format,
+                parts.scheduler,
+                parts.scaler,
+                loop_state.to_dict(),
+                trainer.keep_last,
+                rngs,
+                parts.task.checkpoint_files,
+            )
         dist.barrier()
 
     def restore(self, folder: Path) -> LoopState:

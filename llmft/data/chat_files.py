@@ -16,8 +16,12 @@ SNIFF_BYTES = 1 << 16
 
 
 def _is_conversation(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(t, dict) for t in value) and any(
-        keys <= set(value[0]) for keys in TURN_KEYS)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, dict) for t in value)
+        and any(keys <= set(value[0]) for keys in TURN_KEYS)
+    )
 
 
 def read_records(file: str) -> list[dict[str, Any]]:
@@ -36,8 +40,10 @@ def read_records(file: str) -> list[dict[str, Any]]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as bad:
-                    raise UserError(f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
-                                    "each line of a .jsonl file must be one JSON object") from None
+                    raise UserError(
+                        f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
+                        "each line of a .jsonl file must be one JSON object"
+                    ) from None
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise UserError(f"{file}, row {number}: a JSON {type(row).__name__}, not an object with one field per column")
@@ -72,8 +78,13 @@ def read_chat_json(files: dict[str, str], cfg: DataConfig) -> Optional[Any]:
         if not rows:
             raise UserError(f"data file {file} (split '{split}') has no rows")
         as_text = set(columns) | {"tools"}
-        records = [{k: json.dumps(v, ensure_ascii=False) if k in as_text and not isinstance(v, str) and v is not None else v
-                    for k, v in row.items()} for row in rows]
+        records = [
+            {
+                k: json.dumps(v, ensure_ascii=False) if k in as_text and not isinstance(v, str) and v is not None else v
+                for k, v in row.items()
+            }
+            for row in rows
+        ]
         try:
             splits[split] = datasets.Dataset.from_list(records)
         except Exception as ex:  # noqa: BLE001 - arrow cannot type another column: name it in one line

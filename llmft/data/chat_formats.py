@@ -14,14 +14,24 @@ from typing import Any, Callable, Optional
 from llmft.config import ROW_FORMATS  # task.data.format values that name a row layout (the file is JSON)
 from llmft.errors import UserError
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+}
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
 CHAT_COLUMNS = {"sharegpt": "conversations", "openai": "messages"}
 # Stanford Alpaca's PROMPT_DICT (train.py), with the newline after "### Response:" that alpaca-lora's template adds
 ALPACA_PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-ALPACA_PREAMBLE_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
-                         "context. Write a response that appropriately completes the request.")
+ALPACA_PREAMBLE_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request."
+)
 
 Where = Callable[[], str]  # where a row came from ('line 3 of data.jsonl'), computed only for an error
 
@@ -86,7 +96,9 @@ def _as_list(turns: Any, column: Optional[str], where: Where) -> list[Any]:
         with contextlib.suppress(json.JSONDecodeError):
             turns = json.loads(turns)
     if not isinstance(turns, list) or not turns:
-        raise UserError(f"{where()}: column '{column}' must hold a list of turns, got {type(turns).__name__ if turns else 'nothing'}")
+        raise UserError(
+            f"{where()}: column '{column}' must hold a list of turns, got {type(turns).__name__ if turns else 'nothing'}"
+        )
     return turns
 
 
@@ -94,14 +106,18 @@ def normalize_turn(turn: Any, index: int, where: Where) -> dict[str, Any]:
     """One message as chat templates take it: `{role, content}` (OpenAI) or `{from, value}` (ShareGPT), content given
     as text or a list of text parts, tool calls and tool results kept; keys set to null by the reader dropped."""
     if not isinstance(turn, dict):
-        raise UserError(f"{where()}: turn {index} is a {type(turn).__name__}, not a message; each message needs the keys "
-                        "role and content (OpenAI messages) or from and value (ShareGPT)")
+        raise UserError(
+            f"{where()}: turn {index} is a {type(turn).__name__}, not a message; each message needs the keys "
+            "role and content (OpenAI messages) or from and value (ShareGPT)"
+        )
     keys = {k for k, v in turn.items() if v is not None}
     if "from" in keys and "value" in turn:
         return _sharegpt_turn(turn, index, where)
     if "role" not in keys or not ({"content", "tool_calls"} & set(turn)):
-        raise UserError(f"{where()}: message {index} has the keys {', '.join(sorted(turn)) or '(none)'}; each message "
-                        "needs the keys role and content (OpenAI messages) or from and value (ShareGPT)")
+        raise UserError(
+            f"{where()}: message {index} has the keys {', '.join(sorted(turn)) or '(none)'}; each message "
+            "needs the keys role and content (OpenAI messages) or from and value (ShareGPT)"
+        )
     role = turn["role"]
     if role not in OPENAI_ROLES:
         raise UserError(f"{where()}: message {index} has role '{role}'; roles are {', '.join(OPENAI_ROLES)}")
@@ -117,8 +133,10 @@ def normalize_turn(turn: Any, index: int, where: Where) -> dict[str, Any]:
 def _sharegpt_turn(turn: dict[str, Any], index: int, where: Where) -> dict[str, Any]:
     speaker, value = turn["from"], turn["value"]
     if speaker not in SHAREGPT_ROLES:
-        raise UserError(f"{where()}: turn {index} is from '{speaker}'; ShareGPT turns are from "
-                        f"{', '.join(k for k in SHAREGPT_ROLES if k not in ('user', 'assistant', 'tool'))}")
+        raise UserError(
+            f"{where()}: turn {index} is from '{speaker}'; ShareGPT turns are from "
+            f"{', '.join(k for k in SHAREGPT_ROLES if k not in ('user', 'assistant', 'tool'))}"
+        )
     if speaker == "function_call":  # LLaMA-Factory: the value is the call as JSON, {"name", "arguments"}
         return {"role": "assistant", "content": "", "tool_calls": [_tool_call(value, index, where)]}
     return {"role": SHAREGPT_ROLES[speaker], "content": _text(value, index, where)}
@@ -133,8 +151,10 @@ def _text(content: Any, index: int, where: Where) -> str:
     if isinstance(content, list):
         kinds = {part.get("type") if isinstance(part, dict) else type(part).__name__ for part in content}
         if kinds - {"text"}:
-            raise UserError(f"{where()}: message {index} has content parts of type {', '.join(sorted(map(str, kinds - {'text'})))}; "
-                            "only text parts can be trained on")
+            raise UserError(
+                f"{where()}: message {index} has content parts of type {', '.join(sorted(map(str, kinds - {'text'})))}; "
+                "only text parts can be trained on"
+            )
         return "".join(part.get("text") or "" for part in content)
     raise UserError(f"{where()}: message {index} has content of type {type(content).__name__}; give text or a list of text parts")
 
@@ -149,8 +169,10 @@ def _tool_call(call: Any, index: int, where: Where) -> dict[str, Any]:
             raise UserError(f"{where()}: turn {index} is a function call whose value is not JSON ({call[:40]!r})") from None
     function = call.get("function", call) if isinstance(call, dict) else None
     if not isinstance(function, dict) or "name" not in function:
-        raise UserError(f"{where()}: message {index} has a tool call without a function name; a call is "
-                        '{"type": "function", "function": {"name", "arguments"}}')
+        raise UserError(
+            f"{where()}: message {index} has a tool call without a function name; a call is "
+            '{"type": "function", "function": {"name", "arguments"}}'
+        )
     arguments = function.get("arguments") or {}
     if isinstance(arguments, str):
         try:
@@ -179,8 +201,10 @@ def alpaca_prompt(row: dict[str, Any], where: Where) -> tuple[str, str]:
     blank line). A row's `system` replaces the preamble; `history` needs a chat template."""
     instruction, output = _alpaca_field(row, "instruction", where), _alpaca_field(row, "output", where)
     if row.get("history"):
-        raise UserError(f"{where()}: an Alpaca row with 'history' is a conversation; it needs a tokenizer with a chat "
-                        "template (task.chat_template=<name or .jinja file>)")
+        raise UserError(
+            f"{where()}: an Alpaca row with 'history' is a conversation; it needs a tokenizer with a chat "
+            "template (task.chat_template=<name or .jinja file>)"
+        )
     source = row.get("input") or ""
     if source.strip():
         preamble = row.get("system") or ALPACA_PREAMBLE_INPUT
@@ -192,8 +216,10 @@ def alpaca_prompt(row: dict[str, Any], where: Where) -> tuple[str, str]:
 def _alpaca_field(row: dict[str, Any], key: str, where: Where) -> str:
     value = row.get(key)
     if not isinstance(value, str):
-        raise UserError(f"{where()}: an Alpaca row needs text in '{key}' (keys: instruction, input, output; optional "
-                        f"system, history), got {type(value).__name__}")
+        raise UserError(
+            f"{where()}: an Alpaca row needs text in '{key}' (keys: instruction, input, output; optional "
+            f"system, history), got {type(value).__name__}"
+        )
     return value
 
 

@@ -39,8 +39,10 @@ def apply_option(tokenizer: Any, choice: Optional[str]) -> None:
     named = named_templates(tokenizer)
     if choice not in named:
         shipped = ", ".join(named) or "none"
-        raise UserError(f"task.chat_template={choice}: not a file and not a template this tokenizer ships (it ships: "
-                        f"{shipped}); give a .jinja file or one of those names")
+        raise UserError(
+            f"task.chat_template={choice}: not a file and not a template this tokenizer ships (it ships: "
+            f"{shipped}); give a .jinja file or one of those names"
+        )
     tokenizer.chat_template = named[choice]
 
 
@@ -70,7 +72,9 @@ def disagreement(full: str, prefix: str) -> str:
     """One line: where a prefix rendering (the turns before an answer, with the generation prompt) leaves the full
     conversation's rendering; training masks and generation both rely on the two agreeing."""
     at = next((i for i, (a, b) in enumerate(zip(prefix, full)) if a != b), min(len(prefix), len(full)))
-    return (f"the chat template renders a conversation's prompt for generation differently from the same turns in "
-            f"training (at character {at}: generation {prefix[at:at + 24]!r}, training {full[at:at + 24]!r}), e.g. a "
-            "generation prompt that opens a <think> block its turns never show; set task.chat_template to a template "
-            "that agrees, or task.use_chat_template=false")
+    return (
+        f"the chat template renders a conversation's prompt for generation differently from the same turns in "
+        f"training (at character {at}: generation {prefix[at : at + 24]!r}, training {full[at : at + 24]!r}), e.g. a "
+        "generation prompt that opens a <think> block its turns never show; set task.chat_template to a template "
+        "that agrees, or task.use_chat_template=false"
+    )

@@ -33,10 +33,14 @@ def sentences(text: str, path: str) -> list[dict[str, Any]]:
         if not tokens:
             first = number
         if len(columns) < 2:
-            raise UserError(f"{path}, line {number}: one column ({line.strip()!r}); each line of a CoNLL file is "
-                            "`token ... tag` (a blank line between sentences)")
+            raise UserError(
+                f"{path}, line {number}: one column ({line.strip()!r}); each line of a CoNLL file is "
+                "`token ... tag` (a blank line between sentences)"
+            )
         if len(columns[-1]) == 2 and columns[-1][1] == "-":  # `B-`: a position without an entity type
-            raise UserError(f"{path}, line {number}: tag {columns[-1]!r} has no entity type (e.g. B-PER, I-LOC; O outside entities)")
+            raise UserError(
+                f"{path}, line {number}: tag {columns[-1]!r} has no entity type (e.g. B-PER, I-LOC; O outside entities)"
+            )
         tokens.append(columns[0])
         tags.append(columns[-1])
     if tokens:
@@ -57,9 +61,13 @@ def load_conll(files: dict[str, str]) -> Any:
         rows = sentences(decode(raw, path), path)
         if not rows:
             raise UserError(f"data file {path} (split '{split}') holds no sentence (CoNLL: one `token ... tag` per line)")
-        table = pa.table({TOKENS: pa.array([r[TOKENS] for r in rows], pa.list_(pa.string())),
-                          TAGS: pa.array([r[TAGS] for r in rows], pa.list_(pa.string())),
-                          LINE: pa.array([r[LINE] for r in rows], pa.int64())})
+        table = pa.table(
+            {
+                TOKENS: pa.array([r[TOKENS] for r in rows], pa.list_(pa.string())),
+                TAGS: pa.array([r[TAGS] for r in rows], pa.list_(pa.string())),
+                LINE: pa.array([r[LINE] for r in rows], pa.int64()),
+            }
+        )
         digest = hashlib.sha256(raw + b"|conll|" + Path(__file__).read_bytes()).hexdigest()[:32]
         out[split] = Dataset(InMemoryTable(table), fingerprint=digest)
     return DatasetDict(out)

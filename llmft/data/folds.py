@@ -21,8 +21,11 @@ def assign(n: int, k: int, seed: int, strata: Optional[Sequence[Any]] = None) ->
     each stratum starts where the last one stopped, so the fold sizes differ by at most one)."""
     rng = np.random.default_rng(seed)
     fold = np.empty(n, dtype=np.int64)
-    groups = [np.arange(n)] if strata is None else [np.flatnonzero(np.asarray(strata, dtype=object) == s)
-                                                       for s in sorted(set(strata), key=str)]
+    groups = (
+        [np.arange(n)]
+        if strata is None
+        else [np.flatnonzero(np.asarray(strata, dtype=object) == s) for s in sorted(set(strata), key=str)]
+    )
     start = 0
     for rows in groups:
         rows = rng.permutation(rows)

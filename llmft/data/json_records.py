@@ -31,8 +31,11 @@ def _record_lists(document: Any) -> dict[str, list]:
     """key -> value for each key of a top-level object whose value is a non-empty list of records (objects)."""
     if not isinstance(document, dict):
         return {}
-    return {key: value for key, value in document.items()
-            if isinstance(value, list) and value and all(isinstance(r, dict) for r in value)}
+    return {
+        key: value
+        for key, value in document.items()
+        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value)
+    }
 
 
 def qa_key(file: str) -> Optional[str]:

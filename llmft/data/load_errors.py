@@ -41,10 +41,14 @@ def raise_located(files: dict[str, str], ex: Exception, json_files: list[str]) -
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as bad:
-                raise UserError(f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
-                                "each line of a .jsonl file must be one JSON object") from ex
+                raise UserError(
+                    f"{file}, line {number}: not valid JSON ({bad.msg} at column {bad.colno}); "
+                    "each line of a .jsonl file must be one JSON object"
+                ) from ex
             if not isinstance(row, dict):
-                raise UserError(f"{file}, line {number}: a JSON {type(row).__name__}, not an object with one field per column") from ex
+                raise UserError(
+                    f"{file}, line {number}: a JSON {type(row).__name__}, not an object with one field per column"
+                ) from ex
     if "corresponds to no data" in str(ex):
         raise UserError(f"data file(s) {', '.join(files.values())} have no rows") from ex
 

@@ -17,8 +17,18 @@ from llmft.errors import UserError, closest
 from llmft.paths import package_dir, resources_dir
 
 BUILTIN_PREFIX = "builtin:"
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",
-           ".conll": "conll", ".iob": "conll", ".iob2": "conll", ".bio": "conll"}  # CoNLL columns: llmft/data/conll.py
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".iob2": "conll",
+    ".bio": "conll",
+}  # CoNLL columns: llmft/data/conll.py
 ROLES = ("train", "eval", "test")
 LINE_COLUMN = "__line__"  # the file line a CoNLL sentence starts on (llmft/data/conll.py), for error messages
 
@@ -31,11 +41,12 @@ def _format_of(path: str, cfg: Optional[DataConfig] = None) -> str:
     if suffix in data_files.CONLL2003_ENDINGS:  # CoNLL-2003's eng.train, eng.testa, eng.testb
         return "conll"
     if not suffix and Path(path).is_file():  # no extension: JSON when it starts like JSON, else raw text
-
         return sniff_format(path)
     if suffix not in FORMATS:
-        raise UserError(f"unsupported data file type '{suffix}' for {path}; use one of {', '.join(FORMATS)} "
-                        "(a file without an extension is read as text, or JSON when it starts with { or [)")
+        raise UserError(
+            f"unsupported data file type '{suffix}' for {path}; use one of {', '.join(FORMATS)} "
+            "(a file without an extension is read as text, or JSON when it starts with { or [)"
+        )
     return FORMATS[suffix]
 
 
@@ -49,7 +60,7 @@ def local_files(cfg: DataConfig) -> dict[str, str] | None:
     if cfg.data_files:
         files = dict(cfg.data_files)
     elif cfg.path.startswith(BUILTIN_PREFIX):
-        folder = resources_dir() / cfg.path[len(BUILTIN_PREFIX):]
+        folder = resources_dir() / cfg.path[len(BUILTIN_PREFIX) :]
         if not folder.is_dir():
             raise UserError(f"unknown builtin data set '{cfg.path}'")
         return _files_in_folder(folder, cfg)
@@ -140,8 +151,9 @@ def named_splits(raw: Any, cfg: DataConfig) -> dict[str, Any]:
         if len(train) < 4:
             source = split_source(cfg, "train")
             hint = json_records.records_hint(source) if len(train) == 1 and Path(source).is_file() else ""
-            raise UserError(f"split '{split}' is missing and train ('{source}') has too few rows ({len(train)}) "
-                            f"to carve it{hint}")
+            raise UserError(
+                f"split '{split}' is missing and train ('{source}') has too few rows ({len(train)}) to carve it{hint}"
+            )
         parts = train.train_test_split(test_size=cfg.carve_ratio, seed=cfg.split_seed)
         train, out[role] = parts["train"], parts["test"]
     out = {"train": train, **out}
@@ -178,6 +190,7 @@ def _drop_duplicates(train: Any, cfg: DataConfig) -> Any:
 
 def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) -> tuple[Any, int]:
     """Rows whose text is missing, empty or whitespace-only: dropped and counted, or an error (config)."""
+
     def blank(row: dict[str, Any]) -> bool:
         return any(not isinstance(row[c], str) or not row[c].strip() for c in columns)
 
@@ -185,8 +198,10 @@ def drop_empty_texts(ds: Any, columns: list[str], role: str, cfg: DataConfig) ->
     if not empty:
         return ds, 0
     if cfg.empty_texts is EmptyTexts.error:
-        raise UserError(f"the {role} split has {len(empty)} empty or whitespace-only texts (first: {row_origin(ds, empty[0], role, cfg)}); "
-                        "clean the data or set task.data.empty_texts=drop")
+        raise UserError(
+            f"the {role} split has {len(empty)} empty or whitespace-only texts (first: {row_origin(ds, empty[0], role, cfg)}); "
+            "clean the data or set task.data.empty_texts=drop"
+        )
     if len(empty) == len(ds):
         raise UserError(f"every text in the {role} split is empty")
     drop = set(empty)
@@ -201,7 +216,9 @@ def row_origin(ds: Any, index: int, role: str, cfg: DataConfig, item: int = 0) -
     carved = ROW_COLUMN in ds.column_names
     record = ds[index] if carved or LINE_COLUMN in ds.column_names else {}
     row = int(record[ROW_COLUMN]) if carved else index
-    split = cfg.train_split if carved else {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    split = (
+        cfg.train_split if carved else {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}.get(role, role)
+    )
     try:
         file = (local_files(cfg) or {}).get(split)
     except UserError:
@@ -282,8 +299,18 @@ class EpochSampler:
     """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
     order from where it stopped without replaying the batches it already trained on."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool, weights: Any = None, rank: int = 0, world: int = 1,
-                 lengths: Optional[list[int]] = None, batch_size: int = 1, wrap: bool = True):
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        shuffle: bool,
+        weights: Any = None,
+        rank: int = 0,
+        world: int = 1,
+        lengths: Optional[list[int]] = None,
+        batch_size: int = 1,
+        wrap: bool = True,
+    ):
         self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
         self.rank, self.world, self.wrap = rank, world, wrap  # wrap: pad the order so every rank gets as many rows
         self.lengths, self.batch_size = lengths, batch_size  # lengths: group rows of similar length into batches
@@ -345,8 +372,17 @@ def row_lengths(ds: Any) -> list[int]:
 
 
 def make_loader(
-    ds: Any, batch_size: int, collate: Callable, shuffle: bool, seed: int, num_workers: int = 0, weights: Any = None,
-    rank: int = 0, world: int = 1, by_length: bool = False, wrap: bool = True,
+    ds: Any,
+    batch_size: int,
+    collate: Callable,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    weights: Any = None,
+    rank: int = 0,
+    world: int = 1,
+    by_length: bool = False,
+    wrap: bool = True,
 ) -> Any:
     """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
     `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first)."""

@@ -22,15 +22,19 @@ SOURCE_COLUMN = "__source__"  # a train row's source (its index in task.data.sou
 POSITION_COLUMNS = (loading.ROW_COLUMN, loading.LINE_COLUMN)  # positions in one source's files: meaningless in a mix
 
 
-def load_splits(cfg: DataConfig, strata_of: Callable[[Any], Optional[list]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def load_splits(
+    cfg: DataConfig, strata_of: Callable[[Any], Optional[list]]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(train/eval/test splits, per-source eval/test splits, the carve record for splits.json) of a run's data: one data
     set as `task.data.path` names it, or the mix of `task.data.sources`."""
     if not cfg.sources:
         raw = loading.load_raw(cfg)
         named = folds.apply(loading.named_splits(raw, cfg), cfg, strata_of)  # k-fold: fold i is eval
         return named, {}, carving.record(raw, named, cfg)
-    per_source = {source_name(spec): loading.named_splits(loading.load_raw(source_config(cfg, spec)), source_config(cfg, spec))
-                  for spec in cfg.sources}
+    per_source = {
+        source_name(spec): loading.named_splits(loading.load_raw(source_config(cfg, spec)), source_config(cfg, spec))
+        for spec in cfg.sources
+    }
     per_source = {name: {role: _without_positions(ds) for role, ds in parts.items()} for name, parts in per_source.items()}
     train = mix([parts["train"] for parts in per_source.values()], cfg.sources, cfg.split_seed)
     named = {"train": train, **{role: _joined([parts[role] for parts in per_source.values()], role) for role in ("eval", "test")}}
@@ -54,8 +58,9 @@ def mix(trains: list[Any], specs: list[dict[str, Any]], seed: int) -> Any:
     trains = _aligned([ds.add_column(SOURCE_COLUMN, [i] * len(ds)) for i, ds in enumerate(trains)], "train")
     if "weight" in specs[0]:
         total = sum(float(s["weight"]) for s in specs)
-        return datasets.interleave_datasets(trains, probabilities=[float(s["weight"]) / total for s in specs], seed=seed,
-                                            stopping_strategy="first_exhausted")
+        return datasets.interleave_datasets(
+            trains, probabilities=[float(s["weight"]) / total for s in specs], seed=seed, stopping_strategy="first_exhausted"
+        )
     if "rows" in specs[0]:
         trains = [_take(ds, int(s["rows"]), seed + i) for i, (ds, s) in enumerate(zip(trains, specs))]
     return datasets.concatenate_datasets(trains)
@@ -91,8 +96,10 @@ def _aligned(parts: list[Any], role: str) -> list[Any]:
             if column not in ds.column_names:
                 ds = ds.add_column(column, [None] * len(ds), feature=feature)
             elif ds.features[column] != feature:
-                raise UserError(f"task.data.sources: column '{column}' of source {i} holds {ds.features[column]}, another "
-                                f"source's holds {feature}; make the {role} files agree")
+                raise UserError(
+                    f"task.data.sources: column '{column}' of source {i} holds {ds.features[column]}, another "
+                    f"source's holds {feature}; make the {role} files agree"
+                )
         out.append(ds.select_columns(list(features)))
     return out
 

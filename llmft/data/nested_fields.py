@@ -42,16 +42,22 @@ def squad_rows(document: dict[str, Any], file: str) -> Iterator[dict[str, Any]]:
                 try:
                     row = _squad_row(article, paragraph, qa, default_id=f"{a}-{p}-{q}")
                 except (AttributeError, KeyError, TypeError, ValueError) as ex:
-                    raise UserError(f"{file}: data[{a}].paragraphs[{p}].qas[{q}] is not a SQuAD question ({type(ex).__name__}: "
-                                    f"{ex}); it needs a question and answers [{{text, answer_start}}], its paragraph a context") from ex
+                    raise UserError(
+                        f"{file}: data[{a}].paragraphs[{p}].qas[{q}] is not a SQuAD question ({type(ex).__name__}: "
+                        f"{ex}); it needs a question and answers [{{text, answer_start}}], its paragraph a context"
+                    ) from ex
                 yield row
 
 
 def _squad_row(article: dict[str, Any], paragraph: dict[str, Any], qa: dict[str, Any], default_id: str) -> dict[str, Any]:
     answers = [] if qa.get("is_impossible") else qa["answers"]
-    return {"id": str(qa.get("id", default_id)), "title": str(article.get("title", "")), "context": paragraph["context"],
-            "question": qa["question"],
-            "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]}}
+    return {
+        "id": str(qa.get("id", default_id)),
+        "title": str(article.get("title", "")),
+        "context": paragraph["context"],
+        "question": qa["question"],
+        "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]},
+    }
 
 
 def read_squad(files: dict[str, str]) -> Any:
@@ -61,11 +67,18 @@ def read_squad(files: dict[str, str]) -> Any:
         return None
     import datasets
 
-    features = datasets.Features({
-        "id": datasets.Value("string"), "title": datasets.Value("string"), "context": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "answers": {"text": datasets.Sequence(datasets.Value("string")), "answer_start": datasets.Sequence(datasets.Value("int32"))},
-    })
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "title": datasets.Value("string"),
+            "context": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "answers": {
+                "text": datasets.Sequence(datasets.Value("string")),
+                "answer_start": datasets.Sequence(datasets.Value("int32")),
+            },
+        }
+    )
     out = {}
     for split, document in documents.items():
         if document is None:
@@ -137,8 +150,10 @@ class _RowFormatter(string.Formatter):
             return super().get_field(field_name, args, kwargs)
         value = lookup(kwargs, field_name, "task.prompt_template field")
         if isinstance(value, dict):  # str() of a record is not what a prompt means
-            raise UserError(f"task.prompt_template field '{field_name}' is a record; name one of its fields: "
-                            f"{', '.join('{' + f'{field_name}.{inner}' + '}' for inner in value)}")
+            raise UserError(
+                f"task.prompt_template field '{field_name}' is a record; name one of its fields: "
+                f"{', '.join('{' + f'{field_name}.{inner}' + '}' for inner in value)}"
+            )
         return value, field_name
 
 
@@ -147,5 +162,6 @@ def fill_template(template: str, row: dict[str, Any]) -> str:
     try:
         return _RowFormatter().vformat(template, (), row)
     except (KeyError, IndexError, AttributeError) as ex:  # Python's own [...] lookups, {} without a name
-        raise UserError(f"task.prompt_template cannot be filled from a row ({type(ex).__name__}: {ex}); "
-                        f"fields: {', '.join(field_names(row))}") from ex
+        raise UserError(
+            f"task.prompt_template cannot be filled from a row ({type(ex).__name__}: {ex}); fields: {', '.join(field_names(row))}"
+        ) from ex

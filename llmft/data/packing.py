@@ -57,8 +57,13 @@ def pack(features: Any, max_length: int) -> Any:
     def column(values: Any) -> Any:
         return pa.ListArray.from_arrays(offsets, pa.array(values))
 
-    return Dataset(InMemoryTable(pa.table({"input_ids": column(flat_ids[gather]), "labels": column(flat_labels[gather]),
-                                           "position_ids": column(positions)})))
+    return Dataset(
+        InMemoryTable(
+            pa.table(
+                {"input_ids": column(flat_ids[gather]), "labels": column(flat_labels[gather]), "position_ids": column(positions)}
+            )
+        )
+    )
 
 
 def group_texts(documents: Any, block: int) -> tuple[Any, dict[str, int]]:
@@ -77,8 +82,14 @@ def group_texts(documents: Any, block: int) -> tuple[Any, dict[str, int]]:
     offsets = np.append(np.arange(0, kept, block), kept).astype(np.int32)
     column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat[:kept]))
     blocks = len(offsets) - 1
-    stats = {"documents": len(documents), "tokens": total, "blocks": blocks, "block_length": block,
-             "dropped_tail_tokens": total - kept, "supervised_tokens": kept - blocks}  # a block's first token is context
+    stats = {
+        "documents": len(documents),
+        "tokens": total,
+        "blocks": blocks,
+        "block_length": block,
+        "dropped_tail_tokens": total - kept,
+        "supervised_tokens": kept - blocks,
+    }  # a block's first token is context
     return Dataset(InMemoryTable(pa.table({"input_ids": column, "labels": column}))), stats
 
 

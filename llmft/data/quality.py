@@ -87,8 +87,12 @@ def leakage(train: list[str], other: list[str], threshold: float) -> dict[str, A
     seen = set(train)
     exact = [i for i, text in enumerate(other) if text in seen]
     near = near_duplicates(other, threshold, train)
-    return {"exact": len(exact), "exact_rows": exact[:20], "near": len({i for i, _, _ in near}),
-            "near_pairs": [{"row": i, "train_row": j, "jaccard": s} for i, j, s in near[:20]]}
+    return {
+        "exact": len(exact),
+        "exact_rows": exact[:20],
+        "near": len({i for i, _, _ in near}),
+        "near_pairs": [{"row": i, "train_row": j, "jaccard": s} for i, j, s in near[:20]],
+    }
 
 
 def short_texts(ds: Any, columns: Iterable[str], min_chars: int) -> list[int]:
@@ -115,10 +119,15 @@ def report(splits: dict[str, Any], columns: list[str], min_chars: int, threshold
         groups = exact_duplicates(items[role])
         near = near_duplicates(items[role], threshold)
         short = short_texts(ds, columns, min_chars)
-        out["splits"][role] = {"rows": len(ds), "exact_duplicate_rows": sum(len(g) - 1 for g in groups),
-                               "exact_duplicate_groups": groups[:20], "near_duplicate_pairs": len(near),
-                               "near_duplicates": [{"rows": [i, j], "jaccard": s} for i, j, s in near[:20]],
-                               "empty_or_short": len(short), "empty_or_short_rows": short[:20]}
+        out["splits"][role] = {
+            "rows": len(ds),
+            "exact_duplicate_rows": sum(len(g) - 1 for g in groups),
+            "exact_duplicate_groups": groups[:20],
+            "near_duplicate_pairs": len(near),
+            "near_duplicates": [{"rows": [i, j], "jaccard": s} for i, j, s in near[:20]],
+            "empty_or_short": len(short),
+            "empty_or_short_rows": short[:20],
+        }
     for role in (r for r in splits if r != "train"):
         out["leakage"][role] = leakage(items["train"], items[role], threshold)
     return out

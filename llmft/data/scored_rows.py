@@ -26,10 +26,8 @@ def scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: st
     very rows the run held out (splits.json), and `train` is what is left of train after the carve; other data is
     scored as it is: a named split, or every row of a single file given to eval."""
     if cfg.streaming and role != "train":  # the split files, or the head rows the stream held out
-
         return streaming.open_stream(cfg)[0][role], f"the {role} rows held out of the stream {cfg.path}"
     if cfg.sources:  # each source re-carves its own splits (seeded), then they are joined as in training
-
         return mixing.load_splits(cfg, lambda train: None)[0][role], f"the {role} rows of {len(cfg.sources)} task.data.sources"
     split_name = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}[role]
     own = splits.source(cfg) == splits.source(trained_on)
@@ -46,5 +44,8 @@ def scored_rows(run_dir: Path, cfg: DataConfig, trained_on: DataConfig, role: st
     dataset = data.named_splits(raw, cfg)[role]
     if data.ROW_COLUMN not in dataset.column_names:  # nothing was carved
         return dataset, f"split '{split_name}' of {cfg.path}"
-    return dataset, (f"split '{split_name}' of {cfg.path} less the rows carved off it" if role == "train"
-                     else f"carved from {train_file} with task.data.split_seed={cfg.split_seed}")
+    return dataset, (
+        f"split '{split_name}' of {cfg.path} less the rows carved off it"
+        if role == "train"
+        else f"carved from {train_file} with task.data.split_seed={cfg.split_seed}"
+    )

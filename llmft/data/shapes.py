@@ -34,16 +34,20 @@ def check_text_columns(ds: Any, columns: list[str], where: str) -> None:
             first = repr(ds[0][column]) if len(ds) else ""
             first = f" (first row: {first[:60]}{'...' if len(first) > 60 else ''})" if first else ""
             fix = "join each list into one string" if held.startswith("lists") else "name a field that holds text"
-            raise UserError(f"column '{column}' in {where} holds {held}{first}, not text; {fix}, or name another "
-                            "column in task.data.text_columns")
+            raise UserError(
+                f"column '{column}' in {where} holds {held}{first}, not text; {fix}, or name another "
+                "column in task.data.text_columns"
+            )
 
 
 def check_label_column(ds: Any, column: str, where: str) -> None:
     """A classification label is one string or integer per row."""
     held = describe(ds.features[column])
     if held is not None and held.startswith(("lists", "records")):
-        raise UserError(f"column '{column}' in {where} holds {held}; classification takes one label per row "
-                        "(a string or an integer id), so multi-label data needs one row per label")
+        raise UserError(
+            f"column '{column}' in {where} holds {held}; classification takes one label per row "
+            "(a string or an integer id), so multi-label data needs one row per label"
+        )
 
 
 def check_not_multiple_choice(ds: Any, label_column: str, where: str) -> None:
@@ -58,9 +62,11 @@ def check_not_multiple_choice(ds: Any, label_column: str, where: str) -> None:
         return
     low = min(labels)
     if low in (0, 1) and max(labels) - low < count:  # 0- or 1-based index of a choice
-        raise UserError(f"{where} looks like multiple choice ({evidence}, and '{label_column}' holds the index of the "
-                        "right one): the classification family scores one text or a pair and would learn from one "
-                        "column only; train it with task=multiple-choice (task.data.text_columns=[<context>], task.endings=[...] if not detected)")
+        raise UserError(
+            f"{where} looks like multiple choice ({evidence}, and '{label_column}' holds the index of the "
+            "right one): the classification family scores one text or a pair and would learn from one "
+            "column only; train it with task=multiple-choice (task.data.text_columns=[<context>], task.endings=[...] if not detected)"
+        )
 
 
 def _choice_count(ds: Any) -> Optional[tuple[str, int]]:

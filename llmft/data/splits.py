@@ -42,7 +42,9 @@ def record(raw: Any, splits: dict[str, Any], cfg: DataConfig) -> dict[str, Any]:
         "source": source(cfg),
         "train_rows": len(raw[cfg.train_split]),
         "train_digest": train_digest(raw, cfg),
-        "carved": {role: {"split": names[role], "rows": [int(r) for r in splits[role][ROW_COLUMN]]} for role in carved_roles(splits)},
+        "carved": {
+            role: {"split": names[role], "rows": [int(r) for r in splits[role][ROW_COLUMN]]} for role in carved_roles(splits)
+        },
     }
 
 
@@ -76,9 +78,11 @@ def saved_split(run_dir: Path, raw: Any, cfg: DataConfig, role: str) -> Optional
     train = raw[cfg.train_split]
     if len(train) != carve["train_rows"] or train_digest(raw, cfg) != carve["train_digest"]:
         where = (local_files(cfg) or {}).get(cfg.train_split, cfg.path)
-        raise UserError(f"{where} changed since run {run_dir} was trained, so the rows it held out for "
-                        f"'{carve['carved'][role]['split']}' cannot be found; restore the file, or score other data "
-                        "with task.data.path=<file> (all its rows)")
+        raise UserError(
+            f"{where} changed since run {run_dir} was trained, so the rows it held out for "
+            f"'{carve['carved'][role]['split']}' cannot be found; restore the file, or score other data "
+            "with task.data.path=<file> (all its rows)"
+        )
     rows = carve["carved"][role]["rows"]
     return train.add_column(ROW_COLUMN, list(range(len(train)))).select(rows)  # keep file positions for error messages
 
@@ -88,9 +92,14 @@ def describe(splits: dict[str, Any], cfg: DataConfig) -> tuple[str, list[str]]:
     measure anything."""
     names = {"train": cfg.train_split, "eval": cfg.eval_split, "test": cfg.test_split}
     carved = carved_roles(splits)
-    parts = [f"{names[role]} {len(ds)} row{'s' * (len(ds) != 1)}" + (" (carved from train)" if role in carved else "")
-             for role, ds in splits.items()]
-    warnings = [f"warning: the {names[role]} split carved from train has only {len(splits[role])} row(s) (< {SMALL_SPLIT}): "
-                f"its metrics measure nothing; give more data, a larger task.data.carve_ratio, or a {names[role]} file"
-                for role in carved if len(splits[role]) < SMALL_SPLIT]
+    parts = [
+        f"{names[role]} {len(ds)} row{'s' * (len(ds) != 1)}" + (" (carved from train)" if role in carved else "")
+        for role, ds in splits.items()
+    ]
+    warnings = [
+        f"warning: the {names[role]} split carved from train has only {len(splits[role])} row(s) (< {SMALL_SPLIT}): "
+        f"its metrics measure nothing; give more data, a larger task.data.carve_ratio, or a {names[role]} file"
+        for role in carved
+        if len(splits[role]) < SMALL_SPLIT
+    ]
     return "data: " + ", ".join(parts), warnings

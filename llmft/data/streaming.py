@@ -33,8 +33,13 @@ def check(config: TrainConfig, task: Any, world: int) -> None:
         raise UserError("task.data.streaming=true needs trainer.max_steps: a stream has no length to count epochs in")
     if not task.packs:
         raise UserError(f"task.data.streaming=true trains decoder-only (causal_lm) tasks, not {config.task.family}")
-    refused = {"task.data.sources": bool(data.sources), "task.data.dedup": data.dedup, "task.data.folds": bool(data.folds),
-               "trainer.group_by_length": bool(trainer.group_by_length), "torchrun": world > 1}
+    refused = {
+        "task.data.sources": bool(data.sources),
+        "task.data.dedup": data.dedup,
+        "task.data.folds": bool(data.folds),
+        "trainer.group_by_length": bool(trainer.group_by_length),
+        "torchrun": world > 1,
+    }
     what = next((k for k, v in refused.items() if v), None)
     if what is not None:
         raise UserError(f"task.data.streaming=true does not combine with {what} (it needs every row in memory, or one process)")
@@ -50,8 +55,9 @@ def open_stream(cfg: DataConfig) -> tuple[dict[str, Any], "Stream"]:
     train = files[cfg.train_split]
     fmt = "parquet" if Path(train).suffix.lower() == ".parquet" else loading._format_of(train, cfg)
     if fmt not in ("json", "text", "parquet") or (fmt == "json" and Path(train).suffix.lower() == ".json"):
-        raise UserError(f"task.data.streaming=true reads JSON Lines (.jsonl), text (.txt) or Parquet (.parquet) files, "
-                        f"not {Path(train).name}")
+        raise UserError(
+            f"task.data.streaming=true reads JSON Lines (.jsonl), text (.txt) or Parquet (.parquet) files, not {Path(train).name}"
+        )
     stream = Stream(train, fmt, cfg.text_columns[0], cfg.text_unit)
     held = cfg.max_eval_samples or HELD_OUT
     splits, start = {}, {"pass": 0, **stream.first, "buffer": None}
@@ -61,8 +67,10 @@ def open_stream(cfg: DataConfig) -> tuple[dict[str, Any], "Stream"]:
             continue
         rows = list(itertools.islice(stream.rows(stream.cursor(start)), held))
         if len(rows) < held:
-            raise UserError(f"{train} has too few rows to hold {held} out for {role} ahead of the stream; give a "
-                            f"{name} file or a smaller task.data.max_eval_samples")
+            raise UserError(
+                f"{train} has too few rows to hold {held} out for {role} ahead of the stream; give a "
+                f"{name} file or a smaller task.data.max_eval_samples"
+            )
         start = {**start, **rows[-1][1]}
         splits[role] = datasets.Dataset.from_list([row for row, _ in rows])
     stream.start = start
@@ -172,7 +180,7 @@ class _TextBlocks:
     def add(self, tokens: list[int]) -> Iterator[dict[str, list[int]]]:
         self.buffer.extend(tokens)
         while len(self.buffer) >= self.length:
-            block, self.buffer = self.buffer[: self.length], self.buffer[self.length:]
+            block, self.buffer = self.buffer[: self.length], self.buffer[self.length :]
             yield {"input_ids": block, "labels": block}
 
     def saved(self) -> list[int]:
@@ -208,8 +216,11 @@ class _Examples:
 
     def _packed(self) -> dict[str, list[int]]:
         # an example's first token is context, as at the start of a row (packing.pack does the same)
-        return {"input_ids": [t for ids, _ in self.buffer for t in ids], "labels": [t for _, labels in self.buffer for t in [IGNORE, *labels[1:]]],
-                "position_ids": [p for ids, _ in self.buffer for p in range(len(ids))]}
+        return {
+            "input_ids": [t for ids, _ in self.buffer for t in ids],
+            "labels": [t for _, labels in self.buffer for t in [IGNORE, *labels[1:]]],
+            "position_ids": [p for ids, _ in self.buffer for p in range(len(ids))],
+        }
 
     def saved(self) -> list[list[list[int]]]:
         return [list(e) for e in self.buffer]

@@ -25,8 +25,9 @@ def decode(raw: bytes, path: str) -> str:
     """UTF-8 text with its line breaks made '\\n'; binary data or another encoding is one line naming the file."""
     nul = raw.find(b"\x00")
     if nul >= 0:  # valid UTF-8 can hold NUL bytes; text files do not
-        raise UserError(f"{path} is not a text file (a NUL byte at byte {nul}); "
-                        "give UTF-8 text, or a csv/tsv/json/jsonl/parquet file")
+        raise UserError(
+            f"{path} is not a text file (a NUL byte at byte {nul}); give UTF-8 text, or a csv/tsv/json/jsonl/parquet file"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as ex:

@@ -74,8 +74,9 @@ def _too_short(enc: Any, row: int, pieces: list[str], texts: list[str], max_leng
     return any(c and ids.count(i) <= max_length + TOKEN_MARGIN for i, c in enumerate(cut))
 
 
-def encode_rows(tokenizer: Any, columns: list[list[str]], max_length: int, side: Side, as_target: bool = False,
-                **kwargs: Any) -> tuple[dict[str, list], list[bool]]:
+def encode_rows(
+    tokenizer: Any, columns: list[list[str]], max_length: int, side: Side, as_target: bool = False, **kwargs: Any
+) -> tuple[dict[str, list], list[bool]]:
     """Rows of one text column (or two: a pair) tokenized and truncated to `max_length` tokens on `side`, as
     `tokenizer(*columns, truncation=True, max_length=max_length)` would, and whether each row was truncated.
     `as_target`: one column of seq2seq targets (`text_target=`, for tokenizers with a target mode).

@@ -105,11 +105,14 @@ class AdversarialLoss:
 def check_supported(family: str, per_row_loss: bool, processes: int) -> None:
     """Refuse, in one line, what the perturbation cannot do (before anything loads)."""
     if not per_row_loss:
-        raise UserError(f"finetune.adversarial perturbs one forward of per-row losses; task family {family} does not "
-                        "train that way")
+        raise UserError(
+            f"finetune.adversarial perturbs one forward of per-row losses; task family {family} does not train that way"
+        )
     if processes > 1:  # DDP's reducer expects each forward's backward to reduce; the probe's autograd.grad does not
-        raise UserError("finetune.adversarial runs in one process: its extra forward passes per step do not fit DDP's or "
-                        "FSDP's one-forward-one-backward gradient sync")
+        raise UserError(
+            "finetune.adversarial runs in one process: its extra forward passes per step do not fit DDP's or "
+            "FSDP's one-forward-one-backward gradient sync"
+        )
 
 
 def wrap(loss_fn: Any, cfg: FinetuneConfig, model: Any) -> Any:

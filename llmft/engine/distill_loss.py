@@ -21,13 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmft.config_types import KDLoss
-from llmft.engine.token_loss import (
-    CHUNK_ELEMENTS,
-    IGNORE,
-    linear_cross_entropy_sum,
-    plain_cross_entropy_sum,
-    split_head,
-)
+from llmft.engine.token_loss import CHUNK_ELEMENTS, IGNORE, linear_cross_entropy_sum, plain_cross_entropy_sum, split_head
 
 JSD_BETA = 0.5
 
@@ -147,8 +141,14 @@ def _chunk_divergence(student: _Rows, teacher: _Rows, start: int, end: int, dist
     return distillation.divergence_sum(student.logits(start, end), teacher_chunk)
 
 
-def token_distill_sum(model: Any, teacher: torch.nn.Module, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
-                      distillation: Distillation, chunked: bool = True) -> torch.Tensor:
+def token_distill_sum(
+    model: Any,
+    teacher: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    distillation: Distillation,
+    chunked: bool = True,
+) -> torch.Tensor:
     """alpha * summed token cross-entropy + (1 - alpha) * T^2 * summed per-token divergence over the vocabulary, for
     the positions whose target is not IGNORE (causal LM: next token; seq2seq: target token)."""
     student = _output_rows(model, inputs, targets, chunked)
@@ -160,6 +160,13 @@ def token_distill_sum(model: Any, teacher: torch.nn.Module, inputs: dict[str, to
     divergence_total = torch.zeros((), dtype=torch.float32, device=student.flat.device)
     for start in range(0, student.ids.shape[0], step):
         divergence_total = divergence_total + checkpoint(  # recomputed in the backward: no chunk's logits are kept
-            _chunk_divergence, student, teacher_rows, start, start + step, distillation, use_reentrant=False,
-            preserve_rng_state=False)
+            _chunk_divergence,
+            student,
+            teacher_rows,
+            start,
+            start + step,
+            distillation,
+            use_reentrant=False,
+            preserve_rng_state=False,
+        )
     return distillation.mix(task_sum, divergence_total)

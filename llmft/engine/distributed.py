@@ -74,8 +74,12 @@ class Dist:
 
 def world_from_env(device: torch.device = torch.device("cpu")) -> Dist:
     """What torchrun says about this process (without touching the process group)."""
-    return Dist(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)),
-                local_rank=int(os.environ.get("LOCAL_RANK", 0)), device=device)
+    return Dist(
+        rank=int(os.environ.get("RANK", 0)),
+        world=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        device=device,
+    )
 
 
 def _export_slurm_env() -> None:
@@ -97,8 +101,9 @@ def setup(device: torch.device, timeout_minutes: int = 60) -> Dist:
             torch.cuda.set_device(device)
         from datetime import timedelta
 
-        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                             timeout=timedelta(minutes=timeout_minutes))
+        torch.distributed.init_process_group(
+            backend="nccl" if device_type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes)
+        )
     return dist
 
 

@@ -14,7 +14,9 @@ class Scorer(Protocol):
     def eval_metrics(self, partials: list[dict[str, Any]], role: str) -> dict[str, Any]: ...
 
 
-def gathered_metrics(task: Scorer, model: Any, batches: Iterable[Any], precision: Precision, role: str, shard: Dist) -> dict[str, Any]:
+def gathered_metrics(
+    task: Scorer, model: Any, batches: Iterable[Any], precision: Precision, role: str, shard: Dist
+) -> dict[str, Any]:
     """`task`'s metrics over the batches every rank of `shard` scored (and its share of generated rows); computed on
     the shard's rank 0, {} on the other ranks."""
     partials = shard.gather(task.eval_partial(model, batches, precision, role, shard))  # a collective: every rank

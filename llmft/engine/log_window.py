@@ -45,9 +45,15 @@ class LogWindow:
         self.start += seconds
 
     def saved(self) -> dict[str, Any]:
-        return {"loss": self.loss.item(), "steps": self.steps, "samples": self.samples, "tokens": self.tokens,
-                "seconds": time.perf_counter() - self.start, "terms": {k: v.item() for k, v in self.terms.items()},
-                "items": self.items}
+        return {
+            "loss": self.loss.item(),
+            "steps": self.steps,
+            "samples": self.samples,
+            "tokens": self.tokens,
+            "seconds": time.perf_counter() - self.start,
+            "terms": {k: v.item() for k, v in self.terms.items()},
+            "items": self.items,
+        }
 
     def record(self, dist: Dist) -> dict[str, float]:
         """Mean loss per step, samples/s and tokens/s over all processes, and the terms' means per item (one
@@ -55,10 +61,15 @@ class LogWindow:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         device = self.loss.device
         names = sorted(self.terms)  # the same on every rank: one task
-        local = torch.stack([self.loss.double(), torch.tensor(float(self.samples), dtype=torch.float64, device=device),
-                             torch.tensor(float(self.tokens), dtype=torch.float64, device=device),
-                             torch.tensor(float(self.items), dtype=torch.float64, device=device),
-                             *(self.terms[k].to(device) for k in names)])
+        local = torch.stack(
+            [
+                self.loss.double(),
+                torch.tensor(float(self.samples), dtype=torch.float64, device=device),
+                torch.tensor(float(self.tokens), dtype=torch.float64, device=device),
+                torch.tensor(float(self.items), dtype=torch.float64, device=device),
+                *(self.terms[k].to(device) for k in names),
+            ]
+        )
         loss, samples, tokens, items, *sums = dist.sum(local).tolist()
         record = {"train/loss": loss / self.steps} if self.steps else {}  # none when every step of the window overflowed
         record["train/samples_per_s"] = samples / elapsed

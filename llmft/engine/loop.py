@@ -189,7 +189,9 @@ def optimizer_step(parts: StepParts, group: list[Batch], state: LoopState) -> Op
     parts.terms.clear()
     for i, batch in enumerate(group):
         batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with parts.strategy.gradient_sync(model, i == len(group) - 1):  # a fresh context per micro-batch, around forward and backward
+        with parts.strategy.gradient_sync(
+            model, i == len(group) - 1
+        ):  # a fresh context per micro-batch, around forward and backward
             with precision.autocast():
                 loss = _loss_sum(parts.loss_fn, model, batch, parts.terms) / max(items, 1)
             scaler.scale(loss * dist.world).backward()  # DDP averages gradients over ranks; undo it
@@ -227,12 +229,7 @@ def _loss_sum(loss_fn: LossFn, model: Any, batch: Batch, terms: dict[str, torch.
 
 
 def fit(
-    parts: StepParts,
-    loader: Any,
-    selection: Selection,
-    hooks: Hooks,
-    num_steps: int,
-    state: Optional[LoopState] = None,
+    parts: StepParts, loader: Any, selection: Selection, hooks: Hooks, num_steps: int, state: Optional[LoopState] = None
 ) -> LoopState:
     """Train for `num_steps` optimizer steps (epochs repeat as needed) or until early stopping; resumes from `state`."""
     state = state or LoopState()
@@ -242,7 +239,9 @@ def fit(
     saved = state.log_windows[dist.rank] if dist.rank < len(state.log_windows) else None
     epochs = 0 if cfg.max_steps > 0 else cfg.epochs  # max_steps: epochs repeat as needed
     with training_progress(num_steps, state.step, epochs, cfg.progress, dist.main) as progress, stop_requests() as requested:
-        steps = Steps(parts, selection, hooks, num_steps, per_epoch, LogWindow(parts.precision.device, saved), progress, requested)
+        steps = Steps(
+            parts, selection, hooks, num_steps, per_epoch, LogWindow(parts.precision.device, saved), progress, requested
+        )
         while (cfg.max_steps > 0 or state.epoch < cfg.epochs) and state.step < num_steps and not state.stopped_early:
             if state.batches_done >= per_epoch:  # an epoch whose last group was skipped (non-finite loss)
                 state.epoch, state.batches_done = state.epoch + 1, 0
@@ -299,8 +298,16 @@ class Steps:
         return state.step >= self.num_steps or state.stopped_early or epoch_end
 
 
-def _after_step(state: LoopState, window: LogWindow, hooks: Hooks, requested: list[int], dist: Dist, cfg: TrainerConfig,
-                epoch_end: bool, num_steps: int) -> None:
+def _after_step(
+    state: LoopState,
+    window: LogWindow,
+    hooks: Hooks,
+    requested: list[int],
+    dist: Dist,
+    cfg: TrainerConfig,
+    epoch_end: bool,
+    num_steps: int,
+) -> None:
     """Save a resumable checkpoint when due (with every rank's log window); stop every rank after the same step on a
     signal, even if it reached them apart."""
     stop = bool(requested)

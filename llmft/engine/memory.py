@@ -34,8 +34,11 @@ class MemoryEstimate:
     def parts(self, rows: int) -> dict[str, float]:
         """The estimate's parts in GiB, for the plan: loaded, gradients + optimizer state, saved activations."""
         saved = self.fixed_activations + rows * self.activations_per_row
-        return {"loaded": round(self.base / GIB, 3), "grads_and_optimizer": round(self.state / GIB, 3),
-                "activations": round(saved / GIB, 3)}
+        return {
+            "loaded": round(self.base / GIB, 3),
+            "grads_and_optimizer": round(self.state / GIB, 3),
+            "activations": round(saved / GIB, 3),
+        }
 
     def peak(self, rows: int) -> int:
         saved = self.fixed_activations + rows * self.activations_per_row
@@ -112,6 +115,7 @@ def _saved_bytes(model: torch.nn.Module, step: Callable[[], torch.Tensor]) -> in
 def _longest(features: Any, sample: int = 4096) -> dict[str, Any]:
     """The row with the most token ids among up to `sample` rows spread over the split: the lengths of its `*input_ids`
     fields (a pair's texts, a question's choices) summed, nested lists included."""
+
     def size(value: Any) -> int:
         if isinstance(value, list) and value and isinstance(value[0], list):
             return sum(size(v) for v in value)
@@ -124,8 +128,9 @@ def _longest(features: Any, sample: int = 4096) -> dict[str, Any]:
     return max((features[i] for i in range(0, len(features), step)), key=tokens)
 
 
-def measure(model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callable, precision: Any,
-            trainable_bytes: int, optimizer: str) -> MemoryEstimate:
+def measure(
+    model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callable, precision: Any, trainable_bytes: int, optimizer: str
+) -> MemoryEstimate:
     """Measure the activations of one and two longest rows through the task's loss; the RNG state, gradients and
     training mode are as they were before."""
     row = _longest(features)
@@ -137,6 +142,7 @@ def measure(model: torch.nn.Module, loss_fn: Any, features: Any, collate: Callab
         def run() -> torch.Tensor:
             with precision.autocast():
                 return loss_fn.loss_sum(model, batch).float()
+
         return run
 
     with torch.no_grad():
@@ -165,8 +171,9 @@ def micro_batch(estimate: MemoryEstimate, batch_size: int, budget: int) -> Optio
     return None
 
 
-def fit_batch(estimate: MemoryEstimate, batch_size: int, device: torch.device, budget_gib: Optional[float],
-              asked: Optional[int]) -> int:
+def fit_batch(
+    estimate: MemoryEstimate, batch_size: int, device: torch.device, budget_gib: Optional[float], asked: Optional[int]
+) -> int:
     """Rows per forward pass: `asked` (trainer.micro_batch_size) if given and it fits what the device has; else all of
     `batch_size` when it fits the budget, or its largest divisor that does. One line (UserError) when nothing fits."""
     budget = int(budget_gib * GIB) if budget_gib else default_budget(device)
@@ -176,11 +183,15 @@ def fit_batch(estimate: MemoryEstimate, batch_size: int, device: torch.device, b
         rows = 1  # over the planned budget but within what the device has: run, one row at a time
     if rows is None or estimate.peak(rows) > 0.95 * reachable and not budget_gib:
         need = estimate.peak(rows or 1) / GIB
-        raise UserError(f"a training step of {rows or 1} row(s) needs ~{need:.1f} GiB (estimated), more than the "
-                        f"{min(budget, reachable) / GIB:.1f} GiB available; set trainer.gradient_checkpointing=true, a lower "
-                        "model.max_length, finetune=lora, or trainer.micro_batch_size=1")
+        raise UserError(
+            f"a training step of {rows or 1} row(s) needs ~{need:.1f} GiB (estimated), more than the "
+            f"{min(budget, reachable) / GIB:.1f} GiB available; set trainer.gradient_checkpointing=true, a lower "
+            "model.max_length, finetune=lora, or trainer.micro_batch_size=1"
+        )
     if budget_gib and estimate.peak(rows) > budget:
-        raise UserError(f"a training step of {rows} row(s) needs ~{estimate.peak(rows) / GIB:.1f} GiB (estimated), above "
-                        f"trainer.memory_budget_gib={budget_gib}; set trainer.gradient_checkpointing=true, a lower "
-                        "model.max_length, finetune=lora, or raise the budget")
+        raise UserError(
+            f"a training step of {rows} row(s) needs ~{estimate.peak(rows) / GIB:.1f} GiB (estimated), above "
+            f"trainer.memory_budget_gib={budget_gib}; set trainer.gradient_checkpointing=true, a lower "
+            "model.max_length, finetune=lora, or raise the budget"
+        )
     return rows

@@ -17,10 +17,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     for _, param in model.named_parameters():
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_optimizer(cfg: OptimizerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -53,8 +50,9 @@ def _fused_supported(groups: list[dict]) -> bool:
 
     params = [p for g in groups for p in g["params"]]
     devices = set(_get_fused_kernels_supported_devices())
-    return bool(params) and all(p.device.type in devices and p.is_floating_point() and type(p.data) is torch.Tensor
-                                for p in params)
+    return bool(params) and all(
+        p.device.type in devices and p.is_floating_point() and type(p.data) is torch.Tensor for p in params
+    )
 
 
 def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:

@@ -33,10 +33,15 @@ def check_supported(config: TrainConfig, task: Any, processes: int) -> None:
         (processes > 1, "runs in one process (not under torchrun: DDP/FSDP)"),
         (not task.per_row_loss, f"needs a loss that is a sum of per-row terms; task family {config.task.family} couples rows"),
         (config.task.packing, "cannot split packed rows into examples: set task.packing=false"),
-        (trainer.gradient_checkpointing, "needs each layer's activations (Opacus's hooks): set trainer.gradient_checkpointing=false"),
+        (
+            trainer.gradient_checkpointing,
+            "needs each layer's activations (Opacus's hooks): set trainer.gradient_checkpointing=false",
+        ),
         (trainer.compile, "hooks every layer, which torch.compile cannot trace: set trainer.compile=false"),
-        (trainer.grad_accum_steps > 1 or (trainer.micro_batch_size or trainer.batch_size) < trainer.batch_size,
-         "clips and noises one batch per step: set trainer.grad_accum_steps=1 and no trainer.micro_batch_size"),
+        (
+            trainer.grad_accum_steps > 1 or (trainer.micro_batch_size or trainer.batch_size) < trainer.batch_size,
+            "clips and noises one batch per step: set trainer.grad_accum_steps=1 and no trainer.micro_batch_size",
+        ),
         (config.precision.mode is PrecisionMode.fp16, "needs unscaled per-sample gradients: use precision=fp32 or bf16"),
         (config.finetune.method is FinetuneMethod.qlora, "has no per-sample gradients for 4-bit layers: use finetune=lora"),
         (config.finetune.adversarial is not None, "and finetune.adversarial do not combine (per-sample hooks see every forward)"),
@@ -79,14 +84,22 @@ class PrivateTraining:
         return float(accountant.get_epsilon(self.cfg.delta))
 
     def record(self, steps: int) -> dict[str, Any]:
-        return {"epsilon_target": self.cfg.epsilon, "delta": self.cfg.delta, "max_grad_norm": self.cfg.max_grad_norm,
-                "noise_multiplier": round(self.noise_multiplier, 6), "sample_rate": self.sample_rate, "steps": steps,
-                "epsilon_spent": round(self.spent(steps), 6), "accountant": "rdp",
-                "frozen_embedding_parameters": self.frozen_embedding_parameters}
+        return {
+            "epsilon_target": self.cfg.epsilon,
+            "delta": self.cfg.delta,
+            "max_grad_norm": self.cfg.max_grad_norm,
+            "noise_multiplier": round(self.noise_multiplier, 6),
+            "sample_rate": self.sample_rate,
+            "steps": steps,
+            "epsilon_spent": round(self.spent(steps), 6),
+            "accountant": "rdp",
+            "frozen_embedding_parameters": self.frozen_embedding_parameters,
+        }
 
 
-def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, train_rows: int,
-                 num_steps: int) -> tuple[torch.optim.Optimizer, PrivateTraining]:
+def make_private(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, train_rows: int, num_steps: int
+) -> tuple[torch.optim.Optimizer, PrivateTraining]:
     """Hook per-sample gradients onto the model's layers and wrap the optimizer in Opacus's DPOptimizer."""
     try:
         from opacus import GradSampleModule
@@ -96,19 +109,23 @@ def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, confi
         raise UserError(f'{REFUSED} needs Opacus: pip install "llmft[privacy]"') from None
     cfg, batch = config.privacy, config.trainer.batch_size
     if config.trainer.grad_accum_steps > 1:
-        raise UserError(f"{REFUSED} clips and noises one batch per step, but the memory plan split batch {batch} into "
-                        f"{config.trainer.grad_accum_steps} passes: set a smaller trainer.batch_size")
+        raise UserError(
+            f"{REFUSED} clips and noises one batch per step, but the memory plan split batch {batch} into "
+            f"{config.trainer.grad_accum_steps} passes: set a smaller trainer.batch_size"
+        )
     sample_rate = min(1.0, batch / max(train_rows, 1))
-    noise = get_noise_multiplier(target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=sample_rate, steps=num_steps,
-                                 accountant="rdp")
+    noise = get_noise_multiplier(
+        target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=sample_rate, steps=num_steps, accountant="rdp"
+    )
     # Opacus's full backward hooks on the first trainable layer (its input comes from frozen embeddings) say so once
     warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
     try:
         hooks = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=True)
     except NotImplementedError as ex:  # a layer with trainable weights that Opacus has no per-sample rule for
         raise UserError(f"{REFUSED}: {str(ex).splitlines()[0]}") from None
-    private = DPOptimizer(optimizer, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm, expected_batch_size=batch,
-                          loss_reduction="mean")
+    private = DPOptimizer(
+        optimizer, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm, expected_batch_size=batch, loss_reduction="mean"
+    )
     frozen = sum(p.numel() for p in _embedding_parameters(model))
     return private, PrivateTraining(cfg, float(noise), sample_rate, frozen, hooks)
 
@@ -119,7 +136,10 @@ def save_spent(manifest_path: Path, private: PrivateTraining, steps: int) -> dic
     manifest = json.loads(manifest_path.read_text())
     manifest["privacy"] = record
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    console.print(f"DP-SGD: spent epsilon {record['epsilon_spent']:.3f} of {record['epsilon_target']} at delta "
-                  f"{record['delta']:g} (noise multiplier {record['noise_multiplier']:.3f}, {steps} steps, sample rate "
-                  f"{record['sample_rate']:.4f}; embeddings frozen)", highlight=False)
+    console.print(
+        f"DP-SGD: spent epsilon {record['epsilon_spent']:.3f} of {record['epsilon_target']} at delta "
+        f"{record['delta']:g} (noise multiplier {record['noise_multiplier']:.3f}, {steps} steps, sample rate "
+        f"{record['sample_rate']:.4f}; embeddings frozen)",
+        highlight=False,
+    )
     return record

@@ -157,8 +157,9 @@ def _check_format(strategy: Strategy, folder: Path, state: dict[str, Any]) -> No
         raise UserError(f"{folder} was written by {written}; resume it with the trainer.strategy it was trained with")
 
 
-def _load_local(strategy: Strategy, model: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path,
-                state: dict[str, Any]) -> None:
+def _load_local(
+    strategy: Strategy, model: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path, state: dict[str, Any]
+) -> None:
     _check_format(strategy, folder, state)
     load_weights(folder, strategy.unwrap(model))
     optimizer.load_state_dict(state["optimizer"])

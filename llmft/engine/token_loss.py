@@ -35,8 +35,15 @@ def _grad_buffers(needs: tuple, hidden: torch.Tensor, weight: torch.Tensor, bias
     return grad_h, grad_w, grad_b
 
 
-def _add_head_grads(d_logits: torch.Tensor, h: torch.Tensor, w: Optional[torch.Tensor], rows: slice,
-                    grad_h: Optional[torch.Tensor], grad_w: Optional[torch.Tensor], grad_b: Optional[torch.Tensor]) -> None:
+def _add_head_grads(
+    d_logits: torch.Tensor,
+    h: torch.Tensor,
+    w: Optional[torch.Tensor],
+    rows: slice,
+    grad_h: Optional[torch.Tensor],
+    grad_w: Optional[torch.Tensor],
+    grad_b: Optional[torch.Tensor],
+) -> None:
     """One chunk's gradient of the logits (fp32) through the output layer: into the hidden states' rows `rows`, and
     summed into the weight's and bias's gradients (each only where it is wanted, i.e. not None)."""
     g = d_logits.to(h.dtype)
@@ -53,14 +60,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
     the gradients the forward already computed."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
-                rows_per_chunk: int) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor],
+        targets: torch.Tensor,
+        rows_per_chunk: int,
+    ) -> torch.Tensor:
         grad_h, grad_w, grad_b = _grad_buffers(ctx.needs_input_grad, hidden, weight, bias)
         want_h, want_w, want_b = grad_h is not None, grad_w is not None, grad_b is not None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         w = weight.to(hidden.dtype) if want_h else None  # one cast for every chunk (a no-op in fp32)
         for start in range(0, hidden.shape[0], rows_per_chunk):
-            h, t = hidden[start:start + rows_per_chunk], targets[start:start + rows_per_chunk]
+            h, t = hidden[start : start + rows_per_chunk], targets[start : start + rows_per_chunk]
             logits = F.linear(h, weight, bias).float()
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
@@ -84,21 +97,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return scale(grad_h, None), scale(grad_w, w_dtype), scale(grad_b, b_dtype), None, None
 
 
-def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                             targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor
+) -> torch.Tensor:
     """Summed cross-entropy of the output layer `(weight, bias)` applied to `hidden` (..., H) against `targets` (...),
     positions labelled IGNORE skipped; never more than one chunk of logits at a time."""
     hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1).to(hidden.device)
     rows = (targets != IGNORE).nonzero().squeeze(1)
     rows_per_chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden.index_select(0, rows), weight, bias, targets.index_select(0, rows),
-                                     rows_per_chunk)
+    return _LinearCrossEntropy.apply(hidden.index_select(0, rows), weight, bias, targets.index_select(0, rows), rows_per_chunk)
 
 
 def plain_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The reference: summed cross-entropy over supervised positions of fully materialised logits."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                           reduction="sum")
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
 
 
 def inner_model(model: Any) -> Any:
@@ -158,8 +172,14 @@ class _LinearTokenLogps(torch.autograd.Function):
     outlives a chunk in either pass."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
-                rows_per_chunk: int) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor],
+        targets: torch.Tensor,
+        rows_per_chunk: int,
+    ) -> torch.Tensor:
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], rows_per_chunk):
             end = start + rows_per_chunk
@@ -176,17 +196,23 @@ class _LinearTokenLogps(torch.autograd.Function):
         w = weight.to(hidden.dtype) if grad_h is not None else None
         step = ctx.rows_per_chunk
         for start in range(0, hidden.shape[0], step):
-            h, t, g = hidden[start:start + step], targets[start:start + step], grad_out[start:start + step].float()
+            h, t, g = hidden[start : start + step], targets[start : start + step], grad_out[start : start + step].float()
             probs = torch.softmax(F.linear(h, weight, bias).float(), dim=-1)  # recomputed: d logp / d logits = onehot - p
             grads = probs.mul_(-g[:, None])
             grads[torch.arange(len(t), device=t.device), t] += g
             _add_head_grads(grads, h, w, slice(start, start + step), grad_h, grad_w, grad_b)
-        return (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
-                None if grad_b is None else grad_b.to(bias.dtype), None, None)
+        return (
+            grad_h,
+            None if grad_w is None else grad_w.to(weight.dtype),
+            None if grad_b is None else grad_b.to(bias.dtype),
+            None,
+            None,
+        )
 
 
-def linear_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def linear_token_logps(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probabilities of the supervised targets, their flat positions) for the output layer `(weight, bias)` over
     `hidden` (..., H); positions labelled IGNORE are skipped and never reach the output layer."""
     hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1).to(hidden.device)

@@ -85,13 +85,15 @@ PERTURB: dict[AttackKind, Callable[[str, float, random.Random], str]] = {
 def perturb_texts(texts: list[str], cfg: AttackConfig, offset: int = 0) -> list[str]:
     """`texts` perturbed; text k is row `offset + k` of the scored split."""
     perturb = PERTURB[cfg.kind]
-    return [perturb(text, cfg.rate, _row_rng(cfg.seed, offset + k)) if isinstance(text, str) else text
-            for k, text in enumerate(texts)]
+    return [
+        perturb(text, cfg.rate, _row_rng(cfg.seed, offset + k)) if isinstance(text, str) else text for k, text in enumerate(texts)
+    ]
 
 
 def attack_dataset(dataset: Any, columns: list[str], cfg: AttackConfig) -> tuple[Any, int]:
     """The dataset with its text `columns` perturbed (a pair's two texts with one stream per column), and how many rows
     changed."""
+
     def apply(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         for n, column in enumerate(columns):
             column_cfg = AttackConfig(cfg.kind, cfg.rate, cfg.seed + 7919 * n)  # pairs: an independent stream per column

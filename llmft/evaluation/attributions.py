@@ -29,14 +29,18 @@ def _baseline(input_ids: torch.Tensor, tokenizer: Any, choice: Optional[int]) ->
     for i, row in enumerate(rows):
         if choice is not None and i != choice:
             continue
-        special = torch.tensor(tokenizer.get_special_tokens_mask(row.tolist(), already_has_special_tokens=True),
-                               dtype=torch.bool, device=input_ids.device)
+        special = torch.tensor(
+            tokenizer.get_special_tokens_mask(row.tolist(), already_has_special_tokens=True),
+            dtype=torch.bool,
+            device=input_ids.device,
+        )
         out[i] = torch.where(special, row, torch.full_like(row, pad))
     return out.view_as(input_ids)
 
 
-def integrated_gradients(model: Any, tokenizer: Any, encoding: dict[str, torch.Tensor], target: Any,
-                         steps: int = 50) -> Attribution:
+def integrated_gradients(
+    model: Any, tokenizer: Any, encoding: dict[str, torch.Tensor], target: Any, steps: int = 50
+) -> Attribution:
     """Attributions of the score `target` picks from the model's logits (one row's encoding) to each input token (for
     multiple choice, to the tokens of `target.choice`'s input)."""
     from captum.attr import LayerIntegratedGradients
@@ -60,5 +64,11 @@ def integrated_gradients(model: Any, tokenizer: Any, encoding: dict[str, torch.T
     scores = per_token[target.choice or 0]
     if kept is not None:  # a choice padded to the longest choice: its pads are no input
         row, scores = row[kept.to(row.device)], scores[kept.to(scores.device)]
-    return Attribution(tokenizer.convert_ids_to_tokens(row.tolist()), scores.detach().cpu().tolist(), target.name, score, base,
-                       float(per_token.sum()) - (score - base))  # captum's delta, over every choice's tokens
+    return Attribution(
+        tokenizer.convert_ids_to_tokens(row.tolist()),
+        scores.detach().cpu().tolist(),
+        target.name,
+        score,
+        base,
+        float(per_token.sum()) - (score - base),
+    )  # captum's delta, over every choice's tokens

@@ -21,8 +21,9 @@ def similarity_metrics(cosine: np.ndarray, gold: np.ndarray) -> dict[str, float]
     return {"spearman": float(spearmanr(gold, cosine).statistic), "pearson": float(pearsonr(gold, cosine).statistic)}
 
 
-def retrieval_metrics(queries: dict[int, np.ndarray], corpus: dict[int, np.ndarray], relevant: dict[int, set[int]],
-                      chunk: int = 1024) -> dict[str, Any]:
+def retrieval_metrics(
+    queries: dict[int, np.ndarray], corpus: dict[int, np.ndarray], relevant: dict[int, set[int]], chunk: int = 1024
+) -> dict[str, Any]:
     """recall@k (the share of a query's relevant documents in its top k, averaged over queries) and MRR@10 (1/rank of
     the first relevant document within the top 10, else 0) of cosine retrieval over `corpus` (id -> embedding)."""
     import torch
@@ -43,5 +44,9 @@ def retrieval_metrics(queries: dict[int, np.ndarray], corpus: dict[int, np.ndarr
             first = next((rank for rank, hit in enumerate(hits[:MRR_AT], 1) if hit), None)
             mrr += 1.0 / first if first else 0.0
     n = len(query_ids)
-    return {**{f"recall@{k}": v / n for k, v in recall.items()}, f"mrr@{MRR_AT}": mrr / n, "queries": n,
-            "corpus": len(corpus_ids)}
+    return {
+        **{f"recall@{k}": v / n for k, v in recall.items()},
+        f"mrr@{MRR_AT}": mrr / n,
+        "queries": n,
+        "corpus": len(corpus_ids),
+    }

@@ -30,8 +30,14 @@ def entity_metrics(y_true: list[list[str]], y_pred: list[list[str]]) -> dict[str
     for kind, row in sorted(report.items()):
         if kind.endswith(" avg"):
             continue  # micro/macro/weighted averages: the micro ones are above
-        metrics.update({f"precision_{kind}": float(row["precision"]), f"recall_{kind}": float(row["recall"]),
-                        f"f1_{kind}": float(row["f1-score"]), f"support_{kind}": int(row["support"])})
+        metrics.update(
+            {
+                f"precision_{kind}": float(row["precision"]),
+                f"recall_{kind}": float(row["recall"]),
+                f"f1_{kind}": float(row["f1-score"]),
+                f"support_{kind}": int(row["support"]),
+            }
+        )
     return metrics
 
 

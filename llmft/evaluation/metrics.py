@@ -10,9 +10,7 @@ from llmft.errors import UserError
 from llmft.evaluation.calibration import expected_calibration_error
 
 
-def classification_metrics(
-    labels: Sequence[int], probs: np.ndarray, label_names: Sequence[str]
-) -> dict[str, Any]:
+def classification_metrics(labels: Sequence[int], probs: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro and per-class precision/recall/F1, ROC-AUC and the confusion matrix.
 
     `probs` is (n, num_classes); predictions are its argmax. Macro averages are scikit-learn's default: over
@@ -21,20 +19,13 @@ def classification_metrics(
     confidence bins (evaluation/calibration.py). ROC-AUC is binary on the positive class for two classes
     and macro one-vs-rest for more; it is omitted when a class is absent from `labels`.
     """
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
     y_true = np.asarray(labels)
     y_pred = probs.argmax(axis=1)
     classes = list(range(len(label_names)))
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
-    per_p, per_r, per_f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, average=None, zero_division=0
-    )
+    per_p, per_r, per_f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes, average=None, zero_division=0)
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "precision_macro": float(precision),

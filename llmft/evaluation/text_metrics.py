@@ -19,11 +19,59 @@ from llmft.errors import UserError
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # Abbreviations after which a period does not end a sentence (lower case, without their final period); single-letter
 # initials ("J. R. R. Tolkien") are recognised by punkt itself.
-ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "gen", "gov", "sen", "rep", "rev", "col", "capt", "lt", "sgt",
-    "u.s", "u.k", "u.n", "e.u", "u.s.a", "d.c", "a.m", "p.m", "e.g", "i.e", "vs", "approx", "dept", "fig",
-    "vol", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-})
+ABBREVIATIONS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "gen",
+        "gov",
+        "sen",
+        "rep",
+        "rev",
+        "col",
+        "capt",
+        "lt",
+        "sgt",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.u",
+        "u.s.a",
+        "d.c",
+        "a.m",
+        "p.m",
+        "e.g",
+        "i.e",
+        "vs",
+        "approx",
+        "dept",
+        "fig",
+        "vol",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    }
+)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = frozenset(string.punctuation)
 

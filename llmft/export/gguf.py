@@ -26,8 +26,10 @@ def check_gguf(source: Source) -> None:
     """Refuse in one line what this writer does not handle."""
     model_type = source.plain_config().model_type
     if source.task.auto_class_name != "AutoModelForCausalLM" or model_type not in ARCHITECTURES:
-        raise UserError(f"format=gguf writes Llama-architecture decoders (SmolLM2, Llama); this run's model is "
-                        f"{model_type} for {source.task.auto_class_name.removeprefix('AutoModelFor')} (format=onnx exports it)")
+        raise UserError(
+            f"format=gguf writes Llama-architecture decoders (SmolLM2, Llama); this run's model is "
+            f"{model_type} for {source.task.auto_class_name.removeprefix('AutoModelFor')} (format=onnx exports it)"
+        )
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -60,8 +62,10 @@ def _vocabulary(writer: Any, tokenizer: Any, folder: Path, n_vocab: int) -> None
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
     special = set(tokenizer.all_special_ids)
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n_vocab)]
-    types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.NORMAL
-             for i in range(n_vocab)]
+    types = [
+        gguf.TokenType.CONTROL if i in special else gguf.TokenType.UNUSED if i not in by_id else gguf.TokenType.NORMAL
+        for i in range(n_vocab)
+    ]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")  # llama.cpp's converter names it by hashing the pre-tokenizer's output; not done here
     writer.add_token_list(tokens)

@@ -48,7 +48,9 @@ HEADS = {
 def head_for(auto_class_name: str) -> Head:
     """The exportable head of a task, or a one-line refusal naming the heads that export."""
     if auto_class_name not in HEADS:
-        raise UserError(f"llmft export handles classification, regression, extractive QA, token classification (NER) "
-                        f"and decoder (causal_lm) runs; "
-                        f"this run's head is {auto_class_name.removeprefix('AutoModelFor')} (seq2seq export is not built yet)")
+        raise UserError(
+            f"llmft export handles classification, regression, extractive QA, token classification (NER) "
+            f"and decoder (causal_lm) runs; "
+            f"this run's head is {auto_class_name.removeprefix('AutoModelFor')} (seq2seq export is not built yet)"
+        )
     return HEADS[auto_class_name]

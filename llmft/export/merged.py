@@ -12,8 +12,10 @@ def check_adapter(source: Source) -> None:
     """A checkpoint without an adapter is refused: it is a plain folder already (a full or freeze run, or LoRA with
     finetune.merge=true, merged at the end of training)."""
     if not source.is_adapter:
-        raise UserError(f"format=merged folds a LoRA adapter into its base, and {source.folder} holds none (it is a plain "
-                        "Hugging Face folder already; only finetune=lora with finetune.merge=false keeps an adapter)")
+        raise UserError(
+            f"format=merged folds a LoRA adapter into its base, and {source.folder} holds none (it is a plain "
+            "Hugging Face folder already; only finetune=lora with finetune.merge=false keeps an adapter)"
+        )
 
 
 def write_merged(source: Source, out: Path) -> None:

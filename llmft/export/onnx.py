@@ -45,15 +45,25 @@ def export_onnx(model: Any, tokenizer: Any, head: Head, input_names: list[str], 
 
     out.mkdir(parents=True, exist_ok=True)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    example = tuple(torch.full((2, 8), 5, dtype=torch.long) if n == "input_ids" else
-                    (torch.ones if n == "attention_mask" else torch.zeros)((2, 8), dtype=torch.long) for n in input_names)
+    example = tuple(
+        torch.full((2, 8), 5, dtype=torch.long)
+        if n == "input_ids"
+        else (torch.ones if n == "attention_mask" else torch.zeros)((2, 8), dtype=torch.long)
+        for n in input_names
+    )
     try:
         with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "torch._dynamo"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                _logits_module(model, input_names, head.outputs), example, dynamo=True, opset_version=opset,
-                input_names=input_names, output_names=list(head.outputs),
-                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in input_names),), verbose=False)  # one entry: *inputs
+                _logits_module(model, input_names, head.outputs),
+                example,
+                dynamo=True,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=list(head.outputs),
+                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in input_names),),
+                verbose=False,
+            )  # one entry: *inputs
     except Exception as ex:  # noqa: BLE001 - torch's exporter raises many types; the first line says what failed
         cause = ex.__cause__ or ex  # torch's wrapper says "step 1/3 failed"; the cause says why
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__

@@ -72,8 +72,9 @@ def min_agreement(config: ExportConfig) -> float:
 def check_output(out: Path) -> None:
     """`out` must be new, empty, or an earlier export (which is replaced whole); anything else is refused."""
     if out.is_symlink():  # replacing it whole would remove the link, not the export it points to
-        raise UserError(f"output={out} is a symbolic link (to {os.readlink(out)}); name the folder itself, e.g. "
-                        f"output={out.resolve()}")
+        raise UserError(
+            f"output={out} is a symbolic link (to {os.readlink(out)}); name the folder itself, e.g. output={out.resolve()}"
+        )
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / EXPORT_JSON).is_file())):
         raise UserError(f"output={out} exists and is not an llmft export; name a new or empty folder")
 
@@ -88,15 +89,30 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
     if out.exists():
         shutil.rmtree(out)  # a stale model.onnx.data or GGUF of an earlier export must not survive beside the new one
     out.mkdir(parents=True)
-    record = {"format": config.format.value, "quantize": config.quantize.value, "run": str(source.run_dir.resolve()),
-              "checkpoint": str(source.folder.resolve())}
+    record = {
+        "format": config.format.value,
+        "quantize": config.quantize.value,
+        "run": str(source.run_dir.resolve()),
+        "checkpoint": str(source.folder.resolve()),
+    }
     _write_record(out, {**record, "status": "incomplete"})  # marks the folder as an export: a rerun may replace it
     exported = WRITERS[config.format](source, config, out)()
     result = verify(exported, torch_runner(source.model, source.head), batches, source.head, min_agreement(config))
-    _write_record(out, {**record, "status": "verified" if result.passed else "disagrees", "passed": result.passed,
-                        "agreement": round(result.agreement, 6), "agreeing": result.agreeing, "compared": result.compared,
-                        "compared_items": result.item, "max_abs_logit_diff": result.max_abs_diff,
-                        "min_agreement": result.min_agreement, "test_rows": rows})
+    _write_record(
+        out,
+        {
+            **record,
+            "status": "verified" if result.passed else "disagrees",
+            "passed": result.passed,
+            "agreement": round(result.agreement, 6),
+            "agreeing": result.agreeing,
+            "compared": result.compared,
+            "compared_items": result.item,
+            "max_abs_logit_diff": result.max_abs_diff,
+            "min_agreement": result.min_agreement,
+            "test_rows": rows,
+        },
+    )
     return result
 
 

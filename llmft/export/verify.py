@@ -33,8 +33,10 @@ class Verification:
         return self.compared > 0 and self.agreement >= self.min_agreement
 
     def line(self) -> str:
-        return (f"agreement {self.agreement:.4f} ({self.agreeing}/{self.compared} {self.item}), max |logit diff| "
-                f"{self.max_abs_diff:.3g}, bar {self.min_agreement}")
+        return (
+            f"agreement {self.agreement:.4f} ({self.agreeing}/{self.compared} {self.item}), max |logit diff| "
+            f"{self.max_abs_diff:.3g}, bar {self.min_agreement}"
+        )
 
 
 def torch_runner(model: Any, head: Head) -> Runner:
@@ -55,7 +57,9 @@ def onnx_runner(session: Any) -> Runner:
     return lambda batch: session.run(None, {n: batch[n] for n in names})
 
 
-def verify(exported: Runner, reference: Runner, batches: list[dict[str, np.ndarray]], head: Head, min_agreement: float) -> Verification:
+def verify(
+    exported: Runner, reference: Runner, batches: list[dict[str, np.ndarray]], head: Head, min_agreement: float
+) -> Verification:
     """Compare the two runners batch by batch (no logits are kept: a decoder's vocabulary-wide logits are large)."""
     agreeing = compared = 0
     diff = 0.0

@@ -49,8 +49,16 @@ def _length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list
         yield order[start : start + batch_size]
 
 
-def _encoded_batches(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
-                     max_length: int, add_special_tokens: bool, truncation_side: Side) -> Iterator[tuple[list[int], Any]]:
+def _encoded_batches(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    cfg: GenerationConfig,
+    device: torch.device,
+    max_length: int,
+    add_special_tokens: bool,
+    truncation_side: Side,
+) -> Iterator[tuple[list[int], Any]]:
     """(prompt indices, their padded encoding): length-sorted batches, cut as `generate` documents. The tokenizer pads on
     the decoder's side while the caller consumes the batches."""
     decoder_only = not model.config.is_encoder_decoder
@@ -62,8 +70,14 @@ def _encoded_batches(model: Any, tokenizer: Any, prompts: list[str], cfg: Genera
         with eval_mode(model):
             for batch in _length_sorted_batches(lengths, cfg.batch_size):
                 with truncating_on(tokenizer, truncation_side):
-                    enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
-                                    max_length=limit, add_special_tokens=add_special_tokens).to(device)
+                    enc = tokenizer(
+                        [prompts[i] for i in batch],
+                        return_tensors="pt",
+                        padding=True,
+                        truncation=True,
+                        max_length=limit,
+                        add_special_tokens=add_special_tokens,
+                    ).to(device)
                 yield batch, enc
     finally:
         tokenizer.padding_side = padding_side
@@ -119,10 +133,19 @@ class Choice:
 
 
 @torch.no_grad()
-def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
-                     max_length: int = 1024, streamer: Optional[Any] = None, add_special_tokens: bool = True,
-                     truncation_side: Side = Side.right, top_logprobs: Optional[int] = None,
-                     processors: Optional[Callable[[], list[Any]]] = None) -> list[Choice]:
+def generate_choices(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    cfg: GenerationConfig,
+    device: torch.device,
+    max_length: int = 1024,
+    streamer: Optional[Any] = None,
+    add_special_tokens: bool = True,
+    truncation_side: Side = Side.right,
+    top_logprobs: Optional[int] = None,
+    processors: Optional[Callable[[], list[Any]]] = None,
+) -> list[Choice]:
     """`generate` with each answer's tokens and finish reason (what `llmft serve` reports), and with `top_logprobs`
     k (not None; greedy or sampling, not beam search) each token's log-probability and the k most likely tokens; the
     texts equal `generate`'s for the same prompts, settings and seed. `processors` makes fresh logits processors for
@@ -136,14 +159,28 @@ def generate_choices(model: Any, tokenizer: Any, prompts: list[str], cfg: Genera
     return choices  # type: ignore[return-value]
 
 
-def _choose(model: Any, tokenizer: Any, cfg: GenerationConfig, batches: Iterator[tuple[list[int], Any]], streamer: Any,
-            top_logprobs: Optional[int], choices: list[Optional[Choice]], processors: Callable[[], list[Any]]) -> None:
+def _choose(
+    model: Any,
+    tokenizer: Any,
+    cfg: GenerationConfig,
+    batches: Iterator[tuple[list[int], Any]],
+    streamer: Any,
+    top_logprobs: Optional[int],
+    choices: list[Optional[Choice]],
+    processors: Callable[[], list[Any]],
+) -> None:
     """Decode each batch and fill in the choices of its prompts."""
     ends = set(eos_ids(model, tokenizer))
     for batch, enc in batches:
         wanted = top_logprobs is not None
-        out = model.generate(**enc, **generate_kwargs(cfg, tokenizer, model), streamer=streamer, return_dict_in_generate=True,
-                             output_logits=wanted, logits_processor=processors() or None)
+        out = model.generate(
+            **enc,
+            **generate_kwargs(cfg, tokenizer, model),
+            streamer=streamer,
+            return_dict_in_generate=True,
+            output_logits=wanted,
+            logits_processor=processors() or None,
+        )
         new = _new_tokens(model, enc, out.sequences)
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if wanted else None  # [batch, steps, vocab], raw
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -151,7 +188,9 @@ def _choose(model: Any, tokenizer: Any, cfg: GenerationConfig, batches: Iterator
             ids = new[row].tolist()
             kept, finish = _kept_tokens(tokenizer, ids, ends, cfg.stop)
             chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist() if logprobs is not None else []
-            top = [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
+            top = (
+                [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
+            )
             choices[i] = Choice(cut_at_stop(text, cfg.stop).strip(), finish, ids[:kept], chosen, top)
 
 

@@ -21,19 +21,27 @@ BUILTIN_PREFIX = "builtin:"
 log = logging.getLogger(__name__)
 # what each head needs, and the shipped `model=` options that fit it (offline ones first)
 FITTING_MODELS = {
-    "CausalLM": ("a decoder-only model", ["smollm2-135m", "tiny-gpt2", "gpt2", "qwen2.5-0.5b", "qwen2.5-0.5b-instruct", "llama-3.2-1b"]),
+    "CausalLM": (
+        "a decoder-only model",
+        ["smollm2-135m", "tiny-gpt2", "gpt2", "qwen2.5-0.5b", "qwen2.5-0.5b-instruct", "llama-3.2-1b"],
+    ),
     "Seq2SeqLM": ("an encoder-decoder model", ["tiny-t5", "t5-small", "flan-t5-base", "bart-base"]),
-    "SequenceClassification": ("an encoder (or a decoder: reward models)", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base",
-                                                                       "distilbert", "deberta-v3", "smollm2-135m"]),
+    "SequenceClassification": (
+        "an encoder (or a decoder: reward models)",
+        ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3", "smollm2-135m"],
+    ),
     "QuestionAnswering": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "MultipleChoice": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
     "TokenClassification": ("an encoder", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
-    "AutoModel": ("a backbone (an encoder fits best)", ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"]),
+    "AutoModel": (
+        "a backbone (an encoder fits best)",
+        ["minilm-l6", "tiny-bert", "bert-base", "roberta-base", "distilbert", "deberta-v3"],
+    ),
 }
 
 
 def _builtin(name: str) -> tuple[str, str | None]:
-    key = name[len(BUILTIN_PREFIX):]
+    key = name[len(BUILTIN_PREFIX) :]
     if key not in BUILTIN_MODELS:
         raise UserError(f"unknown builtin model '{name}'{closest(key, BUILTIN_MODELS)}; builtins: {', '.join(BUILTIN_MODELS)}")
     tokenizer_fn, weights_fn = BUILTIN_MODELS[key]
@@ -42,7 +50,7 @@ def _builtin(name: str) -> tuple[str, str | None]:
 
 def is_random(cfg: ModelConfig) -> bool:
     """A builtin test model built from a config (no pretrained weights to reload an adapter onto)."""
-    key = cfg.name_or_path[len(BUILTIN_PREFIX):]
+    key = cfg.name_or_path[len(BUILTIN_PREFIX) :]
     return cfg.name_or_path.startswith(BUILTIN_PREFIX) and key in BUILTIN_MODELS and BUILTIN_MODELS[key][1] is None
 
 
@@ -73,7 +81,9 @@ def _check_local(name: str) -> None:
 def _load_error(what: str, source: str, ex: Exception) -> UserError:
     first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
     if "trust_remote_code" in str(ex):
-        return UserError(f"{what} '{source}' needs custom code that is not part of transformers; if you trust its source, set model.trust_remote_code=true")
+        return UserError(
+            f"{what} '{source}' needs custom code that is not part of transformers; if you trust its source, set model.trust_remote_code=true"
+        )
     return UserError(f"could not load {what} '{source}': {first} (a hub id needs the network, or a local folder)")
 
 
@@ -89,15 +99,23 @@ def load_tokenizer(source: str, cfg: ModelConfig) -> Any:
     return tokenizer
 
 
-def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, load_kwargs: dict[str, Any] | None = None,
-               **head_kwargs: Any) -> Any:
+def load_model(
+    head: str | Any,
+    weights: str | None,
+    tokenizer: Any,
+    cfg: ModelConfig,
+    load_kwargs: dict[str, Any] | None = None,
+    **head_kwargs: Any,
+) -> Any:
     """A model with the task's head (`task.auto_class_name`, or the Auto class itself) and the head's extras
     (`task.head_kwargs()`: labels for classification): pretrained weights when given, else a tiny random model
     (builtin). A model without a pad id gets the tokenizer's (batches are padded with it). `load_kwargs` go to
     `from_pretrained` (QLoRA's 4-bit quantization config)."""
     if load_kwargs and weights is None:
-        raise UserError(f"finetune=qlora quantizes pretrained weights; {cfg.name_or_path} is a random model: "
-                        "choose a pretrained one (e.g. model=smollm2-135m)")
+        raise UserError(
+            f"finetune=qlora quantizes pretrained weights; {cfg.name_or_path} is a random model: "
+            "choose a pretrained one (e.g. model=smollm2-135m)"
+        )
     if isinstance(head, str):
         import transformers
 
@@ -111,11 +129,17 @@ def load_model(head: str | Any, weights: str | None, tokenizer: Any, cfg: ModelC
     return model
 
 
-def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: ModelConfig, head_kwargs: dict[str, Any],
-                    load_kwargs: dict[str, Any]) -> Any:
+def _load_with_head(
+    auto_class: Any,
+    weights: str | None,
+    tokenizer: Any,
+    cfg: ModelConfig,
+    head_kwargs: dict[str, Any],
+    load_kwargs: dict[str, Any],
+) -> Any:
     try:
         if weights is None:
-            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
+            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX) :], tokenizer)
             if cfg.dropout is not None:
                 head_kwargs.update(dropout_overrides(config, cfg.dropout))
             for key, value in head_kwargs.items():
@@ -132,9 +156,14 @@ def _load_with_head(auto_class: Any, weights: str | None, tokenizer: Any, cfg: M
             # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
             # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
             with _load_report():
-                model, info = auto_class.from_pretrained(weights, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                                         output_loading_info=True, **{"dtype": torch.float32, **load_kwargs},
-                                                         **head_kwargs)
+                model, info = auto_class.from_pretrained(
+                    weights,
+                    revision=cfg.revision,
+                    trust_remote_code=cfg.trust_remote_code,
+                    output_loading_info=True,
+                    **{"dtype": torch.float32, **load_kwargs},
+                    **head_kwargs,
+                )
             _note_loading(info, "trained from scratch")
     except ValueError as ex:
         if "Unrecognized configuration class" in str(ex):
@@ -161,7 +190,7 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
 
     try:
         if weights is None:
-            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX):], tokenizer)
+            config = tiny_config(cfg.name_or_path[len(BUILTIN_PREFIX) :], tokenizer)
         else:
             from transformers import AutoConfig
 
@@ -169,9 +198,14 @@ def check_fits(auto_class_name: str, weights: str | None, tokenizer: Any, cfg: M
     except Exception:  # noqa: BLE001 - loading the model itself reports what is wrong with it
         return
     head = auto_class_name.replace("AutoModelFor", "")
-    names = {"CausalLM": "CAUSAL_LM", "Seq2SeqLM": "SEQ_TO_SEQ_CAUSAL_LM", "SequenceClassification": "SEQUENCE_CLASSIFICATION",
-             "QuestionAnswering": "QUESTION_ANSWERING", "MultipleChoice": "MULTIPLE_CHOICE",
-             "TokenClassification": "TOKEN_CLASSIFICATION"}.get(head)
+    names = {
+        "CausalLM": "CAUSAL_LM",
+        "Seq2SeqLM": "SEQ_TO_SEQ_CAUSAL_LM",
+        "SequenceClassification": "SEQUENCE_CLASSIFICATION",
+        "QuestionAnswering": "QUESTION_ANSWERING",
+        "MultipleChoice": "MULTIPLE_CHOICE",
+        "TokenClassification": "TOKEN_CLASSIFICATION",
+    }.get(head)
     mapping = getattr(modeling_auto, f"MODEL_FOR_{names}_MAPPING_NAMES", None) if names else None
     custom = auto_class_name in (getattr(config, "auto_map", None) or {})  # trust_remote_code models bring their own head
     if mapping is not None and not custom and config.model_type not in mapping:

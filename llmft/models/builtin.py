@@ -76,8 +76,9 @@ def tiny_bpe_path() -> str:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=2048, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>",
-                                   pad_token="<pad>", unk_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<pad>", unk_token="<|endoftext|>"
+    )
     fast.chat_template = CHATML_TEMPLATE
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-bpe-", dir=target.parent))
@@ -95,14 +96,33 @@ def tiny_config(name: str, tokenizer: Any) -> Any:
 
     vocab = len(tokenizer)
     if name == "tiny-bert":
-        return transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, max_position_embeddings=128)
-    special = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id}
+        return transformers.BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    special = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
     if name == "tiny-gpt2":
         return transformers.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=2, n_positions=256, **special)
     if name == "tiny-t5":
-        return transformers.T5Config(vocab_size=vocab, d_model=64, d_ff=128, d_kv=32, num_layers=2, num_decoder_layers=2,
-                                     num_heads=2, decoder_start_token_id=tokenizer.pad_token_id, **special)
+        return transformers.T5Config(
+            vocab_size=vocab,
+            d_model=64,
+            d_ff=128,
+            d_kv=32,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=2,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            **special,
+        )
     raise KeyError(name)
 
 

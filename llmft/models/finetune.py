@@ -14,8 +14,17 @@ from llmft.errors import UserError
 from llmft.models.quantized import prepare_for_adapters
 
 DROPOUT_FIELDS = (
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout", "attention_dropout",
-    "activation_dropout", "hidden_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "seq_classif_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "hidden_dropout",
+    "attn_pdrop",
+    "resid_pdrop",
+    "embd_pdrop",
+    "seq_classif_dropout",
 )
 
 
@@ -83,8 +92,13 @@ def _no_cache_note(record: logging.LogRecord) -> bool:
     return "incompatible with gradient checkpointing" not in str(record.msg)
 
 
-def apply_method(model: torch.nn.Module, cfg: FinetuneConfig, peft_task_type: str, gradient_checkpointing: bool,
-                 device: Optional[torch.device] = None) -> Any:
+def apply_method(
+    model: torch.nn.Module,
+    cfg: FinetuneConfig,
+    peft_task_type: str,
+    gradient_checkpointing: bool,
+    device: Optional[torch.device] = None,
+) -> Any:
     """Apply the fine-tuning method; returns the model to train (a PeftModel for LoRA), on `device`."""
     if cfg.neftune_alpha:
         add_neftune(model, cfg.neftune_alpha)

@@ -18,8 +18,9 @@ def four_bit_load_kwargs(device: torch.device) -> dict[str, Any]:
     except ImportError as ex:
         raise UserError('finetune=qlora needs bitsandbytes: pip install "llmft[qlora]"') from ex
     compute = torch.bfloat16 if device.type == "cuda" else torch.float32
-    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                bnb_4bit_compute_dtype=compute)
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+    )
     return {"quantization_config": config, "dtype": compute, "device_map": {"": str(device)}}
 
 
@@ -32,5 +33,6 @@ def prepare_for_adapters(model: Any, gradient_checkpointing: bool) -> Any:
     """peft's preparation of a quantized base: frozen, norms in fp32, input gradients for checkpointing."""
     from peft import prepare_model_for_kbit_training
 
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )

@@ -17,8 +17,9 @@ from llmft.paths import conf_dir
 from llmft.runs.run_folder import RunFolder
 
 
-def load_teacher(source: str, auto_class_name: str, head_kwargs: dict[str, Any], student: Any, student_tokenizer: Any,
-                 device: torch.device) -> torch.nn.Module:
+def load_teacher(
+    source: str, auto_class_name: str, head_kwargs: dict[str, Any], student: Any, student_tokenizer: Any, device: torch.device
+) -> torch.nn.Module:
     """The teacher named by `finetune.teacher`, checked against the student, frozen, in eval mode, on `device`. Loading
     it leaves the RNG streams as they were (a random builtin teacher draws its weights), so the student's run is the
     one it would be without a teacher."""
@@ -41,8 +42,10 @@ def _load(source: str, auto_class_name: str, head_kwargs: dict[str, Any]) -> tup
     option = conf_dir() / "model" / f"{source}.yaml"
     if not option.is_file():
         options = sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
-        raise UserError(f"finetune.teacher={source} is neither a folder (a train run or a checkpoint) nor a model option "
-                        f"({', '.join(options)})")
+        raise UserError(
+            f"finetune.teacher={source} is neither a folder (a train run or a checkpoint) nor a model option "
+            f"({', '.join(options)})"
+        )
     cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(option)))  # type: ignore[arg-type]
     tokenizer_source, weights = backbone.resolve(cfg)
     tokenizer = backbone.load_tokenizer(tokenizer_source, cfg)
@@ -66,8 +69,10 @@ def mismatch(teacher: Any, teacher_tokenizer: Any, student: Any, student_tokeniz
     if teacher_labels != student_labels:
         return f"its labels {teacher_labels} are not the student's {student_labels}"
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        return (f"its vocabulary ({len(teacher_tokenizer)} tokens) is not the student's ({len(student_tokenizer)} tokens); "
-                "both must read the same token ids")
+        return (
+            f"its vocabulary ({len(teacher_tokenizer)} tokens) is not the student's ({len(student_tokenizer)} tokens); "
+            "both must read the same token ids"
+        )
     teacher_rows, student_rows = _output_rows(teacher), _output_rows(student)
     if teacher_rows != student_rows:
         return f"its output layer has {teacher_rows} vocabulary rows, the student's {student_rows}"

@@ -117,12 +117,14 @@ class TrainingProgress:
         speed = f"{samples:.1f} samples/s"
         if "train/tokens_per_s" in record:
             speed += f" | {record['train/tokens_per_s']:.0f} tokens/s"
-        self._say(f"train step {self.completed}/{self.total} | epoch {epoch} | loss {loss:.4f} | lr {lr:.2e} | {speed} | "
-                  f"elapsed {_clock(elapsed)} | eta {eta}")
+        self._say(
+            f"train step {self.completed}/{self.total} | epoch {epoch} | loss {loss:.4f} | lr {lr:.2e} | {speed} | "
+            f"elapsed {_clock(elapsed)} | eta {eta}"
+        )
 
     def evaluated(self, record: dict[str, Any]) -> None:
         """An eval record: its overall metrics in one line (per-class ones are in metrics.jsonl)."""
-        metrics = {k[len("eval/"):]: v for k, v in record.items() if k.startswith("eval/") and "/" not in k[len("eval/"):]}
+        metrics = {k[len("eval/") :]: v for k, v in record.items() if k.startswith("eval/") and "/" not in k[len("eval/") :]}
         values = " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
         self._say(f"eval  step {record['step']}/{self.total} | {values}")
 

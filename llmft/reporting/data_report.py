@@ -19,8 +19,10 @@ OPEN, CLOSE = "[[", "]]"  # supervised text off a terminal
 
 def token_columns(row: dict[str, Any]) -> list[str]:
     """Columns holding token ids: lists of ints, or lists of such lists (one per choice)."""
+
     def ids(v: Any) -> bool:
         return isinstance(v, list) and bool(v) and (all(isinstance(x, int) for x in v) or all(ids(x) for x in v))
+
     return [k for k, v in row.items() if (k == "input_ids" or k.endswith("_ids")) and k != "position_ids" and ids(v)]
 
 
@@ -56,8 +58,10 @@ Pieces = list[tuple[bool, str]]  # (supervised?, text) runs of one token sequenc
 
 def render(tokenizer: Any, ids: list[int], mask: Optional[list[bool]]) -> Pieces:
     """The decoded tokens in runs of supervised / not supervised (special tokens shown)."""
-    return [(on, tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-            for on, run in _runs(ids, mask or [False] * len(ids))]
+    return [
+        (on, tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        for on, run in _runs(ids, mask or [False] * len(ids))
+    ]
 
 
 def styled(pieces: Pieces) -> Text:
@@ -149,8 +153,12 @@ def split_stats(ds: Any, tokenizer: Any, id2label: dict[int, str]) -> dict[str, 
             labels[str(id2label.get(target, target))] += 1
     out: dict[str, Any] = {"rows": len(ds), "token_lengths": _summary(lengths), "histogram": histogram(lengths)}
     if per_token:
-        out.update(no_supervised_rows=no_supervised, supervised_spans=spans, spans_ending_in_eos=with_eos,
-                   eos_at_every_supervised_end=spans > 0 and with_eos == spans)
+        out.update(
+            no_supervised_rows=no_supervised,
+            supervised_spans=spans,
+            spans_ending_in_eos=with_eos,
+            eos_at_every_supervised_end=spans > 0 and with_eos == spans,
+        )
     if labels:
         out["labels"] = dict(sorted(labels.items()))
     return out
@@ -160,8 +168,14 @@ def _summary(lengths: list[int]) -> dict[str, Any]:
     if not lengths:
         return {}
     ordered = sorted(lengths)
-    return {"total": sum(ordered), "min": ordered[0], "mean": round(sum(ordered) / len(ordered), 1), "max": ordered[-1],
-            "p50": ordered[len(ordered) // 2], "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
+    return {
+        "total": sum(ordered),
+        "min": ordered[0],
+        "mean": round(sum(ordered) / len(ordered), 1),
+        "max": ordered[-1],
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+    }
 
 
 def write(report: dict[str, Any], folder: Path) -> list[Path]:
@@ -180,7 +194,9 @@ def _svg(hist: dict[str, list[int]]) -> str:
     rects = "".join(
         f'<rect x="{i * (bar + 4)}" y="{160 - 150 * c / top:.1f}" width="{bar}" height="{150 * c / top:.1f}" fill="#4a7">'
         f"<title>{edges[i]}-{edges[i + 1] - 1} tokens: {c} rows</title></rect>"
-        f'<text x="{i * (bar + 4)}" y="175" font-size="9">{edges[i]}</text>' for i, c in enumerate(counts))
+        f'<text x="{i * (bar + 4)}" y="175" font-size="9">{edges[i]}</text>'
+        for i, c in enumerate(counts)
+    )
     return f'<svg class="histogram" width="{len(counts) * (bar + 4)}" height="180">{rects}</svg>'
 
 
@@ -191,4 +207,6 @@ def _html(report: dict[str, Any]) -> str:
     parts.append(f"<h2>quality</h2><pre>{html.escape(json.dumps(report['quality'], indent=1))}</pre>")
     rows = "".join(f"<li><pre>{html.escape(r['text'])}</pre></li>" for r in report["rows"])
     parts.append(f"<h2>rows ({OPEN}supervised{CLOSE})</h2><ol>{rows}</ol>")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>llmft data</title></head><body>{''.join(parts)}</body></html>\n"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>llmft data</title></head><body>{''.join(parts)}</body></html>\n"
+    )

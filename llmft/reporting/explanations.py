@@ -37,12 +37,21 @@ def write_html(items: Sequence[Any], path: Path) -> None:
         for token, s, raw in zip(item.tokens, _strength(item.scores), item.scores):
             alpha = min(abs(s), 1.0)
             colour = f"rgba(0,160,0,{alpha:.3f})" if s >= 0 else f"rgba(220,0,0,{alpha:.3f})"
-            spans.append(f'<span title="{raw:.5f}" style="background:{colour};padding:2px;margin:1px">{html.escape(token)}</span>')
-        rows.append(f"<p><b>{html.escape(item.target)}</b> score {item.score:.4f} (baseline {item.baseline_score:.4f})<br>"
-                    + " ".join(spans) + "</p>")
-    path.write_text("<!doctype html><meta charset='utf-8'><title>llmft explain</title>"
-                    "<h1>Integrated Gradients token attributions</h1><p>green: raises the explained output; red: lowers it</p>"
-                    + "\n".join(rows) + "\n", encoding="utf-8")
+            spans.append(
+                f'<span title="{raw:.5f}" style="background:{colour};padding:2px;margin:1px">{html.escape(token)}</span>'
+            )
+        rows.append(
+            f"<p><b>{html.escape(item.target)}</b> score {item.score:.4f} (baseline {item.baseline_score:.4f})<br>"
+            + " ".join(spans)
+            + "</p>"
+        )
+    path.write_text(
+        "<!doctype html><meta charset='utf-8'><title>llmft explain</title>"
+        "<h1>Integrated Gradients token attributions</h1><p>green: raises the explained output; red: lowers it</p>"
+        + "\n".join(rows)
+        + "\n",
+        encoding="utf-8",
+    )
 
 
 def write_heatmap(items: Sequence[Any], path: Path) -> None:

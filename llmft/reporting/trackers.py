@@ -17,7 +17,11 @@ class Sink(Protocol):
 
 
 def _scalars(record: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in record.items() if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -52,7 +56,9 @@ class WandbSink:
         try:
             import wandb
         except ImportError as ex:
-            raise UserError("logger=wandb needs the wandb package: pip install wandb (WANDB_MODE=offline works without network)") from ex
+            raise UserError(
+                "logger=wandb needs the wandb package: pip install wandb (WANDB_MODE=offline works without network)"
+            ) from ex
         self.run = wandb.init(project=cfg.project, name=cfg.run_name or out_dir.name, dir=str(out_dir), config=config)
 
     def log(self, record: dict[str, Any]) -> None:

@@ -57,7 +57,9 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None], keep_old_as: O
     except OSError as ex:
         shutil.rmtree(tmp, ignore_errors=True)
         if ex.errno == errno.ENOSPC:
-            raise UserError(f"disk full while saving {target}; the previous checkpoint there is kept. Free space and resume") from ex
+            raise UserError(
+                f"disk full while saving {target}; the previous checkpoint there is kept. Free space and resume"
+            ) from ex
         raise UserError(_save_failed(target, ex)) from ex
     except UserError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -164,8 +166,10 @@ def refused_pickle(path: Path, ex: Exception, fix: str) -> Exception:
         path = next((f for f in files if _pickled_callables(f)), files[0] if files else path)
     code = re.findall(r"GLOBAL (\S+)", str(ex)) or (_pickled_callables(path) if Path(path).is_file() else [])
     if code:
-        return UserError(f"{path} holds pickled code ({', '.join(code[:3])}), not only tensors, and was refused: llmft "
-                         f"never loads code from a checkpoint, and never writes it into one; {fix}")
+        return UserError(
+            f"{path} holds pickled code ({', '.join(code[:3])}), not only tensors, and was refused: llmft "
+            f"never loads code from a checkpoint, and never writes it into one; {fix}"
+        )
     return UserError(f"{path} is damaged (not a torch state file: {_first_line(ex).split('.')[0]}); {fix}")
 
 
@@ -194,8 +198,13 @@ def _pickled_callables(path: Path) -> list[str]:
     return [n for n in names if not n.startswith("torch.")]
 
 
-def save_model(target: Path, model: Any, tokenizer: Any, state_dict: Optional[dict[str, Any]] = None,
-               extra_files: Optional[Callable[[Path, Any], None]] = None) -> None:
+def save_model(
+    target: Path,
+    model: Any,
+    tokenizer: Any,
+    state_dict: Optional[dict[str, Any]] = None,
+    extra_files: Optional[Callable[[Path, Any], None]] = None,
+) -> None:
     """`save_pretrained` of model and tokenizer: loadable by transformers alone. `state_dict`: the full weights when
     the module does not hold them whole (None: its own). `extra_files(folder, model)`: what the task adds for other
     libraries (`Task.checkpoint_files`)."""

@@ -34,7 +34,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(path: Path, config: dict[str, Any], seed: int, data_fingerprint: dict[str, str], extra: dict[str, Any]) -> None:
+def write_manifest(
+    path: Path, config: dict[str, Any], seed: int, data_fingerprint: dict[str, str], extra: dict[str, Any]
+) -> None:
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(),
         "command": sys.argv,

@@ -52,7 +52,9 @@ def repair(run: RunFolder) -> None:
     for folder in (run.last, run.best):
         source = recover_swap(folder)
         if source is not None:
-            print(f"note: {folder} was missing (a kill between the renames of a save); restored from {source.name}", file=sys.stderr)
+            print(
+                f"note: {folder} was missing (a kill between the renames of a save); restored from {source.name}", file=sys.stderr
+            )
     if run.manifest.is_file():
         try:
             json.loads(run.manifest.read_text())

@@ -15,8 +15,10 @@ def adapter_config(folder: Path) -> dict[str, Any]:
     """The adapter_config.json of a checkpoint folder; a run that is not an adapter is refused naming the fix."""
     path = folder / "adapter_config.json"
     if not path.is_file():
-        raise UserError(f"runs=[...] serves LoRA runs kept as adapters on one base; {folder} is a whole model (train with "
-                        "finetune=lora finetune.merge=false, or serve it alone with run=)")
+        raise UserError(
+            f"runs=[...] serves LoRA runs kept as adapters on one base; {folder} is a whole model (train with "
+            "finetune=lora finetune.merge=false, or serve it alone with run=)"
+        )
     return json.loads(path.read_text())
 
 
@@ -33,7 +35,9 @@ def load_adapters(model: Any, task: Any, first: Path, others: dict[str, tuple[Pa
         if other_base != base:
             raise UserError(f"runs=[...] share one base model: {first} is on {base}, {folder} on {other_base}")
         if other_task.pipeline_tag != task.pipeline_tag:
-            raise UserError(f"runs=[...] serve one kind of task: {first} is {task.pipeline_tag}, {folder} {other_task.pipeline_tag}")
+            raise UserError(
+                f"runs=[...] serve one kind of task: {first} is {task.pipeline_tag}, {folder} {other_task.pipeline_tag}"
+            )
         names[model_id] = f"run{i}"
         model.load_adapter(str(folder), adapter_name=names[model_id])
     model.set_adapter("default")

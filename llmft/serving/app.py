@@ -85,10 +85,12 @@ def _install_middleware(app: FastAPI, metrics: Metrics, api_key: Optional[str]) 
     async def guard_and_measure(request: Request, call_next: Any) -> Response:
         start = time.perf_counter()
         route = request.url.path if request.url.path in ROUTES else "other"
-        if api_key is not None and not secrets.compare_digest(request.headers.get("authorization", "").encode(),
-                                                                f"Bearer {api_key}".encode()):
-            response: Response = error_response(401, "invalid or missing API key (send Authorization: Bearer <api_key>)",
-                                                code="invalid_api_key")
+        if api_key is not None and not secrets.compare_digest(
+            request.headers.get("authorization", "").encode(), f"Bearer {api_key}".encode()
+        ):
+            response: Response = error_response(
+                401, "invalid or missing API key (send Authorization: Bearer <api_key>)", code="invalid_api_key"
+            )
         else:
             try:
                 response = await call_next(request)
@@ -124,23 +126,35 @@ def _model_card(served: Served, name: str) -> dict[str, Any]:
 def _check_model(served: Served, name: Optional[str]) -> str:
     """The model id a request names (the first served one when it names none); 404 for an id not served."""
     if name is not None and name not in served.names:
-        raise ServeError(404, f"the model '{name}' does not exist; this server serves {', '.join(repr(n) for n in served.names)}",
-                         param="model", code="model_not_found")
+        raise ServeError(
+            404,
+            f"the model '{name}' does not exist; this server serves {', '.join(repr(n) for n in served.names)}",
+            param="model",
+            code="model_not_found",
+        )
     return name or served.name
 
 
 def _needs(served: Served, able: bool, what: str, route: str, param: Optional[str] = None) -> None:
     if not able:
-        raise ServeError(400, f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}", param=param,
-                         code="unsupported_model")
+        raise ServeError(
+            400,
+            f"{route} needs a {what} model; {served.name} is {served.task.pipeline_tag}",
+            param=param,
+            code="unsupported_model",
+        )
 
 
 def _check_request(body: Any, generation: GenerationConfig) -> None:
     """A field this server does not do, or a combination it does not stream, is a 400 naming the field."""
     field = body.unsupported()
     if field is not None:
-        raise ServeError(400, f"{field} is not supported by llmft serve (see the README's table of served fields)", param=field,
-                         code="unsupported_field")
+        raise ServeError(
+            400,
+            f"{field} is not supported by llmft serve (see the README's table of served fields)",
+            param=field,
+            code="unsupported_field",
+        )
     if getattr(body, "top_logprobs", None) is not None and not getattr(body, "logprobs", None):
         raise ServeError(400, "top_logprobs needs logprobs=true", param="top_logprobs", code="invalid_value")
     if body.stream_options is not None and not body.stream:
@@ -148,11 +162,16 @@ def _check_request(body: Any, generation: GenerationConfig) -> None:
     if body.stream and body.n > 1:
         raise ServeError(400, "n > 1 is not streamed by llmft serve; send stream=false", param="n", code="unsupported_field")
     if body.wanted_logprobs() is not None and generation.num_beams > 1:
-        raise ServeError(400, f"logprobs are not reported with beam search (generation.num_beams={generation.num_beams})",
-                         param="logprobs", code="unsupported_field")
+        raise ServeError(
+            400,
+            f"logprobs are not reported with beam search (generation.num_beams={generation.num_beams})",
+            param="logprobs",
+            code="unsupported_field",
+        )
     if body.stream and body.wanted_logprobs() is not None:
-        raise ServeError(400, "logprobs are not streamed by llmft serve; send stream=false", param="logprobs",
-                         code="unsupported_field")
+        raise ServeError(
+            400, "logprobs are not streamed by llmft serve; send stream=false", param="logprobs", code="unsupported_field"
+        )
 
 
 def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: Metrics) -> None:
@@ -175,12 +194,26 @@ def _generation_routes(app: FastAPI, served: Served, batcher: Batcher, metrics: 
         _check_request(body, served.generation)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or (body.stream and len(prompts) != 1):
-            raise ServeError(400, "prompt must be a string or a non-empty list of strings (one string when stream=true)",
-                             param="prompt", code="invalid_prompt")
+            raise ServeError(
+                400,
+                "prompt must be a string or a non-empty list of strings (one string when stream=true)",
+                param="prompt",
+                code="invalid_prompt",
+            )
         generation = generation_for(served.generation, body)
         constraint = _constraint(body, None, generation.num_beams)
-        works = [GenerationWork(generation, prompt=p, seed=body.seed, n=body.n, top_logprobs=body.wanted_logprobs(),
-                                constraint=constraint, adapter=served.adapter_for(body.model)) for p in prompts]
+        works = [
+            GenerationWork(
+                generation,
+                prompt=p,
+                seed=body.seed,
+                n=body.n,
+                top_logprobs=body.wanted_logprobs(),
+                constraint=constraint,
+                adapter=served.adapter_for(body.model),
+            )
+            for p in prompts
+        ]
         if body.stream:
             return await _stream(model_id, batcher, metrics, works[0], chat=False, with_usage=_with_usage(body))
         answers = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(w.batch_key(), w)) for w in works))
@@ -193,17 +226,26 @@ def _chat_work(served: Served, body: schemas.ChatCompletionRequest) -> Generatio
     chat template, its response_format or forced tool call as a grammar constraint."""
     given = tools.checked_tools(body.tools, body.tool_choice, served.chat_template, served.name)
     if given and body.stream and body.tool_choice != "none":
-        raise ServeError(400, "tool calls are not streamed by llmft serve; send stream=false", param="tools",
-                         code="unsupported_field")
+        raise ServeError(
+            400, "tool calls are not streamed by llmft serve; send stream=false", param="tools", code="unsupported_field"
+        )
     try:
         messages = [normalize_turn(m.model_dump(exclude_none=True), i, lambda: "messages") for i, m in enumerate(body.messages)]
     except UserError as ex:
         raise ServeError(400, str(ex), param="messages", code="invalid_value") from None
     constraint = _constraint(body, given, served.generation.num_beams)
-    return GenerationWork(generation_for(served.generation, body), messages=messages, seed=body.seed, n=body.n,
-                          top_logprobs=body.wanted_logprobs(), param="messages", tools=given,
-                          parse_tools=bool(given) and body.tool_choice != "none", constraint=constraint,
-                          adapter=served.adapter_for(body.model))
+    return GenerationWork(
+        generation_for(served.generation, body),
+        messages=messages,
+        seed=body.seed,
+        n=body.n,
+        top_logprobs=body.wanted_logprobs(),
+        param="messages",
+        tools=given,
+        parse_tools=bool(given) and body.tool_choice != "none",
+        constraint=constraint,
+        adapter=served.adapter_for(body.model),
+    )
 
 
 def _constraint(body: Any, given: Optional[list[dict[str, Any]]], beams: int) -> Optional[tuple[str, str]]:
@@ -211,14 +253,22 @@ def _constraint(body: Any, given: Optional[list[dict[str, Any]]], beams: int) ->
     schema = structured.schema_of(body.response_format) if body.response_format is not None else None
     call = tools.call_schema(given, body.tool_choice) if given else None
     if schema is not None and call is not None:
-        raise ServeError(400, "response_format and a forcing tool_choice cannot both constrain one answer",
-                         param="response_format", code="invalid_value")
+        raise ServeError(
+            400,
+            "response_format and a forcing tool_choice cannot both constrain one answer",
+            param="response_format",
+            code="invalid_value",
+        )
     if schema is None and call is None:
         return None
     structured.require("response_format" if schema is not None else "tool_choice")
     if beams > 1:  # beams reorder rows every step; a matcher follows one row
-        raise ServeError(400, f"constrained decoding does not run with beam search (generation.num_beams={beams})",
-                         param="response_format" if schema is not None else "tool_choice", code="unsupported_field")
+        raise ServeError(
+            400,
+            f"constrained decoding does not run with beam search (generation.num_beams={beams})",
+            param="response_format" if schema is not None else "tool_choice",
+            code="unsupported_field",
+        )
     return ("json", json.dumps(schema)) if schema is not None else ("tool_call", json.dumps(call))  # property order kept
 
 
@@ -236,8 +286,10 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
         if not texts:
             raise ServeError(400, "input must be a string or a non-empty list of strings", param="input", code="invalid_input")
         results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("classify", t)) for t in texts))
-        data = [{"index": i, "label": r["label"], "score": r["score"], "scores": r.get("probabilities", {r["label"]: r["score"]})}
-                for i, r in enumerate(results)]  # a one-output head (a reward model, regression): its value
+        data = [
+            {"index": i, "label": r["label"], "score": r["score"], "scores": r.get("probabilities", {r["label"]: r["score"]})}
+            for i, r in enumerate(results)
+        ]  # a one-output head (a reward model, regression): its value
         return {"object": "list", "model": served.name, "data": data}
 
     @app.post("/v1/embeddings")
@@ -250,13 +302,18 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
         results = await asyncio.gather(*(asyncio.wrap_future(batcher.submit("embed", t)) for t in texts))
         size = len(results[0]["embedding"])
         if body.dimensions is not None and body.dimensions != size:
-            raise ServeError(400, f"{served.name} embeds in {size} dimensions; dimensions={body.dimensions} is not served",
-                             param="dimensions", code="invalid_dimensions")
+            raise ServeError(
+                400,
+                f"{served.name} embeds in {size} dimensions; dimensions={body.dimensions} is not served",
+                param="dimensions",
+                code="invalid_dimensions",
+            )
         return schemas.embedding_list(served.name, list(results), body.encoding_format)
 
 
-async def _stream(model_id: str, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool,
-                  with_usage: bool = False) -> Any:
+async def _stream(
+    model_id: str, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool, with_usage: bool = False
+) -> Any:
     """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
     alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
     response starts); a client that leaves stops its own generation at the next token."""
@@ -274,8 +331,17 @@ async def _stream(model_id: str, batcher: Batcher, metrics: Metrics, work: Gener
     return StreamingResponse(events, media_type="text/event-stream")
 
 
-async def _events(model_id: str, metrics: Metrics, work: GenerationWork, future: Any, pieces: asyncio.Queue,
-                  first: Optional[str], gone: threading.Event, chat: bool, with_usage: bool) -> AsyncIterator[str]:
+async def _events(
+    model_id: str,
+    metrics: Metrics,
+    work: GenerationWork,
+    future: Any,
+    pieces: asyncio.Queue,
+    first: Optional[str],
+    gone: threading.Event,
+    chat: bool,
+    with_usage: bool,
+) -> AsyncIterator[str]:
     stream_id, sent, raw = schemas.new_id("chatcmpl" if chat else "cmpl"), "", ""
 
     def event(text: Optional[str], finish: Optional[str] = None, opening: bool = False) -> str:
@@ -289,13 +355,13 @@ async def _events(model_id: str, metrics: Metrics, work: GenerationWork, future:
             raw += piece
             visible = shown_so_far(raw, work.generation.stop)
             if visible.startswith(sent) and len(visible) > len(sent):
-                yield event(visible[len(sent):])
+                yield event(visible[len(sent) :])
                 sent = visible
             piece = await pieces.get()
         answer = future.result()
         choice = answer["choices"][0]  # the text `generate` returned (stop strings cut, stripped): the stream ends equal to it
         if choice["text"].startswith(sent) and len(choice["text"]) > len(sent):
-            yield event(choice["text"][len(sent):])
+            yield event(choice["text"][len(sent) :])
         metrics.tokens.inc(answer["completion_tokens"])
         yield event(None, choice["finish_reason"])
         if with_usage:

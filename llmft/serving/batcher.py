@@ -25,8 +25,9 @@ class Job:
 class Batcher:
     """A queue and the worker thread that drains it in batches of up to `max_batch_size` within `window_s`."""
 
-    def __init__(self, run: BatchRunner, max_batch_size: int, window_s: float,
-                 on_batch: Callable[[int], None] = lambda size: None) -> None:
+    def __init__(
+        self, run: BatchRunner, max_batch_size: int, window_s: float, on_batch: Callable[[int], None] = lambda size: None
+    ) -> None:
         self._run, self.max_batch_size, self.window_s, self._on_batch = run, max_batch_size, window_s, on_batch
         self._queue: queue.Queue[Optional[Job]] = queue.Queue()
         self._held: deque[Job] = deque()  # taken while gathering another key's batch: first in line next round

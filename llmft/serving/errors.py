@@ -14,14 +14,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 class ServeError(Exception):
     """A request the server refuses: its HTTP status and the fields of OpenAI's error object."""
 
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: Optional[str] = None,
-                 code: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: Optional[str] = None,
+        code: Optional[str] = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
 
-def error_response(status: int, message: str, type: str = "invalid_request_error", param: Optional[str] = None,
-                   code: Optional[str] = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, type: str = "invalid_request_error", param: Optional[str] = None, code: Optional[str] = None
+) -> JSONResponse:
     """The JSON body OpenAI's clients parse into their APIError (message, type, param, code)."""
     return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}}, status_code=status)
 
@@ -32,8 +39,9 @@ def _validation_response(ex: RequestValidationError) -> JSONResponse:
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     if first.get("type") == "json_invalid":
-        return error_response(400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})",
-                              code="invalid_json")
+        return error_response(
+            400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", code="invalid_json"
+        )
     text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")  # our validators' own words
     message = f"{param}: {text}" if param else text
     return error_response(400, message, param=param, code=str(first.get("type", "invalid_value")))

@@ -13,15 +13,26 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("llmft_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry)
-        self.errors = Counter("llmft_request_errors", "requests answered with a 4xx/5xx, by route and status",
-                              ["route", "status"], registry=self.registry)
-        self.latency = Histogram("llmft_request_latency_seconds", "time to the response (to its first byte when streamed)",
-                                 ["route"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.requests = Counter(
+            "llmft_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.errors = Counter(
+            "llmft_request_errors",
+            "requests answered with a 4xx/5xx, by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "llmft_request_latency_seconds",
+            "time to the response (to its first byte when streamed)",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         self.tokens = Counter("llmft_generated_tokens", "tokens generated (completion tokens)", registry=self.registry)
-        self.batch_size = Histogram("llmft_batch_size", "requests per batch the model ran", registry=self.registry,
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.batch_size = Histogram(
+            "llmft_batch_size", "requests per batch the model ran", registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+        )
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """One answered request."""

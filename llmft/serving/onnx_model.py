@@ -36,21 +36,29 @@ def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
     record_file = folder / EXPORT_JSON
     missing = [name for name in (EXPORT_JSON, MODEL_FILE) if not (folder / name).is_file()]
     if len(missing) == 2:
-        raise UserError(f"backend=onnx: no ONNX export in {folder} (no {EXPORT_JSON} and {MODEL_FILE}); {fix}, or name one with export=<folder>")
+        raise UserError(
+            f"backend=onnx: no ONNX export in {folder} (no {EXPORT_JSON} and {MODEL_FILE}); {fix}, or name one with export=<folder>"
+        )
     record = _read_record(record_file, fix) if record_file.is_file() else None
     if record is not None and record.get("status") == "incomplete":
-        raise UserError(f"backend=onnx: the export in {folder} never finished ({EXPORT_JSON} says status incomplete: it was "
-                        f"stopped while exporting); {fix}")
+        raise UserError(
+            f"backend=onnx: the export in {folder} never finished ({EXPORT_JSON} says status incomplete: it was "
+            f"stopped while exporting); {fix}"
+        )
     if missing:
-        raise UserError(f"backend=onnx: the export in {folder} is torn: it has {EXPORT_JSON if record else MODEL_FILE} but no "
-                        f"{missing[0]}; {fix}")
+        raise UserError(
+            f"backend=onnx: the export in {folder} is torn: it has {EXPORT_JSON if record else MODEL_FILE} but no "
+            f"{missing[0]}; {fix}"
+        )
     assert record is not None
     if record.get("format") != "onnx":
         raise UserError(f"backend=onnx: {folder} holds a {record.get('format')} export, not ONNX; {fix}")
     if record.get("status") != "verified" or not record.get("passed"):
         agreement = f" (agreement {record['agreement']} < {record.get('min_agreement')})" if "agreement" in record else ""
-        raise UserError(f"backend=onnx: the export in {folder} did not pass its verification: status "
-                        f"{record.get('status')}{agreement}; {fix}, or name another export with export=<folder>")
+        raise UserError(
+            f"backend=onnx: the export in {folder} did not pass its verification: status "
+            f"{record.get('status')}{agreement}; {fix}, or name another export with export=<folder>"
+        )
     return record
 
 
@@ -105,8 +113,15 @@ class OnnxModel:
         """Label and probabilities of each text, or the ServeError of a text longer than the model takes."""
         results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
-            predictions = classify_with(self.logits, self.id2label, self.tokenizer, [[texts[i]] for i in valid],
-                                        self.max_batch_size, self.max_length, self.task.cfg.input_truncation_side)
+            predictions = classify_with(
+                self.logits,
+                self.id2label,
+                self.tokenizer,
+                [[texts[i]] for i in valid],
+                self.max_batch_size,
+                self.max_length,
+                self.task.cfg.input_truncation_side,
+            )
             for i, prediction in zip(valid, predictions):
                 results[i] = prediction
         return results
@@ -122,11 +137,15 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
 
     task = tasks.get_task(saved.task)
     if task.auto_class_name == "AutoModelForCausalLM":
-        raise UserError("backend=onnx serves classifiers: a decoder's ONNX export has no KV cache (every token would rerun "
-                        "the whole prefix); serve this run with backend=torch")
+        raise UserError(
+            "backend=onnx serves classifiers: a decoder's ONNX export has no KV cache (every token would rerun "
+            "the whole prefix); serve this run with backend=torch"
+        )
     if task.auto_class_name not in SERVED_HEADS:
-        raise UserError(f"backend=onnx serves classification runs; this run's task is {task.pipeline_tag} (backend=torch "
-                        "serves classifiers and generative runs)")
+        raise UserError(
+            f"backend=onnx serves classification runs; this run's task is {task.pipeline_tag} (backend=torch "
+            "serves classifiers and generative runs)"
+        )
     folder = export_folder(run_dir, export)
     check_export(folder, run_dir)
     options = ort.SessionOptions()
@@ -136,7 +155,8 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
         session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
     except Exception as ex:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or garbled graph
         first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-        raise UserError(f"backend=onnx: {folder / MODEL_FILE} is damaged ({first}); run `llmft export run={run_dir} "
-                        "format=onnx` again") from ex
+        raise UserError(
+            f"backend=onnx: {folder / MODEL_FILE} is damaged ({first}); run `llmft export run={run_dir} format=onnx` again"
+        ) from ex
     config = AutoConfig.from_pretrained(folder)
     return OnnxModel(name, task, session, AutoTokenizer.from_pretrained(folder), config.id2label, saved.model.max_length, folder)

@@ -144,7 +144,11 @@ def new_id(prefix: str) -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _usage_of(answers: list[dict[str, Any]]) -> dict[str, int]:
@@ -159,8 +163,10 @@ def chat_logprobs(tokens: Optional[list[Any]]) -> Optional[dict[str, Any]]:
     def entry(text: str, logprob: float) -> dict[str, Any]:
         return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
-    return {"content": [{**entry(t, lp), "top_logprobs": [entry(u, ulp) for u, ulp in top]} for t, lp, top in tokens],
-            "refusal": None}
+    return {
+        "content": [{**entry(t, lp), "top_logprobs": [entry(u, ulp) for u, ulp in top]} for t, lp, top in tokens],
+        "refusal": None,
+    }
 
 
 def completion_logprobs(tokens: Optional[list[Any]]) -> Optional[dict[str, Any]]:
@@ -171,29 +177,50 @@ def completion_logprobs(tokens: Optional[list[Any]]) -> Optional[dict[str, Any]]
     for text, _, _ in tokens:
         offsets.append(at)
         at += len(text)
-    return {"tokens": [t for t, _, _ in tokens], "token_logprobs": [lp for _, lp, _ in tokens],
-            "top_logprobs": [dict(top) for _, _, top in tokens], "text_offset": offsets}
+    return {
+        "tokens": [t for t, _, _ in tokens],
+        "token_logprobs": [lp for _, lp, _ in tokens],
+        "top_logprobs": [dict(top) for _, _, top in tokens],
+        "text_offset": offsets,
+    }
 
 
 def chat_completion(model: str, answer: dict[str, Any]) -> dict[str, Any]:
     """`chat.completion`: the answer's n choices ({text, finish_reason, tokens}) and its token counts."""
+
     def message(choice: dict[str, Any]) -> dict[str, Any]:
         calls = {"tool_calls": choice["tool_calls"]} if choice.get("tool_calls") else {}
         return {"role": "assistant", "content": choice["text"], **calls}
 
-    choices = [{"index": i, "message": message(c), "finish_reason": c["finish_reason"], "logprobs": chat_logprobs(c["tokens"])}
-               for i, c in enumerate(answer["choices"])]
-    return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": _usage_of([answer])}
+    choices = [
+        {"index": i, "message": message(c), "finish_reason": c["finish_reason"], "logprobs": chat_logprobs(c["tokens"])}
+        for i, c in enumerate(answer["choices"])
+    ]
+    return {
+        "id": new_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": _usage_of([answer]),
+    }
 
 
 def text_completion(model: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
     """`text_completion`: n choices per prompt, in prompt order."""
     flat = [c for a in answers for c in a["choices"]]
-    choices = [{"index": i, "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": completion_logprobs(c["tokens"])}
-               for i, c in enumerate(flat)]
-    return {"id": new_id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": _usage_of(answers)}
+    choices = [
+        {"index": i, "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": completion_logprobs(c["tokens"])}
+        for i, c in enumerate(flat)
+    ]
+    return {
+        "id": new_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": _usage_of(answers),
+    }
 
 
 def embedding_list(model: str, results: list[dict[str, Any]], encoding_format: str) -> dict[str, Any]:
@@ -213,8 +240,15 @@ def embedding_list(model: str, results: list[dict[str, Any]], encoding_format: s
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-def stream_chunk(chat: bool, stream_id: str, model: str, text: Optional[str], finish_reason: Optional[str] = None,
-                 first: bool = False, with_usage: bool = False) -> dict[str, Any]:
+def stream_chunk(
+    chat: bool,
+    stream_id: str,
+    model: str,
+    text: Optional[str],
+    finish_reason: Optional[str] = None,
+    first: bool = False,
+    with_usage: bool = False,
+) -> dict[str, Any]:
     """One server-sent event's JSON: a `chat.completion.chunk` delta or a `text_completion` piece (with `usage: null`
     when the request asked for a usage chunk at the end, as OpenAI sends them)."""
     if chat:
@@ -231,5 +265,11 @@ def stream_chunk(chat: bool, stream_id: str, model: str, text: Optional[str], fi
 def usage_chunk(chat: bool, stream_id: str, model: str, answer: dict[str, Any]) -> dict[str, Any]:
     """The last event of a stream with stream_options.include_usage: no choices, the request's usage."""
     kind = "chat.completion.chunk" if chat else "text_completion"
-    return {"id": stream_id, "object": kind, "created": int(time.time()), "model": model, "choices": [],
-            "usage": _usage_of([answer])}
+    return {
+        "id": stream_id,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": [],
+        "usage": _usage_of([answer]),
+    }

@@ -48,8 +48,13 @@ class GenerationWork:
         (its choices then depend on its seed only, not on the requests it would share a batch with)."""
         if self.on_text is not None or (self.seed is not None and self.generation.do_sample):
             return None
-        return ("generate", json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str), self.top_logprobs,
-                self.constraint, self.adapter)
+        return (
+            "generate",
+            json.dumps(dataclasses.asdict(self.generation), sort_keys=True, default=str),
+            self.top_logprobs,
+            self.constraint,
+            self.adapter,
+        )
 
 
 @dataclass
@@ -69,8 +74,9 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING + EMBEDDING:
-            raise UserError(f"llmft serve serves generative, classification and embedding runs; this run's task is "
-                            f"{self.task.pipeline_tag}")
+            raise UserError(
+                f"llmft serve serves generative, classification and embedding runs; this run's task is {self.task.pipeline_tag}"
+            )
         self.task.tokenizer, self.task.max_length = self.tokenizer, self.max_length  # as generative_predict sets them
         self.model.to(self.device)
 
@@ -120,11 +126,17 @@ class ServedModel:
             return generation_text(self.task, work.prompt or "")
         if self.chat:
             tools = {"tools": work.tools} if work.tools else {}
-            return self.tokenizer.apply_chat_template(work.messages, tokenize=False, add_generation_prompt=True, **tools).rstrip(" ")
+            return self.tokenizer.apply_chat_template(work.messages, tokenize=False, add_generation_prompt=True, **tools).rstrip(
+                " "
+            )
         if len(work.messages) == 1 and work.messages[0]["role"] == "user":
             return generation_text(self.task, work.messages[0]["content"])
-        raise ServeError(400, f"{self.name} has no chat template: send one user message, or use /v1/completions",
-                         param="messages", code="chat_template_missing")
+        raise ServeError(
+            400,
+            f"{self.name} has no chat template: send one user message, or use /v1/completions",
+            param="messages",
+            code="chat_template_missing",
+        )
 
     def prompt_limit(self, generation: GenerationConfig) -> int:
         """The prompt tokens `generate` keeps (a decoder leaves room for the answer); a longer prompt is refused."""
@@ -141,13 +153,21 @@ class ServedModel:
         tokens = self.count_tokens(text, not self.task.prompt_has_special_tokens)
         limit = self.prompt_limit(work.generation)
         if tokens > limit:
-            raise ServeError(400, f"the prompt has {tokens} tokens; {self.name} takes at most {limit} with max_tokens="
-                             f"{work.generation.max_new_tokens} (model.max_length={self.max_length})", param=work.param,
-                             code="context_length_exceeded")
+            raise ServeError(
+                400,
+                f"the prompt has {tokens} tokens; {self.name} takes at most {limit} with max_tokens="
+                f"{work.generation.max_new_tokens} (model.max_length={self.max_length})",
+                param=work.param,
+                code="context_length_exceeded",
+            )
         room, why = self.answer_room(tokens)
         if work.generation.max_new_tokens > room:
-            raise ServeError(400, f"max_tokens must be from 1 to {room} here ({why}); got {work.generation.max_new_tokens}",
-                             param="max_tokens", code="invalid_max_tokens")
+            raise ServeError(
+                400,
+                f"max_tokens must be from 1 to {room} here ({why}); got {work.generation.max_new_tokens}",
+                param="max_tokens",
+                code="invalid_max_tokens",
+            )
         return text, tokens
 
     def answer_room(self, prompt_tokens: int) -> tuple[int, str]:
@@ -186,14 +206,28 @@ class ServedModel:
             torch.manual_seed(first.seed)
         streamer = self.streamer(first) if first.on_text is not None else None
         texts = [prompts[i][0] for i in prompts for _ in range(works[i].n)]
-        choices = iter(generate_choices(self.model, self.tokenizer, texts, generation, self.device, self.max_length,
-                                        streamer=streamer, add_special_tokens=not self.task.prompt_has_special_tokens,
-                                        truncation_side=self.task.cfg.input_truncation_side,
-                                        top_logprobs=first.top_logprobs, processors=self.processors(first.constraint)))
+        choices = iter(
+            generate_choices(
+                self.model,
+                self.tokenizer,
+                texts,
+                generation,
+                self.device,
+                self.max_length,
+                streamer=streamer,
+                add_special_tokens=not self.task.prompt_has_special_tokens,
+                truncation_side=self.task.cfg.input_truncation_side,
+                top_logprobs=first.top_logprobs,
+                processors=self.processors(first.constraint),
+            )
+        )
         for i in prompts:
             mine = [next(choices) for _ in range(works[i].n)]
-            results[i] = {"choices": [self.reported(c, works[i]) for c in mine],
-                          "prompt_tokens": prompts[i][1], "completion_tokens": sum(len(c.token_ids) for c in mine)}
+            results[i] = {
+                "choices": [self.reported(c, works[i]) for c in mine],
+                "prompt_tokens": prompts[i][1],
+                "completion_tokens": sum(len(c.token_ids) for c in mine),
+            }
         return results
 
     def reported(self, choice: Any, work: GenerationWork) -> dict[str, Any]:
@@ -204,11 +238,17 @@ class ServedModel:
         def text(token: int) -> str:
             return self.tokenizer.decode([token])
 
-        tokens = [(text(t), lp, [(text(u), ulp) for u, ulp in top])
-                  for t, lp, top in zip(choice.token_ids, choice.logprobs, choice.top or [[]] * len(choice.token_ids))]
+        tokens = [
+            (text(t), lp, [(text(u), ulp) for u, ulp in top])
+            for t, lp, top in zip(choice.token_ids, choice.logprobs, choice.top or [[]] * len(choice.token_ids))
+        ]
         content, calls = parse_calls(choice.text, work.tools) if work.tools and work.parse_tools else (choice.text, [])
-        return {"text": content, "finish_reason": "tool_calls" if calls else choice.finish_reason, "tool_calls": calls,
-                "tokens": tokens if work.top_logprobs is not None else None}
+        return {
+            "text": content,
+            "finish_reason": "tool_calls" if calls else choice.finish_reason,
+            "tool_calls": calls,
+            "tokens": tokens if work.top_logprobs is not None else None,
+        }
 
     def processors(self, constraint: Optional[tuple[str, str]]) -> Optional[Callable[[], list[Any]]]:
         """Fresh logits processors for each batch's decoding under the constraint's grammar (None: unconstrained)."""
@@ -217,8 +257,9 @@ class ServedModel:
         if constraint is None:
             return None
         if self.grammars is None:
-            self.grammars = structured.Grammars(self.tokenizer, self.model.get_output_embeddings().weight.shape[0],
-                                                eos_ids(self.model, self.tokenizer))
+            self.grammars = structured.Grammars(
+                self.tokenizer, self.model.get_output_embeddings().weight.shape[0], eos_ids(self.model, self.tokenizer)
+            )
         self.grammars.compile(constraint)  # a bad schema fails here, before decoding
         return lambda: [self.grammars.processor(constraint)]
 
@@ -246,8 +287,15 @@ class ServedModel:
         """Label and probabilities of each text (tasks.classification.classify, as `llmft generate` on a classifier)."""
         results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
-            predictions = classify(self.model, self.tokenizer, [[texts[i]] for i in valid], self.max_batch_size, self.max_length,
-                                   self.device, self.task.cfg.input_truncation_side)
+            predictions = classify(
+                self.model,
+                self.tokenizer,
+                [[texts[i]] for i in valid],
+                self.max_batch_size,
+                self.max_length,
+                self.device,
+                self.task.cfg.input_truncation_side,
+            )
             for i, prediction in zip(valid, predictions):
                 results[i] = prediction
         return results
@@ -261,8 +309,9 @@ class ServedModel:
         `llmft generate` prints); a text longer than the model takes gets its ServeError (encode would cut it)."""
         results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
         if valid:
-            vectors = self.task.encode(self.model, self.tokenizer, [texts[i] for i in valid], self.max_batch_size,
-                                       self.max_length, self.device).numpy()
+            vectors = self.task.encode(
+                self.model, self.tokenizer, [texts[i] for i in valid], self.max_batch_size, self.max_length, self.device
+            ).numpy()
             for i, vector in zip(valid, vectors):
                 results[i] = {"embedding": vector, "tokens": self.count_tokens(texts[i], True)}
         return results
@@ -275,8 +324,12 @@ def refuse_too_long(texts: list[str], tokenizer: Any, max_length: int, name: str
     for i, text in enumerate(texts):
         tokens = len(tokenizer(text, add_special_tokens=True)["input_ids"])
         if tokens > max_length:
-            results[i] = ServeError(400, f"the input has {tokens} tokens; {name} takes at most {max_length}",
-                                    param="input", code="context_length_exceeded")
+            results[i] = ServeError(
+                400,
+                f"the input has {tokens} tokens; {name} takes at most {max_length}",
+                param="input",
+                code="context_length_exceeded",
+            )
         else:
             valid.append(i)
     return results, valid
@@ -286,8 +339,12 @@ def check_single_text(task: Any, name: str) -> None:
     """/v1/classify takes single texts: a run trained on text pairs is refused per request."""
     columns = list(task.cfg.data.text_columns)
     if len(columns) != 1:
-        raise ServeError(400, f"{name} classifies text pairs {columns}; /v1/classify takes single texts",
-                         param="input", code="unsupported_input")
+        raise ServeError(
+            400,
+            f"{name} classifies text pairs {columns}; /v1/classify takes single texts",
+            param="input",
+            code="unsupported_input",
+        )
 
 
 def model_sampling_defaults(generation: GenerationConfig, model: Any) -> GenerationConfig:

@@ -20,7 +20,9 @@ def serve_forever(app: Any, host: str, port: int) -> None:
     except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C/SIGTERM, then re-raises the signal it caught
         return
     except SystemExit as ex:  # uvicorn exits when it cannot bind
-        raise UserError(f"cannot listen on {host}:{port} (in use, or not an address of this machine); choose another port=") from ex
+        raise UserError(
+            f"cannot listen on {host}:{port} (in use, or not an address of this machine); choose another port="
+        ) from ex
     if not server.started:
         raise UserError(f"cannot listen on {host}:{port} (in use, or not an address of this machine); choose another port=")
 

@@ -21,15 +21,23 @@ def available() -> bool:
 def require(param: str) -> None:
     """A 400 naming the field and the install command when xgrammar is missing."""
     if not available():
-        raise ServeError(400, f"{param} needs constrained decoding (xgrammar), which is not installed on this server: {INSTALL}",
-                         param=param, code="unsupported_field")
+        raise ServeError(
+            400,
+            f"{param} needs constrained decoding (xgrammar), which is not installed on this server: {INSTALL}",
+            param=param,
+            code="unsupported_field",
+        )
 
 
 def schema_of(response_format: Any) -> Optional[dict[str, Any]]:
     """The JSON schema a response_format asks for (None: plain text); a malformed one is a 400 naming its part."""
     if not isinstance(response_format, dict) or response_format.get("type") not in ("text", "json_object", "json_schema"):
-        raise ServeError(400, "response_format must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}",
-                         param="response_format", code="invalid_value")
+        raise ServeError(
+            400,
+            'response_format must be {"type": "text" | "json_object" | "json_schema", ...}',
+            param="response_format",
+            code="invalid_value",
+        )
     kind = response_format["type"]
     if kind == "text":
         return None
@@ -38,8 +46,9 @@ def schema_of(response_format: Any) -> Optional[dict[str, Any]]:
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if not isinstance(schema, dict):
-        raise ServeError(400, "response_format.json_schema.schema must be a JSON schema object", param="response_format",
-                         code="invalid_value")
+        raise ServeError(
+            400, "response_format.json_schema.schema must be a JSON schema object", param="response_format", code="invalid_value"
+        )
     return schema
 
 
@@ -69,13 +78,15 @@ class Grammars:
         try:
             grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False)
             if kind == "tool_call":
-                grammar = xgr.Grammar.concat(xgr.Grammar.from_ebnf('root ::= "<tool_call>"'), grammar,
-                                             xgr.Grammar.from_ebnf('root ::= "</tool_call>"'))
+                grammar = xgr.Grammar.concat(
+                    xgr.Grammar.from_ebnf('root ::= "<tool_call>"'), grammar, xgr.Grammar.from_ebnf('root ::= "</tool_call>"')
+                )
             return self._compiler.compile_grammar(grammar)
         except Exception as ex:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError on a schema it cannot compile
             param = "tools" if kind == "tool_call" else "response_format"
-            raise ServeError(400, f"the JSON schema cannot be used for constrained decoding: {ex}", param=param,
-                             code="invalid_schema") from ex
+            raise ServeError(
+                400, f"the JSON schema cannot be used for constrained decoding: {ex}", param=param, code="invalid_schema"
+            ) from ex
 
     def processor(self, constraint: tuple[str, str]) -> "GrammarProcessor":
         return GrammarProcessor(self.compile(constraint), self.vocab_size, self.control)

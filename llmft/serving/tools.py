@@ -29,23 +29,36 @@ def checked_tools(tools: Any, tool_choice: Any, template: Optional[str], name: s
     not render tools, a tool that is not a function, or a tool_choice naming no given tool."""
     if not tools:
         if tool_choice not in (None, "none"):
-            raise ServeError(400, "tool_choice needs tools (send tools, or leave tool_choice out)", param="tool_choice",
-                             code="invalid_value")
+            raise ServeError(
+                400, "tool_choice needs tools (send tools, or leave tool_choice out)", param="tool_choice", code="invalid_value"
+            )
         return None
     if not renders_tools(template):
-        raise ServeError(400, f"{name}'s chat template does not render tools (it never reads `tools` and `tool_calls`); "
-                         "serve a run trained with a tools template (task.chat_template=<.jinja>)", param="tools",
-                         code="unsupported_field")
+        raise ServeError(
+            400,
+            f"{name}'s chat template does not render tools (it never reads `tools` and `tool_calls`); "
+            "serve a run trained with a tools template (task.chat_template=<.jinja>)",
+            param="tools",
+            code="unsupported_field",
+        )
     if not isinstance(tools, list) or not all(_is_function(t) for t in tools):
-        raise ServeError(400, 'tools must be a list of {"type": "function", "function": {"name", "parameters"}}', param="tools",
-                         code="invalid_value")
+        raise ServeError(
+            400,
+            'tools must be a list of {"type": "function", "function": {"name", "parameters"}}',
+            param="tools",
+            code="invalid_value",
+        )
     forced_name(tool_choice, tools)  # checks tool_choice
     return tools
 
 
 def _is_function(tool: Any) -> bool:
-    return isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict) \
+    return (
+        isinstance(tool, dict)
+        and tool.get("type") == "function"
+        and isinstance(tool.get("function"), dict)
         and isinstance(tool["function"].get("name"), str)
+    )
 
 
 def forced_name(tool_choice: Any, tools: list[dict[str, Any]]) -> Optional[str]:
@@ -55,11 +68,16 @@ def forced_name(tool_choice: Any, tools: list[dict[str, Any]]) -> Optional[str]:
         return None
     name = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
     if name is None:
-        raise ServeError(400, 'tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name"}}',
-                         param="tool_choice", code="invalid_value")
+        raise ServeError(
+            400,
+            'tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name"}}',
+            param="tool_choice",
+            code="invalid_value",
+        )
     if name not in [t["function"]["name"] for t in tools]:
-        raise ServeError(400, f"tool_choice names '{name}', which is not among the tools", param="tool_choice",
-                         code="invalid_value")
+        raise ServeError(
+            400, f"tool_choice names '{name}', which is not among the tools", param="tool_choice", code="invalid_value"
+        )
     return name
 
 
@@ -69,9 +87,15 @@ def call_schema(tools: list[dict[str, Any]], tool_choice: Any) -> Optional[dict[
         return None
     name = forced_name(tool_choice, tools)
     chosen = [t["function"] for t in tools if name is None or t["function"]["name"] == name]
-    options = [{"type": "object", "properties": {"name": {"const": f["name"]},
-                                                 "arguments": f.get("parameters") or {"type": "object"}},
-                "required": ["name", "arguments"], "additionalProperties": False} for f in chosen]
+    options = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": f["name"]}, "arguments": f.get("parameters") or {"type": "object"}},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for f in chosen
+    ]
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
@@ -84,11 +108,19 @@ def parse_calls(text: str, tools: list[dict[str, Any]]) -> tuple[Optional[str], 
         call = _loads(match.group(1))
         if not isinstance(call, dict) or call.get("name") not in names:
             continue
-        kept.append(text[at:match.start()])
+        kept.append(text[at : match.start()])
         at = match.end()
         arguments = call.get("arguments", call.get("parameters", {}))
-        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                      "function": {"name": call["name"], "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}})
+        calls.append(
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
     rest = ("".join(kept) + text[at:]).strip()
     return (rest or None) if calls else text, calls
 

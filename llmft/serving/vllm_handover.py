@@ -50,8 +50,17 @@ def vllm_command(runs: list[Served], host: str, port: int, api_key: Optional[str
     if len(bases) != 1:
         raise UserError(f"the adapters of one server need one base model; these runs have {sorted(bases)}")
     rank = max(int(r.adapter.get("r", 8)) for r in adapters)  # type: ignore[union-attr]
-    command += ["--model", bases.pop(), "--enable-lora", "--max-lora-rank", str(_lora_rank(rank)), "--max-loras", str(len(adapters)),
-                "--lora-modules", *(f"{r.name}={r.folder}" for r in adapters)]
+    command += [
+        "--model",
+        bases.pop(),
+        "--enable-lora",
+        "--max-lora-rank",
+        str(_lora_rank(rank)),
+        "--max-loras",
+        str(len(adapters)),
+        "--lora-modules",
+        *(f"{r.name}={r.folder}" for r in adapters),
+    ]
     template = adapters[0].folder / "chat_template.jinja"  # the runs' chat template (the base may have none)
     return command + (["--chat-template", str(template)] if template.is_file() else [])
 

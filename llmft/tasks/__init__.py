@@ -28,7 +28,9 @@ FAMILIES: dict[str, Family] = {
     "extractive_qa": Family("llmft.tasks.extractive_qa:ExtractiveQATask", options.ExtractiveQAOptions),
     "regression": Family("llmft.tasks.regression:RegressionTask", TaskConfig),
     "multiple_choice": Family("llmft.tasks.multiple_choice:MultipleChoiceTask", options.MultipleChoiceOptions),
-    "token_classification": Family("llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions),
+    "token_classification": Family(
+        "llmft.tasks.token_classification:TokenClassificationTask", options.TokenClassificationOptions
+    ),
     "embedding": Family("llmft.tasks.embedding:EmbeddingTask", options.EmbeddingOptions),
     "preference": Family("llmft.tasks.preference:PreferenceTask", options.PreferenceOptions),
     "kto": Family("llmft.tasks.kto:KTOTask", options.KTOOptions),
@@ -55,8 +57,10 @@ def check_options(name: Any, schema: type) -> type[TaskConfig]:
     with `task.family=` set to another carries the wrong options (the error says to pick a task= of that family)."""
     own = family(name).options
     if schema is not TaskConfig and not issubclass(schema, own):
-        raise UserError(f"task.family={name} needs a task option of that family (its options are {own.__name__}); "
-                        f"this one carries {schema.__name__}: pick a task= of family {name}")
+        raise UserError(
+            f"task.family={name} needs a task option of that family (its options are {own.__name__}); "
+            f"this one carries {schema.__name__}: pick a task= of family {name}"
+        )
     return own
 
 

@@ -58,8 +58,9 @@ class Task(Protocol):
         """The summed training loss of a batch; the loop divides by the items of the whole accumulation group."""
         ...
 
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
-                     dist: Any = None) -> dict[str, Any]:
+    def eval_partial(
+        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
+    ) -> dict[str, Any]:
         """One shard's share of the evaluation (sums, predictions), to be gathered over processes."""
         ...
 
@@ -96,6 +97,7 @@ class Task(Protocol):
         """Take what the loss needs from the freshly built model to train (initial weights, fine-tuning method applied,
         before any step or resume): the preference families' frozen reference (or its log-probs, stored in `run_dir`).
         Most take nothing."""
+
     def fold_strata(self, train: Any) -> Optional[list[Any]]:
         """Each raw train row's stratum for k-fold cross-validation (classification: its label), or None (folds are
         dealt from one shuffle)."""
@@ -146,8 +148,10 @@ class ClassProbabilities(Protocol):
 def check_class_probabilities(task: Any, what: str) -> None:
     """Refuse in one line a method (`what`) that needs class probabilities on a family that does not give them."""
     if not isinstance(task, ClassProbabilities):
-        raise UserError(f"{what} needs class probabilities (families classification, multiple_choice); "
-                        f"task.family={task.cfg.family} does not give them")
+        raise UserError(
+            f"{what} needs class probabilities (families classification, multiple_choice); "
+            f"task.family={task.cfg.family} does not give them"
+        )
 
 
 @runtime_checkable
@@ -165,8 +169,10 @@ class Distills(Protocol):
 def check_distills(task: Any) -> None:
     """Refuse in one line finetune=distill on a family that has no teacher term."""
     if not isinstance(task, Distills):
-        raise UserError(f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
-                        f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term")
+        raise UserError(
+            f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
+            f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term"
+        )
 
 
 @runtime_checkable

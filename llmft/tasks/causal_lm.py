@@ -35,8 +35,9 @@ from llmft.tasks.text_common import (
 )
 
 
-def supervised_spans_for_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: Optional[list[Any]] = None
-                              ) -> tuple[str, list[tuple[int, int]]]:
+def supervised_spans_for_chat(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Optional[list[Any]] = None
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of the assistant turns (what is supervised; an OpenAI
     `weight: 0` turn is context only). Spans come from prefix renderings, so templates without `{% generation %}`
     mask correctly."""
@@ -59,8 +60,10 @@ def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: l
     that ends in a space ("Answer: ") gives its space to the response's first token (byte-level BPE's "Ġfive"), whose
     offsets then start inside the prompt: it is still a response token. Tokens wholly inside the prompt are not;
     an empty-width token (a special token) counts where it stands."""
-    return [tid if any(start < hi and max(end, start + 1) > lo for lo, hi in spans) else IGNORE
-            for tid, (start, end) in zip(ids, offsets)]
+    return [
+        tid if any(start < hi and max(end, start + 1) > lo for lo, hi in spans) else IGNORE
+        for tid, (start, end) in zip(ids, offsets)
+    ]
 
 
 @dataclass
@@ -134,15 +137,20 @@ class CausalLMTask(PlainHead):
         if self.cfg.thinking is Thinking.drop:
             messages = chat_templates.drop_thinking(messages)
         if not self.chat:
-            raise UserError(f"{self.rows.name} rows are conversations: they need a tokenizer with a chat template "
-                            "(task.chat_template=<name or .jinja file>, and task.use_chat_template=true)")
+            raise UserError(
+                f"{self.rows.name} rows are conversations: they need a tokenizer with a chat template "
+                "(task.chat_template=<name or .jinja file>, and task.use_chat_template=true)"
+            )
         if chat_formats.has_tool_turns(messages) and not chat_formats.template_renders_tools(self.tokenizer.chat_template):
-            raise UserError(f"{where()}: a tool-call turn, but the chat template in use does not render tool calls "
-                            "(it never reads tool_calls); drop the tool turns or set task.chat_template to one that does")
+            raise UserError(
+                f"{where()}: a tool-call turn, but the chat template in use does not render tool calls "
+                "(it never reads tool_calls); drop the tool turns or set task.chat_template to one that does"
+            )
         return messages
 
-    def text_and_spans(self, row: dict[str, Any], where: Callable[[], str] = lambda: "a row"
-                       ) -> tuple[str, list[tuple[int, int]], bool]:
+    def text_and_spans(
+        self, row: dict[str, Any], where: Callable[[], str] = lambda: "a row"
+    ) -> tuple[str, list[tuple[int, int]], bool]:
         """(full text, supervised char spans, append EOS?) for one row."""
         fmt = self.rows
         if fmt is not None and self.chat_rows:
@@ -170,14 +178,16 @@ class CausalLMTask(PlainHead):
             return Example(prompt, response, [response])
         return to_example(row, self.cfg)
 
-    def encode(self, row: dict[str, Any], index: Optional[int] = None, origin: Optional[Callable[[int], str]] = None
-               ) -> dict[str, Any]:
+    def encode(
+        self, row: dict[str, Any], index: Optional[int] = None, origin: Optional[Callable[[int], str]] = None
+    ) -> dict[str, Any]:
         where = (lambda: origin(index)) if origin is not None and index is not None else (lambda: "a row")
         text, spans, add_eos = self.text_and_spans(row, where)
         side = self.cfg.input_truncation_side
         # a bounded piece from the kept end: a 10 MB row costs what max_length tokens do (offsets are relative to it)
-        enc, start = bounded_encoding(self.tokenizer, text, self.max_length, side, add_special_tokens=not self.chat,
-                                      return_offsets_mapping=True)
+        enc, start = bounded_encoding(
+            self.tokenizer, text, self.max_length, side, add_special_tokens=not self.chat, return_offsets_mapping=True
+        )
         spans = [(lo - start, hi - start) for lo, hi in spans]
         ids, labels = list(enc["input_ids"]), labels_from_offsets(enc["offset_mapping"], enc["input_ids"], spans)
         if add_eos:  # the model must learn to stop, even when pad == eos: labels are set here, not from pad masks
@@ -187,8 +197,13 @@ class CausalLMTask(PlainHead):
         if truncated:
             keep = slice(-self.max_length, None) if side is Side.left else slice(0, self.max_length)
             ids, labels = ids[keep], labels[keep]
-        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated,
-                "supervised": sum(1 for x in labels[1:] if x != IGNORE)}
+        return {
+            "input_ids": ids,
+            "attention_mask": [1] * len(ids),
+            "labels": labels,
+            "truncated": truncated,
+            "supervised": sum(1 for x in labels[1:] if x != IGNORE),
+        }
 
     def encode_documents(self, batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
         """Whole documents (no truncation), each followed by EOS; blank ones dropped (a batched map may shrink)."""
@@ -205,8 +220,15 @@ class CausalLMTask(PlainHead):
         if self.tokenizer.eos_token_id is None:
             raise UserError("raw text is cut into blocks with EOS between documents, but the tokenizer has no EOS token")
         column = self.cfg.response_column or self.cfg.data.text_columns[0]
-        documents = cached_map(ds, self.encode_documents, f"causal_lm-documents|{column}", self.tokenizer, batched=True,
-                               remove_columns=ds.column_names, desc=f"tokenize {role}")
+        documents = cached_map(
+            ds,
+            self.encode_documents,
+            f"causal_lm-documents|{column}",
+            self.tokenizer,
+            batched=True,
+            remove_columns=ds.column_names,
+            desc=f"tokenize {role}",
+        )
         blocks, stats = group_texts(documents, self.max_length)
         if stats["supervised_tokens"] == 0:
             raise UserError(f"the {role} split has no text to train on (every document of column '{column}' is empty)")
@@ -219,28 +241,48 @@ class CausalLMTask(PlainHead):
         chat_templates.apply_option(tokenizer, self.cfg.chat_template)  # before any rendering; saved with the checkpoint
         self.row_format = self.read_format(splits.get("train", next(iter(splits.values()))).column_names)  # eval: one split
         fmt = self.row_format
-        needed = [fmt.column] if fmt and fmt.column else [] if fmt else [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
+        needed = (
+            [fmt.column]
+            if fmt and fmt.column
+            else []
+            if fmt
+            else [c for c in (self.cfg.messages_column, self.cfg.response_column) if c]
+        )
         out = {}
         for role, ds in splits.items():
             check_columns(ds, needed, f"the {role} split of '{split_source(self.cfg.data, role)}'")
             origin = functools.partial(row_origin, ds, role=role, cfg=self.cfg.data)
             if role != "train":
-                self.examples[role] = [self.example(ds[i], functools.partial(origin, i))
-                                       for i in range(min(len(ds), self.cfg.eval_generate_samples))]
+                self.examples[role] = [
+                    self.example(ds[i], functools.partial(origin, i)) for i in range(min(len(ds), self.cfg.eval_generate_samples))
+                ]
             if self.chunked and fmt is None:
                 out[role] = self.chunk(ds, role)
                 continue
             encode = functools.partial(self.encode, origin=origin)
-            features = cached_map(ds, encode, f"causal_lm|{self.cfg}|{fmt}|{max_length}", tokenizer, with_indices=True,
-                                  remove_columns=[c for c in ds.column_names if c != SOURCE_COLUMN], desc=f"tokenize {role}")
+            features = cached_map(
+                ds,
+                encode,
+                f"causal_lm|{self.cfg}|{fmt}|{max_length}",
+                tokenizer,
+                with_indices=True,
+                remove_columns=[c for c in ds.column_names if c != SOURCE_COLUMN],
+                desc=f"tokenize {role}",
+            )
             unsupervised = sum(1 for n in features["supervised"] if n == 0)
             if unsupervised == len(features):
-                raise UserError(f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "
-                                "raise model.max_length or set task.truncation_side=left")
+                raise UserError(
+                    f"no token of the {role} split is supervised (prompts fill model.max_length={max_length}?); "
+                    "raise model.max_length or set task.truncation_side=left"
+                )
             if unsupervised:
                 features = features.filter(lambda n: n > 0, input_columns="supervised")
-            self.data_stats[role] = {"rows": len(features), "truncated": int(sum(features["truncated"])),
-                                     "dropped_unsupervised": unsupervised, "supervised_tokens": int(sum(features["supervised"]))}
+            self.data_stats[role] = {
+                "rows": len(features),
+                "truncated": int(sum(features["truncated"])),
+                "dropped_unsupervised": unsupervised,
+                "supervised_tokens": int(sum(features["supervised"])),
+            }
             out[role], sources = count_and_drop(features.remove_columns(["truncated", "supervised", "attention_mask"]))
             if sources is not None:  # task.data.sources: what each gave the mix
                 self.data_stats[role]["sources"] = sources
@@ -259,8 +301,10 @@ class CausalLMTask(PlainHead):
         def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             width = max(len(r["input_ids"]) for r in rows)
             pads = [width - len(r["input_ids"]) for r in rows]
-            batch = {"input_ids": [r["input_ids"] + [tokenizer.pad_token_id] * p for r, p in zip(rows, pads)],
-                     "labels": [r["labels"] + [IGNORE] * p for r, p in zip(rows, pads)]}
+            batch = {
+                "input_ids": [r["input_ids"] + [tokenizer.pad_token_id] * p for r, p in zip(rows, pads)],
+                "labels": [r["labels"] + [IGNORE] * p for r, p in zip(rows, pads)],
+            }
             if "position_ids" in rows[0]:
                 batch["position_ids"] = [r["position_ids"] + list(range(p)) for r, p in zip(rows, pads)]
             else:
@@ -281,11 +325,13 @@ class CausalLMTask(PlainHead):
         ids = self.tokenizer(prompt, add_special_tokens=not self.prompt_has_special_tokens, verbose=False)["input_ids"]
         if trained[: len(ids)] != ids:
             at = next((i for i, (a, b) in enumerate(zip(ids, trained)) if a != b), min(len(ids), len(trained)))
-            shown = [repr(self.tokenizer.decode(x[at:at + 3])) for x in (ids, trained)]
-            raise UserError(f"training and generation render the prompt differently (token {at}: generation has "
-                            f"{shown[0]}, training {shown[1]}); the model would be served a prompt it never trained on. "
-                            "Set task.chat_template to a template whose generation prompt starts each answer as its "
-                            "turns do (or task.use_chat_template=false)")
+            shown = [repr(self.tokenizer.decode(x[at : at + 3])) for x in (ids, trained)]
+            raise UserError(
+                f"training and generation render the prompt differently (token {at}: generation has "
+                f"{shown[0]}, training {shown[1]}); the model would be served a prompt it never trained on. "
+                "Set task.chat_template to a template whose generation prompt starts each answer as its "
+                "turns do (or task.use_chat_template=false)"
+            )
 
     def generation_prompt(self, example: Example) -> str:
         """The prompt as training saw it before its first target. Trailing spaces go: in training they were part of
@@ -308,7 +354,9 @@ class CausalLMTask(PlainHead):
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
         return token_loss_sum(model, inputs, targets, chunked=self.cfg.chunked_loss)
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """The next-token loss mixed with the divergence from the teacher's next-token distribution, per supervised
         token (chunked over the vocabulary like the loss)."""
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}

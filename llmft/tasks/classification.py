@@ -147,7 +147,9 @@ class ClassificationTask:
     def _class_weights(self) -> Optional[torch.Tensor]:
         if self.cfg.class_weights is not None:
             if len(self.cfg.class_weights) != len(self.label_names):
-                raise UserError(f"task.class_weights has {len(self.cfg.class_weights)} values for {len(self.label_names)} labels {self.label_names}")
+                raise UserError(
+                    f"task.class_weights has {len(self.cfg.class_weights)} values for {len(self.label_names)} labels {self.label_names}"
+                )
             return torch.tensor(self.cfg.class_weights, dtype=torch.float32)
         if self.cfg.balance_classes:
             counts = torch.tensor(self.train_label_counts, dtype=torch.float32).clamp(min=1)
@@ -155,7 +157,11 @@ class ClassificationTask:
         return None
 
     def plan_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"labels": self.label_names, "train_label_counts": self.train_label_counts, "data": self.data_stats}
+        info: dict[str, Any] = {
+            "labels": self.label_names,
+            "train_label_counts": self.train_label_counts,
+            "data": self.data_stats,
+        }
         if self.class_weights is not None:
             info["class_weights"] = [round(w, 4) for w in self.class_weights.tolist()]
         return info
@@ -171,13 +177,22 @@ class ClassificationTask:
         text_columns = list(self.data.text_columns)
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
-            features, truncated = encode_rows(tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.input_truncation_side)
+            features, truncated = encode_rows(
+                tokenizer, [batch[c] for c in text_columns], max_length, self.cfg.input_truncation_side
+            )
             return {**features, "truncated": truncated}  # counted, reported in the run plan
 
         keep = {"labels", SOURCE_COLUMN}
         drop = [c for c in ds.column_names if c not in keep]
-        return cached_map(ds, encode, f"classification|{text_columns}|{max_length}", tokenizer, batched=True, remove_columns=drop,
-                          desc=f"tokenize {role}")
+        return cached_map(
+            ds,
+            encode,
+            f"classification|{text_columns}|{max_length}",
+            tokenizer,
+            batched=True,
+            remove_columns=drop,
+            desc=f"tokenize {role}",
+        )
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorWithPadding
@@ -220,7 +235,9 @@ class ClassificationTask:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return self._loss_of_logits(model(**inputs).logits.float(), batch["labels"])
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """The task's loss mixed with the divergence from the teacher's class distribution, per example."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits.float()
@@ -235,8 +252,14 @@ class ClassificationTask:
         return per_example.sum()
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's summed loss, labels and class probabilities (never the logits' graphs)."""
         loss_total, n, probs, labels = 0.0, 0, [], []
         with eval_mode(model):
@@ -314,14 +337,26 @@ class ClassificationTask:
             rows = [{columns[0]: request.prompt}]
         else:
             rows = read_jsonl(request.input, columns)  # type: ignore[arg-type]
-        predictions = classify(model, tokenizer, [[lookup(row, c) for c in columns] for row in rows], request.batch_size,
-                               request.max_length, request.device, self.cfg.input_truncation_side)
+        predictions = classify(
+            model,
+            tokenizer,
+            [[lookup(row, c) for c in columns] for row in rows],
+            request.batch_size,
+            request.max_length,
+            request.device,
+            self.cfg.input_truncation_side,
+        )
         return [{**row, **pred} for row, pred in zip(rows, predictions)]
 
 
 @torch.no_grad()
 def classify(
-    model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: torch.device,
+    model: Any,
+    tokenizer: Any,
+    rows: list[list[str]],
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
     side: Side = Side.right,
 ) -> list[dict[str, Any]]:
     """Label name (from the model's id2label) and class probabilities for each row of text(s), truncated on `side`
@@ -335,8 +370,13 @@ def classify(
 
 
 def classify_with(
-    logits_of: Callable[[dict[str, np.ndarray]], np.ndarray], id2label: dict[Any, str], tokenizer: Any,
-    rows: list[list[str]], batch_size: int, max_length: int, side: Side = Side.right,
+    logits_of: Callable[[dict[str, np.ndarray]], np.ndarray],
+    id2label: dict[Any, str],
+    tokenizer: Any,
+    rows: list[list[str]],
+    batch_size: int,
+    max_length: int,
+    side: Side = Side.right,
 ) -> list[dict[str, Any]]:
     """`classify` for any runner of the classifier (the PyTorch model, an ONNX session): `logits_of` maps a padded
     batch of numpy int64 inputs to its logits; the texts are cut and the logits read exactly as `classify` does."""

@@ -70,8 +70,12 @@ class EmbeddingTask(PlainHead):
             features = self._features(rows, tokenizer, max_length)
             truncated = features.pop("truncated")
             out[role] = datasets.Dataset.from_dict(features)
-            self.data_stats[role] = {"rows": len(rows), "pairs": sum(r["kind"] == PAIR for r in rows),
-                                     "scored": sum(r["kind"] == SCORED for r in rows), "truncated": truncated}
+            self.data_stats[role] = {
+                "rows": len(rows),
+                "pairs": sum(r["kind"] == PAIR for r in rows),
+                "scored": sum(r["kind"] == SCORED for r in rows),
+                "truncated": truncated,
+            }
         if "eval" in self.kinds:
             self._check_select_metric(self.kinds["eval"])
         return out
@@ -83,25 +87,35 @@ class EmbeddingTask(PlainHead):
         names = [c for c in ds.column_names if c != "__row__"]
         has_pairs, has_scored = all(c in names for c in pair_columns), all(c in names for c in scored_columns)
         if not has_pairs and not has_scored:
-            raise UserError(f"the {role} split of '{split_source(data, role)}' has neither pair columns {pair_columns} nor scored columns "
-                            f"{scored_columns}; its columns: {', '.join(names)} (name yours with task.data.text_columns, "
-                            "task.scored_columns and task.data.label_column)")
+            raise UserError(
+                f"the {role} split of '{split_source(data, role)}' has neither pair columns {pair_columns} nor scored columns "
+                f"{scored_columns}; its columns: {', '.join(names)} (name yours with task.data.text_columns, "
+                "task.scored_columns and task.data.label_column)"
+            )
         negative = self.cfg.negative_column if self.cfg.negative_column in names else None
-        keep = [c for c in dict.fromkeys([*(pair_columns if has_pairs else []), *(scored_columns if has_scored else []),
-                                          *([negative] if negative else [])])]
+        keep = [
+            c
+            for c in dict.fromkeys(
+                [*(pair_columns if has_pairs else []), *(scored_columns if has_scored else []), *([negative] if negative else [])]
+            )
+        ]
         rows = []
         for i, row in enumerate(ds.select_columns(keep)):
             where = lambda: row_origin(ds, i, role, data)  # noqa: E731 - read only on error
             if has_scored and row[data.label_column] is not None:
                 a, b = (_text(row[c], c, where) for c in self.cfg.scored_columns)
-                rows.append({"kind": SCORED, "a": a, "b": b, "c": None, "score": _score(row[data.label_column], data.label_column, where)})
+                rows.append(
+                    {"kind": SCORED, "a": a, "b": b, "c": None, "score": _score(row[data.label_column], data.label_column, where)}
+                )
             elif has_pairs and any(row[c] is not None for c in pair_columns):
                 a, b = (_text(row[c], c, where) for c in pair_columns)
                 c = _text(row[negative], negative, where) if negative and row[negative] is not None else None
                 rows.append({"kind": PAIR, "a": a, "b": b, "c": c, "score": math.nan})
             else:
-                raise UserError(f"{where()} has neither texts in {pair_columns} nor a score in '{data.label_column}'; "
-                                "each row is a pair or a scored pair")
+                raise UserError(
+                    f"{where()} has neither texts in {pair_columns} nor a score in '{data.label_column}'; "
+                    "each row is a pair or a scored pair"
+                )
         return rows
 
     def _check_loss(self, rows: list[dict[str, Any]]) -> None:
@@ -109,8 +123,10 @@ class EmbeddingTask(PlainHead):
         wrong = {EmbeddingLoss.mnrl: SCORED, EmbeddingLoss.cosent: PAIR}.get(self.cfg.loss)
         if wrong is not None and any(r["kind"] == wrong for r in rows):
             shape = "scored pairs" if wrong == SCORED else "(anchor, positive) pairs"
-            raise UserError(f"task.loss={self.cfg.loss.value} cannot train on the {shape} of the train split; "
-                            "set task.loss=auto (each row's shape picks its loss)")
+            raise UserError(
+                f"task.loss={self.cfg.loss.value} cannot train on the {shape} of the train split; "
+                "set task.loss=auto (each row's shape picks its loss)"
+            )
 
     def _check_select_metric(self, kinds: set[int]) -> None:
         """Refuse before training a selection metric the eval split cannot give."""
@@ -118,9 +134,11 @@ class EmbeddingTask(PlainHead):
         given |= {*(f"recall@{k}" for k in RECALL_AT), f"mrr@{MRR_AT}"} if PAIR in kinds else set()
         metric = self.cfg.select_metric
         if metric in {"spearman", "pearson", f"mrr@{MRR_AT}", *(f"recall@{k}" for k in RECALL_AT)} and metric not in given:
-            raise UserError(f"task.select_metric={metric}: the eval split has no "
-                            f"{'scored pairs' if metric in ('spearman', 'pearson') else '(anchor, positive) pairs'}; "
-                            f"choose one of: {', '.join(sorted(given))}")
+            raise UserError(
+                f"task.select_metric={metric}: the eval split has no "
+                f"{'scored pairs' if metric in ('spearman', 'pearson') else '(anchor, positive) pairs'}; "
+                f"choose one of: {', '.join(sorted(given))}"
+            )
 
     def _features(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> dict[str, Any]:
         """Token ids of each row's texts, its kind and score, and retrieval ids: a query per distinct anchor text, a
@@ -156,9 +174,12 @@ class EmbeddingTask(PlainHead):
         def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             texts = [r["a_ids"] for r in rows] + [r["b_ids"] for r in rows] + [r["c_ids"] for r in rows if r["c_ids"]]
             batch = tokenizer.pad({"input_ids": texts}, return_tensors="pt")
-            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                    **{k: torch.tensor([r[k] for r in rows]) for k in ("kind", "query_id", "doc_id", "neg_id")},
-                    "score": torch.tensor([r["score"] for r in rows], dtype=torch.float32)}
+            return {
+                "input_ids": batch["input_ids"],
+                "attention_mask": batch["attention_mask"],
+                **{k: torch.tensor([r[k] for r in rows]) for k in ("kind", "query_id", "doc_id", "neg_id")},
+                "score": torch.tensor([r["score"] for r in rows], dtype=torch.float32),
+            }
 
         return collate
 
@@ -199,8 +220,11 @@ class EmbeddingTask(PlainHead):
             saved.save(str(folder / entry["path"]))
         config = {"max_seq_length": self.max_length, "do_lower_case": False}
         (folder / "sentence_bert_config.json").write_text(json.dumps(config, indent=2) + "\n")
-        meta = {"model_type": "SentenceTransformer", "similarity_fn_name": "cosine",
-                "__version__": {"sentence_transformers": sentence_transformers.__version__}}
+        meta = {
+            "model_type": "SentenceTransformer",
+            "similarity_fn_name": "cosine",
+            "__version__": {"sentence_transformers": sentence_transformers.__version__},
+        }
         (folder / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     # --- loss and evaluation ----------------------------------------------------------------
@@ -224,13 +248,21 @@ class EmbeddingTask(PlainHead):
             loss = MultipleNegativesRankingLoss(None, scale=self.cfg.scale).compute_loss_from_embeddings(columns, None)
             total = total + loss * int(pair.sum())
         if scored.any():
-            loss = CoSENTLoss(None, scale=self.cfg.scale).compute_loss_from_embeddings([a[scored], b[scored]], batch["score"][scored])
+            loss = CoSENTLoss(None, scale=self.cfg.scale).compute_loss_from_embeddings(
+                [a[scored], b[scored]], batch["score"][scored]
+            )
             total = total + loss * int(scored.sum())
         return total
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's cosine similarities with gold scores, and its queries' and documents' embeddings by id."""
         was_training = model.training
         model.eval()
@@ -304,7 +336,9 @@ class EmbeddingTask(PlainHead):
         model.eval()
         chunks = []
         for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            enc = tokenizer(
+                texts[start : start + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             chunks.append(self.embed(model, enc["input_ids"].to(device), enc["attention_mask"].to(device)).cpu())
         return torch.cat(chunks)
 
@@ -312,8 +346,10 @@ class EmbeddingTask(PlainHead):
 def _text(value: Any, column: str, where: Any) -> str:
     """A row's text, refused in one line when it is missing, empty or not a string."""
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{where()} has {'an empty' if isinstance(value, str) or value is None else 'a non-text'} "
-                        f"'{column}' ({value!r}); every text of a row must be set")
+        raise UserError(
+            f"{where()} has {'an empty' if isinstance(value, str) or value is None else 'a non-text'} "
+            f"'{column}' ({value!r}); every text of a row must be set"
+        )
     return value
 
 

@@ -26,8 +26,10 @@ def _same_rows(members: list[list[dict[str, Any]]], key: str) -> None:
     first = np.concatenate([x for p in members[0] for x in p[key]])
     for other in members[1:]:
         if not np.array_equal(first, np.concatenate([x for p in other for x in p[key]])):
-            raise UserError("ensemble members scored different rows (their tokenizers cut or dropped different rows); "
-                            "ensemble runs trained on the same data and tokenizer")
+            raise UserError(
+                "ensemble members scored different rows (their tokenizers cut or dropped different rows); "
+                "ensemble runs trained on the same data and tokenizer"
+            )
 
 
 def labels_and_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +52,13 @@ def average_probability_partials(members: list[list[dict[str, Any]]]) -> list[di
 def average_prediction_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One partial per shard whose predicted scores are the members' mean (regression)."""
     _same_rows(members, "labels")
-    return [{"labels": shard[0]["labels"],
-             "predictions": [np.mean([m["predictions"][b] for m in shard], axis=0) for b in range(len(shard[0]["predictions"]))]}
-            for shard in zip(*members)]
+    return [
+        {
+            "labels": shard[0]["labels"],
+            "predictions": [np.mean([m["predictions"][b] for m in shard], axis=0) for b in range(len(shard[0]["predictions"]))],
+        }
+        for shard in zip(*members)
+    ]
 
 
 def mean_of(members: list[list[dict[str, Any]]], key: str) -> list[Any]:
@@ -81,5 +87,7 @@ def check_members(runs: list[Any], families: list[str], models: list[Any]) -> No
 
 def check_ensembled(task: Any) -> None:
     if not isinstance(task, Ensembled):
-        raise UserError(f"task.family={task.cfg.family} cannot be ensembled (classification, multiple_choice, "
-                        "regression and token_classification can)")
+        raise UserError(
+            f"task.family={task.cfg.family} cannot be ensembled (classification, multiple_choice, "
+            "regression and token_classification can)"
+        )

@@ -48,15 +48,23 @@ class ExtractiveQATask(PlainHead):
     def _windows(self, tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Any:
         """Each (question, context) as overlapping windows of the context; a stride that leaves no room is one line."""
         try:
-            return tokenizer([r["question"].lstrip() for r in rows], [r["context"] for r in rows], truncation="only_second",
-                             max_length=max_length, stride=self.cfg.doc_stride, return_overflowing_tokens=True,
-                             return_offsets_mapping=True)
+            return tokenizer(
+                [r["question"].lstrip() for r in rows],
+                [r["context"] for r in rows],
+                truncation="only_second",
+                max_length=max_length,
+                stride=self.cfg.doc_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
         except Exception as ex:  # the tokenizers library raises a bare Exception/ValueError for it
             if "stride" not in str(ex).lower():
                 raise
-            raise UserError(f"task.doc_stride={self.cfg.doc_stride} leaves no room for the context in model.max_length="
-                            f"{max_length} tokens beside the question; lower task.doc_stride (e.g. "
-                            f"{max(8, max_length // 4)}) or raise model.max_length") from None
+            raise UserError(
+                f"task.doc_stride={self.cfg.doc_stride} leaves no room for the context in model.max_length="
+                f"{max_length} tokens beside the question; lower task.doc_stride (e.g. "
+                f"{max(8, max_length // 4)}) or raise model.max_length"
+            ) from None
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -76,11 +84,16 @@ class ExtractiveQATask(PlainHead):
             from datasets import Dataset
 
             columns = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-            out[role] = Dataset.from_dict({**columns, "start_positions": starts, "end_positions": ends, "window": list(range(len(starts)))})
+            out[role] = Dataset.from_dict(
+                {**columns, "start_positions": starts, "end_positions": ends, "window": list(range(len(starts)))}
+            )
             self.windows[role] = {"offsets": offsets, "example": list(enc["overflow_to_sample_mapping"])}
             self.rows[role] = rows
-            self.data_stats[role] = {"rows": len(rows), "windows": len(starts),
-                                     "unanswerable": sum(1 for r in rows if not r["answers"]["text"])}
+            self.data_stats[role] = {
+                "rows": len(rows),
+                "windows": len(starts),
+                "unanswerable": sum(1 for r in rows if not r["answers"]["text"]),
+            }
         return out
 
     def collator(self, tokenizer: Any) -> Any:
@@ -96,8 +109,14 @@ class ExtractiveQATask(PlainHead):
         return _span_loss(model(**_inputs(batch)), batch)
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's span loss and the start/end logits of each window it scored, by window index."""
         total, count, logits = 0.0, 0, {}
         with eval_mode(model):
@@ -118,14 +137,18 @@ class ExtractiveQATask(PlainHead):
         rows = self.rows[role]
         metrics: dict[str, Any] = squad_em_f1([predictions[i] for i in scored], [rows[i]["answers"]["text"] for i in scored])
         metrics.update(loss=sum(p["loss"] for p in partials) / max(sum(p["count"] for p in partials), 1), examples=len(scored))
-        metrics["samples_table"] = [{"input": rows[i]["question"], "reference": rows[i]["answers"]["text"], "prediction": predictions[i]}
-                                    for i in scored[:20]]
+        metrics["samples_table"] = [
+            {"input": rows[i]["question"], "reference": rows[i]["answers"]["text"], "prediction": predictions[i]}
+            for i in scored[:20]
+        ]
         return metrics
 
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each {question, context} row of the input file with its `answer`."""
         if request.input is None:
-            raise UserError("extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields")
+            raise UserError(
+                "extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields"
+            )
         rows = read_jsonl(request.input, ["question", "context"])
         self.max_length = request.max_length
         return [{**r, "answer": a} for r, a in zip(rows, self.answer(model, tokenizer, rows, request.batch_size, request.device))]

@@ -45,10 +45,13 @@ def kto_collator(tokenizer: Any) -> Any:
         ids = [r["input_ids"][0] for r in rows] + [r["input_ids"][1] for r in rows]
         labels = [r["labels"][0] for r in rows] + [r["labels"][1] for r in rows]
         width = max(len(x) for x in ids)
-        return {"input_ids": torch.tensor(pad_rows(ids, tokenizer.pad_token_id)),
-                "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
-                "labels": torch.tensor(pad_rows(labels, IGNORE)), "pair": torch.tensor([r["pair"] for r in rows]),
-                "desirable": torch.tensor([r["desirable"] for r in rows])}
+        return {
+            "input_ids": torch.tensor(pad_rows(ids, tokenizer.pad_token_id)),
+            "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+            "labels": torch.tensor(pad_rows(labels, IGNORE)),
+            "pair": torch.tensor([r["pair"] for r in rows]),
+            "desirable": torch.tensor([r["desirable"] for r in rows]),
+        }
 
     return collate
 
@@ -80,17 +83,26 @@ class KTOTask(PlainHead):
         return self.chat
 
     def plan_info(self) -> dict[str, Any]:
-        return {"format": "unpaired completions (KTO)", "beta": self.cfg.beta, "chat_template": self.chat, "data": self.data_stats}
+        return {
+            "format": "unpaired completions (KTO)",
+            "beta": self.cfg.beta,
+            "chat_template": self.chat,
+            "data": self.data_stats,
+        }
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
         tokenizer.padding_side = "right"
         cfg, encoder = self.cfg, PairEncoder(tokenizer, max_length, self.cfg.use_chat_template)
         for role, ds in splits.items():
-            check_columns(ds, [cfg.prompt_column, cfg.completion_column, cfg.label_column], f"the {role} split of '{cfg.data.path}'")
+            check_columns(
+                ds, [cfg.prompt_column, cfg.completion_column, cfg.label_column], f"the {role} split of '{cfg.data.path}'"
+            )
             completions = ds[cfg.completion_column]
 
-            def encode(row: dict[str, Any], index: int, role: str = role, ds: Any = ds, completions: list = completions) -> dict[str, Any]:
+            def encode(
+                row: dict[str, Any], index: int, role: str = role, ds: Any = ds, completions: list = completions
+            ) -> dict[str, Any]:
                 try:
                     prompt, completion = row[cfg.prompt_column], row[cfg.completion_column]
                     if not completion or not prompt:
@@ -100,8 +112,12 @@ class KTOTask(PlainHead):
                     kl_ids, kl_labels = encoder.encode(prompt, completions[(index + 1) % len(completions)] or completion)
                 except ValueError as ex:
                     raise located(ds, index, role, cfg.data, str(ex)) from None
-                return {"input_ids": [ids, kl_ids], "labels": [labels, kl_labels], "desirable": desirable,
-                        "pair": pair_id(role, index)}
+                return {
+                    "input_ids": [ids, kl_ids],
+                    "labels": [labels, kl_labels],
+                    "desirable": desirable,
+                    "pair": pair_id(role, index),
+                }
 
             self.features[role] = ds.map(encode, with_indices=True, remove_columns=ds.column_names, desc=f"tokenize {role}")
             self.data_stats[role] = {"rows": len(ds), "desirable": int(sum(self.features[role]["desirable"]))}
@@ -142,7 +158,9 @@ class KTOTask(PlainHead):
         targets = completion_targets(batch)
         policy = sequence_logps(model, {k: v[:rows] for k, v in inputs.items()}, targets[:rows], chunked=self.cfg.chunked_loss)
         with torch.no_grad():  # the KL estimate carries no gradient (TRL's _compute_kl_logps)
-            policy_kl = sequence_logps(model, {k: v[rows:] for k, v in inputs.items()}, targets[rows:], chunked=self.cfg.chunked_loss)
+            policy_kl = sequence_logps(
+                model, {k: v[rows:] for k, v in inputs.items()}, targets[rows:], chunked=self.cfg.chunked_loss
+            )
         ref = self.reference.values(model, batch, self.scores)
         if ref is None:
             raise UserError("task=kto needs the reference model, which this command did not set up")
@@ -150,16 +168,20 @@ class KTOTask(PlainHead):
         kl = (policy_kl - ref[:, 1]).mean().clamp(min=0).detach()
         ratio = policy - ref[:, 0]
         good = batch["desirable"].bool()
-        losses = torch.where(good, self.cfg.desirable_weight * (1 - torch.sigmoid(self.cfg.beta * (ratio - kl))),
-                             self.cfg.undesirable_weight * (1 - torch.sigmoid(self.cfg.beta * (kl - ratio))))
+        losses = torch.where(
+            good,
+            self.cfg.desirable_weight * (1 - torch.sigmoid(self.cfg.beta * (ratio - kl))),
+            self.cfg.undesirable_weight * (1 - torch.sigmoid(self.cfg.beta * (kl - ratio))),
+        )
         return losses, self.cfg.beta * ratio.detach(), policy.detach(), kl
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.row_terms(model, batch)[0].sum()
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
-                     dist: Any = None) -> dict[str, Any]:
+    def eval_partial(
+        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
+    ) -> dict[str, Any]:
         sums, counts = dict.fromkeys(SUMS, 0.0), {"rows": 0, "desirable": 0, "batches": 0}
         with eval_mode(model):
             for batch in batches:
@@ -196,7 +218,8 @@ class KTOTask(PlainHead):
     def generation_prompt(self, example: Example) -> str:
         if not self.chat:
             return example.prompt.rstrip(" ")
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
-                                                  add_generation_prompt=True).rstrip(" ")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": example.prompt}], tokenize=False, add_generation_prompt=True
+        ).rstrip(" ")
 
     predict = generative_predict

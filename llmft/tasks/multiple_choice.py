@@ -51,8 +51,10 @@ def ending_source(columns: list[str], configured: Optional[list[str]], where: st
     lists = [c for c in columns if c.lower() in data_shapes.CHOICE_LISTS]
     if lists:
         return lists[:1]
-    raise UserError(f"no endings found in {where} (columns: {', '.join(columns)}); name them ending0..N-1, or one list "
-                    "column choices/endings, or set task.endings=[col_a,col_b,...] / task.endings=[list_column]")
+    raise UserError(
+        f"no endings found in {where} (columns: {', '.join(columns)}); name them ending0..N-1, or one list "
+        "column choices/endings, or set task.endings=[col_a,col_b,...] / task.endings=[list_column]"
+    )
 
 
 def row_endings(row: dict[str, Any], source: list[str]) -> Any:
@@ -72,7 +74,9 @@ def check_endings(endings: Any, label: Any, count: Optional[int], where: str) ->
     empty = [i for i, e in enumerate(endings) if not isinstance(e, str) or not e.strip()]
     if empty:
         raise UserError(f"{where}: ending {empty[0]} is empty ({endings[empty[0]]!r}); every ending needs a text")
-    if label is not None and (isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(endings)):
+    if label is not None and (
+        isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(endings)
+    ):
         raise UserError(f"{where}: label {label!r} is not the index of one of its {len(endings)} endings (0..{len(endings) - 1})")
 
 
@@ -133,10 +137,21 @@ class MultipleChoiceTask(PlainHead):
             source = ending_source(ds.column_names, self.cfg.endings, where)
             ds = self._gather(ds, source, role)
             ds, dropped = drop_empty_texts(ds, context, role, self.data)
-            ds = cached_map(ds, self._encoder(tokenizer, max_length), f"multiple_choice|{context}|{max_length}", tokenizer,
-                            batched=True, remove_columns=[c for c in ds.column_names if c != "labels"], desc=f"tokenize {role}")
-            self.data_stats[role] = {"rows": len(ds), "dropped_empty": dropped, "truncated": int(sum(ds["truncated"])),
-                                     "choices": self.num_choices}
+            ds = cached_map(
+                ds,
+                self._encoder(tokenizer, max_length),
+                f"multiple_choice|{context}|{max_length}",
+                tokenizer,
+                batched=True,
+                remove_columns=[c for c in ds.column_names if c != "labels"],
+                desc=f"tokenize {role}",
+            )
+            self.data_stats[role] = {
+                "rows": len(ds),
+                "dropped_empty": dropped,
+                "truncated": int(sum(ds["truncated"])),
+                "choices": self.num_choices,
+            }
             out[role] = ds.remove_columns("truncated")
         return out
 
@@ -149,8 +164,11 @@ class MultipleChoiceTask(PlainHead):
             self.num_choices = len(ends)
             endings.append(ends)
             labels.append(int(label))
-        return ds.remove_columns([c for c in dict.fromkeys([*source, self.data.label_column])]).add_column(
-            ENDINGS, endings).add_column("labels", labels)
+        return (
+            ds.remove_columns([c for c in dict.fromkeys([*source, self.data.label_column])])
+            .add_column(ENDINGS, endings)
+            .add_column("labels", labels)
+        )
 
     def _encoder(self, tokenizer: Any, max_length: int) -> Any:
         context, side = list(self.data.text_columns), self.cfg.input_truncation_side
@@ -194,7 +212,9 @@ class MultipleChoiceTask(PlainHead):
         """Summed cross-entropy over each row's N choices."""
         return F.cross_entropy(self._scores(model, batch), batch["labels"], reduction="sum")
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """The task's loss mixed with the divergence from the teacher's distribution over each row's choices."""
         scores = self._scores(model, batch)
         with torch.no_grad():
@@ -202,8 +222,14 @@ class MultipleChoiceTask(PlainHead):
         return distillation.soft_loss_sum(F.cross_entropy(scores, batch["labels"], reduction="sum"), scores, teacher_scores)
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's summed loss, labels and choice probabilities."""
         was_training = model.training
         model.eval()
@@ -227,8 +253,12 @@ class MultipleChoiceTask(PlainHead):
         y_true = np.concatenate([x for p in partials for x in p["labels"]])
         y_prob = np.concatenate([x for p in partials for x in p["probs"]])
 
-        return {"accuracy": float((y_prob.argmax(axis=1) == y_true).mean()), "ece": expected_calibration_error(y_true, y_prob),
-                "loss": sum(p["loss"] for p in partials) / n, "samples": n}
+        return {
+            "accuracy": float((y_prob.argmax(axis=1) == y_true).mean()),
+            "ece": expected_calibration_error(y_true, y_prob),
+            "loss": sum(p["loss"] for p in partials) / n,
+            "samples": n,
+        }
 
     @staticmethod
     def class_probabilities(partials: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -310,6 +340,8 @@ def _prompt_row(prompt: str, context: list[str]) -> dict[str, Any]:
         row = None
     if not isinstance(row, dict) or not all(isinstance(row.get(c), str) for c in context):
         fields = ", ".join(f'"{c}": "..."' for c in context)
-        raise UserError(f"multiple choice takes one JSON object in single quotes, \"prompt='{{{fields}, \"endings\": "
-                        "[\"...\", \"...\"]}'\", or input=<file.jsonl> with one such object a line")
+        raise UserError(
+            f'multiple choice takes one JSON object in single quotes, "prompt=\'{{{fields}, "endings": '
+            '["...", "..."]}\'", or input=<file.jsonl> with one such object a line'
+        )
     return row

@@ -86,13 +86,17 @@ class TextGenerationOptions(TaskConfig):
             self.prompt_template = self.prompt_template.replace("\\n", "\n").replace("\\t", "\t")
         raw_text = self.family == "causal_lm" and self.prompt_template is None and not self.messages_column
         if self.chunk_text and not raw_text:
-            raise ConfigError("task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "
-                              "or task.messages_column, nor a family other than causal_lm")
+            raise ConfigError(
+                "task.chunk_text=true cuts raw text (task=textgen); it cannot take a task.prompt_template "
+                "or task.messages_column, nor a family other than causal_lm"
+            )
         if self.chunk_text and self.packing:
             raise ConfigError("task.chunk_text=true fills every row already; task.packing=true needs task.chunk_text=false")
         if self.bleu_tokenize not in BLEU_TOKENIZERS:
-            raise ConfigError(f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
-                              f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}")
+            raise ConfigError(
+                f"task.bleu_tokenize={self.bleu_tokenize} is not a sacrebleu tokenizer"
+                f"{closest(self.bleu_tokenize, BLEU_TOKENIZERS)}; choose one of: {', '.join(BLEU_TOKENIZERS)}"
+            )
 
 
 @dataclass
@@ -131,8 +135,10 @@ class EmbeddingOptions(TaskConfig):
         if self.scale <= 0:
             raise ConfigError(f"task.scale must be > 0, got {self.scale}")
         if self.truncation_side is Side.left:
-            raise ConfigError("task.truncation_side=left: sentence-transformers cuts inputs on the right, and an "
-                              "embedding checkpoint must embed there as it trained; drop the option")
+            raise ConfigError(
+                "task.truncation_side=left: sentence-transformers cuts inputs on the right, and an "
+                "embedding checkpoint must embed there as it trained; drop the option"
+            )
 
 
 class PreferenceLoss(str, Enum):

@@ -30,8 +30,14 @@ METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rew
 def pair_values(chosen: torch.Tensor, rejected: torch.Tensor, policy: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per pair: the implicit rewards, their margin, whether chosen wins, and the policy's summed log-probs."""
     chosen, rejected = chosen.float(), rejected.float()
-    return {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/margins": chosen - rejected,
-            "rewards/accuracy": (chosen > rejected).float(), "logps/chosen": policy[:, 0], "logps/rejected": policy[:, 1]}
+    return {
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/margins": chosen - rejected,
+        "rewards/accuracy": (chosen > rejected).float(),
+        "logps/chosen": policy[:, 0],
+        "logps/rejected": policy[:, 1],
+    }
 
 
 def completion_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -46,9 +52,12 @@ def pair_collator(tokenizer: Any) -> Any:
         ids = [r["input_ids"][0] for r in rows] + [r["input_ids"][1] for r in rows]
         labels = [r["labels"][0] for r in rows] + [r["labels"][1] for r in rows]
         width = max(len(x) for x in ids)
-        return {"input_ids": torch.tensor(pad_rows(ids, tokenizer.pad_token_id)),
-                "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
-                "labels": torch.tensor(pad_rows(labels, IGNORE)), "pair": torch.tensor([r["pair"] for r in rows])}
+        return {
+            "input_ids": torch.tensor(pad_rows(ids, tokenizer.pad_token_id)),
+            "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+            "labels": torch.tensor(pad_rows(labels, IGNORE)),
+            "pair": torch.tensor([r["pair"] for r in rows]),
+        }
 
     return collate
 
@@ -64,14 +73,18 @@ def encode_pairs(task: Any, splits: dict[str, Any], tokenizer: Any, max_length: 
 
         def encode(row: dict[str, Any], index: int, role: str = role, ds: Any = ds) -> dict[str, Any]:
             try:
-                prompt, chosen, rejected, raw = split_pair(value_of(row, prompt_column), row[cfg.chosen_column],
-                                                           row[cfg.rejected_column])
+                prompt, chosen, rejected, raw = split_pair(
+                    value_of(row, prompt_column), row[cfg.chosen_column], row[cfg.rejected_column]
+                )
                 chosen_ids, chosen_labels = encoder.encode(prompt, chosen, raw)
                 rejected_ids, rejected_labels = encoder.encode(prompt, rejected, raw)
             except ValueError as ex:
                 raise located(ds, index, role, cfg.data, str(ex)) from None
-            return {"input_ids": [chosen_ids, rejected_ids], "labels": [chosen_labels, rejected_labels],
-                    "pair": pair_id(role, index)}
+            return {
+                "input_ids": [chosen_ids, rejected_ids],
+                "labels": [chosen_labels, rejected_labels],
+                "pair": pair_id(role, index),
+            }
 
         out[role] = ds.map(encode, with_indices=True, remove_columns=ds.column_names, desc=f"tokenize {role}")
         task.data_stats[role] = {"pairs": len(out[role])}
@@ -105,8 +118,13 @@ class PreferenceTask(PlainHead):
         return self.chat
 
     def plan_info(self) -> dict[str, Any]:
-        return {"format": "preference pairs", "loss": self.cfg.loss.value, "beta": self.cfg.beta, "chat_template": self.chat,
-                "data": self.data_stats}
+        return {
+            "format": "preference pairs",
+            "loss": self.cfg.loss.value,
+            "beta": self.cfg.beta,
+            "chat_template": self.chat,
+            "data": self.data_stats,
+        }
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -125,8 +143,9 @@ class PreferenceTask(PlainHead):
     def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
         """Settle the reference for the freshly built policy (tasks/reference.py)."""
         if not self.cfg.reference_free:
-            self.reference.bind(model, self.features, self.reference_batches, self.pair_scores, run_dir,
-                                self.cfg.precompute_reference)
+            self.reference.bind(
+                model, self.features, self.reference_batches, self.pair_scores, run_dir, self.cfg.precompute_reference
+            )
 
     def needs_reference(self) -> bool:
         return not self.cfg.reference_free
@@ -174,8 +193,9 @@ class PreferenceTask(PlainHead):
         return losses.sum(), {key: value.sum() for key, value in pair_values(chosen, rejected, policy).items()}
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
-                     dist: Any = None) -> dict[str, Any]:
+    def eval_partial(
+        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
+    ) -> dict[str, Any]:
         sums = dict.fromkeys(METRICS, 0.0)
         pairs, scored = 0, True
         with eval_mode(model):
@@ -209,7 +229,8 @@ class PreferenceTask(PlainHead):
     def generation_prompt(self, example: Example) -> str:
         if not self.chat:
             return example.prompt.rstrip(" ")
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": example.prompt}], tokenize=False,
-                                                  add_generation_prompt=True).rstrip(" ")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": example.prompt}], tokenize=False, add_generation_prompt=True
+        ).rstrip(" ")
 
     predict = generative_predict  # llmft generate: the rows with their generations, as for an SFT run

@@ -75,9 +75,10 @@ def split_pair(prompt: Any, chosen: Any, rejected: Any) -> tuple[Turns, Turns, T
             head = shared_transcript_prompt(chosen, rejected)
             if not head:
                 raise ValueError("chosen and rejected share no prompt and the row has none")
-            return head, chosen[len(head):], rejected[len(head):], True
-    raise ValueError("chosen/rejected must both be texts or both message lists"
-                     f" (got {type(chosen).__name__} and {type(rejected).__name__})")
+            return head, chosen[len(head) :], rejected[len(head) :], True
+    raise ValueError(
+        f"chosen/rejected must both be texts or both message lists (got {type(chosen).__name__} and {type(rejected).__name__})"
+    )
 
 
 class PairEncoder:

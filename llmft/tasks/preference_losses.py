@@ -28,8 +28,14 @@ class PairLogps:
     def averaged(self) -> "PairLogps":
         """Length-normalised: each log-prob divided by its completion's tokens."""
         c, r = self.chosen_tokens.clamp(min=1), self.rejected_tokens.clamp(min=1)
-        return PairLogps(self.chosen / c, self.rejected / r, self.ref_chosen / c, self.ref_rejected / r,
-                         self.chosen_tokens, self.rejected_tokens)
+        return PairLogps(
+            self.chosen / c,
+            self.rejected / r,
+            self.ref_chosen / c,
+            self.ref_rejected / r,
+            self.chosen_tokens,
+            self.rejected_tokens,
+        )
 
 
 Losses = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # per-pair loss, chosen reward, rejected reward

@@ -41,8 +41,15 @@ class Reference:
         self.bound = False
         self.table: dict[int, torch.Tensor] = {}  # role code -> (rows, k) values scored before training
 
-    def bind(self, model: Any, features: dict[str, Any], loaders: Callable[[Any], Any], score: Scorer,
-             run_dir: Optional[Path], precompute: bool) -> None:
+    def bind(
+        self,
+        model: Any,
+        features: dict[str, Any],
+        loaders: Callable[[Any], Any],
+        score: Scorer,
+        run_dir: Optional[Path],
+        precompute: bool,
+    ) -> None:
         """Settle the reference for a freshly built policy (initial weights, before any step or restore): the stored
         table when the run has one, else score the rows it covers; keep a frozen copy only when it must."""
         disable_dropout(model)

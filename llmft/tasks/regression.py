@@ -36,8 +36,10 @@ def to_scores(ds: Any, role: str, cfg: DataConfig) -> Any:
         except (TypeError, ValueError):
             score = math.nan
         if not math.isfinite(score):
-            raise UserError(f"score {value!r} in column '{cfg.label_column}' at {row_origin(ds, row, role, cfg)} is not a "
-                            "number; regression needs one numeric score per row (fix the row or drop it)")
+            raise UserError(
+                f"score {value!r} in column '{cfg.label_column}' at {row_origin(ds, row, role, cfg)} is not a "
+                "number; regression needs one numeric score per row (fix the row or drop it)"
+            )
         scores.append(score)
     return ds.remove_columns(cfg.label_column).add_column("labels", scores)
 
@@ -83,11 +85,23 @@ class RegressionTask(PlainHead):
             data_shapes.check_label_column(ds, self.data.label_column, where)
             ds = to_scores(ds, role, self.data)  # before any row is dropped: rows keep their file order
             ds, dropped = drop_empty_texts(ds, columns, role, self.data)
-            ds = cached_map(ds, self._encoder(tokenizer, max_length), f"regression|{columns}|{max_length}", tokenizer,
-                            batched=True, remove_columns=[c for c in ds.column_names if c != "labels"], desc=f"tokenize {role}")
+            ds = cached_map(
+                ds,
+                self._encoder(tokenizer, max_length),
+                f"regression|{columns}|{max_length}",
+                tokenizer,
+                batched=True,
+                remove_columns=[c for c in ds.column_names if c != "labels"],
+                desc=f"tokenize {role}",
+            )
             scores = np.asarray(ds["labels"], dtype=np.float64)
-            self.data_stats[role] = {"rows": len(ds), "dropped_empty": dropped, "truncated": int(sum(ds["truncated"])),
-                                     "score_min": float(scores.min()), "score_max": float(scores.max())}
+            self.data_stats[role] = {
+                "rows": len(ds),
+                "dropped_empty": dropped,
+                "truncated": int(sum(ds["truncated"])),
+                "score_min": float(scores.min()),
+                "score_max": float(scores.max()),
+            }
             out[role] = ds.remove_columns("truncated")
         return out
 
@@ -125,18 +139,28 @@ class RegressionTask(PlainHead):
         """Summed squared error of a batch."""
         return F.mse_loss(self._predictions(model, batch), batch["labels"].float(), reduction="sum")
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """alpha * squared error to the gold score + (1 - alpha) * squared error to the teacher's score (a score has no
         distribution to soften: the temperature does not apply)."""
         predictions = self._predictions(model, batch)
         with torch.no_grad():
             teacher_scores = self._predictions(teacher, batch)
-        return distillation.mix(F.mse_loss(predictions, batch["labels"].float(), reduction="sum"),
-                                F.mse_loss(predictions, teacher_scores, reduction="sum"))
+        return distillation.mix(
+            F.mse_loss(predictions, batch["labels"].float(), reduction="sum"),
+            F.mse_loss(predictions, teacher_scores, reduction="sum"),
+        )
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's gold scores and predictions."""
         was_training = model.training
         model.eval()
@@ -197,13 +221,16 @@ class RegressionTask(PlainHead):
         else:
             rows = read_jsonl(request.input, columns)  # type: ignore[arg-type]
         texts = [[lookup(row, c) for c in columns] for row in rows]
-        scores = score(model, tokenizer, texts, request.batch_size, request.max_length, request.device, self.cfg.input_truncation_side)
+        scores = score(
+            model, tokenizer, texts, request.batch_size, request.max_length, request.device, self.cfg.input_truncation_side
+        )
         return [{**row, "score": s} for row, s in zip(rows, scores)]
 
 
 @torch.no_grad()
-def score(model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: Any,
-          side: Side = Side.right) -> list[float]:
+def score(
+    model: Any, tokenizer: Any, rows: list[list[str]], batch_size: int, max_length: int, device: Any, side: Side = Side.right
+) -> list[float]:
     """The head's score for each row of text(s), cut as training cut them."""
     model.eval()
     out: list[float] = []

@@ -30,8 +30,12 @@ def pair_rewards(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 def reward_values(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per pair: whether chosen scores above rejected, both rewards, their margin."""
-    return {"accuracy": (chosen > rejected).float(), "rewards/chosen": chosen, "rewards/rejected": rejected,
-            "rewards/margins": chosen - rejected}
+    return {
+        "accuracy": (chosen > rejected).float(),
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/margins": chosen - rejected,
+    }
 
 
 @dataclass
@@ -79,8 +83,9 @@ class RewardTask(PlainHead):
         return losses.sum(), {key: value.sum() for key, value in values.items()}
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval",
-                     dist: Any = None) -> dict[str, Any]:
+    def eval_partial(
+        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
+    ) -> dict[str, Any]:
         sums, pairs = dict.fromkeys(SUMS, 0.0), 0
         with eval_mode(model):
             for batch in batches:
@@ -114,7 +119,9 @@ class RewardTask(PlainHead):
                 if row.get(key):
                     ids = self._ids(encoder, row, key)
                     inputs = torch.tensor([ids], device=request.device)
-                    scored["reward" if key in ("completion", "text") else f"reward_{key}"] = float(model(input_ids=inputs).logits[0, 0])
+                    scored["reward" if key in ("completion", "text") else f"reward_{key}"] = float(
+                        model(input_ids=inputs).logits[0, 0]
+                    )
             results.append({**row, **scored})
         return results
 

@@ -11,7 +11,15 @@ from llmft.config import Side
 from llmft.tasks.options import TextGenerationOptions
 from llmft.errors import UserError
 from llmft.data.nested_fields import lookup
-from llmft.tasks.text_common import check_text_metric, IGNORE, Example, generative_metrics, generative_partial, generative_predict, to_example
+from llmft.tasks.text_common import (
+    check_text_metric,
+    IGNORE,
+    Example,
+    generative_metrics,
+    generative_partial,
+    generative_predict,
+    to_example,
+)
 from llmft.engine.distill_loss import Distillation, token_distill_sum
 from llmft.engine.token_loss import inner_model, token_loss_sum
 from llmft.data.truncation import encode_rows
@@ -55,17 +63,23 @@ class Seq2SeqTask(PlainHead):
             examples = [to_example(r, self.cfg) for r in rows]
             sources = [self.source(e, r) for e, r in zip(examples, rows)]
             if role != "train":
-                self.examples[role] = [Example(s, e.response, e.references) for s, e in zip(sources, examples)][: self.cfg.eval_generate_samples]
+                self.examples[role] = [Example(s, e.response, e.references) for s, e in zip(sources, examples)][
+                    : self.cfg.eval_generate_samples
+                ]
             enc, truncated = encode_rows(tokenizer, [sources], max_length, self.cfg.input_truncation_side)
             labels = self.targets([e.response for e in examples])
             if not any(len(t) for t in labels):
                 raise UserError(f"no target token in the {role} split is supervised")
             from datasets import Dataset
 
-            out[role] = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                                           "labels": labels})
-            self.data_stats[role] = {"rows": len(rows), "truncated": sum(truncated),
-                                     "supervised_tokens": sum(len(t) for t in labels)}
+            out[role] = Dataset.from_dict(
+                {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+            )
+            self.data_stats[role] = {
+                "rows": len(rows),
+                "truncated": sum(truncated),
+                "supervised_tokens": sum(len(t) for t in labels),
+            }
         return out
 
     def targets(self, texts: list[str]) -> list[list[int]]:
@@ -96,16 +110,24 @@ class Seq2SeqTask(PlainHead):
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch["labels"]  # the decoder reads them shifted right (its start token first, pad for IGNORE)
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                  "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)}
+        inputs = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels),
+        }
         return token_loss_sum(model, inputs, labels, chunked=self.cfg.chunked_loss)
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """The target-token loss mixed with the divergence from the teacher's distribution over the vocabulary, per
         target token (both decoders read the same shifted targets)."""
         labels = batch["labels"]
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                  "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)}
+        inputs = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "decoder_input_ids": inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels),
+        }
         return token_distill_sum(model, teacher, inputs, labels, distillation, chunked=self.cfg.chunked_loss)
 
     eval_partial = generative_partial  # one shard's loss sums and generations (text_common)

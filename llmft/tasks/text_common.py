@@ -70,8 +70,9 @@ def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[s
     return [*messages, {"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
 
 
-def text_metric_values(metric: TextMetric, predictions: list[str], references: list[list[str]],
-                       bleu_tokenize: str = "13a") -> dict[str, float]:
+def text_metric_values(
+    metric: TextMetric, predictions: list[str], references: list[list[str]], bleu_tokenize: str = "13a"
+) -> dict[str, float]:
     """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
     sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
     firsts = [r[0] if r else "" for r in references]
@@ -108,14 +109,31 @@ def generation_partial(task: Any, model: Any, role: str, precision: Precision, d
         return {"predictions": {}}
     mine = list(range(dist.rank, len(examples), dist.world))
     prompts = [task.generation_prompt(examples[i]) for i in mine]
-    predictions = generate(model, task.tokenizer, prompts, cfg.generation, precision.device, task.max_length,
-                           add_special_tokens=task.prompt_has_special_tokens is False,
-                           truncation_side=cfg.input_truncation_side) if prompts else []  # cut as training cut
+    predictions = (
+        generate(
+            model,
+            task.tokenizer,
+            prompts,
+            cfg.generation,
+            precision.device,
+            task.max_length,
+            add_special_tokens=task.prompt_has_special_tokens is False,
+            truncation_side=cfg.input_truncation_side,
+        )
+        if prompts
+        else []
+    )  # cut as training cut
     return {"predictions": dict(zip(mine, predictions))}
 
 
-def generative_partial(task: Any, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str,
-                       dist: Optional[Dist] = None) -> dict[str, Any]:
+def generative_partial(
+    task: Any,
+    model: Any,
+    batches: Iterable[dict[str, torch.Tensor]],
+    precision: Precision,
+    role: str,
+    dist: Optional[Dist] = None,
+) -> dict[str, Any]:
     return {**loss_partial(model, batches, precision, task), **generation_partial(task, model, role, precision, dist)}
 
 
@@ -132,7 +150,9 @@ def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> 
         texts = [predictions[i] for i in sorted(predictions)]
         metrics.update(text_metric_values(task.cfg.text_metric, texts, [e.references for e in examples], task.cfg.bleu_tokenize))
         metrics["generated"] = len(texts)
-        metrics["samples_table"] = [{"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)]
+        metrics["samples_table"] = [
+            {"input": e.prompt, "reference": e.references, "prediction": p} for e, p in zip(examples, texts)
+        ]
     return metrics
 
 
@@ -161,8 +181,10 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
     fields = template_fields(cfg.prompt_template)
     if request.prompt is not None and len(fields) > 1:  # one text cannot fill two fields: the model would see no template
         row = ", ".join(f'"{f}": ...' for f in fields)
-        raise UserError(f"prompt= fills one field, and the run's task.prompt_template has {len(fields)} "
-                        f"({', '.join(fields)}); give input=<file.jsonl> with rows {{{row}}}")
+        raise UserError(
+            f"prompt= fills one field, and the run's task.prompt_template has {len(fields)} "
+            f"({', '.join(fields)}); give input=<file.jsonl> with rows {{{row}}}"
+        )
     if request.prompt is not None:
         rows = [{fields[0]: request.prompt} if len(fields) == 1 else {"prompt": request.prompt}]
         texts = [generation_text(task, request.prompt)]
@@ -175,7 +197,15 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
         from transformers import TextStreamer
 
         streamer = TextStreamer(tokenizer, skip_prompt=not model.config.is_encoder_decoder, skip_special_tokens=True)
-    outputs = generate(model, tokenizer, texts, request.generation, request.device, request.max_length, streamer=streamer,
-                       add_special_tokens=not task.prompt_has_special_tokens,
-                       truncation_side=cfg.input_truncation_side)  # cut as training cut
+    outputs = generate(
+        model,
+        tokenizer,
+        texts,
+        request.generation,
+        request.device,
+        request.max_length,
+        streamer=streamer,
+        add_special_tokens=not task.prompt_has_special_tokens,
+        truncation_side=cfg.input_truncation_side,
+    )  # cut as training cut
     return [{**row, "generation": out} for row, out in zip(rows, outputs)]

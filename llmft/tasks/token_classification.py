@@ -45,8 +45,10 @@ def _tag_names(train: Any, cfg: DataConfig) -> list[str]:
         return list(names)
     seen = {t for tags in train[cfg.label_column] for t in tags}
     if not all(isinstance(t, str) for t in seen):
-        raise UserError(f"tags in column '{cfg.label_column}' are integer ids; name them with task.data.label_names="
-                        "[O,B-PER,I-PER,...] in id order")
+        raise UserError(
+            f"tags in column '{cfg.label_column}' are integer ids; name them with task.data.label_names="
+            "[O,B-PER,I-PER,...] in id order"
+        )
     return sorted(seen, key=lambda t: (t != "O", t[2:], t[:2]))
 
 
@@ -58,18 +60,24 @@ def _tag_ids(ds: Any, role: str, names: list[str], cfg: DataConfig) -> list[list
     out = []
     for row, (tokens, tags) in enumerate(zip(ds[tokens_column], ds[cfg.label_column])):
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
-            raise UserError(f"{row_origin(ds, row, role, cfg)}: '{tokens_column}' must be a non-empty list of non-empty "
-                            f"tokens, got {tokens!r:.80}")
+            raise UserError(
+                f"{row_origin(ds, row, role, cfg)}: '{tokens_column}' must be a non-empty list of non-empty "
+                f"tokens, got {tokens!r:.80}"
+            )
         if not isinstance(tags, list) or len(tags) != len(tokens):
             count = len(tags) if isinstance(tags, list) else type(tags).__name__
-            raise UserError(f"{row_origin(ds, row, role, cfg)}: {len(tokens)} tokens but {count} tags in "
-                            f"'{cfg.label_column}'; give one tag per token")
+            raise UserError(
+                f"{row_origin(ds, row, role, cfg)}: {len(tokens)} tokens but {count} tags in "
+                f"'{cfg.label_column}'; give one tag per token"
+            )
         ids = []
         for item, tag in enumerate(tags):
             key = names[tag] if isinstance(tag, int) and not isinstance(tag, bool) and 0 <= tag < len(names) else tag
             if key not in index:
-                raise UserError(f"{row_origin(ds, row, role, cfg, item)}: tag {tag!r} is not in the tag set {names}; "
-                                "fix the data or set task.data.label_names")
+                raise UserError(
+                    f"{row_origin(ds, row, role, cfg, item)}: tag {tag!r} is not in the tag set {names}; "
+                    "fix the data or set task.data.label_names"
+                )
             ids.append(index[key])
         out.append(ids)
     return out
@@ -124,14 +132,18 @@ class TokenClassificationTask:
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         """Check columns and rows, fix the tag set from train, and tokenize every split (words pre-split)."""
         if not getattr(tokenizer, "is_fast", False):
-            raise UserError("token classification needs a fast (Rust) tokenizer to map sub-words to words; "
-                            "choose a model whose tokenizer has one")
+            raise UserError(
+                "token classification needs a fast (Rust) tokenizer to map sub-words to words; "
+                "choose a model whose tokenizer has one"
+            )
         columns = [self.data.text_columns[0], self.data.label_column]
         for role, ds in splits.items():
             where = f"the {role} split of '{split_source(self.data, role)}'"
             if self.data.format is None and set(ds.column_names) - {ROW_COLUMN} == {TEXT_COLUMN}:
-                raise UserError(f"{where} has only a '{TEXT_COLUMN}' column (a .txt file is read as raw text, a document "
-                                "per paragraph); for CoNLL columns (`token ... tag` per line) set task.data.format=conll")
+                raise UserError(
+                    f"{where} has only a '{TEXT_COLUMN}' column (a .txt file is read as raw text, a document "
+                    "per paragraph); for CoNLL columns (`token ... tag` per line) set task.data.format=conll"
+                )
             check_columns(ds, columns, where)
         self.label_names = _tag_names(splits["train"], self.data) if not self.label_names else self.label_names
         out = {}
@@ -170,8 +182,9 @@ class TokenClassificationTask:
 
         def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             width = max(len(r["input_ids"]) for r in rows)
-            return {key: torch.tensor([list(r[key]) + [pads.get(key, 0)] * (width - len(r[key])) for r in rows])
-                    for key in rows[0]}
+            return {
+                key: torch.tensor([list(r[key]) + [pads.get(key, 0)] * (width - len(r[key])) for r in rows]) for key in rows[0]
+            }
 
         return collate
 
@@ -206,17 +219,26 @@ class TokenClassificationTask:
         logits = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
         return token_loss_sum(logits, batch["labels"])
 
-    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation) -> torch.Tensor:
+    def distill_loss_sum(
+        self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
+    ) -> torch.Tensor:
         """The task's loss mixed with the divergence from the teacher's tag distribution, per supervised sub-word."""
         inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
         logits = model(**inputs).logits
         supervised = batch["labels"] != IGNORE
-        return distillation.soft_loss_sum(token_loss_sum(logits, batch["labels"]), logits[supervised],
-                                          teacher_logits(teacher, inputs)[supervised])
+        return distillation.soft_loss_sum(
+            token_loss_sum(logits, batch["labels"]), logits[supervised], teacher_logits(teacher, inputs)[supervised]
+        )
 
     @torch.no_grad()
-    def eval_partial(self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Precision, role: str = "eval",
-                     dist: Optional[Dist] = None) -> dict[str, Any]:
+    def eval_partial(
+        self,
+        model: Any,
+        batches: Iterable[dict[str, torch.Tensor]],
+        precision: Precision,
+        role: str = "eval",
+        dist: Optional[Dist] = None,
+    ) -> dict[str, Any]:
         """One shard's summed loss and, per sentence, the gold and predicted tag ids and the tag probabilities of each
         word's first sub-word (what ensembles average)."""
         was_training = model.training
@@ -245,8 +267,12 @@ class TokenClassificationTask:
         names = self.label_names
         gold = [[names[i] for i in row] for p in partials for row in p["gold"]]
         predicted = [[names[i] for i in row] for p in partials for row in p["predicted"]]
-        return {**entity_metrics(gold, predicted), "loss": sum(p["loss"] for p in partials) / tokens,
-                "samples": len(gold), "tokens": tokens}
+        return {
+            **entity_metrics(gold, predicted),
+            "loss": sum(p["loss"] for p in partials) / tokens,
+            "samples": len(gold),
+            "tokens": tokens,
+        }
 
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -257,8 +283,10 @@ class TokenClassificationTask:
         """Each text with its words' spans and tag probabilities: what an ensemble averages."""
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
         model.eval()
-        return [{**row, "words": word_probabilities(model, tokenizer, str(row["text"]), request.max_length, request.device)}
-                for row in rows]
+        return [
+            {**row, "words": word_probabilities(model, tokenizer, str(row["text"]), request.max_length, request.device)}
+            for row in rows
+        ]
 
     def ensemble_predictions(self, members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Each text with the entities of its words' mean tag probabilities (as `predict` prints them)."""
@@ -288,8 +316,13 @@ class TokenClassificationTask:
                 raise UserError(f"target={target} is not a word of the text; its words are {[text[s:e] for _, s, e in words]}")
         else:
             chosen = entity_starts([self.label_names[t] for t in tags]) or [0]
-        return [Target(lambda out, p=words[i][0], t=tags[i]: out[:, p, t],
-                       f"{text[words[i][1]:words[i][2]]} -> {self.label_names[tags[i]]}") for i in chosen]
+        return [
+            Target(
+                lambda out, p=words[i][0], t=tags[i]: out[:, p, t],
+                f"{text[words[i][1] : words[i][2]]} -> {self.label_names[tags[i]]}",
+            )
+            for i in chosen
+        ]
 
     # --- llmft generate ---------------------------------------------------------------------
     def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
@@ -301,8 +334,9 @@ class TokenClassificationTask:
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
         # a word's tag was trained on its first sub-word: "first" reads it there; with every sub-word trained, "simple"
         strategy = "simple" if self.cfg.label_all_subwords else "first"
-        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy,
-                          device=request.device)
+        tagger = pipeline(
+            "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy, device=request.device
+        )
         texts = [str(row["text"]) for row in rows]
         found = tagger(texts, batch_size=request.batch_size) if texts else []
         return [{**row, "entities": [_entity(text, e) for e in entities]} for row, text, entities in zip(rows, texts, found)]
@@ -310,5 +344,10 @@ class TokenClassificationTask:
 
 def _entity(text: str, found: dict[str, Any]) -> dict[str, Any]:
     start, end = int(found["start"]), int(found["end"])
-    return {"entity_group": found["entity_group"], "score": float(found["score"]), "word": text[start:end],
-            "start": start, "end": end}
+    return {
+        "entity_group": found["entity_group"],
+        "score": float(found["score"]),
+        "word": text[start:end],
+        "start": start,
+        "end": end,
+    }

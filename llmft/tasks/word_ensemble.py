@@ -11,8 +11,10 @@ import torch
 
 from llmft.errors import UserError
 
-DIFFERENT_WORDS = ("ensemble members split the rows into different words (their tokenizers differ); ensemble runs "
-                   "trained on the same data and tokenizer")
+DIFFERENT_WORDS = (
+    "ensemble members split the rows into different words (their tokenizers differ); ensemble runs "
+    "trained on the same data and tokenizer"
+)
 
 
 def average_word_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -26,8 +28,15 @@ def average_word_partials(members: list[list[dict[str, Any]]]) -> list[dict[str,
         probs = [np.mean(rows, axis=0) for rows in zip(*(m["probs"] for m in shard))]
         labels = shard[0]["gold"]
         loss = float(sum(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).sum() for p, y in zip(probs, labels)))
-        out.append({"loss": loss, "tokens": sum(len(y) for y in labels), "gold": labels,
-                    "predicted": [p.argmax(-1).tolist() for p in probs], "probs": probs})
+        out.append(
+            {
+                "loss": loss,
+                "tokens": sum(len(y) for y in labels),
+                "gold": labels,
+                "predicted": [p.argmax(-1).tolist() for p in probs],
+                "probs": probs,
+            }
+        )
     return out
 
 
@@ -53,8 +62,10 @@ def average_words(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     spans = [(w["start"], w["end"]) for w in members[0]]
     if any([(w["start"], w["end"]) for w in other] != spans for other in members[1:]):
         raise UserError(DIFFERENT_WORDS)
-    return [{"start": s, "end": e, "probabilities": np.mean([m[i]["probabilities"] for m in members], axis=0).tolist()}
-            for i, (s, e) in enumerate(spans)]
+    return [
+        {"start": s, "end": e, "probabilities": np.mean([m[i]["probabilities"] for m in members], axis=0).tolist()}
+        for i, (s, e) in enumerate(spans)
+    ]
 
 
 def entities_of(text: str, words: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
@@ -74,8 +85,15 @@ def entities_of(text: str, words: list[dict[str, Any]], names: list[str]) -> lis
         if group[0][1] == "O":
             continue
         start, end = group[0][2]["start"], group[-1][2]["end"]
-        out.append({"entity_group": group[0][1], "score": float(np.mean([w["score"] for _, _, w in group])),
-                    "word": text[start:end], "start": start, "end": end})
+        out.append(
+            {
+                "entity_group": group[0][1],
+                "score": float(np.mean([w["score"] for _, _, w in group])),
+                "word": text[start:end],
+                "start": start,
+                "end": end,
+            }
+        )
     return out
 
 
