@@ -75,7 +75,7 @@ def test_bleu_tokenize_zh_through_the_task_config():
     from llmft.commands.common import to_typed
     from llmft.config import ConfigError, TrainConfig
     from llmft.paths import conf_dir
-    from llmft.tasks.text_common import text_metric_values
+    from llmft.evaluation.text_metrics import text_metric_values
 
     _register_all()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):

@@ -223,7 +223,7 @@ def test_a_one_output_head_classifies_to_its_raw_score_not_a_softmax():
     from transformers import AutoTokenizer
 
     from llmft.models.builtin import minilm_path
-    from llmft.tasks.classification import classify_with
+    from llmft.inference.classify import classify_with
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())  # the tokenizer tiny-bert uses
     out = classify_with(lambda enc: np.array([[2.5], [-0.75]]), {0: "LABEL_0"}, tokenizer, [["a"], ["b c"]], 8, 16)

@@ -74,3 +74,13 @@ def hub_metric_values(metrics: Sequence[Any], predictions: Sequence[Any], refere
         for key, value in metric.compute(predictions=predictions, references=references).items():
             out[f"hub/{metric.name}/{key}" if key in out else key] = value
     return out
+
+
+def correlations(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Pearson and Spearman (scipy.stats) and MSE; a correlation with a constant side (undefined) counts as 0."""
+    from scipy import stats
+
+    constant = len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0
+    pearson = 0.0 if constant else float(stats.pearsonr(y_true, y_pred)[0])
+    spearman = 0.0 if constant else float(stats.spearmanr(y_true, y_pred)[0])
+    return {"pearson": pearson, "spearman": spearman, "mse": float(np.mean((y_true - y_pred) ** 2))}

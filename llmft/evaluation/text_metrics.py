@@ -14,6 +14,7 @@ import string
 from collections import Counter
 from typing import Any, Sequence
 
+from llmft.config_types import TextMetric
 from llmft.errors import UserError
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -201,3 +202,20 @@ def perplexity(total_loss: float, total_tokens: int) -> float:
         raise ValueError(f"perplexity needs a positive token count, got {total_tokens}")
     exponent = total_loss / total_tokens
     return float("inf") if exponent > 700 else math.exp(exponent)
+
+
+def text_metric_values(
+    metric: TextMetric, predictions: list[str], references: list[list[str]], bleu_tokenize: str = "13a"
+) -> dict[str, float]:
+    """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
+    sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
+    firsts = [r[0] if r else "" for r in references]
+    if metric is TextMetric.rouge:
+        return rouge(predictions, firsts)
+    if metric is TextMetric.bleu:
+        return bleu_chrf(predictions, firsts, tokenize=bleu_tokenize)
+    if metric is TextMetric.squad:
+        return squad_em_f1(predictions, references)
+    if metric is TextMetric.exact_match:
+        return {"exact_match": 100.0 * sum(p.strip() == f.strip() for p, f in zip(predictions, firsts)) / max(len(firsts), 1)}
+    return {}

@@ -26,7 +26,7 @@ def load_adapters(model: Any, task: Any, first: Path, others: dict[str, tuple[Pa
     """Load the other runs' adapters ({model id: (checkpoint folder, its task)}) into `model` (the first run's peft
     model, adapter "default"); returns {model id: peft adapter name} for the others. Their base and task must be the
     first run's."""
-    if task.pipeline_tag not in ("text-generation", "text2text-generation"):
+    if task.serve_kind != "generate":
         raise UserError(f"runs=[...] serves generative runs as adapters; {first} is {task.pipeline_tag} (serve it with run=)")
     base = adapter_config(first).get("base_model_name_or_path")
     names: dict[str, str] = {}
@@ -34,7 +34,7 @@ def load_adapters(model: Any, task: Any, first: Path, others: dict[str, tuple[Pa
         other_base = adapter_config(folder).get("base_model_name_or_path")
         if other_base != base:
             raise UserError(f"runs=[...] share one base model: {first} is on {base}, {folder} on {other_base}")
-        if other_task.pipeline_tag != task.pipeline_tag:
+        if other_task.serve_kind != task.serve_kind or other_task.auto_class_name != task.auto_class_name:
             raise UserError(
                 f"runs=[...] serve one kind of task: {first} is {task.pipeline_tag}, {folder} {other_task.pipeline_tag}"
             )

@@ -14,7 +14,7 @@ from llmft import tasks
 from llmft.config import GenerationConfig, TrainConfig
 from llmft.errors import UserError
 from llmft.serving.served_model import check_single_text, refuse_too_long
-from llmft.tasks.classification import classify_with
+from llmft.inference.classify import classify_with
 
 EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
 MODEL_FILE = "model.onnx"

@@ -1,6 +1,6 @@
 """The served model and the work the batcher runs on it, through the code paths `llmft generate` uses: prompts built
 by the task (template, chat template), `evaluation.generation.generate` for decoding (left padding, stop strings),
-`tasks.classification.classify` for labels. Called only from the batcher's thread."""
+`inference.classify.classify` for labels. Called only from the batcher's thread."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from llmft.config import GenerationConfig
 from llmft.errors import UserError
 from llmft.inference.generation import eos_ids, generate_choices
 from llmft.serving.errors import ServeError
-from llmft.tasks.classification import classify
+from llmft.inference.classify import classify
 from llmft.tasks.text_common import generation_text
 
-GENERATIVE = ("text-generation", "text2text-generation")
-CLASSIFYING = ("text-classification",)
-EMBEDDING = ("sentence-similarity",)  # task=embedding: /v1/embeddings through the task's own encode
+SERVE_KINDS = ("generate", "classify", "embed")  # a task's serve_kind: chat/completions, /v1/classify, /v1/embeddings
 
 
 class StreamCancelled(Exception):
@@ -73,7 +71,7 @@ class ServedModel:
     adapters: dict[str, str] = dataclasses.field(default_factory=dict)  # runs=[...]: other model ids -> peft adapter names
 
     def __post_init__(self) -> None:
-        if self.task.pipeline_tag not in GENERATIVE + CLASSIFYING + EMBEDDING:
+        if self.task.serve_kind not in SERVE_KINDS:
             raise UserError(
                 f"llmft serve serves generative, classification and embedding runs; this run's task is {self.task.pipeline_tag}"
             )
@@ -82,15 +80,15 @@ class ServedModel:
 
     @property
     def generates(self) -> bool:
-        return self.task.pipeline_tag in GENERATIVE
+        return self.task.serve_kind == "generate"
 
     @property
     def classifies(self) -> bool:
-        return self.task.pipeline_tag in CLASSIFYING
+        return self.task.serve_kind == "classify"
 
     @property
     def embeds(self) -> bool:
-        return self.task.pipeline_tag in EMBEDDING
+        return self.task.serve_kind == "embed"
 
     @property
     def chat(self) -> bool:

@@ -41,6 +41,7 @@ class Task(Protocol):
     train_by_length: bool  # trainer.group_by_length's default
     eval_order_free: bool  # eval metrics do not depend on row order (eval batches may be length-sorted)
     streams: bool  # `llmft generate prompt=...` prints tokens as they come (so the results are not printed again)
+    serve_kind: Optional[str]  # what `llmft serve` answers with it: "generate", "classify", "embed", or None (not served)
 
     def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
         """Each split's rows as tokenized features (checked, counted in `plan_info`)."""

@@ -82,6 +82,7 @@ class CausalLMTask(PlainHead):
     auto_class_name = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
     pipeline_tag = "text-generation"
+    serve_kind = "generate"  # /v1/chat/completions and /v1/completions
     packs = True  # task.packing: several examples per row, attention kept within each
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = True

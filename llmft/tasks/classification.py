@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmft.config import DataConfig, Side
+from llmft.config import DataConfig
 from llmft.data import shapes as data_shapes
 from llmft.data.jsonl_input import read_jsonl
 from llmft.data.loading import cached_map, check_columns, drop_empty_texts, row_origin, split_source
 from llmft.data.mixing import SOURCE_COLUMN, count_and_drop
 from llmft.data.nested_fields import lookup
-from llmft.data.truncation import bounded_piece, char_budget, encode_rows, truncating_on
+from llmft.data.truncation import encode_rows
+from llmft.inference.classify import classify
 from llmft.engine.distill_loss import Distillation, teacher_logits
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
@@ -106,6 +107,7 @@ class ClassificationTask:
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
+    serve_kind = "classify"  # /v1/classify
     packs = False  # one short text (or pair) per row
     per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False
@@ -347,51 +349,3 @@ class ClassificationTask:
             self.cfg.input_truncation_side,
         )
         return [{**row, **pred} for row, pred in zip(rows, predictions)]
-
-
-@torch.no_grad()
-def classify(
-    model: Any,
-    tokenizer: Any,
-    rows: list[list[str]],
-    batch_size: int,
-    max_length: int,
-    device: torch.device,
-    side: Side = Side.right,
-) -> list[dict[str, Any]]:
-    """Label name (from the model's id2label) and class probabilities for each row of text(s), truncated on `side`
-    (the training side) from bounded pieces of the texts."""
-    model.eval()
-
-    def logits_of(enc: dict[str, np.ndarray]) -> np.ndarray:
-        return model(**{k: torch.from_numpy(v).to(device) for k, v in enc.items()}).logits.float().cpu().numpy()
-
-    return classify_with(logits_of, model.config.id2label, tokenizer, rows, batch_size, max_length, side)
-
-
-def classify_with(
-    logits_of: Callable[[dict[str, np.ndarray]], np.ndarray],
-    id2label: dict[Any, str],
-    tokenizer: Any,
-    rows: list[list[str]],
-    batch_size: int,
-    max_length: int,
-    side: Side = Side.right,
-) -> list[dict[str, Any]]:
-    """`classify` for any runner of the classifier (the PyTorch model, an ONNX session): `logits_of` maps a padded
-    batch of numpy int64 inputs to its logits; the texts are cut and the logits read exactly as `classify` does."""
-    id2label = {int(k): v for k, v in id2label.items()}
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        columns = [[bounded_piece(t, char_budget(max_length), side)[0] for t in c] for c in zip(*chunk)]
-        with truncating_on(tokenizer, side):
-            enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="np")
-        logits = torch.from_numpy(np.asarray(logits_of({k: v.astype(np.int64) for k, v in enc.items()}), dtype=np.float32))
-        if logits.shape[-1] == 1:  # a one-output (regression) head: its raw value, as transformers' pipeline gives it
-            out.extend({"label": id2label.get(0, "LABEL_0"), "score": float(v)} for v in logits[:, 0].tolist())
-            continue
-        for p in torch.softmax(logits, dim=-1).tolist():
-            best = max(range(len(p)), key=p.__getitem__)
-            out.append({"label": id2label[best], "score": p[best], "probabilities": {id2label[i]: v for i, v in enumerate(p)}})
-    return out

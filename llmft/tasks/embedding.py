@@ -42,6 +42,7 @@ class EmbeddingTask(PlainHead):
     auto_class_name = "AutoModel"  # the bare backbone: its token states are pooled
     peft_task_type = "FEATURE_EXTRACTION"
     pipeline_tag = "sentence-similarity"
+    serve_kind = "embed"  # /v1/embeddings
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False  # a row holds two or three texts: there is no one length to group rows by

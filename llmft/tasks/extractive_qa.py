@@ -38,6 +38,7 @@ class ExtractiveQATask(PlainHead):
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
     pipeline_tag = "question-answering"
+    serve_kind = None  # not served by llmft serve
     packs = False  # windows of one context per row
     per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False

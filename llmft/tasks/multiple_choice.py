@@ -118,6 +118,7 @@ class MultipleChoiceTask(PlainHead):
     auto_class_name = "AutoModelForMultipleChoice"
     peft_task_type = "SEQ_CLS"  # peft has no multiple-choice type; SEQ_CLS keeps the `classifier` head trainable
     pipeline_tag = "multiple-choice"
+    serve_kind = None  # not served by llmft serve
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = False

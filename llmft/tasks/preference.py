@@ -103,6 +103,7 @@ class PreferenceTask(PlainHead):
     auto_class_name = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
     pipeline_tag = "text-generation"
+    serve_kind = "generate"  # /v1/chat/completions and /v1/completions
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False

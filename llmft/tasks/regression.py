@@ -22,6 +22,7 @@ from llmft.engine.distill_loss import Distillation
 from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.errors import UserError
+from llmft.evaluation.metrics import correlations
 from llmft.tasks.base import PlainHead, PredictRequest
 from llmft.tasks.explanation import Target, class_logit, text_encoding, text_rows
 from llmft.tasks.ensemble import average_prediction_partials, mean_of
@@ -44,16 +45,6 @@ def to_scores(ds: Any, role: str, cfg: DataConfig) -> Any:
     return ds.remove_columns(cfg.label_column).add_column("labels", scores)
 
 
-def correlations(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Pearson and Spearman (scipy.stats) and MSE; a correlation with a constant side (undefined) counts as 0."""
-    from scipy import stats
-
-    constant = len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0
-    pearson = 0.0 if constant else float(stats.pearsonr(y_true, y_pred)[0])
-    spearman = 0.0 if constant else float(stats.spearmanr(y_true, y_pred)[0])
-    return {"pearson": pearson, "spearman": spearman, "mse": float(np.mean((y_true - y_pred) ** 2))}
-
-
 @dataclass
 class RegressionTask(PlainHead):
     """One score per text (or pair): the head predicts it, the loss is its squared error."""
@@ -66,6 +57,7 @@ class RegressionTask(PlainHead):
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
+    serve_kind = "classify"  # /v1/classify
     packs = False
     per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     streams = False

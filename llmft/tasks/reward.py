@@ -48,6 +48,7 @@ class RewardTask(PlainHead):
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"
+    serve_kind = "classify"  # /v1/classify
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False

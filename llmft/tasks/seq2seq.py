@@ -41,6 +41,7 @@ class Seq2SeqTask(PlainHead):
     auto_class_name = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
     pipeline_tag = "text2text-generation"
+    serve_kind = "generate"  # /v1/chat/completions and /v1/completions
     packs = False  # an encoder-decoder takes one source per row
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     streams = True

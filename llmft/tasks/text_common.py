@@ -14,9 +14,8 @@ from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 from llmft.engine.token_loss import IGNORE  # noqa: F401  (the families import it from here)
 from llmft.errors import UserError
-from llmft.evaluation import text_metrics
 from llmft.inference.generation import generate
-from llmft.evaluation.text_metrics import check_bleu_tokenizer, perplexity
+from llmft.evaluation.text_metrics import check_bleu_tokenizer, perplexity, text_metric_values
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.options import TextGenerationOptions
 
@@ -68,23 +67,6 @@ def renders_chat(use_chat_template: bool, tokenizer: Any) -> bool:
 def chat_messages(example: Example, system: Optional[str] = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     return [*messages, {"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
-
-
-def text_metric_values(
-    metric: TextMetric, predictions: list[str], references: list[list[str]], bleu_tokenize: str = "13a"
-) -> dict[str, float]:
-    """The standard metric on generated text (sacrebleu, rouge-score, the SQuAD definitions); `bleu_tokenize` is
-    sacrebleu's BLEU tokenizer (task.bleu_tokenize)."""
-    firsts = [r[0] if r else "" for r in references]
-    if metric is TextMetric.rouge:
-        return text_metrics.rouge(predictions, firsts)
-    if metric is TextMetric.bleu:
-        return text_metrics.bleu_chrf(predictions, firsts, tokenize=bleu_tokenize)
-    if metric is TextMetric.squad:
-        return text_metrics.squad_em_f1(predictions, references)
-    if metric is TextMetric.exact_match:
-        return {"exact_match": 100.0 * sum(p.strip() == f.strip() for p, f in zip(predictions, firsts)) / max(len(firsts), 1)}
-    return {}
 
 
 @torch.no_grad()

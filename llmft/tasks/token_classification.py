@@ -109,6 +109,7 @@ class TokenClassificationTask:
     auto_class_name = "AutoModelForTokenClassification"
     peft_task_type = "TOKEN_CLS"
     pipeline_tag = "token-classification"
+    serve_kind = None  # not served by llmft serve
     packs = False
     per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
     train_by_length = False  # a token-level loss: grouping by length changes the weight of each row's tokens per step
