@@ -73,7 +73,7 @@ def speed(run: Path, batch_size: int) -> tuple[float, int]:
     saved = load_run_config(run, TrainConfig)
     source = load_source(run, saved, checkpoint_dir(run, "best"))
     dataset, _ = scored_rows(run, saved.task.data, saved.task.data, "test")
-    features = source.task.prepare({"test": dataset}, source.tokenizer, saved.model.max_length)["test"]
+    features = source.task.prepare({"test": dataset})["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)
     names = source.input_names()
     batches = [{n: b[n] for n in names} for b in loader]

@@ -41,7 +41,7 @@ def test_batches(run: Path, batch_size: int) -> list[tuple[dict[str, np.ndarray]
     saved = load_run_config(run, TrainConfig)
     source = load_source(run, saved, checkpoint_dir(run, "best"))
     dataset, _ = scored_rows(run, saved.task.data, saved.task.data, "test")
-    features = source.task.prepare({"test": dataset}, source.tokenizer, saved.model.max_length)["test"]
+    features = source.task.prepare({"test": dataset})["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)
     names = source.input_names()
     return [({n: b[n].numpy().astype("int64") for n in names}, b["labels"].numpy()) for b in loader]

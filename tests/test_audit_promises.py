@@ -163,8 +163,8 @@ def _labels(rows: list[dict], label_names=None):
     from llmft.tasks.options import ClassificationOptions as TaskConfig
     from llmft.tasks.classification import ClassificationTask
 
-    task = ClassificationTask(TaskConfig(data=DataConfig(label_names=label_names)))
-    out = task.prepare({"train": Dataset.from_list(rows)}, _Tok(), 8)
+    task = ClassificationTask(TaskConfig(data=DataConfig(label_names=label_names)), tokenizer=_Tok(), max_length=8)
+    out = task.prepare({"train": Dataset.from_list(rows)})
     return task.label_names, out["train"]["labels"]
 
 

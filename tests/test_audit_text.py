@@ -120,8 +120,9 @@ def test_chat_template_supervises_every_assistant_token(request, name):
 def _seq2seq_labels(tokenizer, rows, **cfg):
     from llmft.tasks.seq2seq import Seq2SeqTask
 
-    task = Seq2SeqTask(TextGenerationOptions(family="seq2seq", prompt_template="{src}", response_column="tgt", **cfg))
-    out = task.prepare({"train": Dataset.from_list(rows)}, tokenizer, 16)
+    options = TextGenerationOptions(family="seq2seq", prompt_template="{src}", response_column="tgt", **cfg)
+    task = Seq2SeqTask(options, tokenizer=tokenizer, max_length=16)
+    out = task.prepare({"train": Dataset.from_list(rows)})
     return task, out["train"]
 
 
@@ -283,8 +284,8 @@ def test_classification_tokenizes_a_huge_row_by_its_truncated_length(tiny_tok):
     texts = ["short one", "", base, huge, " ".join(["word"] * 64), " ".join(["word"] * 65)]
     rows = Dataset.from_dict({"text": texts, "label": ["a", "b"] * 3})
     counting = CountingTokenizer(tiny_tok)
-    task = ClassificationTask(ClassificationOptions(data=DataConfig()))
-    out = task.prepare({"train": rows}, counting, 64)["train"]
+    task = ClassificationTask(ClassificationOptions(data=DataConfig()), tokenizer=counting, max_length=64)
+    out = task.prepare({"train": rows})["train"]
     assert counting.longest < 50_000  # never the whole huge row
     kept = [t for t in texts if t.strip()]
     assert out["input_ids"] == [tiny_tok(t, truncation=True, max_length=64)["input_ids"] for t in kept]

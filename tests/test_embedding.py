@@ -116,10 +116,10 @@ def test_eval_sharded_over_two_ranks_equals_one_process(run):
     from llmft.tasks import get_task
 
     config = load_run_config(run, TrainConfig)
-    task = get_task(config.task)
     folder = run / "checkpoints" / "best"
     model, tokenizer = backbone.load_finetuned("AutoModel", folder), backbone.load_finetuned_tokenizer(folder)
-    test = task.prepare({"test": named_splits(load_raw(config.task.data), config.task.data)["test"]}, tokenizer, 64)["test"]
+    task = get_task(config.task, tokenizer, 64)
+    test = task.prepare({"test": named_splits(load_raw(config.task.data), config.task.data)["test"]})["test"]
     precision = resolve_precision(PrecisionMode.fp32, "cpu")
 
     def partial(rank: int, world: int) -> dict:

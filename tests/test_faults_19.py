@@ -419,9 +419,9 @@ def decoder_client():
     from llmft.serving.served_model import ServedModel
 
     cfg = ModelConfig(name_or_path="builtin:tiny-gpt2")
-    task = tasks.prompt_continuation_task()
     source, weights = backbone.resolve(cfg)
     tokenizer = backbone.load_tokenizer(source, cfg)
+    task = tasks.prompt_continuation_task(tokenizer, 128)
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, cfg, **task.head_kwargs())
     served = ServedModel("tiny", task, model, tokenizer, 128, "cpu", task.cfg.generation, 4)
     with TestClient(build_app(served, max_batch_size=4)) as client:

@@ -18,14 +18,13 @@ from llmft.tasks.classification import ClassificationTask
 
 
 def _task(**kw):
-    task = ClassificationTask(TaskConfig(data=DataConfig(label_names=["neg", "pos"]), **kw))
-    rows = Dataset.from_dict({"text": ["a"] * 100, "label": ["neg"] * 90 + ["pos"] * 10})
-
     class Tok:
         def __call__(self, texts, **kwargs):
             return {"input_ids": [[1, 2] for _ in texts]}
 
-    task.prepare({"train": rows}, Tok(), 8)
+    task = ClassificationTask(TaskConfig(data=DataConfig(label_names=["neg", "pos"]), **kw), tokenizer=Tok(), max_length=8)
+    rows = Dataset.from_dict({"text": ["a"] * 100, "label": ["neg"] * 90 + ["pos"] * 10})
+    task.prepare({"train": rows})
     return task
 
 

@@ -115,8 +115,8 @@ def test_kto_loss_and_rewards_equal_trl_kto_trainer(tmp_path):
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    task = get_task(KTOOptions(use_chat_template=False, beta=0.2, desirable_weight=1.5, undesirable_weight=0.7))
-    features = task.prepare({"train": datasets.Dataset.from_list(KTO_ROWS)}, tokenizer, 64)
+    task = get_task(KTOOptions(use_chat_template=False, beta=0.2, desirable_weight=1.5, undesirable_weight=0.7), tokenizer, 64)
+    features = task.prepare({"train": datasets.Dataset.from_list(KTO_ROWS)})
     task.reference.copy = reference
     batch = task.collator(tokenizer)(list(features["train"]))
     losses, rewards, logps, kl = task.row_terms(policy, batch)
@@ -174,8 +174,8 @@ def test_reward_loss_and_accuracy_equal_trl_reward_trainer(tmp_path):
         {"prompt": r["prompt"], "chosen": c, "rejected": w}
         for r, c, w in zip(KTO_ROWS, ["5", "6", "15", "8"], ["6", "14", "16", "7"])
     ]
-    task = get_task(RewardOptions(use_chat_template=False))
-    features = task.prepare({"train": datasets.Dataset.from_list(rows)}, tokenizer, 64)
+    task = get_task(RewardOptions(use_chat_template=False), tokenizer, 64)
+    features = task.prepare({"train": datasets.Dataset.from_list(rows)})
     batch = task.collator(tokenizer)(list(features["train"]))
     ours = task.loss_sum(model, batch) / task.count(batch)
     chosen, rejected = pair_rewards(model, batch)

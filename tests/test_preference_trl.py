@@ -56,8 +56,8 @@ def _task_and_batch(tokenizer, reference, **options):
     from llmft.tasks import get_task
     from llmft.tasks.options import PreferenceOptions
 
-    task = get_task(PreferenceOptions(use_chat_template=False, **options))
-    features = task.prepare({"train": datasets.Dataset.from_list(ROWS)}, tokenizer, 64)
+    task = get_task(PreferenceOptions(use_chat_template=False, **options), tokenizer, 64)
+    features = task.prepare({"train": datasets.Dataset.from_list(ROWS)})
     task.reference.copy = reference
     return task, task.collator(tokenizer)(list(features["train"]))
 

@@ -97,13 +97,13 @@ def test_conll_reader_skips_docstart_and_splits_sentences_at_blank_lines(tmp_pat
         load_raw(DataConfig(path=str(tmp_path / "bad.iob")))
 
 
-def _task(label_all_subwords: bool = False, label_names=None):
+def _task(label_all_subwords: bool = False, label_names=None, tokenizer=None):
     from llmft.config import DataConfig
     from llmft.tasks import get_task
     from llmft.tasks.options import TokenClassificationOptions
 
     data = DataConfig(path="x", text_columns=["tokens"], label_column="ner_tags", label_names=label_names)
-    return get_task(TokenClassificationOptions(data=data, label_all_subwords=label_all_subwords))
+    return get_task(TokenClassificationOptions(data=data, label_all_subwords=label_all_subwords), tokenizer, 64)
 
 
 def test_a_word_trains_its_first_subword_or_every_one_and_integer_tags_take_label_names():
@@ -119,8 +119,8 @@ def test_a_word_trains_its_first_subword_or_every_one_and_integer_tags_take_labe
     ds = datasets.Dataset.from_list([{"tokens": words, "ner_tags": tags}])
     splits = {"train": ds, "eval": ds, "test": ds}
 
-    task = _task()
-    row = task.prepare(splits, tokenizer, 64)["train"][0]
+    task = _task(tokenizer=tokenizer)
+    row = task.prepare(splits)["train"][0]
     names = task.label_names
     assert names == ["O", "B-LOC", "B-PER"]  # read from train: O first
     expected, starts = [-100], [0]  # [CLS]
@@ -129,9 +129,9 @@ def test_a_word_trains_its_first_subword_or_every_one_and_integer_tags_take_labe
         starts += [1] + [0] * (n - 1)
     assert row["labels"] == expected + [-100] and row["word_starts"] == starts + [0]
 
-    every = _task(label_all_subwords=True, label_names=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+    every = _task(label_all_subwords=True, label_names=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], tokenizer=tokenizer)
     int_rows = datasets.Dataset.from_list([{"tokens": words, "ner_tags": [1, 0, 3, 0]}])  # ids, named by label_names
-    row = every.prepare({"train": int_rows, "eval": int_rows, "test": int_rows}, tokenizer, 64)["train"][0]
+    row = every.prepare({"train": int_rows, "eval": int_rows, "test": int_rows})["train"][0]
     assert row["labels"][1 : 1 + pieces[0]] == [1] + [2] * (pieces[0] - 1)  # B-PER, then I-PER on later sub-words
     assert row["word_starts"][1 : 1 + pieces[0]] == [1] + [0] * (pieces[0] - 1)  # scored on the first one only
 

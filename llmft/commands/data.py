@@ -34,11 +34,11 @@ def data_command(cfg: DictConfig) -> None:
 
 def build_report(config: DataReportConfig) -> tuple[dict[str, Any], list[list[tuple[str, Any]]]]:
     """The splits as the task prepares them for training, measured; and the first `config.rows` rows rendered."""
-    task = get_task(config.task)
     tokenizer_source, _ = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    task = get_task(config.task, tokenizer, config.model.max_length)
     splits = mixing.load_splits(config.task.data, lambda train: None)[0]  # one data set, or task.data.sources mixed
-    features = task.prepare(splits, tokenizer, config.model.max_length)  # a user error in the data comes first
+    features = task.prepare(splits)  # a user error in the data comes first
     checks = quality.report(splits, list(config.task.data.text_columns), config.min_chars, config.near_duplicate_threshold)
     id2label = {int(k): v for k, v in (task.head_kwargs().get("id2label") or {}).items()}
     plan = task.plan_info()

@@ -30,8 +30,8 @@ from llmft.evaluation.attacks import attack_dataset
 from llmft.models import backbone
 from llmft.reporting.console import console, print_metrics, scalar_metrics
 from llmft.runs.run_folder import RunFolder
-from llmft.tasks import get_task
-from llmft.tasks.base import ScoresAgainstReference
+from llmft.tasks.base import ScoresAgainstReference, Task
+from llmft.tasks.open_checkpoint import open_checkpoint
 
 
 def _task_with_overrides(saved: TaskConfig, config: EvalConfig, cfg: DictConfig) -> TaskConfig:
@@ -89,36 +89,31 @@ def evaluate_run(
     """Load the checkpoint and its tokenizer, prepare the chosen split with the checkpoint's labels, score it: returns
     (how many rows and where from, metrics). With attack=..., the split is scored again perturbed, under `attack`."""
     quiet_libraries()
-    folder = checkpoint_dir(run_dir, config.checkpoint)
-    task = get_task(task_cfg)
-    model = backbone.load_finetuned(task.auto_class_name, folder)
-    tokenizer = backbone.load_finetuned_tokenizer(folder)
-    task.from_checkpoint(model)  # e.g. score with the checkpoint's label ids
+    opened = open_checkpoint(task_cfg, checkpoint_dir(run_dir, config.checkpoint), saved.model.max_length)
+    task, model = opened.task, opened.model
     role = scored_rows.role(config.split, task_cfg.data)
     dataset, origin = scored_rows.scored_rows(run_dir, task_cfg.data, saved.task.data, role)
 
     console.print(
         f"llmft eval scores the {config.split} split: {len(dataset)} row{'s' * (len(dataset) != 1)} ({origin})", highlight=False
     )
-    rows, metrics = _score(config, task, model, tokenizer, dataset, role, saved)
+    rows, metrics = _score(config, task, model, dataset, role, saved)
     scored: dict[str, Any] = {"rows": rows, "origin": origin}
     if config.attack is not None:
-        scored["attack"] = _score_attacked(config, task, model, tokenizer, dataset, role, saved, metrics)
+        scored["attack"] = _score_attacked(config, task, model, dataset, role, saved, metrics)
     return scored, metrics
 
 
-def _score(
-    config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig
-) -> tuple[int, dict[str, Any]]:
-    """(rows scored, metrics) of the model on `dataset`, cut at the run's model.max_length."""
-    features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
+def _score(config: EvalConfig, task: Task, model: Any, dataset: Any, role: str, saved: TrainConfig) -> tuple[int, dict[str, Any]]:
+    """(rows scored, metrics) of the model on `dataset`, cut at the run's model.max_length (the task is bound to it)."""
+    features = task.prepare({role: dataset})
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
-    _rebuild_reference(task, saved, tokenizer, device)
+    _rebuild_reference(task, saved, device)
     loader = data.make_loader(
         features[role],
         config.trainer.eval_batch_size,
-        task.collator(tokenizer),
+        task.collator(task.tokenizer),
         False,
         config.seed,
         by_length=task.eval_order_free,
@@ -133,7 +128,7 @@ def _score(
 
 
 def _score_attacked(
-    config: EvalConfig, task: Any, model: Any, tokenizer: Any, dataset: Any, role: str, saved: TrainConfig, clean: dict[str, Any]
+    config: EvalConfig, task: Task, model: Any, dataset: Any, role: str, saved: TrainConfig, clean: dict[str, Any]
 ) -> dict[str, Any]:
     """Score the split with its texts perturbed by `config.attack`; print clean -> attacked for each scalar metric."""
     from dataclasses import asdict
@@ -141,7 +136,7 @@ def _score_attacked(
     attack = config.attack
     assert attack is not None
     attacked, changed = attack_dataset(dataset, list(task.cfg.data.text_columns), attack)
-    _, metrics = _score(config, task, model, tokenizer, attacked, role, saved)
+    _, metrics = _score(config, task, model, attacked, role, saved)
     console.print(
         f"attack={attack.kind.value} rate={attack.rate} seed={attack.seed}: {changed} of {len(dataset)} rows changed",
         highlight=False,
@@ -152,7 +147,7 @@ def _score_attacked(
     return {**asdict(attack), "kind": attack.kind.value, "rows_changed": changed, "metrics": metrics}
 
 
-def _rebuild_reference(task: Any, saved: TrainConfig, tokenizer: Any, device: Any) -> None:
+def _rebuild_reference(task: Task, saved: TrainConfig, device: Any) -> None:
     """A family that scores against a reference (dpo, kto) gets the run's initial model, built as training built it
     (backbone, head, fine-tuning method: under LoRA the base with a fresh, zero adapter), to score the prepared rows
     once; the model is then freed."""
@@ -162,6 +157,6 @@ def _rebuild_reference(task: Any, saved: TrainConfig, tokenizer: Any, device: An
 
     transformers.set_seed(saved.seed)  # as training seeded before it built the model (a random backbone's weights)
     weights = backbone.resolve(saved.model)[1]
-    initial = build_initial_model(saved, task, weights, tokenizer, device)
+    initial = build_initial_model(saved, task, weights, task.tokenizer, device)
     task.bind_reference(initial)
     del initial

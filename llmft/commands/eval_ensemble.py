@@ -14,9 +14,9 @@ from llmft.config import EvalConfig, TrainConfig
 from llmft.data import loading as data
 from llmft.data import scored_rows
 from llmft.engine.precision import resolve_device, resolve_precision
-from llmft.models import backbone
 from llmft.runs.run_folder import RunFolder
 from llmft.tasks import ensemble, get_task
+from llmft.tasks.open_checkpoint import open_checkpoint
 
 
 def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
@@ -25,15 +25,15 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
     runs = [Path(r) for r in config.run]
     saved = [load_run_config(r, TrainConfig) for r in runs]
     folders = [checkpoint_dir(r, config.checkpoint) for r in runs]
-    tasks = [get_task(copy.deepcopy(task_config(s.task))) for s in saved]
-    ensemble.check_ensembled(tasks[0])
-    models = [backbone.load_finetuned(t.auto_class_name, f) for t, f in zip(tasks, folders)]
+    ensemble.check_ensembled(get_task(task_config(saved[0].task)))
+    opened = [open_checkpoint(copy.deepcopy(task_config(s.task)), f, s.model.max_length) for s, f in zip(saved, folders)]
+    tasks, models = [o.task for o in opened], [o.model for o in opened]
     ensemble.check_members(runs, [str(x.task.family) for x in saved], models)
     device = resolve_device(config.trainer.device)
     precision = resolve_precision(config.precision.mode, device)
     partials, member_metrics = [], {}
-    for run, s, task, model, folder in zip(runs, saved, tasks, models, folders):
-        part = _member_partials(config, run, s, task, model.to(device), backbone.load_finetuned_tokenizer(folder), precision)
+    for run, s, task, model in zip(runs, saved, tasks, models):
+        part = _member_partials(config, run, s, task, model.to(device), precision)
         partials.append(part)
         member_metrics[str(run)] = task.eval_metrics(part, "test")
     metrics = tasks[0].eval_metrics(tasks[0].ensemble_partials(partials), "test")
@@ -57,14 +57,13 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
 
 
 def _member_partials(
-    config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, tokenizer: Any, precision: Any
+    config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, precision: Any
 ) -> list[dict[str, Any]]:
-    task.from_checkpoint(model)
     role = scored_rows.role(config.split, task.cfg.data)
     dataset, _ = scored_rows.scored_rows(run, task.cfg.data, saved.task.data, role)
-    features = task.prepare({role: dataset}, tokenizer, saved.model.max_length)
+    features = task.prepare({role: dataset})
     loader = data.make_loader(
-        features[role], config.trainer.eval_batch_size, task.collator(tokenizer), False, config.seed, by_length=False
+        features[role], config.trainer.eval_batch_size, task.collator(task.tokenizer), False, config.seed, by_length=False
     )  # file order: the members' rows line up
     return [task.eval_partial(model, loader, precision, role)]
 

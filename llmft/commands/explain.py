@@ -19,10 +19,10 @@ from llmft.engine.precision import resolve_device
 from llmft.errors import UserError
 from llmft.evaluation.attributions import integrated_gradients
 from llmft.explain_config import ExplainConfig
-from llmft.models import backbone
 from llmft.reporting import explanations
 from llmft.tasks import get_task
 from llmft.tasks.base import ExplainsTokens
+from llmft.tasks.open_checkpoint import open_checkpoint
 
 
 def explain_command(cfg: DictConfig) -> None:
@@ -36,24 +36,21 @@ def explain_command(cfg: DictConfig) -> None:
     quiet_libraries()
     run_dir = Path(config.run)
     saved = load_run_config(run_dir, TrainConfig)
-    task = get_task(saved.task)
-    if not isinstance(task, ExplainsTokens):  # the family states what it supports
+    if not isinstance(get_task(saved.task), ExplainsTokens):  # the family states what it supports
         raise UserError(
             "llmft explain explains classification, regression, token classification and multiple choice runs; "
             f"task.family={saved.task.family} is not one"
         )
-    folder = checkpoint_dir(run_dir, config.checkpoint)
     device = resolve_device(config.device)
-    model = backbone.load_finetuned(task.auto_class_name, folder).to(device)
-    tokenizer = backbone.load_finetuned_tokenizer(folder)
-    task.from_checkpoint(model)
+    opened = open_checkpoint(saved.task, checkpoint_dir(run_dir, config.checkpoint), saved.model.max_length)
+    task, model, tokenizer = opened.task, opened.model.to(device), opened.tokenizer
     rows = task.explanation_rows(config.prompt, Path(config.input) if config.input else None)
     items = []
     for row in rows:
-        enc = {k: v.to(device) for k, v in task.explanation_encoding(row, tokenizer, saved.model.max_length).items()}
+        enc = {k: v.to(device) for k, v in task.explanation_encoding(row).items()}
         with torch.no_grad():
             logits = model(**enc).logits.float()
-        for target in task.explanation_targets(row, tokenizer, logits, config.target):
+        for target in task.explanation_targets(row, logits, config.target):
             items.append((row, integrated_gradients(model, tokenizer, enc, target, config.steps)))
     _write(items, Path(config.output_dir) if config.output_dir else hydra_output_dir(), explanations)
 

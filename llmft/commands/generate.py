@@ -83,18 +83,17 @@ def generate_command(cfg: DictConfig) -> None:
         task, results = _ensemble_predictions(config, device)
         stream = False
     else:
-        task, model, tokenizer, max_length = load_predictor(config)
+        task, model, _, _ = load_predictor(config)
         stream = config.prompt is not None and not config.output
         request = PredictRequest(
             config.prompt,
             Path(config.input) if config.input else None,
             config.batch_size,
-            max_length,
             device,
             apply_user_overrides(task.cfg.generation, cfg, "generation"),
             stream,
         )
-        results = task.predict(model.to(device), tokenizer, request)
+        results = task.predict(model.to(device), request)
     if config.output:
         write_results(results, Path(config.output))
     elif not (stream and task.streams):  # a streamed generation is on the terminal already
@@ -114,15 +113,9 @@ def _ensemble_predictions(config: GenerateConfig, device: Any) -> tuple[Any, lis
     ensemble.check_ensembled(members[0][0])
     ensemble.check_members(list(config.run), [str(m[0].cfg.family) for m in members], [m[1] for m in members])
     rows = []
-    for task, model, tokenizer, max_length in members:
+    for task, model, _, _ in members:
         request = PredictRequest(
-            config.prompt,
-            Path(config.input) if config.input else None,
-            config.batch_size,
-            max_length,
-            device,
-            task.cfg.generation,
-            False,
+            config.prompt, Path(config.input) if config.input else None, config.batch_size, device, task.cfg.generation, False
         )
-        rows.append(task.member_predictions(model.to(device), tokenizer, request))
+        rows.append(task.member_predictions(model.to(device), request))
     return members[0][0], members[0][0].ensemble_predictions(rows)

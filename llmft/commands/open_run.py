@@ -13,6 +13,7 @@ from llmft.deploy_config import ServeConfig
 from llmft.errors import UserError
 from llmft.models import backbone
 from llmft.runs.run_folder import RunFolder
+from llmft.tasks.open_checkpoint import open_checkpoint
 
 
 def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any, int]:
@@ -24,13 +25,11 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
         folder = checkpoint_dir(run_dir, config.checkpoint)
         if saved.task.data.format is None and _trained_row_format(run_dir) == "alpaca":
             saved.task.data.format = "alpaca"  # told by its rows' content when it trained: prompts are wrapped as they were
-        task = tasks.get_task(saved.task)
-        model = backbone.load_finetuned(task.auto_class_name, folder)
-        task.from_checkpoint(model)
-        return task, model, backbone.load_finetuned_tokenizer(folder), saved.model.max_length
-    task = tasks.prompt_continuation_task()
+        opened = open_checkpoint(saved.task, folder, saved.model.max_length)
+        return opened.task, opened.model, opened.tokenizer, opened.max_length
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    task = tasks.prompt_continuation_task(tokenizer, config.model.max_length)
     if weights is None:
         raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())

@@ -60,11 +60,10 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     precision = resolve_precision(config.precision.mode, device)
     dist = distributed.setup(device, trainer.dist_timeout_minutes)
     strategy = build_strategy(trainer.strategy, dist)
-    task = get_task(config.task)
-    _check_methods(config, task, dist.world)
-
     tokenizer_source, weights = backbone.resolve(config.model)
     tokenizer = backbone.load_tokenizer(tokenizer_source, config.model)
+    task = get_task(config.task, tokenizer, config.model.max_length)
+    _check_methods(config, task, dist.world)
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
     splits, features, carve, stream = _prepared_data(config, task, tokenizer, dist)
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
@@ -193,13 +192,13 @@ def _prepared_data(
     if config.task.data.streaming:
         streaming.check(config, task, dist.world)
         splits, stream = streaming.open_stream(config.task.data)
-        features = task.prepare(splits, tokenizer, config.model.max_length)  # binds the tokenizer and the row format
+        features = task.prepare(splits)  # fixes the row format
         features["train"] = streaming.sample(stream, task)
         return splits, features, {"carved": {}}, stream
     splits, per_source, carve = mixing.load_splits(config.task.data, task.fold_strata)
     if not dist.main:
         dist.barrier()  # rank 0 tokenizes (and fills the datasets cache) first; the others then read the cache
-    features = task.prepare({**splits, **per_source}, tokenizer, config.model.max_length)
+    features = task.prepare({**splits, **per_source})
     if dist.main:
         dist.barrier()
     features["train"] = features["train"].remove_columns(

@@ -10,8 +10,8 @@ from typing import Any
 from llmft.config import TrainConfig
 from llmft.data import loading as data
 from llmft.export.heads import Head, head_for
-from llmft.models import backbone
-from llmft.tasks import get_task
+from llmft.tasks import task_class
+from llmft.tasks.open_checkpoint import open_checkpoint
 
 
 @dataclass
@@ -52,20 +52,19 @@ class Source:
 
 def load_source(run_dir: Path, saved: TrainConfig, folder: Path) -> Source:
     """Load the checkpoint with the run's task (its head, its label ids) and the checkpoint's tokenizer."""
-    task = get_task(saved.task)
-    head = head_for(task.auto_class_name)  # refuse seq2seq before loading anything big
-    model = backbone.load_finetuned(task.auto_class_name, folder)
-    task.from_checkpoint(model)
+    head = head_for(task_class(saved.task.family).auto_class_name)  # refuse seq2seq before loading anything big
+    opened = open_checkpoint(saved.task, folder, saved.model.max_length)
+    model = opened.model
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # logits only: no KV cache in the exported graph
-    return Source(run_dir, folder, saved, task, model.eval(), backbone.load_finetuned_tokenizer(folder), head)
+    return Source(run_dir, folder, saved, opened.task, model.eval(), opened.tokenizer, head)
 
 
 def test_batches(source: Source, dataset: Any, rows: int, batch_size: int) -> list[dict[str, Any]]:
     """The first `rows` of `dataset` (the run's own test rows, as `llmft eval` scores them) prepared by the run's task,
     as padded batches of the model's inputs (numpy int64)."""
     dataset = dataset.select(range(min(rows, len(dataset))))
-    features = source.task.prepare({"test": dataset}, source.tokenizer, source.saved.model.max_length)["test"]
+    features = source.task.prepare({"test": dataset})["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)
     names = source.input_names()
     batches = []

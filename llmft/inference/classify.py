@@ -12,6 +12,7 @@ from llmft.config import Side
 from llmft.data.truncation import bounded_piece, char_budget, truncating_on
 
 
+@torch.no_grad()
 def classify(
     model: Any,
     tokenizer: Any,

@@ -75,7 +75,6 @@ class ServedModel:
             raise UserError(
                 f"llmft serve serves generative, classification and embedding runs; this run's task is {self.task.pipeline_tag}"
             )
-        self.task.tokenizer, self.task.max_length = self.tokenizer, self.max_length  # as generative_predict sets them
         self.model.to(self.device)
 
     @property

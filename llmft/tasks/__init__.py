@@ -64,12 +64,14 @@ def check_options(name: Any, schema: type) -> type[TaskConfig]:
     return own
 
 
-def get_task(cfg: TaskConfig) -> Task:
-    """The task object for `cfg.family`."""
+def get_task(cfg: TaskConfig, tokenizer: Any = None, max_length: int = 512) -> Task:
+    """The task object for `cfg.family`, bound to the tokenizer its rows are encoded with and `model.max_length` they
+    are cut to (None: a task asked only what it is, e.g. its head or what it supports)."""
     check_options(cfg.family, type(cfg))
-    return task_class(cfg.family)(cfg)
+    return task_class(cfg.family)(cfg, tokenizer=tokenizer, max_length=max_length)
 
 
-def prompt_continuation_task() -> Task:
+def prompt_continuation_task(tokenizer: Any, max_length: int) -> Task:
     """What `llmft generate model=<option>` runs without a run folder: a decoder continues each prompt as written."""
-    return get_task(options.TextGenerationOptions(family="causal_lm", prompt_template="{prompt}", response_column="prompt"))
+    cfg = options.TextGenerationOptions(family="causal_lm", prompt_template="{prompt}", response_column="prompt")
+    return get_task(cfg, tokenizer, max_length)

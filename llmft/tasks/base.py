@@ -20,31 +20,53 @@ class PredictRequest:
     prompt: Optional[str]  # prompt="..."
     input: Optional[Path]  # input=<file.jsonl>
     batch_size: int
-    max_length: int  # the run's model.max_length: inputs are cut as training cut them
     device: Any
     generation: GenerationConfig  # the run's task.generation with the user's generation.* overrides
     stream: bool  # one prompt to the terminal: a task that streams prints tokens as they come
 
 
 @runtime_checkable
-class Task(Protocol):
-    """One task family: its head, how rows become features, how batches collate and are counted, its loss, its
-    evaluation and what `llmft generate` prints. Adding a family is one module, one YAML and one line in the registry
-    (`llmft.tasks.FAMILIES`)."""
+class Head(Protocol):
+    """What a family's model is: its transformers head, how a checkpoint is loaded and written, and the tokenizer and
+    `model.max_length` the task is bound to when it is built (`tasks.get_task`)."""
 
     cfg: TaskConfig
+    tokenizer: Any  # what its rows are encoded with (None for a task asked only what it is)
+    max_length: int  # model.max_length: rows are cut to it
     auto_class_name: str  # the transformers Auto class of its head (AutoModelForSequenceClassification, ...)
     peft_task_type: str  # peft's TaskType for LoRA (SEQ_CLS, CAUSAL_LM, ...)
     pipeline_tag: str  # the Hugging Face pipeline tag written in the model card
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Extra arguments of the head when the backbone is loaded (classification: its labels)."""
+        ...
+
+    def from_checkpoint(self, model: Any) -> None:
+        """Adopt what a fine-tuned checkpoint fixes before data is prepared for it (classification: its label ids)."""
+        ...
+
+    def adapt_model(self, model: Any) -> None:
+        """Adjust a freshly loaded backbone before it is wrapped for training (embedding: freeze the pooler its loss
+        never reaches, so a several-process run meets no parameter without a gradient). Most do nothing."""
+        ...
+
+    def checkpoint_files(self, folder: Path, model: Any) -> None:
+        """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
+        trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
+        ...
+
+
+@runtime_checkable
+class Trains(Protocol):
+    """What the train loop asks: features, batches, their count and loss, sampling, what the plan shows."""
+
     packs: bool  # task.packing=true is allowed (several examples per row)
     per_row_loss: bool  # the loss is one forward over the rows and a sum of per-row terms (adversarial training, DP-SGD)
     train_by_length: bool  # trainer.group_by_length's default
-    eval_order_free: bool  # eval metrics do not depend on row order (eval batches may be length-sorted)
-    streams: bool  # `llmft generate prompt=...` prints tokens as they come (so the results are not printed again)
-    serve_kind: Optional[str]  # what `llmft serve` answers with it: "generate", "classify", "embed", or None (not served)
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        """Each split's rows as tokenized features (checked, counted in `plan_info`)."""
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        """Each split's rows as tokenized features with the bound tokenizer, cut to `max_length` (checked, counted in
+        `plan_info`)."""
         ...
 
     def collator(self, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
@@ -59,39 +81,12 @@ class Task(Protocol):
         """The summed training loss of a batch; the loop divides by the items of the whole accumulation group."""
         ...
 
-    def eval_partial(
-        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
-    ) -> dict[str, Any]:
-        """One shard's share of the evaluation (sums, predictions), to be gathered over processes."""
-        ...
-
-    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
-        """Metrics over every shard's partial."""
-        ...
-
     def sample_weights(self, train: Any) -> Optional[torch.Tensor]:
         """Per-row weights for a weighted train sampler, or None (uniform)."""
         ...
 
     def plan_info(self) -> dict[str, Any]:
         """What the run plan shows about the task and its data."""
-        ...
-
-    def head_kwargs(self) -> dict[str, Any]:
-        """Extra arguments of the head when the backbone is loaded (classification: its labels)."""
-        ...
-
-    def from_checkpoint(self, model: Any) -> None:
-        """Adopt what a fine-tuned checkpoint fixes before data is prepared for it (classification: its label ids)."""
-        ...
-
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
-        """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
-        ...
-
-    def adapt_model(self, model: Any) -> None:
-        """Adjust a freshly loaded backbone before it is wrapped for training (embedding: freeze the pooler its loss
-        never reaches, so a several-process run meets no parameter without a gradient). Most do nothing."""
         ...
 
     def bind_model(self, model: Any, run_dir: Optional[Path]) -> None:
@@ -104,10 +99,41 @@ class Task(Protocol):
         dealt from one shuffle)."""
         ...
 
-    def checkpoint_files(self, folder: Path, model: Any) -> None:
-        """Write into a checkpoint folder (after the model and tokenizer) what another library needs to load it as
-        trained: the embedding family's sentence-transformers modules (modules.json, pooling). Most write nothing."""
+
+@runtime_checkable
+class Evaluates(Protocol):
+    """What evaluation asks: one shard's partial, then metrics over every shard's."""
+
+    eval_order_free: bool  # eval metrics do not depend on row order (eval batches may be length-sorted)
+
+    def eval_partial(
+        self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
+    ) -> dict[str, Any]:
+        """One shard's share of the evaluation (sums, predictions), to be gathered over processes."""
         ...
+
+    def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
+        """Metrics over every shard's partial."""
+        ...
+
+
+@runtime_checkable
+class Predicts(Protocol):
+    """What `llmft generate` and `llmft serve` ask."""
+
+    streams: bool  # `llmft generate prompt=...` prints tokens as they come (so the results are not printed again)
+    serve_kind: Optional[str]  # what `llmft serve` answers with it: "generate", "classify", "embed", or None (not served)
+
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
+        """What `llmft generate` prints: each input row with the model's answer (label, answer, generation)."""
+        ...
+
+
+@runtime_checkable
+class Task(Head, Trains, Evaluates, Predicts, Protocol):
+    """One task family: every part above. Adding a family is one module, one YAML and one line in the registry
+    (`llmft.tasks.FAMILIES`); what only some families do is a further Protocol below (ClassProbabilities, Distills,
+    ExplainsTokens, ScoresAgainstReference), which a family states by having its methods."""
 
 
 class PlainHead:
@@ -186,11 +212,11 @@ class ExplainsTokens(Protocol):
         """The rows of `prompt=` or `input=` (as `llmft generate` reads them)."""
         ...
 
-    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def explanation_encoding(self, row: dict[str, Any]) -> dict[str, Any]:
         """One row's model inputs, a batch of one, as training encoded them."""
         ...
 
-    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Any]:
+    def explanation_targets(self, row: dict[str, Any], logits: Any, target: Optional[str]) -> list[Any]:
         """The outputs to explain in the row (its logits given): the named `target=`, or else the prediction(s)."""
         ...
 

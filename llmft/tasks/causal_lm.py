@@ -69,8 +69,8 @@ def labels_from_offsets(offsets: list[tuple[int, int]], ids: list[int], spans: l
 @dataclass
 class CausalLMTask(PlainHead):
     cfg: TextGenerationOptions
-    tokenizer: Any = None
-    max_length: int = 512
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     examples: dict[str, list[Example]] = field(default_factory=dict)  # rows for generation-based eval
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     row_format: Optional[RowFormat] = None  # Alpaca / ShareGPT / OpenAI rows, told by the train split's columns
@@ -236,8 +236,8 @@ class CausalLMTask(PlainHead):
         self.data_stats[role] = {"rows": len(blocks), **stats, "dropped_empty": len(ds) - len(documents)}
         return blocks
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         tokenizer.padding_side = "right"
         chat_templates.apply_option(tokenizer, self.cfg.chat_template)  # before any rendering; saved with the checkpoint
         self.row_format = self.read_format(splits.get("train", next(iter(splits.values()))).column_names)  # eval: one split

@@ -93,6 +93,8 @@ class ClassificationTask:
     """Everything the classification family knows; the loop only sees batches and a loss."""
 
     cfg: ClassificationOptions
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     label_names: list[str] = field(default_factory=list)
     hub_metrics: list[Any] = field(default_factory=list)
     class_weights: Optional[torch.Tensor] = None  # per-label loss weights (imbalanced data)
@@ -117,8 +119,9 @@ class ClassificationTask:
         return self.cfg.data
 
     # --- data -------------------------------------------------------------------------------
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Check columns, fix the label set from train, map labels to ids and tokenize every split."""
+        tokenizer, max_length = self.tokenizer, self.max_length
         columns = [*self.data.text_columns, self.data.label_column]
         for role, ds in splits.items():
             where = f"the {role} split of '{split_source(self.data, role)}'"
@@ -295,9 +298,9 @@ class ClassificationTask:
         """(labels, class probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return labels_and_probabilities(partials)
 
-    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def member_predictions(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
-        return self.predict(model, tokenizer, request)
+        return self.predict(model, request)
 
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -316,10 +319,10 @@ class ClassificationTask:
     def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
         return text_rows(list(self.data.text_columns), prompt, input)
 
-    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        return text_encoding(row, list(self.data.text_columns), tokenizer, max_length)
+    def explanation_encoding(self, row: dict[str, Any]) -> dict[str, Any]:
+        return text_encoding(row, list(self.data.text_columns), self.tokenizer, self.max_length)
 
-    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+    def explanation_targets(self, row: dict[str, Any], logits: Any, target: Optional[str]) -> list[Target]:
         """`llmft explain`: the logit to explain, the named label or else the predicted one."""
         names = list(self.data.label_names or [])
         if target is None:
@@ -330,8 +333,9 @@ class ClassificationTask:
         return [class_logit(names.index(target), target)]
 
     # --- llmft generate ---------------------------------------------------------------------
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its label and probabilities."""
+        tokenizer = self.tokenizer
         columns = list(self.data.text_columns)
         if request.prompt is not None:
             if len(columns) != 1:
@@ -344,7 +348,7 @@ class ClassificationTask:
             tokenizer,
             [[lookup(row, c) for c in columns] for row in rows],
             request.batch_size,
-            request.max_length,
+            self.max_length,
             request.device,
             self.cfg.input_truncation_side,
         )

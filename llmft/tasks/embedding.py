@@ -35,7 +35,8 @@ class EmbeddingTask(PlainHead):
     """Everything the embedding family knows; the loop only sees batches and a loss."""
 
     cfg: EmbeddingOptions
-    max_length: Optional[int] = None  # the tokens each text keeps (sentence_bert_config.json's max_seq_length)
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     kinds: dict[str, set[int]] = field(default_factory=dict)  # per split: the row kinds it holds
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -57,11 +58,11 @@ class EmbeddingTask(PlainHead):
         self._pooling: Any = None  # built at the first batch, from the backbone's hidden size
 
     # --- data -------------------------------------------------------------------------------
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Check every row (its kind, texts and score), give texts retrieval ids and tokenize each text."""
+        tokenizer, max_length = self.tokenizer, self.max_length
         import datasets
 
-        self.max_length = max_length
         out = {}
         for role, ds in splits.items():
             rows = self._rows(ds, role)
@@ -308,9 +309,10 @@ class EmbeddingTask(PlainHead):
         return metrics
 
     # --- llmft generate ---------------------------------------------------------------------
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each text's embedding; for a pair (prompt "a ||| b", or input rows with text1 and text2) their cosine
         similarity. Input rows with `text` are embedded."""
+        tokenizer = self.tokenizer
         if request.prompt is not None:
             parts = [p.strip() for p in request.prompt.split(PAIR_SEPARATOR)]
             if len(parts) > 2 or not all(parts):
@@ -320,7 +322,7 @@ class EmbeddingTask(PlainHead):
             rows = read_jsonl(request.input, [])  # type: ignore[arg-type]
         texts = [_input_texts(row, request.input, n) for n, row in enumerate(rows, 1)]
         flat = [t for ts in texts for t in ts]
-        embeddings = self.encode(model, tokenizer, flat, request.batch_size, request.max_length, request.device)
+        embeddings = self.encode(model, tokenizer, flat, request.batch_size, self.max_length, request.device)
         out, start = [], 0
         for row, ts in zip(rows, texts):
             vectors = embeddings[start : start + len(ts)]

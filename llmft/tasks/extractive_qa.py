@@ -27,8 +27,8 @@ COLUMNS = ("question", "context", "answers")
 @dataclass
 class ExtractiveQATask(PlainHead):
     cfg: ExtractiveQAOptions
-    tokenizer: Any = None
-    max_length: int = 384
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: offsets and example of each window
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -67,8 +67,8 @@ class ExtractiveQATask(PlainHead):
                 f"{max(8, max_length // 4)}) or raise model.max_length"
             ) from None
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         out = {}
         for role, ds in splits.items():
             check_columns(ds, list(COLUMNS), f"the {role} split of '{split_source(self.cfg.data, role)}'")
@@ -144,24 +144,23 @@ class ExtractiveQATask(PlainHead):
         ]
         return metrics
 
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each {question, context} row of the input file with its `answer`."""
         if request.input is None:
             raise UserError(
                 "extractive QA reads question/context pairs: pass input=<file.jsonl> with 'question' and 'context' fields"
             )
         rows = read_jsonl(request.input, ["question", "context"])
-        self.max_length = request.max_length
-        return [{**r, "answer": a} for r, a in zip(rows, self.answer(model, tokenizer, rows, request.batch_size, request.device))]
+        return [{**r, "answer": a} for r, a in zip(rows, self.answer(model, rows, request.batch_size, request.device))]
 
     @torch.no_grad()
-    def answer(self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
+    def answer(self, model: Any, rows: list[dict[str, Any]], batch_size: int, device: torch.device) -> list[str]:
         """Answer text for each {question, context} row ('' when the model says it is unanswerable)."""
         from datasets import Dataset
 
         blank = [{"question": r["question"], "context": r["context"], "answers": {"text": [], "answer_start": []}} for r in rows]
-        features = self.prepare({"predict": Dataset.from_list(blank)}, tokenizer, self.max_length)["predict"]
-        loader = make_loader(features, batch_size, self.collator(tokenizer), False, 0)
+        features = self.prepare({"predict": Dataset.from_list(blank)})["predict"]
+        loader = make_loader(features, batch_size, self.collator(self.tokenizer), False, 0)
         model.eval()
         logits = {}
         for batch in loader:

@@ -59,8 +59,8 @@ def kto_collator(tokenizer: Any) -> Any:
 @dataclass
 class KTOTask(PlainHead):
     cfg: KTOOptions
-    tokenizer: Any = None
-    max_length: int = 512
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     features: dict[str, Any] = field(default_factory=dict)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: Reference = field(default_factory=Reference)
@@ -91,8 +91,8 @@ class KTOTask(PlainHead):
             "data": self.data_stats,
         }
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         tokenizer.padding_side = "right"
         cfg, encoder = self.cfg, PairEncoder(tokenizer, max_length, self.cfg.use_chat_template)
         for role, ds in splits.items():

@@ -110,6 +110,8 @@ class MultipleChoiceTask(PlainHead):
     """Everything the multiple-choice family knows; the loop only sees batches and a loss."""
 
     cfg: MultipleChoiceOptions
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     num_choices: int = 0
     data_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -127,8 +129,9 @@ class MultipleChoiceTask(PlainHead):
     def data(self) -> DataConfig:
         return self.cfg.data
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Check every row's endings and label (one line naming the row), drop empty contexts, encode N pairs per row."""
+        tokenizer, max_length = self.tokenizer, self.max_length
         context = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
@@ -266,9 +269,9 @@ class MultipleChoiceTask(PlainHead):
         """(labels, choice probabilities) of every shard's rows: what temperature scaling and ensembles read."""
         return labels_and_probabilities(partials)
 
-    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def member_predictions(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
-        return self.predict(model, tokenizer, request)
+        return self.predict(model, request)
 
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -289,16 +292,16 @@ class MultipleChoiceTask(PlainHead):
         context = list(self.data.text_columns)
         return [_prompt_row(prompt, context)] if prompt is not None else read_jsonl(input, context)  # type: ignore[arg-type]
 
-    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def explanation_encoding(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row's N (context, ending) pairs as one batch of shape (1, N, longest)."""
         ends = row_endings(row, ending_source(list(row), self.cfg.endings, "the input row"))
         check_endings(ends, None, None, "the input row")
         first, second = pair_columns([lookup(row, c) for c in self.data.text_columns], ends)
-        flat, _ = encode_rows(tokenizer, [first, second], max_length, self.cfg.input_truncation_side)
-        return ChoiceCollator(tokenizer)([dict(flat)])
+        flat, _ = encode_rows(self.tokenizer, [first, second], self.max_length, self.cfg.input_truncation_side)
+        return ChoiceCollator(self.tokenizer)([dict(flat)])
 
     @staticmethod
-    def explanation_targets(row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+    def explanation_targets(row: dict[str, Any], logits: Any, target: Optional[str]) -> list[Target]:
         """The score of choice `target=` (its index), or else of the chosen one, attributed to that choice's input."""
         n = int(logits.shape[1])
         if target is None:
@@ -309,9 +312,10 @@ class MultipleChoiceTask(PlainHead):
             raise UserError(f"target={target} is not a choice of this row; give its index, 0 to {n - 1}")
         return [Target(lambda out: out[:, k], f"choice {k}", choice=k)]
 
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (prompt=<one JSON object>, or the input file's rows: the context columns and the endings) with the
         chosen ending's index, its text and every ending's probability."""
+        tokenizer = self.tokenizer
         context = list(self.data.text_columns)
         if request.prompt is not None:
             rows = [_prompt_row(request.prompt, context)]
@@ -324,7 +328,7 @@ class MultipleChoiceTask(PlainHead):
             ends = row_endings(row, source)
             check_endings(ends, None, None, f"input row {number}")
             first, second = pair_columns([lookup(row, c) for c in context], ends)
-            flat, _ = encode_rows(tokenizer, [first, second], request.max_length, self.cfg.input_truncation_side)
+            flat, _ = encode_rows(tokenizer, [first, second], self.max_length, self.cfg.input_truncation_side)
             batch = ChoiceCollator(tokenizer)([dict(flat)])
             with torch.no_grad():
                 p = torch.softmax(self._scores(model, {k: v.to(request.device) for k, v in batch.items()})[0], -1).cpu().tolist()

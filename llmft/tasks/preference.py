@@ -94,8 +94,8 @@ def encode_pairs(task: Any, splits: dict[str, Any], tokenizer: Any, max_length: 
 @dataclass
 class PreferenceTask(PlainHead):
     cfg: PreferenceOptions
-    tokenizer: Any = None
-    max_length: int = 512
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     features: dict[str, Any] = field(default_factory=dict)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: Reference = field(default_factory=Reference)
@@ -127,8 +127,8 @@ class PreferenceTask(PlainHead):
             "data": self.data_stats,
         }
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         tokenizer.padding_side = "right"
         self.features = encode_pairs(self, splits, tokenizer, max_length, add_eos=True)
         return self.features

@@ -50,6 +50,8 @@ class RegressionTask(PlainHead):
     """One score per text (or pair): the head predicts it, the loss is its squared error."""
 
     cfg: TaskConfig
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     data_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split: rows, dropped_empty, truncated, range
 
     eval_order_free = True  # metrics over (label, prediction) pairs: eval batches may be length-sorted
@@ -66,8 +68,9 @@ class RegressionTask(PlainHead):
     def data(self) -> DataConfig:
         return self.cfg.data
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Check columns, read every score as a float (naming a row that is not one), drop empty texts, tokenize."""
+        tokenizer, max_length = self.tokenizer, self.max_length
         columns = list(self.data.text_columns)
         out = {}
         for role, ds in splits.items():
@@ -179,19 +182,19 @@ class RegressionTask(PlainHead):
     def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
         return text_rows(list(self.data.text_columns), prompt, input)
 
-    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        return text_encoding(row, list(self.data.text_columns), tokenizer, max_length)
+    def explanation_encoding(self, row: dict[str, Any]) -> dict[str, Any]:
+        return text_encoding(row, list(self.data.text_columns), self.tokenizer, self.max_length)
 
     @staticmethod
-    def explanation_targets(row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+    def explanation_targets(row: dict[str, Any], logits: Any, target: Optional[str]) -> list[Target]:
         """`llmft explain`: the one score the head gives."""
         if target is not None:
             raise UserError("a regression run has one output, its score: drop target=")
         return [class_logit(0, "score")]
 
-    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def member_predictions(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """What one member of an ensemble gives `ensemble_predictions`: its `predict` rows."""
-        return self.predict(model, tokenizer, request)
+        return self.predict(model, request)
 
     @staticmethod
     def ensemble_partials(members: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -203,8 +206,9 @@ class RegressionTask(PlainHead):
         """Each row with the members' mean score."""
         return [{**row, "score": s} for row, s in zip(members[0], mean_of(members, "score"))]
 
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each row (the prompt as the one text column, or the input file's rows) with its predicted score."""
+        tokenizer = self.tokenizer
         columns = list(self.data.text_columns)
         if request.prompt is not None:
             if len(columns) != 1:
@@ -214,7 +218,7 @@ class RegressionTask(PlainHead):
             rows = read_jsonl(request.input, columns)  # type: ignore[arg-type]
         texts = [[lookup(row, c) for c in columns] for row in rows]
         scores = score(
-            model, tokenizer, texts, request.batch_size, request.max_length, request.device, self.cfg.input_truncation_side
+            model, tokenizer, texts, request.batch_size, self.max_length, request.device, self.cfg.input_truncation_side
         )
         return [{**row, "score": s} for row, s in zip(rows, scores)]
 

@@ -41,8 +41,8 @@ def reward_values(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, tor
 @dataclass
 class RewardTask(PlainHead):
     cfg: RewardOptions
-    tokenizer: Any = None
-    max_length: int = 512
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     auto_class_name = "AutoModelForSequenceClassification"
@@ -61,8 +61,8 @@ class RewardTask(PlainHead):
     def plan_info(self) -> dict[str, Any]:
         return {"format": "preference pairs (reward model)", "data": self.data_stats}
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         tokenizer.padding_side = "right"  # the head reads the last token before the padding
         return encode_pairs(self, splits, tokenizer, max_length, add_eos=False)
 
@@ -106,11 +106,11 @@ class RewardTask(PlainHead):
         return {**{k: sum(p["sums"][k] for p in partials) / pairs for k in SUMS}, "pairs": pairs}
 
     @torch.no_grad()
-    def predict(self, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: Any) -> list[dict[str, Any]]:
         """Each row's reward: `prompt=` alone is scored as it stands; a file's rows with a completion (`completion`,
         or `chosen`/`rejected`) are scored as prompt + completion, as in training."""
-        self.tokenizer, self.max_length = tokenizer, request.max_length
-        encoder = PairEncoder(tokenizer, request.max_length, self.cfg.use_chat_template, add_eos=False)
+        tokenizer = self.tokenizer
+        encoder = PairEncoder(tokenizer, self.max_length, self.cfg.use_chat_template, add_eos=False)
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, [])
         model.eval()
         results = []

@@ -29,8 +29,8 @@ from llmft.tasks.base import PlainHead
 @dataclass
 class Seq2SeqTask(PlainHead):
     cfg: TextGenerationOptions
-    tokenizer: Any = None
-    max_length: int = 512
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     examples: dict[str, list[Example]] = field(default_factory=dict)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -56,8 +56,8 @@ class Seq2SeqTask(PlainHead):
     def source(self, example: Example, row: dict[str, Any]) -> str:
         return example.prompt if self.cfg.prompt_template else str(lookup(row, self.cfg.data.text_columns[0], "source column"))
 
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tokenizer, max_length = self.tokenizer, self.max_length
         out = {}
         for role, ds in splits.items():
             rows = ds.to_list()

@@ -155,11 +155,11 @@ def generation_text(task: Any, prompt: str) -> str:
     return task.generation_prompt(Example(filled, ""))
 
 
-def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> list[dict[str, Any]]:
+def generative_predict(task: Any, model: Any, request: Any) -> list[dict[str, Any]]:
     """`llmft generate` for a generative family: prompts built as in training (template, chat template), generated in
     batches, each row returned with its `generation`; one prompt to the terminal streams."""
     cfg: TextGenerationOptions = task.cfg
-    task.tokenizer, task.max_length = tokenizer, request.max_length
+    tokenizer = task.tokenizer
     fields = template_fields(cfg.prompt_template)
     if request.prompt is not None and len(fields) > 1:  # one text cannot fill two fields: the model would see no template
         row = ", ".join(f'"{f}": ...' for f in fields)
@@ -185,7 +185,7 @@ def generative_predict(task: Any, model: Any, tokenizer: Any, request: Any) -> l
         texts,
         request.generation,
         request.device,
-        request.max_length,
+        task.max_length,
         streamer=streamer,
         add_special_tokens=not task.prompt_has_special_tokens,
         truncation_side=cfg.input_truncation_side,

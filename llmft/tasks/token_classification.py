@@ -103,6 +103,8 @@ class TokenClassificationTask:
     """Everything the token-classification family knows; the loop only sees batches and a loss."""
 
     cfg: TokenClassificationOptions
+    tokenizer: Any = None  # bound when the task is built (tasks.get_task)
+    max_length: int = 512  # model.max_length: rows are cut to it
     label_names: list[str] = field(default_factory=list)
     data_stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -130,8 +132,9 @@ class TokenClassificationTask:
         return self.cfg.data
 
     # --- data -------------------------------------------------------------------------------
-    def prepare(self, splits: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Check columns and rows, fix the tag set from train, and tokenize every split (words pre-split)."""
+        tokenizer, max_length = self.tokenizer, self.max_length
         if not getattr(tokenizer, "is_fast", False):
             raise UserError(
                 "token classification needs a fast (Rust) tokenizer to map sub-words to words; "
@@ -280,12 +283,13 @@ class TokenClassificationTask:
         """The members' eval partials with each word's tag probabilities averaged."""
         return average_word_partials(members)
 
-    def member_predictions(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def member_predictions(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each text with its words' spans and tag probabilities: what an ensemble averages."""
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
+        tokenizer = self.tokenizer
         model.eval()
         return [
-            {**row, "words": word_probabilities(model, tokenizer, str(row["text"]), request.max_length, request.device)}
+            {**row, "words": word_probabilities(model, tokenizer, str(row["text"]), self.max_length, request.device)}
             for row in rows
         ]
 
@@ -302,14 +306,14 @@ class TokenClassificationTask:
     def explanation_rows(self, prompt: Optional[str], input: Optional[Path]) -> list[dict[str, Any]]:
         return [{"text": prompt}] if prompt is not None else read_jsonl(input, ["text"])  # type: ignore[arg-type]
 
-    def explanation_encoding(self, row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
-        return dict(tokenizer(str(row["text"]), truncation=True, max_length=max_length, return_tensors="pt"))
+    def explanation_encoding(self, row: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.tokenizer(str(row["text"]), truncation=True, max_length=self.max_length, return_tensors="pt"))
 
-    def explanation_targets(self, row: dict[str, Any], tokenizer: Any, logits: Any, target: Optional[str]) -> list[Target]:
+    def explanation_targets(self, row: dict[str, Any], logits: Any, target: Optional[str]) -> list[Target]:
         """The tag logit of the word `target=` names (its predicted tag, on its first sub-word), or else of each
         predicted entity's first word (the first word when there is no entity)."""
         text = str(row["text"])
-        words = first_subwords(tokenizer, text, int(logits.shape[1]))
+        words = first_subwords(self.tokenizer, text, int(logits.shape[1]))
         tags = [int(logits[0, p].argmax()) for p, _, _ in words]
         if target is not None:
             chosen = [i for i, (_, s, e) in enumerate(words) if text[s:e] == target][:1]
@@ -326,10 +330,11 @@ class TokenClassificationTask:
         ]
 
     # --- llmft generate ---------------------------------------------------------------------
-    def predict(self, model: Any, tokenizer: Any, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, model: Any, request: PredictRequest) -> list[dict[str, Any]]:
         """Each text (the prompt, or the input file's `text` rows) with its entities: entity_group, score, word (the
         text's own characters), start, end (character offsets), as the Hugging Face token-classification pipeline
         gives them."""
+        tokenizer = self.tokenizer
         from transformers import pipeline
 
         rows = [{"text": request.prompt}] if request.prompt is not None else read_jsonl(request.input, ["text"])  # type: ignore[arg-type]
