@@ -14,6 +14,7 @@ from llmft.models import backbone, temperature
 from llmft.reporting.console import console
 from llmft.tasks import get_task
 from llmft.tasks.base import check_class_probabilities
+from llmft.commands.setup import RunParts
 
 
 def check_supported(config: TrainConfig) -> None:
@@ -21,7 +22,7 @@ def check_supported(config: TrainConfig) -> None:
     check_class_probabilities(get_task(config.task), "task.calibrate=true")
 
 
-def calibrate_best(config: TrainConfig, best_dir: Path, parts: Any, dist: Any) -> None:
+def calibrate_best(config: TrainConfig, best_dir: Path, parts: RunParts, dist: Any) -> None:
     """Score the validation split with the best checkpoint (uncalibrated), fit T, write calibration.json (rank 0)."""
     stale = best_dir / temperature.CALIBRATION_FILE
     if dist.main and stale.is_file():

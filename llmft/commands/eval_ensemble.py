@@ -17,6 +17,7 @@ from llmft.engine.precision import resolve_device, resolve_precision
 from llmft.runs.run_folder import RunFolder
 from llmft.tasks import ensemble, get_task
 from llmft.tasks.open_checkpoint import open_checkpoint
+from llmft.tasks.base import Task
 
 
 def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
@@ -57,7 +58,7 @@ def eval_ensemble(config: EvalConfig, task_config: Any) -> float:
 
 
 def _member_partials(
-    config: EvalConfig, run: Path, saved: TrainConfig, task: Any, model: Any, precision: Any
+    config: EvalConfig, run: Path, saved: TrainConfig, task: Task, model: Any, precision: Any
 ) -> list[dict[str, Any]]:
     role = scored_rows.role(config.split, task.cfg.data)
     dataset, _ = scored_rows.scored_rows(run, task.cfg.data, saved.task.data, role)

@@ -20,6 +20,7 @@ from llmft.engine.precision import resolve_device
 from llmft.errors import UserError
 from llmft.serving.adapters import load_adapters
 from llmft.serving.vllm_handover import Served, require_vllm, vllm_command
+from llmft.tasks.base import Task
 
 
 def serve_command(cfg: DictConfig) -> None:
@@ -66,7 +67,7 @@ def load_served(config: ServeConfig) -> Any:
     )
 
 
-def _other_adapters(config: ServeConfig, model: Any, task: Any) -> dict[str, str]:
+def _other_adapters(config: ServeConfig, model: Any, task: Task) -> dict[str, str]:
     """runs=[a, b, ...]: b, ... loaded as adapters beside a's ({model id: adapter name})."""
     runs = [Path(r) for r in config.runs or []]
     others = {}

@@ -241,7 +241,7 @@ def _plan(
     processes: int,
     by_length: bool,
     model: Any,
-    task: Any,
+    task: Task,
 ) -> dict[str, Any]:
     """What the run will do, for the console, the manifest and `trainer.dry_run`."""
     trainer = config.trainer

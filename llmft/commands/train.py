@@ -42,6 +42,8 @@ from llmft.runs.checkpoint import drop_training_state, save_model
 from llmft.runs.manifest import write_manifest
 from llmft.runs.model_card import write_model_card
 from llmft.runs.run_folder import RunFolder
+from llmft.commands.setup import RunParts
+from llmft.tasks.base import Task
 
 PLAN_SUMMARY = (
     "device",
@@ -160,7 +162,7 @@ def _check_adapter_only(config: TrainConfig) -> None:
 
 
 def _setup(
-    config: TrainConfig, parts: Any, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]
+    config: TrainConfig, parts: RunParts, out_dir: Path, resolved: Optional[dict[str, Any]], resume_from: Optional[Path]
 ) -> Any:
     """The run folder (rank 0's, on every rank), resumed from its checkpoint or started with its manifest, and the
     metrics log."""
@@ -179,7 +181,7 @@ def _setup(
     return run
 
 
-def _resume(run: Any, resume_from: Path) -> Any:
+def _resume(run: TrainRun, resume_from: Path) -> Any:
     """Load the checkpoint on every rank; rank 0 cuts the log back to it and notes the resume in the manifest."""
     dist = run.parts.dist
     if dist.main:
@@ -193,7 +195,7 @@ def _resume(run: Any, resume_from: Path) -> Any:
     return state
 
 
-def _start(run: Any) -> None:
+def _start(run: TrainRun) -> None:
     """A new run folder (rank 0): the manifest, the held-out rows, and the plan on the console."""
     config, parts, out_dir = run.config, run.parts, run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +210,7 @@ def _start(run: Any) -> None:
     _print_data_stats(parts.plan["data"], parts.plan.get("sources", []))
 
 
-def _fit(run: Any) -> Any:
+def _fit(run: TrainRun) -> Any:
     """The loop, from where the run stands. A signal stops it after a step with a checkpoint saved: exit 128 + signal."""
     config, parts = run.config, run.parts
     selection = Selection(config.task.select_metric, config.task.selection_mode)
@@ -241,7 +243,7 @@ def _fit(run: Any) -> Any:
     sys.exit(128 + stopped[0])
 
 
-def _what_is_kept(run: Any) -> str:
+def _what_is_kept(run: TrainRun) -> str:
     """What a run that stops on an error keeps: its last resumable checkpoint, or nothing (its folder goes when it had
     logged nothing either)."""
     last = RunFolder(run.out_dir).last
@@ -251,7 +253,7 @@ def _what_is_kept(run: Any) -> str:
     return "no checkpoint was saved before it, so none is kept"
 
 
-def _finish(run: Any, state: Any) -> float:
+def _finish(run: TrainRun, state: Any) -> float:
     """Merge a LoRA adapter into checkpoints/best, score it on test, write the results; drop the training state. A
     signal during the scoring stops it, saying how to finish the run (everything it needs is saved)."""
     config, parts, dist = run.config, run.parts, run.parts.dist
@@ -274,7 +276,7 @@ def _finish(run: Any, state: Any) -> float:
     return dist.broadcast(value)
 
 
-def _stopped_scoring(run: Any, signum: int) -> None:
+def _stopped_scoring(run: TrainRun, signum: int) -> None:
     """Exit 128 + signal after a stop during the final test scoring, with the command that finishes the run."""
     import signal
 
@@ -290,7 +292,7 @@ def _stopped_scoring(run: Any, signum: int) -> None:
     sys.exit(128 + signum)
 
 
-def _dry_run(parts: Any, config: TrainConfig) -> float:
+def _dry_run(parts: RunParts, config: TrainConfig) -> float:
     """Print the plan (parameters, batch, steps, data) and a memory estimate; train nothing."""
     plan = dict(parts.plan)
     plan["memory_note"] = (
@@ -301,7 +303,7 @@ def _dry_run(parts: Any, config: TrainConfig) -> float:
     return float("nan")
 
 
-def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -> None:
+def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Task) -> None:
     """Fold the best adapter into the backbone and save a plain Hugging Face checkpoint in its place."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -312,7 +314,9 @@ def _merge_best_adapter(model: Any, tokenizer: Any, best_dir: Path, task: Any) -
     save_model(best_dir, model.merge_and_unload(), tokenizer, extra_files=task.checkpoint_files)
 
 
-def _score_test(config: TrainConfig, best_dir: Path, parts: Any, dist: Any, requested: list[int]) -> Optional[dict[str, Any]]:
+def _score_test(
+    config: TrainConfig, best_dir: Path, parts: RunParts, dist: Any, requested: list[int]
+) -> Optional[dict[str, Any]]:
     """Every rank scores its shard of the test split with the best checkpoint; rank 0 gets the gathered metrics. None
     when a stop was `requested` (a signal) before the scoring ended."""
     parts.model = parts.optimizer = parts.scheduler = None
@@ -341,7 +345,7 @@ def _until_stopped(batches: Any, requested: list[int]) -> Any:
         yield batch
 
 
-def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, test_metrics: dict[str, Any]) -> float:
+def _write_results(config: TrainConfig, out_dir: Path, parts: RunParts, state: Any, test_metrics: dict[str, Any]) -> float:
     """Write eval.json (the best checkpoint's test metrics), the model card and loss.png; print the table."""
     best_dir = RunFolder(out_dir).best
     test_metrics = keep_samples(test_metrics, RunFolder(out_dir).samples("test"))
@@ -369,7 +373,7 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: Any, state: Any, t
     return float(state.best_value) if state.best_value is not None else float("nan")
 
 
-def _print_splits(parts: Any, config: TrainConfig) -> None:
+def _print_splits(parts: RunParts, config: TrainConfig) -> None:
     """One line with the rows each split got; a warning per carved split too small to measure anything."""
     line, warnings = carving.describe(parts.splits, config.task.data)
     console.print(line, highlight=False)

@@ -16,6 +16,7 @@ from llmft.engine.loop import Hooks, LoopState
 from llmft.reporting.console import MetricsLog, scalar_metrics, track
 from llmft.runs.checkpoint import read_training_state, restore_training_state, rng_state, save_model, save_training_state
 from llmft.runs.run_folder import RunFolder
+from llmft.commands.setup import RunParts
 
 
 @dataclass
@@ -24,7 +25,7 @@ class TrainRun:
     `parts.model` frees it (see distributed.teardown)."""
 
     config: TrainConfig
-    parts: Any  # commands.setup.RunParts
+    parts: RunParts
     out_dir: Path
     resolved: Optional[dict[str, Any]] = None  # the composed config as run (for the manifest and trackers)
     state: Optional[LoopState] = None  # where a resumed run continues
@@ -110,7 +111,7 @@ class TrainRun:
         return state
 
 
-def source_metrics(parts: Any, model: Any, kind: str, shard: Any, trainer: Any) -> dict[str, Any]:
+def source_metrics(parts: RunParts, model: Any, kind: str, shard: Any, trainer: Any) -> dict[str, Any]:
     """task.data.sources: the metrics of each source's own `kind` split (eval or test), keyed `<name>/<metric>`."""
     out: dict[str, Any] = {}
     for role, loader in parts.source_loaders.items():

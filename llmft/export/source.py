@@ -12,6 +12,7 @@ from llmft.data import loading as data
 from llmft.export.heads import Head, head_for
 from llmft.tasks import task_class
 from llmft.tasks.open_checkpoint import open_checkpoint
+from llmft.tasks.base import Task
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Source:
     run_dir: Path
     folder: Path  # the checkpoint folder
     saved: TrainConfig  # the run's config
-    task: Any
+    task: Task
     model: Any  # in eval mode; a PeftModel for an unmerged LoRA run
     tokenizer: Any
     head: Head

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmft.errors import UserError
+from llmft.tasks.base import Task
 
 
 def adapter_config(folder: Path) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def adapter_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_adapters(model: Any, task: Any, first: Path, others: dict[str, tuple[Path, Any]]) -> dict[str, str]:
+def load_adapters(model: Any, task: Task, first: Path, others: dict[str, tuple[Path, Any]]) -> dict[str, str]:
     """Load the other runs' adapters ({model id: (checkpoint folder, its task)}) into `model` (the first run's peft
     model, adapter "default"); returns {model id: peft adapter name} for the others. Their base and task must be the
     first run's."""

@@ -23,6 +23,7 @@ from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers
 from llmft.serving.metrics import Metrics
 from llmft.serving.served_model import GenerationWork, generation_for
+from llmft.tasks.base import Task
 
 
 class Served(Protocol):
@@ -31,7 +32,7 @@ class Served(Protocol):
     name: str  # the id clients name in `model`
     names: list[str]  # every id served (runs=[...]: one per adapter run)
     chat_template: Optional[str]  # the template chats are rendered with (None: none)
-    task: Any  # the run's task: its pipeline_tag, its data columns
+    task: Task  # the run's task: its pipeline_tag, its data columns
     generation: GenerationConfig  # the defaults a request's sampling fields override
     max_batch_size: int
 

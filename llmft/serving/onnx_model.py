@@ -15,6 +15,7 @@ from llmft.config import GenerationConfig, TrainConfig
 from llmft.errors import UserError
 from llmft.serving.served_model import check_single_text, refuse_too_long
 from llmft.inference.classify import classify_with
+from llmft.tasks.base import Task
 
 EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
 MODEL_FILE = "model.onnx"
@@ -78,7 +79,7 @@ class OnnxModel:
     """An ONNX classifier export with the run's task and the export's tokenizer and labels (the app's Served)."""
 
     name: str
-    task: Any
+    task: Task
     session: Any  # onnxruntime.InferenceSession
     tokenizer: Any
     id2label: dict[Any, str]

@@ -15,6 +15,7 @@ from llmft.inference.generation import eos_ids, generate_choices
 from llmft.serving.errors import ServeError
 from llmft.inference.classify import classify
 from llmft.tasks.text_common import generation_text
+from llmft.tasks.base import Task
 
 SERVE_KINDS = ("generate", "classify", "embed")  # a task's serve_kind: chat/completions, /v1/classify, /v1/embeddings
 
@@ -60,7 +61,7 @@ class ServedModel:
     """A loaded task, model and tokenizer with the run's generation defaults, answering batches of requests."""
 
     name: str  # the id clients name in `model`
-    task: Any
+    task: Task
     model: Any
     tokenizer: Any
     max_length: int
@@ -332,7 +333,7 @@ def refuse_too_long(texts: list[str], tokenizer: Any, max_length: int, name: str
     return results, valid
 
 
-def check_single_text(task: Any, name: str) -> None:
+def check_single_text(task: Task, name: str) -> None:
     """/v1/classify takes single texts: a run trained on text pairs is refused per request."""
     columns = list(task.cfg.data.text_columns)
     if len(columns) != 1:

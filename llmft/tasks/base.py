@@ -172,7 +172,7 @@ class ClassProbabilities(Protocol):
         ...
 
 
-def check_class_probabilities(task: Any, what: str) -> None:
+def check_class_probabilities(task: Task, what: str) -> None:
     """Refuse in one line a method (`what`) that needs class probabilities on a family that does not give them."""
     if not isinstance(task, ClassProbabilities):
         raise UserError(
@@ -193,7 +193,7 @@ class Distills(Protocol):
         ...
 
 
-def check_distills(task: Any) -> None:
+def check_distills(task: Task) -> None:
     """Refuse in one line finetune=distill on a family that has no teacher term."""
     if not isinstance(task, Distills):
         raise UserError(

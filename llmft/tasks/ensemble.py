@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from llmft.errors import UserError
+from llmft.tasks.base import Task
 
 
 @runtime_checkable
@@ -85,7 +86,7 @@ def check_members(runs: list[Any], families: list[str], models: list[Any]) -> No
             raise UserError(f"ensemble members must share labels: {runs[0]} has {labels[0]}, {run} has {own}")
 
 
-def check_ensembled(task: Any) -> None:
+def check_ensembled(task: Task) -> None:
     if not isinstance(task, Ensembled):
         raise UserError(
             f"task.family={task.cfg.family} cannot be ensembled (classification, multiple_choice, "

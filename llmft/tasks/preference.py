@@ -23,6 +23,7 @@ from llmft.tasks.preference_losses import PairLogps, pair_losses
 from llmft.tasks.reference import Reference
 from llmft.tasks.text_common import Example, generative_predict
 from llmft.tasks.text_common import renders_chat
+from llmft.tasks.base import Task
 
 METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected")
 
@@ -62,7 +63,7 @@ def pair_collator(tokenizer: Any) -> Any:
     return collate
 
 
-def encode_pairs(task: Any, splits: dict[str, Any], tokenizer: Any, max_length: int, add_eos: bool) -> dict[str, Any]:
+def encode_pairs(task: Task, splits: dict[str, Any], tokenizer: Any, max_length: int, add_eos: bool) -> dict[str, Any]:
     """Each split's pair rows tokenized (chosen/rejected ids and labels, pair ids); a bad row is one line naming it."""
     cfg = task.cfg
     encoder = PairEncoder(tokenizer, max_length, cfg.use_chat_template, add_eos)

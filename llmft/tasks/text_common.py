@@ -18,6 +18,7 @@ from llmft.inference.generation import generate
 from llmft.evaluation.text_metrics import check_bleu_tokenizer, perplexity, text_metric_values
 from llmft.models.eval_mode import eval_mode
 from llmft.tasks.options import TextGenerationOptions
+from llmft.tasks.base import Task
 
 
 @dataclass
@@ -82,7 +83,7 @@ def loss_partial(model: Any, batches: Iterable[dict[str, torch.Tensor]], precisi
     return {"loss": total, "tokens": tokens}
 
 
-def generation_partial(task: Any, model: Any, role: str, precision: Precision, dist: Optional[Dist] = None) -> dict[str, Any]:
+def generation_partial(task: Task, model: Any, role: str, precision: Precision, dist: Optional[Dist] = None) -> dict[str, Any]:
     """Generate for this shard's share (every world-th) of the first `eval_generate_samples` rows of a split."""
     cfg: TextGenerationOptions = task.cfg
     dist = dist or Dist()
@@ -109,7 +110,7 @@ def generation_partial(task: Any, model: Any, role: str, precision: Precision, d
 
 
 def generative_partial(
-    task: Any,
+    task: Task,
     model: Any,
     batches: Iterable[dict[str, torch.Tensor]],
     precision: Precision,
@@ -119,7 +120,7 @@ def generative_partial(
     return {**loss_partial(model, batches, precision, task), **generation_partial(task, model, role, precision, dist)}
 
 
-def generative_metrics(task: Any, partials: list[dict[str, Any]], role: str) -> dict[str, Any]:
+def generative_metrics(task: Task, partials: list[dict[str, Any]], role: str) -> dict[str, Any]:
     """Token-weighted loss and perplexity (exp of total loss / supervised tokens), and the text metric on the
     generated rows, over every shard's partial; keeps a sample table."""
     total, tokens = sum(p["loss"] for p in partials), sum(p["tokens"] for p in partials)
@@ -145,7 +146,7 @@ def template_fields(template: Optional[str]) -> list[str]:
     return list(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template or "") if f))
 
 
-def generation_text(task: Any, prompt: str) -> str:
+def generation_text(task: Task, prompt: str) -> str:
     """What the model is given for one user prompt (`llmft generate prompt=...`, `llmft serve`'s completions): the
     prompt filled into a one-field `task.prompt_template`, then wrapped as training wrapped it (chat template)."""
     if task.cfg.data.format == "alpaca":  # trained on Alpaca rows: the prompt is an instruction, wrapped as they were
@@ -155,7 +156,7 @@ def generation_text(task: Any, prompt: str) -> str:
     return task.generation_prompt(Example(filled, ""))
 
 
-def generative_predict(task: Any, model: Any, request: Any) -> list[dict[str, Any]]:
+def generative_predict(task: Task, model: Any, request: Any) -> list[dict[str, Any]]:
     """`llmft generate` for a generative family: prompts built as in training (template, chat template), generated in
     batches, each row returned with its `generation`; one prompt to the terminal streams."""
     cfg: TextGenerationOptions = task.cfg
