@@ -64,6 +64,10 @@ def test_gguf_f16_and_q8_0_load_back_with_the_checkpoints_logits(llama_run, tmp_
     assert reader.fields["tokenizer.ggml.model"].contents() == "gpt2"
     assert "output.weight" not in {t.name for t in reader.tensors}  # tied embeddings, as llama.cpp writes them
 
+    modelfile = (out / "Modelfile").read_text()  # for Ollama: the file, greedy as the run decodes, the context, EOS
+    assert "FROM ./model.gguf" in modelfile and "PARAMETER temperature 0" in modelfile and "PARAMETER num_ctx 128" in modelfile
+    assert f"PARAMETER stop {json.dumps(reference_eos(llama_run))}" in modelfile
+
     tokenizer = AutoTokenizer.from_pretrained(out, gguf_file="model.gguf")  # the vocabulary travels in the file
     reference = AutoTokenizer.from_pretrained(llama_run / "checkpoints" / "best")
     text = "Write a short poem about the sea."
@@ -73,6 +77,25 @@ def test_gguf_f16_and_q8_0_load_back_with_the_checkpoints_logits(llama_run, tmp_
         got = AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf", dtype=torch.float32)(ids).logits
         want = AutoModelForCausalLM.from_pretrained(llama_run / "checkpoints" / "best")(ids).logits
     assert np.abs((got - want).numpy()).max() < 0.05
+
+
+def reference_eos(run: Path) -> str:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(run / "checkpoints" / "best").eos_token
+
+
+def test_a_chatml_run_gets_ollamas_chatml_template_and_its_stop_token():
+    from types import SimpleNamespace
+
+    from llmft.config import GenerationConfig
+    from llmft.export.modelfile import modelfile_text
+
+    chatml = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    tokenizer = SimpleNamespace(chat_template=chatml, eos_token="<|im_end|>")
+    text = modelfile_text("model.gguf", tokenizer, GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9), 2048, True)
+    assert "<|im_start|>{{ .Role }}" in text and text.count('PARAMETER stop "<|im_end|>"') == 1
+    assert "PARAMETER temperature 0.7" in text and "PARAMETER top_p 0.9" in text and "PARAMETER num_ctx 2048" in text
 
 
 @pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores

@@ -15,6 +15,7 @@ import numpy as np
 from llmft.deploy_config import ExportQuantize
 from llmft.errors import UserError
 from llmft.export.heads import Head
+from llmft.export.modelfile import write_modelfile
 from llmft.export.source import Source
 from llmft.export.verify import torch_runner
 
@@ -98,7 +99,8 @@ def _tensors(writer: Any, model: Any, quantize: ExportQuantize) -> None:
 
 
 def write_gguf(source: Source, out: Path, quantize: ExportQuantize) -> Path:
-    """Write out/model.gguf (+ config and tokenizer files beside it, for readers that want them); returns its path."""
+    """Write out/model.gguf (+ config and tokenizer files beside it, for readers that want them, and an Ollama
+    Modelfile); returns its path."""
     import gguf
 
     check_gguf(source)
@@ -116,6 +118,8 @@ def write_gguf(source: Source, out: Path, quantize: ExportQuantize) -> Path:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    chat = bool(getattr(source.task, "chat", False))  # the run renders its prompts with the chat template
+    write_modelfile(out, GGUF_FILE, source.tokenizer, source.saved.task.generation, source.saved.model.max_length, chat)
     return path
 
 

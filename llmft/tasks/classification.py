@@ -27,6 +27,7 @@ from llmft.models.eval_mode import eval_mode
 from llmft.tasks.base import PredictRequest
 from llmft.tasks.explanation import Target, class_logit, text_encoding, text_rows
 from llmft.tasks.ensemble import average_probability_partials, labels_and_probabilities, mean_of
+from llmft.tasks.losses import CLASS_LOSSES, ClassLossArgs
 from llmft.tasks.options import ClassificationOptions
 
 
@@ -249,12 +250,8 @@ class ClassificationTask:
         return distillation.soft_loss_sum(self._loss_of_logits(logits, batch["labels"]), logits, teacher_logits(teacher, inputs))
 
     def _loss_of_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
-        per_example = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.cfg.label_smoothing, reduction="none")
-        if self.cfg.focal_gamma > 0:
-            p_true = torch.softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
-            per_example = (1.0 - p_true) ** self.cfg.focal_gamma * per_example
-        return per_example.sum()
+        args = ClassLossArgs(self.class_weights, self.cfg.label_smoothing, self.cfg.focal_gamma)
+        return CLASS_LOSSES[self.cfg.loss.value](logits, labels, args).sum()
 
     @torch.no_grad()
     def eval_partial(

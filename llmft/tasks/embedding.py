@@ -24,6 +24,7 @@ from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.evaluation.embedding_metrics import MRR_AT, RECALL_AT, retrieval_metrics, similarity_metrics
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.losses import EMBEDDING_LOSSES
 from llmft.tasks.options import EmbeddingLoss, EmbeddingOptions
 
 PAIR, SCORED = 0, 1  # a row's kind
@@ -238,8 +239,6 @@ class EmbeddingTask(PlainHead):
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """MultipleNegativesRankingLoss over the batch's pairs (the other pairs' positives and every hard negative are
         negatives) plus CoSENTLoss over its scored pairs, each times its rows (the loop divides by the rows)."""
-        from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MultipleNegativesRankingLoss
-
         rows = int(batch["kind"].numel())
         emb = self.embed(model, batch["input_ids"], batch["attention_mask"])
         a, b, c = emb[:rows], emb[rows : 2 * rows], emb[2 * rows :]
@@ -247,12 +246,9 @@ class EmbeddingTask(PlainHead):
         total = emb.new_zeros(())
         if pair.any():  # the model argument is only kept by the loss: the math runs on our embeddings
             columns = [a[pair], b[pair]] + ([c] if len(c) else [])  # negatives join the candidates of every anchor
-            loss = MultipleNegativesRankingLoss(None, scale=self.cfg.scale).compute_loss_from_embeddings(columns, None)
-            total = total + loss * int(pair.sum())
+            total = total + EMBEDDING_LOSSES["mnrl"](columns, None, self.cfg.scale) * int(pair.sum())
         if scored.any():
-            loss = CoSENTLoss(None, scale=self.cfg.scale).compute_loss_from_embeddings(
-                [a[scored], b[scored]], batch["score"][scored]
-            )
+            loss = EMBEDDING_LOSSES["cosent"]([a[scored], b[scored]], batch["score"][scored], self.cfg.scale)
             total = total + loss * int(scored.sum())
         return total
 

@@ -12,13 +12,19 @@ from llmft.config import BLEU_TOKENIZERS, ConfigError, Side, TaskConfig, TextMet
 from llmft.errors import closest
 
 
+class ClassificationLoss(str, Enum):  # each a function in tasks/losses.py (CLASS_LOSSES)
+    cross_entropy = "cross_entropy"
+    focal = "focal"  # cross-entropy times (1 - p_true) ** task.focal_gamma
+
+
 @dataclass
 class ClassificationOptions(TaskConfig):
     family: str = "classification"
+    loss: ClassificationLoss = ClassificationLoss.cross_entropy
     # imbalanced data
     class_weights: Optional[list[float]] = None  # one weight per label, in label order
     balance_classes: bool = False  # weights from train label counts (n / (k * count)) when class_weights is unset
-    focal_gamma: float = 0.0  # > 0: focal loss
+    focal_gamma: float = 0.0  # > 0: focal loss (task.loss=focal; setting it alone turns focal on)
     label_smoothing: float = 0.0
     weighted_sampler: bool = False  # draw train rows with probability inverse to their class frequency
 
@@ -27,6 +33,10 @@ class ClassificationOptions(TaskConfig):
             raise ConfigError(f"task.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.focal_gamma < 0:
             raise ConfigError(f"task.focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.focal_gamma > 0:
+            self.loss = ClassificationLoss.focal  # task.focal_gamma=2 alone asks for focal loss, as before task.loss
+        elif self.loss is ClassificationLoss.focal:
+            raise ConfigError("task.loss=focal needs task.focal_gamma > 0 (2 is the focal loss paper's)")
 
 
 @dataclass
