@@ -265,6 +265,10 @@ def test_seq2seq_run_serves_completions_equal_to_generate(tmp_path):
         response = client.post("/v1/completions", json={"prompt": "The dog ran.", "max_tokens": 8})
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["text"] == expected
+        body = {"prompt": "The dog ran.", "max_tokens": 8, "stream": True}
+        with client.stream("POST", "/v1/completions", json=body) as streamed:  # fed from the decoder's tokens
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: {")]
+        assert "".join(json.loads(line[6:])["choices"][0]["text"] for line in lines) == expected
         chat = client.post(
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "The dog ran."}], "max_tokens": 8}
         )

@@ -210,6 +210,10 @@ def test_beam_search_serves_answers_but_refuses_logprobs(chat_server):
     with TestClient(build_app(beams)) as client:
         answer = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "n": 2})
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] > 0, answer.text
+        plain = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4}).json()["choices"][0]["text"]
+        with client.stream("POST", "/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "stream": True}) as streamed:
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: {")]  # beams: one chunk at the end
+        assert "".join(json.loads(line[6:])["choices"][0]["text"] for line in lines) == plain
         refused = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4, "logprobs": 1})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
         grammar = client.post(

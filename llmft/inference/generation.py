@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
 
@@ -132,6 +132,35 @@ class Choice:
     top: list[list[tuple[int, float]]]  # per token, (id, logprob) best first; empty unless asked
 
 
+class RowListener(Protocol):
+    """Hears each prompt's tokens as its batch decodes them (`llmft serve` streams from it). A prompt the listener calls
+    `finished` (its answer ended, its client left) decodes no further, while the other rows of its batch go on."""
+
+    def token(self, index: int, token: int) -> None: ...
+
+    def finished(self, index: int) -> bool: ...
+
+
+class _RowFeed:
+    """transformers' streamer and stopping criterion for one batch, the listener behind both: row r is prompt batch[r]."""
+
+    def __init__(self, batch: list[int], listener: RowListener) -> None:
+        self.batch, self.listener, self.prompt_seen = batch, listener, False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first put is the prompt (a decoder) or the decoder's start token (encoder-decoder)
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            self.listener.token(self.batch[row], token)
+
+    def end(self) -> None:
+        """Nothing is held back: each token went to the listener as it came."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.tensor([self.listener.finished(i) for i in self.batch], dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
 def generate_choices(
     model: Any,
@@ -140,7 +169,7 @@ def generate_choices(
     cfg: GenerationConfig,
     device: torch.device,
     max_length: int = 1024,
-    streamer: Optional[Any] = None,
+    listener: Optional[RowListener] = None,
     add_special_tokens: bool = True,
     truncation_side: Side = Side.right,
     top_logprobs: Optional[int] = None,
@@ -149,13 +178,16 @@ def generate_choices(
     """`generate` with each answer's tokens and finish reason (what `llmft serve` reports), and with `top_logprobs`
     k (not None; greedy or sampling, not beam search) each token's log-probability and the k most likely tokens; the
     texts equal `generate`'s for the same prompts, settings and seed. `processors` makes fresh logits processors for
-    each batch's decoding (a grammar that constrains the answer)."""
+    each batch's decoding (a grammar that constrains the answer). `listener` hears every prompt's tokens step by step
+    (not with beam search, whose rows are beams: there it hears nothing)."""
     if top_logprobs is not None and cfg.num_beams > 1:
         raise ValueError("log-probabilities are not reported with beam search")  # its logits rows are beams, not prompts
     choices: list[Optional[Choice]] = [None] * len(prompts)
     batches = _encoded_batches(model, tokenizer, prompts, cfg, device, max_length, add_special_tokens, truncation_side)
     with contextlib.closing(batches):
-        _choose(model, tokenizer, cfg, batches, streamer, top_logprobs, choices, processors or list)
+        _choose(
+            model, tokenizer, cfg, batches, listener if cfg.num_beams == 1 else None, top_logprobs, choices, processors or list
+        )
     return choices  # type: ignore[return-value]
 
 
@@ -164,7 +196,7 @@ def _choose(
     tokenizer: Any,
     cfg: GenerationConfig,
     batches: Iterator[tuple[list[int], Any]],
-    streamer: Any,
+    listener: Optional[RowListener],
     top_logprobs: Optional[int],
     choices: list[Optional[Choice]],
     processors: Callable[[], list[Any]],
@@ -173,25 +205,45 @@ def _choose(
     ends = set(eos_ids(model, tokenizer))
     for batch, enc in batches:
         wanted = top_logprobs is not None
+        feed = _RowFeed(batch, listener) if listener is not None else None
         out = model.generate(
             **enc,
             **generate_kwargs(cfg, tokenizer, model),
-            streamer=streamer,
+            streamer=feed,
+            stopping_criteria=[feed] if feed is not None else None,
             return_dict_in_generate=True,
             output_logits=wanted,
             logits_processor=processors() or None,
         )
         new = _new_tokens(model, enc, out.sequences)
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if wanted else None  # [batch, steps, vocab], raw
-        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-        for row, (i, text) in enumerate(zip(batch, texts)):
+        for row, i in enumerate(batch):
             ids = new[row].tolist()
             kept, finish = _kept_tokens(tokenizer, ids, ends, cfg.stop)
             chosen = logprobs[row, torch.arange(kept), new[row, :kept]].tolist() if logprobs is not None else []
             top = (
                 [_top(logprobs[row, step], top_logprobs) for step in range(kept)] if logprobs is not None and top_logprobs else []
             )
-            choices[i] = Choice(cut_at_stop(text, cfg.stop).strip(), finish, ids[:kept], chosen, top)
+            choices[i] = Choice(answer_text(tokenizer, ids[:kept], cfg.stop), finish, ids[:kept], chosen, top)
+
+
+def answer_text(tokenizer: Any, ids: list[int], stops: list[str]) -> str:
+    """The text of an answer's tokens as `generate` returns it: special tokens removed, cut at the first stop string,
+    stripped."""
+    return cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stops).strip()
+
+
+def answer_if_over(tokenizer: Any, ids: list[int], ends: set[int], cfg: GenerationConfig) -> Optional[Choice]:
+    """The answer so far as its Choice (no log-probabilities) once it is over: its last token is an EOS, completes a
+    stop string or is the max_new_tokens-th; None while it goes on. Equal to what `generate_choices` returns for it."""
+    over = ids[-1] in ends or len(ids) >= cfg.max_new_tokens
+    if not over and cfg.stop:
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        over = len(cut_at_stop(text, cfg.stop)) < len(text)
+    if not over:
+        return None
+    kept, finish = _kept_tokens(tokenizer, ids, ends, cfg.stop)
+    return Choice(answer_text(tokenizer, ids[:kept], cfg.stop), finish, ids[:kept], [], [])
 
 
 def _kept_tokens(tokenizer: Any, ids: list[int], ends: set[int], stops: list[str]) -> tuple[int, str]:

@@ -23,6 +23,7 @@ from llmft.serving.batcher import Batcher
 from llmft.serving.errors import ServeError, error_response, install_error_handlers
 from llmft.serving.metrics import Metrics
 from llmft.serving.served_model import GenerationWork, generation_for
+from llmft.serving.streams import Stream
 from llmft.tasks.base import Task
 
 
@@ -59,7 +60,7 @@ def build_app(served: Served, api_key: Optional[str] = None, max_batch_size: int
     """The app serving `served`; its batcher thread starts and stops with the app's lifespan."""
     metrics = Metrics()
     served.max_batch_size = max_batch_size  # generate() runs a batch of this many in one call
-    batcher = Batcher(served.run_batch, max_batch_size, batch_window_ms / 1000.0, metrics.batch_size.observe)
+    batcher = Batcher(served.run_batch, max_batch_size, batch_window_ms / 1000.0, lambda payloads: _observe(metrics, payloads))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +77,12 @@ def build_app(served: Served, api_key: Optional[str] = None, max_batch_size: int
     _generation_routes(app, served, batcher, metrics)
     _other_routes(app, served, batcher)
     return app
+
+
+def _observe(metrics: Metrics, payloads: list[Any]) -> None:
+    """A batch the model runs: its size and how many of its requests are streamed."""
+    streamed = sum(isinstance(p, GenerationWork) and p.stream is not None for p in payloads)
+    metrics.observe_batch(len(payloads), streamed)
 
 
 def _install_middleware(app: FastAPI, metrics: Metrics, api_key: Optional[str]) -> None:
@@ -315,20 +322,23 @@ def _other_routes(app: FastAPI, served: Served, batcher: Batcher) -> None:
 async def _stream(
     model_id: str, batcher: Batcher, metrics: Metrics, work: GenerationWork, chat: bool, with_usage: bool = False
 ) -> Any:
-    """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It runs
-    alone in the batcher's thread; a refused prompt is still a plain 4xx (the first event is awaited before the
-    response starts); a client that leaves stops its own generation at the next token."""
+    """A streamed generation as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. It joins a
+    batch like any request, its text handed over token by token; a refused prompt is still a plain 4xx (the first
+    item is awaited before the response starts); a client that leaves stops its own row at the next token."""
     loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue[Optional[str]] = asyncio.Queue()
+    pieces: asyncio.Queue[Any] = asyncio.Queue()
     gone = threading.Event()
-    work.on_text = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
-    work.cancelled = gone.is_set
-    future = batcher.submit(None, work)
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
+
+    def send(item: Any) -> None:
+        loop.call_soon_threadsafe(pieces.put_nowait, item)
+
+    work.stream = Stream(send, gone.is_set)
+    future = batcher.submit(work.batch_key(), work)
+    future.add_done_callback(lambda done: send(done.exception() or done.result()))  # the answer again, or a batch's error
     first = await pieces.get()
-    if first is None and future.exception() is not None:
-        raise future.exception()  # type: ignore[misc]  # a ServeError: the client gets its 4xx
-    events = _events(model_id, metrics, work, future, pieces, first, gone, chat, with_usage)
+    if isinstance(first, BaseException):
+        raise first  # a ServeError: the client gets its 4xx
+    events = _events(model_id, metrics, work, pieces, first, gone, chat, with_usage)
     return StreamingResponse(events, media_type="text/event-stream")
 
 
@@ -336,9 +346,8 @@ async def _events(
     model_id: str,
     metrics: Metrics,
     work: GenerationWork,
-    future: Any,
     pieces: asyncio.Queue,
-    first: Optional[str],
+    first: Any,
     gone: threading.Event,
     chat: bool,
     with_usage: bool,
@@ -352,24 +361,25 @@ async def _events(
         if chat:
             yield event("", opening=True)
         piece = first
-        while piece is not None:
+        while isinstance(piece, str):
             raw += piece
             visible = shown_so_far(raw, work.generation.stop)
             if visible.startswith(sent) and len(visible) > len(sent):
                 yield event(visible[len(sent) :])
                 sent = visible
             piece = await pieces.get()
-        answer = future.result()
-        choice = answer["choices"][0]  # the text `generate` returned (stop strings cut, stripped): the stream ends equal to it
+        if isinstance(piece, BaseException):
+            raise piece  # the batch failed mid-stream: the response ends without [DONE]
+        choice = piece["choices"][0]  # the text `generate` returns (stop strings cut, stripped): the stream ends equal to it
         if choice["text"].startswith(sent) and len(choice["text"]) > len(sent):
             yield event(choice["text"][len(sent) :])
-        metrics.tokens.inc(answer["completion_tokens"])
+        metrics.tokens.inc(piece["completion_tokens"])
         yield event(None, choice["finish_reason"])
         if with_usage:
-            yield f"data: {json.dumps(schemas.usage_chunk(chat, stream_id, model_id, answer))}\n\n"
+            yield f"data: {json.dumps(schemas.usage_chunk(chat, stream_id, model_id, piece))}\n\n"
         yield "data: [DONE]\n\n"
     finally:
-        gone.set()  # the client left (or the stream ended): its generation stops at the next token
+        gone.set()  # the client left (or the stream ended): its row stops at the next token
 
 
 def shown_so_far(raw: str, stops: list[str]) -> str:

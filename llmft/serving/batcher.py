@@ -15,9 +15,13 @@ from typing import Any, Callable, Hashable, Optional
 BatchRunner = Callable[[Hashable, list[Any]], list[Any]]  # (key, payloads) -> one result or Exception per payload
 
 
+def _ignore(payloads: list[Any]) -> None:
+    """The default batch observer: nothing to record."""
+
+
 @dataclass
 class Job:
-    key: Optional[Hashable]  # None: runs alone (a streamed generation)
+    key: Optional[Hashable]  # None: runs alone (a seeded sampled generation)
     payload: Any
     future: Future = field(default_factory=Future)
 
@@ -26,7 +30,7 @@ class Batcher:
     """A queue and the worker thread that drains it in batches of up to `max_batch_size` within `window_s`."""
 
     def __init__(
-        self, run: BatchRunner, max_batch_size: int, window_s: float, on_batch: Callable[[int], None] = lambda size: None
+        self, run: BatchRunner, max_batch_size: int, window_s: float, on_batch: Callable[[list[Any]], None] = _ignore
     ) -> None:
         self._run, self.max_batch_size, self.window_s, self._on_batch = run, max_batch_size, window_s, on_batch
         self._queue: queue.Queue[Optional[Job]] = queue.Queue()
@@ -99,7 +103,7 @@ class Batcher:
     def _run_batch(self, jobs: list[Job]) -> None:
         if not jobs:
             return
-        self._on_batch(len(jobs))
+        self._on_batch([job.payload for job in jobs])
         try:
             results = self._run(jobs[0].key, [job.payload for job in jobs])
         except BaseException as ex:  # noqa: BLE001 - the requests get the error; the worker keeps serving

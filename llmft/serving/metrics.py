@@ -1,5 +1,5 @@
 """Prometheus metrics of one server (its own registry, so two apps in one process do not collide): requests by route
-and status, errors, latency, tokens generated and the sizes of the batches the model ran."""
+and status, errors, latency, tokens generated and the sizes of the batches the model ran (and their streamed requests)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ class Metrics:
         self.batch_size = Histogram(
             "llmft_batch_size", "requests per batch the model ran", registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
         )
+        self.batch_streams = Histogram(
+            "llmft_batch_streamed_requests",
+            "streamed requests per batch the model ran",
+            registry=self.registry,
+            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128),
+        )
+
+    def observe_batch(self, size: int, streamed: int) -> None:
+        """One batch the model ran: its requests, and how many of them are streamed."""
+        self.batch_size.observe(size)
+        self.batch_streams.observe(streamed)
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """One answered request."""

@@ -11,22 +11,19 @@ from typing import Any, Callable, Hashable, Optional
 
 from llmft.config import GenerationConfig
 from llmft.errors import UserError
-from llmft.inference.generation import eos_ids, generate_choices
+from llmft.inference.generation import Choice, eos_ids, generate_choices
 from llmft.serving.errors import ServeError
 from llmft.inference.classify import classify
+from llmft.serving.streams import Stream, StreamedRows
 from llmft.tasks.text_common import generation_text
 from llmft.tasks.base import Task
 
 SERVE_KINDS = ("generate", "classify", "embed")  # a task's serve_kind: chat/completions, /v1/classify, /v1/embeddings
 
 
-class StreamCancelled(Exception):
-    """The client of a streamed generation went away: generation stops at the next token."""
-
-
 @dataclass
 class GenerationWork:
-    """One prompt (or chat) to complete with its settings; `on_text` (streaming) receives text as it is decoded."""
+    """One prompt (or chat) to complete with its settings; a streamed one's `stream` receives text as it is decoded."""
 
     generation: GenerationConfig
     prompt: Optional[str] = None  # /v1/completions
@@ -39,13 +36,12 @@ class GenerationWork:
     parse_tools: bool = False  # tool_choice other than "none": the answers' <tool_call> blocks become tool_calls
     constraint: Optional[tuple[str, str]] = None  # ("json" | "tool_call", JSON schema): decoding under its grammar
     adapter: Optional[str] = None  # runs=[...]: the peft adapter the request's `model` names
-    on_text: Optional[Callable[[str], None]] = None
-    cancelled: Optional[Callable[[], bool]] = None
+    stream: Optional[Stream] = None  # stream=true: where its text and its answer go as they are decoded
 
     def batch_key(self) -> Hashable:
-        """Requests with equal settings run as one batch; a streamed one runs alone, and so does a seeded sampled one
-        (its choices then depend on its seed only, not on the requests it would share a batch with)."""
-        if self.on_text is not None or (self.seed is not None and self.generation.do_sample):
+        """Requests with equal settings run as one batch, streamed or not; a seeded sampled one runs alone (its choices
+        then depend on its seed only, not on the requests it would share a batch with)."""
+        if self.seed is not None and self.generation.do_sample:
             return None
         return (
             "generate",
@@ -184,9 +180,8 @@ class ServedModel:
 
     def generate_batch(self, works: list[GenerationWork]) -> list[Any]:
         """One decoding of every valid prompt of the batch (one settings key), each repeated for its `n` choices; each
-        result is a dict of choices (generation.Choice) and token counts, or the ServeError of its request."""
-        import torch
-
+        result is a dict of choices (generation.Choice) and token counts, or the ServeError of its request. A streamed
+        request gets its error at once, its text token by token and its answer as soon as its row ends."""
         results: list[Any] = [None] * len(works)
         prompts: dict[int, tuple[str, int]] = {}
         for i, work in enumerate(works):
@@ -194,39 +189,58 @@ class ServedModel:
                 prompts[i] = self.checked_prompt(work)
             except ServeError as ex:
                 results[i] = ex
+                if work.stream is not None:
+                    work.stream.send(ex)
         if not prompts:
             return results
-        first = works[next(iter(prompts))]
+        owners = [i for i in prompts for _ in range(works[i].n)]  # the request of each decoded text
+        choices = iter(self.decode([prompts[i] for i in owners], [works[i] for i in owners]))
+        for i in prompts:
+            results[i] = self.answer(works[i], [next(choices) for _ in range(works[i].n)], prompts[i][1])
+        return results
+
+    def decode(self, prompts: list[tuple[str, int]], works: list[GenerationWork]) -> list[Choice]:
+        """generate_choices on the (text, tokens) prompts of the works under the first one's settings (the batch's key:
+        all share them); streamed works hear their tokens as they come."""
+        import torch
+
+        first = works[0]
         generation = dataclasses.replace(first.generation, batch_size=self.max_batch_size)
         if first.adapter is not None:
             self.model.set_adapter(first.adapter)  # one batch, one adapter (the batch key holds it)
         if first.seed is not None:
             torch.manual_seed(first.seed)
-        streamer = self.streamer(first) if first.on_text is not None else None
-        texts = [prompts[i][0] for i in prompts for _ in range(works[i].n)]
-        choices = iter(
-            generate_choices(
-                self.model,
+        streams = {t: work.stream for t, work in enumerate(works) if work.stream is not None}
+        listener = None
+        if streams:
+            listener = StreamedRows(
                 self.tokenizer,
-                texts,
-                generation,
-                self.device,
-                self.max_length,
-                streamer=streamer,
-                add_special_tokens=not self.task.prompt_has_special_tokens,
-                truncation_side=self.task.cfg.input_truncation_side,
-                top_logprobs=first.top_logprobs,
-                processors=self.processors(first.constraint),
+                first.generation,
+                set(eos_ids(self.model, self.tokenizer)),
+                streams,
+                lambda t, choice: self.answer(works[t], [choice], prompts[t][1]),
             )
+        return generate_choices(
+            self.model,
+            self.tokenizer,
+            [text for text, _ in prompts],
+            generation,
+            self.device,
+            self.max_length,
+            listener=listener,
+            add_special_tokens=not self.task.prompt_has_special_tokens,
+            truncation_side=self.task.cfg.input_truncation_side,
+            top_logprobs=first.top_logprobs,
+            processors=self.processors(first.constraint),
         )
-        for i in prompts:
-            mine = [next(choices) for _ in range(works[i].n)]
-            results[i] = {
-                "choices": [self.reported(c, works[i]) for c in mine],
-                "prompt_tokens": prompts[i][1],
-                "completion_tokens": sum(len(c.token_ids) for c in mine),
-            }
-        return results
+
+    def answer(self, work: GenerationWork, choices: list[Choice], prompt_tokens: int) -> dict[str, Any]:
+        """A request's result: its choices as the API reports them and its token counts."""
+        return {
+            "choices": [self.reported(c, work) for c in choices],
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": sum(len(c.token_ids) for c in choices),
+        }
 
     def reported(self, choice: Any, work: GenerationWork) -> dict[str, Any]:
         """A generation.Choice as the API reports it: text, finish_reason, the tool calls parsed from it (when the request
@@ -260,25 +274,6 @@ class ServedModel:
             )
         self.grammars.compile(constraint)  # a bad schema fails here, before decoding
         return lambda: [self.grammars.processor(constraint)]
-
-    def streamer(self, work: GenerationWork) -> Any:
-        """transformers' TextStreamer (what `llmft generate` streams with) handing text to the request; it stops the
-        generation when the client has gone."""
-        from transformers import TextStreamer
-
-        on_text, cancelled = work.on_text, work.cancelled or (lambda: False)
-
-        class RequestStreamer(TextStreamer):
-            def put(self, value: Any) -> None:
-                if cancelled():
-                    raise StreamCancelled()
-                super().put(value)
-
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    on_text(text)
-
-        return RequestStreamer(self.tokenizer, skip_prompt=not self.model.config.is_encoder_decoder, skip_special_tokens=True)
 
     # --- classification -------------------------------------------------------------------
     def classify_batch(self, texts: list[str]) -> list[Any]:
