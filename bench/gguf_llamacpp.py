@@ -39,6 +39,7 @@ def sft_run(out: Path, steps: int) -> Path:
                 "trainer.eval_every=0",
                 "trainer.progress=false",
                 "task.eval_generate_samples=0",
+                "task.select_metric=loss",
                 "task.data.max_eval_samples=8",
             ],
             out,
