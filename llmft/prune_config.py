@@ -16,8 +16,8 @@ class PruneMethod(str, Enum):
 
 
 class HeadImportance(str, Enum):
-    loss = "loss"  # the validation loss increase when the head is masked: one pass over the rows per head
     gradient = "gradient"  # |d loss / d gate| of a gate on each head (Michel et al. 2019): one pass with gradients
+    loss = "loss"  # the validation loss increase when the head alone is masked: one pass over the rows per head
 
 
 @dataclass
@@ -28,7 +28,7 @@ class PruneConfig:
     amount: float = 0.3  # the fraction of heads or layers removed, or (magnitude) the sparsity reached
     split: str = "eval"  # the split that ranks heads/layers and is scored before and after (eval = the run's validation rows)
     rows: int = 256  # rows of the split that rank heads and layers (the metrics use the whole split)
-    importance: HeadImportance = HeadImportance.loss  # how method=heads ranks heads
+    importance: HeadImportance = HeadImportance.gradient  # how method=heads ranks heads
     batch_size: int = 32
     output: Optional[str] = None  # the pruned run folder; default <run>/pruned-<method>-<amount>
     device: Device = Device.auto
