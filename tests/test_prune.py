@@ -114,3 +114,31 @@ def test_a_head_pruned_model_fine_tunes_to_recover_and_keeps_its_heads_removed(c
 
     model, info = load_pruned(transformers.AutoModelForSequenceClassification, best)
     assert info["missing_keys"] == [] and sum(p.numel() for p in model.parameters()) == report["after"]["parameters"]
+
+
+def test_removing_heads_computes_what_masking_them_did_and_survives_a_save(tmp_path):
+    import copy
+
+    from llmft.models.heads import head_gates, load_pruned, remove_heads
+
+    config = transformers.BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32
+    )
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    twin = copy.deepcopy(model)
+    ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
+    remove_heads(model, {0: [1, 3], 1: [0]})
+    remove_heads(model, {1: [1]})  # a second cut counts positions among the heads left: original head 2
+    assert model.config.pruned_heads == {"0": [1, 3], "1": [0, 2]}
+    assert model.bert.encoder.layer[1].attention.self.value.out_features == 8
+    gates = [torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, 1.0])]
+    with torch.no_grad(), head_gates(twin, gates):
+        masked = twin(input_ids=ids).logits
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, masked, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded, info = load_pruned(transformers.AutoModelForSequenceClassification, tmp_path)
+    assert info == {"missing_keys": [], "unexpected_keys": []}
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, masked, atol=1e-5)
