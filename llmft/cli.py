@@ -16,6 +16,7 @@ VERBS = {
     "data": "show what a task trains on: rows rendered as training renders them, counts, duplicates, leakage",
     "export": "export a run's checkpoint to ONNX (int8 optional), a merged HF folder or GGUF, verified on its test rows",
     "explain": "token attributions (Integrated Gradients) of a run's predictions: terminal, HTML page, PNG heatmap",
+    "prune": "a smaller model from a run: remove attention heads or layers by importance, or magnitude sparsity",
     "sweep-report": "rank the jobs of a multirun folder: summary.csv/md/png (also written after every sweep)",
 }
 _USER_FULL_ERROR = "LLMFT_USER_FULL_ERROR"  # what the user set, before we set HYDRA_FULL_ERROR ourselves
@@ -42,6 +43,7 @@ Examples:
   llmft serve run=outputs/train/<day>/<time> port=8000                       # OpenAI-compatible API
   llmft export run=outputs/train/<day>/<time> format=onnx quantize=int8
   llmft explain run=outputs/train/<day>/<time> prompt="A lovely and funny film."
+  llmft prune run=outputs/train/<day>/<time> method=heads amount=0.3          # then fine-tune it to recover
   llmft train -m hydra/sweeper=llmft-optuna hydra.sweeper.n_trials=20      # Optuna search
   llmft train -m hydra/launcher=joblib optimizer.lr=1e-5,3e-5 seed=0,1       # parallel local jobs
   llmft sweep-report outputs/train-multirun/<day>/<time>
@@ -161,6 +163,8 @@ def _command(verb: str) -> Callable:
         from llmft.commands.data import data_command as fn
     elif verb == "explain":
         from llmft.commands.explain import explain_command as fn
+    elif verb == "prune":
+        from llmft.commands.prune import prune_command as fn
     else:
         from llmft.commands.generate import generate_command as fn
     return _guarded(fn)

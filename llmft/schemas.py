@@ -1,13 +1,13 @@
 """Every verb's typed schema, gathered at the edge: the schema modules (config.py, deploy_config.py, explain_config.py,
-data_report_config.py) do not know each other's verbs, and cli.register_configs puts these in Hydra's ConfigStore."""
+data_report_config.py, prune_config.py) do not know each other's verbs, and cli.register_configs puts these in Hydra's ConfigStore."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llmft import config, data_report_config, deploy_config, explain_config
+from llmft import config, data_report_config, deploy_config, explain_config, prune_config
 
-MODULES = (config, deploy_config, explain_config, data_report_config)
+MODULES = (config, deploy_config, explain_config, data_report_config, prune_config)
 
 
 def schemas() -> dict[str, type]:
@@ -20,6 +20,7 @@ def schemas() -> dict[str, type]:
         "export": deploy_config.ExportConfig,
         "data": data_report_config.DataReportConfig,
         "explain": explain_config.ExplainConfig,
+        "prune": prune_config.PruneConfig,
     }
 
 

@@ -52,7 +52,7 @@ def test_every_yaml_starts_with_a_comment_line():
 
 
 def test_eval_and_generate_compose():
-    assert set(schemas()) == {"train", "eval", "generate", "serve", "export", "data", "explain"}
+    assert set(schemas()) == {"train", "eval", "generate", "serve", "export", "data", "explain", "prune"}
     cfg = _compose("eval", ["run=somewhere", "split=validation"])
     assert cfg.split == "validation"
     cfg = _compose("generate", ["run=somewhere", "prompt=hi"])

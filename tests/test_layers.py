@@ -8,7 +8,7 @@ import functools
 from pathlib import Path
 
 LLMFT = Path(__file__).resolve().parent.parent / "llmft"
-VERBS = {"train", "eval", "generate", "data", "export", "serve", "explain"}  # commands/<verb>.py
+VERBS = {"train", "eval", "generate", "data", "export", "serve", "explain", "prune"}  # commands/<verb>.py
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
@@ -18,6 +18,7 @@ LAYERS = [
         "config",
         "deploy_config",
         "explain_config",
+        "prune_config",
         "data_report_config",
         "paths",
         "resources",

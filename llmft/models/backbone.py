@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from llmft.config import ModelConfig
 from llmft.errors import UserError, closest
-from llmft.models import temperature
+from llmft.models import heads, temperature
 from llmft.models.builtin import BUILTIN_MODELS, tiny_config
 from llmft.models.finetune import dropout_overrides
 from llmft.models.student import shrink
@@ -156,13 +156,17 @@ def _load_with_head(
             # fp32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 hub checkpoint as bf16):
             # autocast computes in bf16/fp16, the optimizer updates fp32 weights, and a GradScaler never meets fp16 grads
             with _load_report():
-                model, info = auto_class.from_pretrained(
-                    weights,
-                    revision=cfg.revision,
-                    trust_remote_code=cfg.trust_remote_code,
-                    output_loading_info=True,
-                    **{"dtype": torch.float32, **load_kwargs},
-                    **head_kwargs,
+                model, info = (
+                    heads.load_pruned(auto_class, weights, **head_kwargs)  # a `llmft prune method=heads` checkpoint
+                    if heads.is_head_pruned(weights) and not load_kwargs
+                    else auto_class.from_pretrained(
+                        weights,
+                        revision=cfg.revision,
+                        trust_remote_code=cfg.trust_remote_code,
+                        output_loading_info=True,
+                        **{"dtype": torch.float32, **load_kwargs},
+                        **head_kwargs,
+                    )
                 )
             _note_loading(info, "trained from scratch")
     except ValueError as ex:
@@ -240,7 +244,11 @@ def load_finetuned(auto_class_name: str, folder: Path) -> Any:
             raise UserError(f"{folder} is not a model checkpoint (no config.json)")
         with _load_report():
             auto_class = getattr(transformers, auto_class_name)
-            model, info = auto_class.from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
+            model, info = (
+                heads.load_pruned(auto_class, folder)  # heads removed by `llmft prune method=heads`
+                if heads.is_head_pruned(folder)
+                else auto_class.from_pretrained(folder, trust_remote_code=False, output_loading_info=True)
+            )
     except pickle.UnpicklingError as ex:  # a *.bin that weights_only refused (code in it): as trainer_state.pt is refused
         raise refused_pickle(folder, ex, fix) from ex
     except (OSError, ValueError) as ex:

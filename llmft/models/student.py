@@ -6,7 +6,8 @@ transformers."""
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -91,8 +92,7 @@ def shrink(model: torch.nn.Module, keep_layers: list[int] | None, num_layers: in
         for new_index, block in enumerate(blocks):
             _renumber(block, new_index)
         old = len(stack)
-        stack_parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-        setattr(stack_parent, name.rsplit(".", 1)[-1], torch.nn.ModuleList(blocks))
+        _replace_stack(model, name, blocks)
         if getattr(config, field, None) == old or field == "num_hidden_layers":
             setattr(config, field, len(blocks))
         for per_layer in PER_LAYER_LISTS:
@@ -100,3 +100,21 @@ def shrink(model: torch.nn.Module, keep_layers: list[int] | None, num_layers: in
             if isinstance(values, list) and len(values) == old:
                 setattr(config, per_layer, [values[i] for i in kept])
     return kept
+
+
+def _replace_stack(model: torch.nn.Module, name: str, blocks: list[torch.nn.Module]) -> None:
+    parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+    setattr(parent, name.rsplit(".", 1)[-1], torch.nn.ModuleList(blocks))
+
+
+@contextmanager
+def skipping_layer(model: torch.nn.Module, index: int) -> Iterator[None]:
+    """Inside the block, `model` runs without block `index` of each layer stack (its input passes on unchanged)."""
+    stacks = layer_stacks(model)
+    for name, stack in stacks:
+        _replace_stack(model, name, [b for i, b in enumerate(stack) if i != index])
+    try:
+        yield
+    finally:
+        for name, stack in stacks:
+            _replace_stack(model, name, list(stack))
