@@ -5,15 +5,18 @@ The rule: the first number in the generation is the right result. The prompts ar
 result. Each stage is one command (run each under its own lock; results are kept in --out/results.json):
 
     python bench/dpo_winrate.py --stage base
-    python bench/dpo_winrate.py --stage sft          # llmft train recipe=sft-smollm2 (shortened), then generate
-    python bench/dpo_winrate.py --stage dpo          # llmft train recipe=dpo-smollm2 from the SFT run, then generate
-    python bench/dpo_winrate.py --stage table        # the markdown table
+    python bench/dpo_winrate.py --stage sft          # llmft train recipe=sft-smollm2, then generate
+    python bench/dpo_winrate.py --stage pairs        # on-policy pairs: the SFT model's own wrong answers as rejected
+    python bench/dpo_winrate.py --stage dpo --tag dpo-onpolicy --set task.data.path=<out>/pairs-800.jsonl
+    python bench/dpo_winrate.py --stage dpo          # llmft train recipe=dpo-smollm2 on the bundled pairs
+    python bench/dpo_winrate.py --stage table        # the markdown table (with each run's fixed/broken prompts vs SFT)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST = ROOT / "llmft" / "resources" / "preference" / "test.jsonl"
+TRAIN = ROOT / "llmft" / "resources" / "preference" / "train.jsonl"
 QUIET = ["trainer.progress=false"]
 
 
@@ -60,19 +64,42 @@ def chat_rendered(prompts: list[str]) -> list[str]:
     ]
 
 
-def win_rate(source: list[str], out: Path, prompts: int, render: bool = False) -> dict:
-    """Generate greedily on the held-out prompts with `source` (run=... or model=...), score the rule; `render`: the
-    prompts go through the chat template here (a bare model continues prompts as written)."""
-    rows = [json.loads(line) for line in TEST.read_text().splitlines()[:prompts]]
-    inputs = out / "prompts.jsonl"
-    texts = [r["prompt"] for r in rows]
-    texts = chat_rendered(texts) if render else texts
+def generate(source: list[str], texts: list[str], out: Path) -> list[str]:
+    """Greedy generations (8 new tokens, batches of 50) of `source` (run=... or model=...) for `texts`."""
+    inputs = out / f"prompts-{time.time_ns()}.jsonl"
     inputs.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
     result = out / f"generations-{source[0].split('=')[0]}-{time.time_ns()}.jsonl"
     llmft(["generate", *source, f"input={inputs}", f"output={result}", "generation.max_new_tokens=8", "batch_size=50"], out)
-    generated = [json.loads(line)["generation"] for line in result.read_text().splitlines()]
+    return [json.loads(line)["generation"] for line in result.read_text().splitlines()]
+
+
+def win_rate(source: list[str], out: Path, prompts: int, render: bool = False) -> dict:
+    """Generate greedily on the held-out prompts with `source`, score the rule; `render`: the prompts go through the
+    chat template here (a bare model continues prompts as written)."""
+    rows = [json.loads(line) for line in TEST.read_text().splitlines()[:prompts]]
+    texts = [r["prompt"] for r in rows]
+    generated = generate(source, chat_rendered(texts) if render else texts, out)
     right = [first_number(g) == int(r["chosen"]) for g, r in zip(generated, rows)]
-    return {"win_rate": sum(right) / len(right), "prompts": len(right), "examples": generated[:5]}
+    marks = "".join("1" if r else "0" for r in right)  # per prompt, for the paired comparison
+    return {"win_rate": sum(right) / len(right), "prompts": len(right), "right": marks, "examples": generated[:5]}
+
+
+def stage_pairs(out: Path, args: argparse.Namespace, results: dict) -> dict:
+    """On-policy pairs: the SFT model's own greedy answers to train prompts, labelled by the rule; each wrong one is
+    the rejected answer of a pair whose chosen is the right result (the SFT format: the number alone)."""
+    if "sft" not in results:
+        raise SystemExit("run --stage sft first")
+    rows = [json.loads(line) for line in TRAIN.read_text().splitlines()[: args.pair_prompts]]
+    started = time.time()
+    generated = generate([f"run={results['sft']['run']}"], [r["prompt"] for r in rows], out)
+    pairs = [
+        {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": g.strip()}
+        for r, g in zip(rows, generated)
+        if first_number(g) != int(r["chosen"]) and g.strip() and g.strip() != r["chosen"]
+    ]
+    file = out / f"pairs-{len(rows)}.jsonl"
+    file.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return {"file": str(file), "prompts": len(rows), "pairs": len(pairs), "generate_s": round(time.time() - started)}
 
 
 def stage_base(out: Path, args: argparse.Namespace) -> dict:
@@ -86,7 +113,7 @@ def stage_sft(out: Path, args: argparse.Namespace) -> dict:
         [
             "train",
             "recipe=sft-smollm2",
-            f"trainer.max_steps={args.sft_steps}",
+            *([f"trainer.max_steps={args.sft_steps}"] if args.sft_steps else []),
             "trainer.eval_every=0",
             "task.eval_generate_samples=0",
             "task.select_metric=loss",
@@ -119,23 +146,35 @@ def stage_dpo(out: Path, args: argparse.Namespace, results: dict) -> dict:
     }
 
 
+def paired(run: dict, sft: dict) -> str:
+    """Prompts the SFT model got wrong and this one right / right and wrong (the same prompts, in order)."""
+    if "right" not in run or "right" not in sft or run is sft:
+        return ""
+    pairs = list(zip(sft["right"], run["right"]))
+    return f"+{pairs.count(('0', '1'))} / -{pairs.count(('1', '0'))}"
+
+
 def table(results: dict) -> str:
-    lines = ["| model | rule win rate | prompts | train s |", "|---|---:|---:|---:|"]
+    lines = ["| model | rule win rate (95% interval) | prompts | vs SFT: fixed / broken | train s |", "|---|---:|---:|---:|---:|"]
     names = {"base": "SmolLM2-135M-Instruct", "sft": "after SFT (LoRA)", "dpo": "after SFT + DPO (LoRA)"}
     names.update({k: f"after SFT + DPO ({k}: {' '.join(v['overrides'])})" for k, v in results.items() if k.startswith("dpo-")})
     for key, name in names.items():
         if key in results:
             r = results[key]
-            lines.append(f"| {name} | {r['win_rate']:.1%} | {r['prompts']} | {r.get('train_s', '')} |")
+            half = 1.96 * math.sqrt(r["win_rate"] * (1 - r["win_rate"]) / r["prompts"])
+            rate = f"{r['win_rate']:.1%} (±{half:.1%})"
+            vs = paired(r, results.get("sft", {}))
+            lines.append(f"| {name} | {rate} | {r['prompts']} | {vs} | {r.get('train_s', '')} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=["base", "sft", "dpo", "table"], required=True)
+    ap.add_argument("--stage", choices=["base", "sft", "pairs", "dpo", "table"], required=True)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench-dpo")
     ap.add_argument("--prompts", type=int, default=200)
-    ap.add_argument("--sft-steps", type=int, default=120)
+    ap.add_argument("--sft-steps", type=int, default=0, help="0: the recipe's length (one epoch)")
+    ap.add_argument("--pair-prompts", type=int, default=800, help="train prompts the SFT model answers (--stage pairs)")
     ap.add_argument("--dpo-steps", type=int, default=120)
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides of the DPO run, e.g. task.sft_weight=1.0")
     ap.add_argument("--tag", default="dpo", help="the name its result is kept under (a variant: dpo-rpo)")
@@ -148,6 +187,8 @@ def main(argv=None) -> None:
         results["base"] = stage_base(args.out, args)
     elif args.stage == "sft":
         results["sft"] = stage_sft(args.out, args)
+    elif args.stage == "pairs":
+        results[f"pairs-{args.pair_prompts}"] = stage_pairs(args.out, args, results)
     elif args.stage == "dpo":
         results[args.tag] = {**stage_dpo(args.out, args, results), "overrides": args.set}
     store.write_text(json.dumps(results, indent=2) + "\n")
