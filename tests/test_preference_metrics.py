@@ -68,3 +68,20 @@ def test_reward_train_log_has_accuracy_and_margins(tmp_path):
     cli(["train", "task=reward", *SMALL], tmp_path)
     train = [r for r in _records(only_run_dir(tmp_path)) if "train/loss" in r]
     assert train and all({"train/accuracy", "train/rewards/margins", "train/rewards/chosen"} <= r.keys() for r in train)
+
+
+def test_kto_train_log_has_rewards_log_probs_and_kl_per_side(tmp_path):
+    """Every train record of task=kto carries TRL's KTOTrainer terms; rewards and log-probs are means over each side's
+    rows (12 desirable, 4 undesirable rows of one text: both sides' log-probs equal; over all rows they would not)."""
+    rows = [{"prompt": "1 + 1 =", "completion": " 2", "label": i < 12} for i in range(16)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    files = f"task.data.data_files={{train:{data},validation:{data},test:{data}}}"
+    cli(["train", "task=kto", *SMALL[:3], files, "trainer.batch_size=16", "trainer.max_steps=2", "trainer.log_every=1"], tmp_path)
+    train = [r for r in _records(only_run_dir(tmp_path)) if "train/loss" in r]
+    keys = ("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl")
+    assert len(train) == 2 and all(f"train/{k}" in r for r in train for k in keys)
+    assert not any(k.startswith("train/count/") for r in train for k in r)
+    first = train[0]  # scored before its update: the policy is the reference
+    assert first["train/rewards/chosen"] == pytest.approx(0.0, abs=1e-6) and first["train/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert first["train/logps/chosen"] < 0 and first["train/logps/chosen"] == pytest.approx(first["train/logps/rejected"])

@@ -15,7 +15,10 @@ class LogWindow:
     until the log interval); its contents are saved with every checkpoint, so the first record after a resume
     averages the same steps as an unbroken run's. Its clock counts training only: the loop takes the time of evals
     and checkpoint saves out (`exclude`), so samples/s after an eval is the training speed. A loss that logs terms
-    (the preference families' rewards) adds their sums and its item count; the record shows their means."""
+    (the preference families' rewards) adds their sums and its item count; the record shows their means. A term
+    `count/<group>` is not shown: it is the denominator of the terms named `<group>` or `<name>/<group>` (KTO's
+    rewards of desirable rows are averaged over those rows, as TRL's `count/chosen`); a term whose count is 0 over the
+    window is left out of the record."""
 
     def __init__(self, device: torch.device, saved: Optional[dict[str, Any]] = None):
         saved = saved or {}
@@ -76,5 +79,16 @@ class LogWindow:
         if tokens:
             record["train/tokens_per_s"] = tokens / elapsed
         if items:
-            record.update({f"train/{name}": value / items for name, value in zip(names, sums)})
+            record.update(term_means(dict(zip(names, sums)), items))
         return record
+
+
+def term_means(sums: dict[str, float], items: float) -> dict[str, float]:
+    """`train/<name>`: each term's sum over its `count/<group>` term (the last part of its name), else over the items."""
+    counts = {name.removeprefix("count/"): value for name, value in sums.items() if name.startswith("count/")}
+    means = {}
+    for name, value in sums.items():
+        count = counts.get(name.rsplit("/", 1)[-1], items)
+        if not name.startswith("count/") and count:
+            means[f"train/{name}"] = value / count
+    return means

@@ -38,7 +38,9 @@ class LossFn(Protocol):
 @runtime_checkable
 class LogsTerms(Protocol):
     """A loss that also sums named terms over its items (the preference families' rewards and log-probs): the train
-    log shows their means over the items of the logged steps, as `train/<name>`."""
+    log shows their means over the items of the logged steps, as `train/<name>`, or over a `count/<group>` term it
+    also sums (engine/log_window.term_means). Every batch returns the same names (zero sums where a group is absent),
+    so the processes of a torchrun gather the same terms."""
 
     def loss_terms(self, model: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 

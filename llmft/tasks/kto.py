@@ -27,7 +27,24 @@ from llmft.tasks.reference import Reference
 from llmft.tasks.text_common import Example, generative_predict
 from llmft.tasks.text_common import renders_chat
 
-SUMS = ("loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl")
+SIDES = ("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected")
+SUMS = ("loss", *SIDES, "kl", "count/chosen", "count/rejected", "count/kl")
+
+
+def row_sums(rewards: torch.Tensor, logps: torch.Tensor, kl: torch.Tensor, good: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One micro-batch's sums: rewards and policy log-probs of its desirable (`chosen`) and undesirable (`rejected`)
+    rows with their counts, and its KL estimate with a count of 1 (every name present, zero where a side is absent)."""
+    bad = ~good
+    return {
+        "rewards/chosen": rewards[good].sum(),
+        "rewards/rejected": rewards[bad].sum(),
+        "logps/chosen": logps[good].sum(),
+        "logps/rejected": logps[bad].sum(),
+        "kl": kl,
+        "count/chosen": good.sum(),
+        "count/rejected": bad.sum(),
+        "count/kl": torch.ones((), device=kl.device),
+    }
 
 
 def _label(value: Any) -> bool:
@@ -179,39 +196,39 @@ class KTOTask(PlainHead):
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.row_terms(model, batch)[0].sum()
 
+    def loss_terms(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed loss, and the sums the train log shows as TRL's KTOTrainer does: rewards and log-probs as means
+        over the desirable (`chosen`) and undesirable (`rejected`) rows, the KL estimate as a mean over micro-batches."""
+        losses, rewards, logps, kl = self.row_terms(model, batch)
+        return losses.sum(), row_sums(rewards, logps, kl, batch["desirable"].bool())
+
     @torch.no_grad()
     def eval_partial(
         self, model: Any, batches: Iterable[dict[str, torch.Tensor]], precision: Any, role: str = "eval", dist: Any = None
     ) -> dict[str, Any]:
-        sums, counts = dict.fromkeys(SUMS, 0.0), {"rows": 0, "desirable": 0, "batches": 0}
+        sums: dict[str, float] = {}
         with eval_mode(model):
             for batch in batches:
                 batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
                 with precision.autocast():
                     losses, rewards, logps, kl = (t.float() for t in self.row_terms(model, batch))
-                good = batch["desirable"].bool()
-                sums["loss"] += float(losses.sum())
-                sums["kl"] += float(kl)
-                sums["rewards/chosen"] += float(rewards[good].sum())
-                sums["rewards/rejected"] += float(rewards[~good].sum())
-                sums["logps/chosen"] += float(logps[good].sum())
-                sums["logps/rejected"] += float(logps[~good].sum())
-                counts["rows"] += len(good)
-                counts["desirable"] += int(good.sum())
-                counts["batches"] += 1
-        return {"sums": sums, **counts}
+                values = {"loss": losses.sum(), **row_sums(rewards, logps, kl, batch["desirable"].bool())}
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+        return {"sums": sums}
 
     def eval_metrics(self, partials: list[dict[str, Any]], role: str = "eval") -> dict[str, Any]:
-        rows, good = sum(p["rows"] for p in partials), sum(p["desirable"] for p in partials)
+        total = {k: sum(p["sums"].get(k, 0.0) for p in partials) for k in SUMS}
+        good, bad = total["count/chosen"], total["count/rejected"]
+        rows = int(good + bad)
         if rows == 0:
             raise UserError("evaluation saw no rows; check the eval split and trainer.limit_eval_batches")
-        total = {k: sum(p["sums"][k] for p in partials) for k in SUMS}
-        metrics: dict[str, Any] = {"loss": total["loss"] / rows, "kl": total["kl"] / max(sum(p["batches"] for p in partials), 1)}
-        for side, n in (("chosen", good), ("rejected", rows - good)):
+        metrics: dict[str, Any] = {"loss": total["loss"] / rows, "kl": total["kl"] / max(total["count/kl"], 1)}
+        for side, n in (("chosen", good), ("rejected", bad)):
             if n:
                 metrics[f"rewards/{side}"] = total[f"rewards/{side}"] / n
                 metrics[f"logps/{side}"] = total[f"logps/{side}"] / n
-        if good and rows - good:
+        if good and bad:
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
         metrics["rows"] = rows
         return metrics
