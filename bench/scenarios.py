@@ -205,6 +205,32 @@ SCENARIOS = {
 }
 
 
+def _preference_scenarios() -> dict[str, Scenario]:
+    """Issue 21's GPU measurement: LoRA DPO on the 0.5B shape (the reference is the base with the adapter off), with
+    and without `task.precompute_reference`, beside LoRA SFT at the same batch (peak memory within 1.3x of it); and
+    their CPU dry path on the tiny shape. llmft only (`--impls llmft`): the other implementations have no DPO."""
+    shapes = {"": ("@shape:qwen2.5-0.5b", "512", 30, 5, 64), "-tiny": ("@shape-tiny:qwen2.5-0.5b", "128", 6, 2, 16)}
+    out = {}
+    for suffix, (model, length, steps, warmup, eval_rows) in shapes.items():
+        common = [*COMMON_NO_PRECISION, "precision=bf16" if not suffix else "precision=fp32", f"model.name_or_path={model}"]
+        common += [f"model.max_length={length}", "trainer.batch_size=8", "finetune=lora", "optimizer.lr=2e-4"]
+        common += ["task.use_chat_template=false", "trainer.group_by_length=false"]
+        variants = {
+            f"dpo{'-0.5b-shape' if not suffix else '-shape-tiny'}": ["task=dpo"],
+            f"dpo-precomputed{'-0.5b-shape' if not suffix else '-shape-tiny'}": ["task=dpo", "task.precompute_reference=true"],
+            f"sft-lora{'-0.5b-shape' if not suffix else '-shape-tiny'}": ["task=sft", "task.data.path=@skewed", NO_GENERATION],
+        }
+        for name, task in variants.items():
+            note = f"LoRA {task[0].split('=')[1].upper()} on the Qwen2.5-0.5B shape{' (tiny)' if suffix else ''}, batch 8"
+            out[name] = Scenario(
+                name, [*common, *task], steps=steps, warmup=warmup, eval_rows=eval_rows, note=note, dev_metric="loss"
+            )
+    return out
+
+
+SCENARIOS.update(_preference_scenarios())
+
+
 def skewed_corpus(rows: int = 2400, seed: int = 0) -> Path:
     """Prompt/response rows whose lengths follow a long-tailed (log-normal) law: most short, a few long, as in
     real instruction data. Written once to the cache."""

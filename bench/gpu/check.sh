@@ -14,6 +14,8 @@
 #   bench/gpu/check.sh --only tests,sft      # phases: tests, sft, cls, profile (a rerun of what failed)
 #   bench/gpu/check.sh --only cls --precisions fp16   # the classification rows of some precisions only
 #   bench/gpu/check.sh --only profile        # torch.profiler tables of the SFT step, packed and plain (profile.md)
+#   bench/gpu/check.sh --only dpo            # issue 21: LoRA DPO on the 0.5B shape, with and without
+#                                            # task.precompute_reference, beside LoRA SFT at the same batch
 #
 # A phase that fails or runs out of time is recorded and the next one runs; the exit code is 1 if any failed.
 set -uo pipefail
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
         --budget) BUDGET=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --precisions) PRECISIONS_ARG=$2; shift 2 ;;
-        *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--budget SECONDS] [--only tests,sft,cls,profile] [--precisions 'bf16 fp16 fp32']" >&2; exit 2 ;;
+        *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--budget SECONDS] [--only tests,sft,cls,profile,dpo] [--precisions 'bf16 fp16 fp32']" >&2; exit 2 ;;
     esac
 done
 case $DEVICE in cuda|cpu) ;; *) echo "--device takes cuda or cpu" >&2; exit 2 ;; esac
@@ -91,12 +93,12 @@ if wanted tests; then
     say "  $(grep -E '^=+ .*(passed|failed|skipped|error).* =+$' "$OUT_DIR/tests.log" | tail -1)"
 fi
 
-if [ "$DEVICE" = cuda ]; then SFT=sft-0.5b-shape CLS=cls-base-shape PRECISIONS="bf16 fp16 fp32" SHAPE_ARGS=""
-else SFT=sft-shape-tiny CLS=cls-shape-tiny PRECISIONS="fp32 bf16" SHAPE_ARGS="--tiny"  # fp16 needs CUDA
+if [ "$DEVICE" = cuda ]; then SFT=sft-0.5b-shape CLS=cls-base-shape PRECISIONS="bf16 fp16 fp32" SHAPE_ARGS="" DPO_SHAPE=0.5b-shape
+else SFT=sft-shape-tiny CLS=cls-shape-tiny PRECISIONS="fp32 bf16" SHAPE_ARGS="--tiny" DPO_SHAPE=shape-tiny  # fp16 needs CUDA
 fi
 [ -n "$PRECISIONS_ARG" ] && PRECISIONS=$PRECISIONS_ARG
 BENCH=(bench/run.py --repeats 1 --keep-going --markdown "$OUT_DIR/bench.md")
-if wanted sft || wanted cls || wanted profile; then
+if wanted sft || wanted cls || wanted profile || wanted dpo; then
     phase "build the model shapes" 120 bash -c "$PY bench/gpu/shapes.py $SHAPE_ARGS >> '$OUT_DIR/bench.log' 2>&1"
 fi
 if wanted profile; then
@@ -116,6 +118,11 @@ if wanted cls; then
         [ "$1" = fp32 ] && peak=""  # MFU against the bf16 rate says nothing about an fp32 run
         phase "bench $CLS $1" $((left / $#)) bash -c "$PY ${BENCH[*]} $CLS --impls llmft,bare,trainer --all precision=$1 ${peak:+--peak-tflops $peak} >> '$OUT_DIR/bench.log' 2>&1"
         shift
+    done
+fi
+if wanted dpo; then
+    for scenario in sft-lora dpo dpo-precomputed; do
+        phase "bench $scenario-$DPO_SHAPE" 150 bash -c "$PY ${BENCH[*]} $scenario-$DPO_SHAPE --impls llmft >> '$OUT_DIR/bench.log' 2>&1"
     done
 fi
 
