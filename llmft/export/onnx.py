@@ -9,7 +9,9 @@ input_ids/attention_mask (scoring and greedy decoding by re-running the prefix).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +19,8 @@ from typing import Any, Iterator
 from llmft.errors import UserError
 from llmft.export.heads import Head
 
-MODEL_FILE = "model.onnx"
+EXAMPLE_SIZES = {"batch": 2, "choice": 3, "sequence": 8}  # the traced example's shape; distinct sizes, none 0 or 1
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
 def _logits_module(model: Any, input_names: list[str], outputs: tuple[str, ...]) -> Any:
@@ -40,17 +43,19 @@ def _logits_module(model: Any, input_names: list[str], outputs: tuple[str, ...])
 
 
 def export_onnx(model: Any, tokenizer: Any, head: Head, input_names: list[str], out: Path, opset: int) -> Path:
-    """Write out/model.onnx (+ config.json, tokenizer files); returns the model path."""
+    """Write the graph at out/<head.model_file> (+ config.json, tokenizer files); returns the model path."""
     import torch
 
-    out.mkdir(parents=True, exist_ok=True)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    path = out / head.model_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = tuple(EXAMPLE_SIZES[axis] for axis in head.axes)
     example = tuple(
-        torch.full((2, 8), 5, dtype=torch.long)
+        torch.full(shape, 5, dtype=torch.long)
         if n == "input_ids"
-        else (torch.ones if n == "attention_mask" else torch.zeros)((2, 8), dtype=torch.long)
+        else (torch.ones if n == "attention_mask" else torch.zeros)(shape, dtype=torch.long)
         for n in input_names
     )
+    axes = {i: torch.export.Dim(axis) for i, axis in enumerate(head.axes)}
     try:
         with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "torch._dynamo"):
             warnings.simplefilter("ignore")
@@ -61,18 +66,31 @@ def export_onnx(model: Any, tokenizer: Any, head: Head, input_names: list[str], 
                 opset_version=opset,
                 input_names=input_names,
                 output_names=list(head.outputs),
-                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in input_names),),
+                dynamic_shapes=(tuple(axes for _ in input_names),),
                 verbose=False,
             )  # one entry: *inputs
     except Exception as ex:  # noqa: BLE001 - torch's exporter raises many types; the first line says what failed
         cause = ex.__cause__ or ex  # torch's wrapper says "step 1/3 failed"; the cause says why
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise UserError(f"the ONNX exporter could not export {type(model).__name__}: {first}") from ex
-    path = out / MODEL_FILE
     program.save(str(path))
     model.config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return path
+
+
+def copy_sentence_transformers_files(checkpoint: Path, out: Path) -> None:
+    """A checkpoint in sentence-transformers' layout (modules.json) keeps it: its module files and folders (Pooling,
+    Normalize) go beside the graph, so `SentenceTransformer(out, backend="onnx")` finds onnx/model.onnx."""
+    modules = checkpoint / "modules.json"
+    if not modules.is_file():
+        return
+    for name in SENTENCE_TRANSFORMERS_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy2(checkpoint / name, out / name)
+    for entry in json.loads(modules.read_text()):
+        if entry.get("path"):
+            shutil.copytree(checkpoint / entry["path"], out / entry["path"])
 
 
 @contextlib.contextmanager
