@@ -117,3 +117,69 @@ def test_onnx_backend_serves_the_embedding_export_as_the_torch_backend_does(emb_
     assert onnx_answer["usage"] == torch_answer["usage"]
     vectors = [np.array([d["embedding"] for d in a["data"]]) for a in answers]
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-4)
+
+
+@pytest.mark.slow  # ~12 s: a decoder run, its export and a decode loop
+def test_decoder_exports_with_a_kv_cache_that_decodes_as_pytorch_generate(tmp_path):
+    """The decoder's graph takes and returns its KV cache (optimum's names): greedy decoding of a left-padded batch,
+    feeding only each new token and the cache, gives transformers' generate tokens; the first step's logits match."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = _train(tmp_path, "task=sft", "model=tiny-gpt2")
+    cli(["export", f"run={run}", "verify_rows=8"], cwd=tmp_path)
+    out = run / "export" / "onnx"
+    record = json.loads((out / "export.json").read_text())
+    assert record["passed"] and record["max_abs_logit_diff"] < 1e-4
+    session = _session(out / "model.onnx")
+    pasts = [i for i in session.get_inputs() if i.name.startswith("past_key_values.")]
+    assert pasts[0].name == "past_key_values.0.key" and [o.name for o in session.get_outputs()][1] == "present.0.key"
+    tokenizer = AutoTokenizer.from_pretrained(out, padding_side="left")
+    enc = tokenizer(["Hello there, my good friend", "Hi"], padding=True, return_tensors="np")
+    ids, mask = enc["input_ids"].astype("int64"), enc["attention_mask"].astype("int64")
+    model = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / "best").eval()
+    with torch.inference_mode():
+        expected = model.generate(
+            torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=6, do_sample=False, pad_token_id=0
+        )
+        positions = np.clip(mask.cumsum(-1) - 1, 0, None)  # left padding: each row counts from its first token
+        first = model(
+            **{k: torch.from_numpy(v) for k, v in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions))}
+        )
+    first = first.logits.numpy()
+    cache = {i.name: np.zeros((2, i.shape[1], 0, i.shape[3]), np.float32) for i in pasts}
+    tokens, new = ids, ids
+    for step in range(6):
+        logits, *presents = session.run(None, {"input_ids": new, "attention_mask": mask, "position_ids": positions, **cache})
+        if step == 0:
+            np.testing.assert_allclose(logits[mask.astype(bool)], first[mask.astype(bool)], atol=1e-4)
+        new = logits[:, -1].argmax(-1)[:, None]
+        cache = dict(zip(cache, presents))
+        tokens, mask, positions = (
+            np.concatenate([tokens, new], 1),
+            np.pad(mask, ((0, 0), (0, 1)), constant_values=1),
+            positions[:, -1:] + 1,
+        )
+    assert tokens.tolist() == expected.numpy().tolist()
+
+
+def test_a_seq2seq_run_is_refused_in_one_line(tmp_path):
+    """A family whose graph is not built (seq2seq) exits 2 with one line before any model loads (the folder holds
+    only the saved config and an empty checkpoint)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from llmft.cli import register_configs
+    from llmft.paths import conf_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["task=summarization", "model=tiny-t5"])
+    run = tmp_path / "s2s"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    proc = cli(["export", f"run={run}"], cwd=tmp_path, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Seq2SeqLM" in errors[0] and "seq2seq" in errors[0]

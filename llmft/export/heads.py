@@ -23,6 +23,7 @@ class Head:
     axes: tuple[str, ...] = ("batch", "sequence")  # each input's dynamic axes (multiple choice adds "choice")
     embeds: bool = False  # token states: a row agrees when its mean-pooled states point the same way
     model_file: str = "model.onnx"  # the graph's path in the exported folder
+    cache: bool = False  # decoders: the graph takes and returns the KV cache (llmft.export.kv_cache)
 
     def agreeing(self, ours: list[np.ndarray], theirs: list[np.ndarray], mask: np.ndarray) -> tuple[int, int, float]:
         """(items that agree, items compared, max |logit difference|) for one batch."""
@@ -61,7 +62,7 @@ def _same_direction(ours: np.ndarray, theirs: np.ndarray, mask: np.ndarray) -> t
 HEADS = {
     "AutoModelForSequenceClassification": Head(("logits",), False, "rows with the same predicted label"),
     "AutoModelForQuestionAnswering": Head(("start_logits", "end_logits"), False, "windows with the same answer span"),
-    "AutoModelForCausalLM": Head(("logits",), True, "tokens with the same next-token prediction"),
+    "AutoModelForCausalLM": Head(("logits",), True, "tokens with the same next-token prediction", cache=True),
     "AutoModelForTokenClassification": Head(("logits",), True, "tokens with the same predicted tag"),
     "AutoModelForMultipleChoice": Head(
         ("logits",), False, "questions with the same chosen answer", axes=("batch", "choice", "sequence")

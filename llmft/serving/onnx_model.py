@@ -1,8 +1,8 @@
 """`llmft serve backend=onnx`: a run's verified ONNX export (`llmft export format=onnx`) on onnxruntime (CPU), answering
 the batcher like ServedModel does. Classifiers: labels and scores are read as `tasks.classification.classify` reads the
 PyTorch logits (`classify_with`). Embedding runs: the graph's token states go through the task's own `encode` (its
-Pooling and Normalize), as the torch backend's /v1/embeddings does. A decoder's export has no KV cache (each token
-would rerun the whole prefix), so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in
+Pooling and Normalize), as the torch backend's /v1/embeddings does. A decoder's export carries its KV cache, but no
+decoding loop reads it here yet, so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in
 either backend."""
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
     task = tasks.get_task(saved.task)
     if task.auto_class_name == "AutoModelForCausalLM":
         raise UserError(
-            "backend=onnx serves classifiers: a decoder's ONNX export has no KV cache (every token would rerun "
-            "the whole prefix); serve this run with backend=torch"
+            "backend=onnx serves classifiers and embeddings: generating from a decoder's ONNX export (its KV-cache "
+            "graph) is not served yet; serve this run with backend=torch"
         )
     if task.auto_class_name not in SERVED_HEADS:
         raise UserError(
