@@ -30,8 +30,8 @@ def llmft(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "llmft", *args], check=True, cwd=ROOT, env=env)
 
 
-def test_batches(run: Path, batch_size: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """The run's whole test split, tokenized by the run's task, as (inputs, labels) batches."""
+def test_batches(run: Path, batch_size: int, role: str = "test") -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """The run's whole test split (or `role`'s rows), tokenized by the run's task, as (inputs, labels) batches."""
     from llmft.commands.common import checkpoint_dir, load_run_config
     from llmft.data.scored_rows import scored_rows
     from llmft.config import TrainConfig
@@ -40,7 +40,7 @@ def test_batches(run: Path, batch_size: int) -> list[tuple[dict[str, np.ndarray]
 
     saved = load_run_config(run, TrainConfig)
     source = load_source(run, saved, checkpoint_dir(run, "best"))
-    dataset, _ = scored_rows(run, saved.task.data, saved.task.data, "test")
+    dataset, _ = scored_rows(run, saved.task.data, saved.task.data, role)
     features = source.task.prepare({"test": dataset})["test"]
     loader = data.make_loader(features, batch_size, source.task.collator(source.tokenizer), False, 0)
     names = source.input_names()

@@ -115,6 +115,6 @@ def test_missing_or_unverified_export_and_decoders_are_refused(exported_run, tmp
     record = json.loads((bad / "export.json").read_text())
     (bad / "export.json").write_text(json.dumps({**record, "status": "disagrees", "passed": False, "agreement": 0.5}))
     _one_line_exit_2([f"run={exported_run}", "backend=onnx", f"export={bad}"], tmp_path, "did not pass its verification", fix)
-    _one_line_exit_2([f"run={_decoder_run_folder(tmp_path)}", "backend=onnx"], tmp_path, "no KV cache", "backend=torch")
+    _one_line_exit_2([f"run={_decoder_run_folder(tmp_path)}", "backend=onnx"], tmp_path, "not served yet", "backend=torch")
     _one_line_exit_2(["model=tiny-bert", "backend=onnx"], tmp_path, "run=")
     _one_line_exit_2([f"run={exported_run}", f"export={bad}"], tmp_path, "backend=onnx")

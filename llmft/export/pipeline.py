@@ -12,7 +12,7 @@ from llmft.deploy_config import ExportConfig, ExportFormat, ExportQuantize
 from llmft.errors import UserError
 from llmft.export.gguf import check_gguf, gguf_runner, write_gguf
 from llmft.export.merged import check_adapter, load_merged, write_merged
-from llmft.export.onnx import export_onnx, onnx_session
+from llmft.export.onnx import copy_sentence_transformers_files, export_onnx, onnx_session
 from llmft.export.quantize import quantize_int8
 from llmft.export.source import Source
 from llmft.export.verify import (
@@ -37,6 +37,7 @@ def default_output(run_dir: Path, config: ExportConfig) -> Path:
 def _onnx(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runner]:
     names = source.input_names()
     path = export_onnx(source.plain_model(), source.tokenizer, source.head, names, out, config.opset)
+    copy_sentence_transformers_files(source.folder, out)
     if config.quantize is ExportQuantize.int8:
         quantize_int8(path)
     return lambda: onnx_runner(onnx_session(path))
@@ -94,6 +95,7 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
         "quantize": config.quantize.value,
         "run": str(source.run_dir.resolve()),
         "checkpoint": str(source.folder.resolve()),
+        **({"model_file": source.head.model_file} if config.format is ExportFormat.onnx else {}),
     }
     _write_record(out, {**record, "status": "incomplete"})  # marks the folder as an export: a rerun may replace it
     exported = WRITERS[config.format](source, config, out)()

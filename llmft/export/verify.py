@@ -52,9 +52,21 @@ def torch_runner(model: Any, head: Head) -> Runner:
 
 
 def onnx_runner(session: Any) -> Runner:
-    """An onnxruntime session as a Runner (feeds the inputs the graph names)."""
-    names = [i.name for i in session.get_inputs()]
-    return lambda batch: session.run(None, {n: batch[n] for n in names})
+    """An onnxruntime session as a Runner (feeds the inputs the graph names; a decoder's graph with a KV cache gets
+    position ids from the mask and an empty cache, as the first step of decoding feeds it)."""
+    inputs = session.get_inputs()
+    return lambda batch: session.run(None, {i.name: _input(i, batch) for i in inputs})
+
+
+def _input(spec: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
+    if spec.name in batch:
+        return batch[spec.name]
+    mask = batch["attention_mask"]
+    if spec.name == "position_ids":
+        return np.clip(mask.cumsum(-1) - 1, 0, None).astype(np.int64)  # left padding: each row counts from its first token
+    if spec.name.startswith("past_key_values."):
+        return np.zeros((len(mask), spec.shape[1], 0, spec.shape[3]), dtype=np.float32)  # (batch, heads, 0, head dim)
+    raise KeyError(f"the graph takes {spec.name}, which the test batches do not hold")
 
 
 def verify(

@@ -1,25 +1,30 @@
 """`llmft serve backend=onnx`: a run's verified ONNX export (`llmft export format=onnx`) on onnxruntime (CPU), answering
-the batcher like ServedModel does. Classifiers only: labels and scores are read as `tasks.classification.classify`
-reads the PyTorch logits (`classify_with`). A decoder's export has no KV cache (each token would rerun the whole
-prefix), so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in either backend."""
+the batcher like ServedModel does. Classifiers: labels and scores are read as `tasks.classification.classify` reads the
+PyTorch logits (`classify_with`). Embedding runs: the graph's token states go through the task's own `encode` (its
+Pooling and Normalize), as the torch backend's /v1/embeddings does. A decoder's export carries its KV cache, but no
+decoding loop reads it here yet, so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in
+either backend."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Hashable, Optional
+
+import numpy as np
 
 from llmft import tasks
 from llmft.config import GenerationConfig, TrainConfig
 from llmft.errors import UserError
-from llmft.serving.served_model import check_single_text, refuse_too_long
 from llmft.inference.classify import classify_with
+from llmft.serving.served_model import check_single_text, refuse_too_long
 from llmft.tasks.base import Task
 
 EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
 MODEL_FILE = "model.onnx"
-SERVED_HEADS = ("AutoModelForSequenceClassification",)  # the exported heads this backend reads (llmft.export.heads)
+SERVED_HEADS = ("AutoModelForSequenceClassification", "AutoModel")  # the exported heads this backend reads (llmft.export.heads)
 
 
 def export_folder(run_dir: Path, export: Optional[str]) -> Path:
@@ -35,12 +40,13 @@ def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
     """export.json of a finished, verified ONNX export; else one line naming `llmft export` as the fix."""
     fix = f"run `llmft export run={run_dir} format=onnx` (add quantize=int8 for the int8 export)"
     record_file = folder / EXPORT_JSON
-    missing = [name for name in (EXPORT_JSON, MODEL_FILE) if not (folder / name).is_file()]
+    record = _read_record(record_file, fix) if record_file.is_file() else None
+    model_file = str((record or {}).get("model_file", MODEL_FILE))  # embeddings: onnx/model.onnx
+    missing = [name for name in (EXPORT_JSON, model_file) if not (folder / name).is_file()]
     if len(missing) == 2:
         raise UserError(
             f"backend=onnx: no ONNX export in {folder} (no {EXPORT_JSON} and {MODEL_FILE}); {fix}, or name one with export=<folder>"
         )
-    record = _read_record(record_file, fix) if record_file.is_file() else None
     if record is not None and record.get("status") == "incomplete":
         raise UserError(
             f"backend=onnx: the export in {folder} never finished ({EXPORT_JSON} says status incomplete: it was "
@@ -48,7 +54,7 @@ def check_export(folder: Path, run_dir: Path) -> dict[str, Any]:
         )
     if missing:
         raise UserError(
-            f"backend=onnx: the export in {folder} is torn: it has {EXPORT_JSON if record else MODEL_FILE} but no "
+            f"backend=onnx: the export in {folder} is torn: it has {EXPORT_JSON if record else model_file} but no "
             f"{missing[0]}; {fix}"
         )
     assert record is not None
@@ -76,7 +82,8 @@ def _read_record(path: Path, fix: str) -> dict[str, Any]:
 
 @dataclass
 class OnnxModel:
-    """An ONNX classifier export with the run's task and the export's tokenizer and labels (the app's Served)."""
+    """An ONNX classifier or embedding export with the run's task and the export's tokenizer and labels (the app's
+    Served)."""
 
     name: str
     task: Task
@@ -88,20 +95,23 @@ class OnnxModel:
     max_batch_size: int = 8
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # unused: nothing generates here
     generates: bool = False
-    classifies: bool = True
-    embeds: bool = False
+    embeds: bool = False  # an embedding run's export (else a classifier's)
     chat_template: Optional[str] = None  # nothing is chatted with here
 
     @property
     def names(self) -> list[str]:
         return [self.name]
 
+    @property
+    def classifies(self) -> bool:
+        return not self.embeds
+
     def adapter_for(self, model: Optional[str]) -> Optional[str]:
         return None  # one graph, no adapters
 
     def run_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
-        """The batcher's runner: texts to classify (the only work this backend takes)."""
-        return self.classify_batch(payloads)
+        """The batcher's runner: texts to classify or to embed (the only work this backend takes)."""
+        return self.embed_batch(payloads) if key == "embed" else self.classify_batch(payloads)
 
     def logits(self, batch: dict[str, Any]) -> Any:
         """The graph's logits for a tokenized batch: it is fed the inputs it names (token_type_ids zeros when the
@@ -130,6 +140,35 @@ class OnnxModel:
     def check_single_text(self) -> None:
         check_single_text(self.task, self.name)
 
+    def embed_batch(self, texts: list[str]) -> list[Any]:
+        """Each text's embedding and token count by the task's own `encode`, run on the graph's token states."""
+        results, valid = refuse_too_long(texts, self.tokenizer, self.max_length, self.name)
+        if valid:
+            vectors = self.task.encode(
+                _TokenStates(self), self.tokenizer, [texts[i] for i in valid], self.max_batch_size, self.max_length, "cpu"
+            ).numpy()
+            for i, vector in zip(valid, vectors):
+                tokens = len(self.tokenizer(texts[i], add_special_tokens=True)["input_ids"])
+                results[i] = {"embedding": vector, "tokens": tokens}
+        return results
+
+
+class _TokenStates:
+    """The exported backbone called like the PyTorch one (`model(input_ids=, attention_mask=).last_hidden_state`), so
+    the embedding task pools and normalizes the graph's states with its own code."""
+
+    def __init__(self, served: OnnxModel) -> None:
+        self.served = served
+
+    def eval(self) -> "_TokenStates":
+        return self
+
+    def __call__(self, input_ids: Any, attention_mask: Any) -> SimpleNamespace:
+        import torch
+
+        batch = {"input_ids": input_ids.numpy().astype(np.int64), "attention_mask": attention_mask.numpy().astype(np.int64)}
+        return SimpleNamespace(last_hidden_state=torch.from_numpy(self.served.logits(batch)))
+
 
 def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Optional[str], threads: int = 0) -> OnnxModel:
     """The run's verified ONNX export as a served model; a decoder (or another head) is refused in one line."""
@@ -139,25 +178,26 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
     task = tasks.get_task(saved.task)
     if task.auto_class_name == "AutoModelForCausalLM":
         raise UserError(
-            "backend=onnx serves classifiers: a decoder's ONNX export has no KV cache (every token would rerun "
-            "the whole prefix); serve this run with backend=torch"
+            "backend=onnx serves classifiers and embeddings: generating from a decoder's ONNX export (its KV-cache "
+            "graph) is not served yet; serve this run with backend=torch"
         )
     if task.auto_class_name not in SERVED_HEADS:
         raise UserError(
-            f"backend=onnx serves classification runs; this run's task is {task.pipeline_tag} (backend=torch "
-            "serves classifiers and generative runs)"
+            f"backend=onnx serves classification and embedding runs; this run's task is {task.pipeline_tag} "
+            "(backend=torch serves classifiers and generative runs)"
         )
     folder = export_folder(run_dir, export)
-    check_export(folder, run_dir)
+    model_file = folder / str(check_export(folder, run_dir).get("model_file", MODEL_FILE))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
     options.log_severity_level = 3  # errors only
     try:
-        session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     except Exception as ex:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or garbled graph
         first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise UserError(
-            f"backend=onnx: {folder / MODEL_FILE} is damaged ({first}); run `llmft export run={run_dir} format=onnx` again"
+            f"backend=onnx: {model_file} is damaged ({first}); run `llmft export run={run_dir} format=onnx` again"
         ) from ex
-    config = AutoConfig.from_pretrained(folder)
-    return OnnxModel(name, task, session, AutoTokenizer.from_pretrained(folder), config.id2label, saved.model.max_length, folder)
+    config, tokenizer = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    embeds = task.serve_kind == "embed"
+    return OnnxModel(name, task, session, tokenizer, config.id2label, saved.model.max_length, folder, embeds=embeds)
