@@ -192,6 +192,15 @@ def tiny_run(tmp_path_factory) -> Path:
 # Seconds-long tests that run in the slow suite (CI runs both) to keep the default suite under 10 minutes on 2 cores;
 # each has a faster sibling in the default suite that covers the same path.
 SLOW_FOR_TIME = {
+    # moved when streaming, pruning, ONNX families and KTO metrics joined the default suite (it stays under 10 minutes)
+    "tests/test_prune.py::test_heads_of_a_decoder_are_refused_naming_the_alternatives",
+    "tests/test_prune.py::test_a_head_pruned_model_fine_tunes_to_recover_and_keeps_its_heads_removed",
+    "tests/test_kto_reward.py::test_kto_trains_and_the_run_generates_as_a_causal_lm",
+    "tests/test_generate_template.py::test_bare_prompt_on_a_two_field_template_names_input_and_the_fields",
+    "tests/test_resume.py::test_resume_refuses_changed_config_and_finished_runs",
+    "tests/test_data_verb.py::test_on_a_terminal_supervised_tokens_are_highlighted",
+    "tests/test_generative.py::test_family_trains_scores_and_generates[translation-tiny-t5-bleu]",
+    "tests/test_explain.py::test_ner_explains_each_predicted_entity_or_a_named_word",
     "tests/test_resume.py::test_kill_9_then_resume_matches_an_unbroken_run",
     "tests/test_resume.py::test_sigint_saves_says_how_to_resume_and_auto_resumes",
     "tests/test_resume.py::test_kill_during_a_save_keeps_the_previous_checkpoint",
