@@ -23,6 +23,7 @@ from llmft.commands.common import (
 )
 from llmft.commands.cross_validate import cross_validate
 from llmft.commands.setup import build_run
+from llmft.commands.train_report import print_data_stats, print_splits
 from llmft.commands.train_run import TrainRun, keep_samples, limited_batches, source_metrics
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.data import loading as data
@@ -135,7 +136,7 @@ def train(
         check_supported(config)
     parts = build_run(config, _planned_micro_batch(out_dir) if resume_from is not None else None, out_dir)
     if config.trainer.dry_run:
-        _print_splits(parts, config)
+        print_splits(parts, config)
         return _dry_run(parts, config)
     run = _setup(config, parts, out_dir, resolved, resume_from)
     state = _fit(run)
@@ -205,9 +206,9 @@ def _start(run: TrainRun) -> None:
     write_manifest(RunFolder(out_dir).manifest, config_record, config.seed, data.fingerprint(parts.splits), {"plan": parts.plan})
     plan = ", ".join(f"{k}={v}" for k, v in parts.plan.items() if k in PLAN_SUMMARY)
     console.print(f"[bold]llmft train[/] -> {out_dir}  ({plan})")
-    _print_splits(parts, config)
+    print_splits(parts, config)
     carving.write(out_dir, parts.carve)  # the held-out rows, for `llmft eval` to score the same ones
-    _print_data_stats(parts.plan["data"], parts.plan.get("sources", []))
+    print_data_stats(parts.plan["data"], parts.plan.get("sources", []))
 
 
 def _fit(run: TrainRun) -> Any:
@@ -371,44 +372,3 @@ def _write_results(config: TrainConfig, out_dir: Path, parts: RunParts, state: A
     plot_curves(records, config.task.select_metric, RunFolder(out_dir).loss_plot)
     print_metrics(f"test metrics of the best checkpoint (step {state.best_step}) — {out_dir}", test_metrics)
     return float(state.best_value) if state.best_value is not None else float("nan")
-
-
-def _print_splits(parts: RunParts, config: TrainConfig) -> None:
-    """One line with the rows each split got; a warning per carved split too small to measure anything."""
-    line, warnings = carving.describe(parts.splits, config.task.data)
-    console.print(line, highlight=False)
-    for warning in warnings:
-        print(warning, file=sys.stderr)
-
-
-def _print_data_stats(stats: dict[str, dict[str, int]], sources: list[dict[str, Any]]) -> None:
-    for source in sources:  # task.data.sources: what each gave the train split
-        asked = (
-            f"weight {source['weight']}"
-            if "weight" in source
-            else f"{source['rows_asked']} rows asked"
-            if "rows_asked" in source
-            else "all rows"
-        )
-        tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
-        console.print(
-            f"  source {source['name']} ({source['path']}, {asked}): {source['rows']:,} train rows{tokens}",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-    for role, counts in stats.items():
-        if "blocks" in counts:  # raw text cut into blocks: what the run trains on, in tokens
-            empty = f"; {counts['dropped_empty']} empty documents dropped" if counts["dropped_empty"] else ""
-            console.print(
-                f"  {role}: {counts['documents']:,} documents, {counts['tokens']:,} tokens -> "
-                f"{counts['blocks']:,} blocks of {counts['block_length']}{empty}"
-            )
-            continue
-        notes = {
-            k: v for k, v in counts.items() if k in ("dropped_empty", "truncated", "dropped_unsupervised", "unanswerable") and v
-        }
-        if notes:
-            console.print(
-                f"  {role}: {counts.get('rows')} rows; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items())
-            )

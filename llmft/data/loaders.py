@@ -1,0 +1,123 @@
+"""Train and eval loaders: a resumable per-epoch sampler (weighted, split over processes), length-grouped batches,
+seeded workers. torch is imported inside the functions, off the CLI's start-up path."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+
+class EpochSampler:
+    """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
+    order from where it stopped without replaying the batches it already trained on."""
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        shuffle: bool,
+        weights: Any = None,
+        rank: int = 0,
+        world: int = 1,
+        lengths: Optional[list[int]] = None,
+        batch_size: int = 1,
+        wrap: bool = True,
+    ):
+        self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
+        self.rank, self.world, self.wrap = rank, world, wrap  # wrap: pad the order so every rank gets as many rows
+        self.lengths, self.batch_size = lengths, batch_size  # lengths: group rows of similar length into batches
+        self.epoch, self.start = 0, 0
+
+    @property
+    def shard_size(self) -> int:
+        """Rows this rank sees per epoch (training pads the order by wrapping so every rank sees as many; an eval
+        shard is exact: every row is scored once)."""
+        return -(-self.size // self.world) if self.wrap else len(range(self.rank, self.size, self.world))
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Any:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.weights is not None:  # weighted sampling with replacement (imbalanced classes)
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        elif self.shuffle:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        if self.lengths is not None:
+            order = group_by_length(order, self.lengths, self.batch_size * self.world, generator if self.shuffle else None)
+        if self.world > 1:  # rank r takes every world-th row: the union of one step's rank batches is the global batch
+            padded = torch.cat([order, order[: self.shard_size * self.world - self.size]]) if self.wrap else order
+            order = padded[self.rank :: self.world]
+        return iter(order[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.shard_size - self.start
+
+
+def group_by_length(order: Any, lengths: list[int], batch: int, generator: Any = None, window: int = 50) -> Any:
+    """Reorder so each run of `batch` rows has similar lengths (less padding). Training keeps its randomness: the
+    shuffled order is cut into windows of `window` batches, each window sorted by length, and the batches shuffled,
+    except that the batch holding the longest row goes first (an out-of-memory shows at step 1, not hours in).
+    Without a generator (eval) the whole order is sorted, longest first."""
+    import torch
+
+    size = torch.tensor(lengths)
+    if generator is None or len(order) == 0:
+        return order[torch.argsort(size[order], descending=True, stable=True)]
+    chunks = [c[torch.argsort(size[c], descending=True, stable=True)] for c in order.split(batch * window)]
+    batches = list(torch.cat(chunks).split(batch))
+    first = max(range(len(batches)), key=lambda i: int(size[batches[i][0]]))
+    rest = [batches[i] for i in range(len(batches)) if i != first]
+    perm = torch.randperm(len(rest), generator=generator).tolist()
+    return torch.cat([batches[first], *[rest[i] for i in perm]])
+
+
+def row_lengths(ds: Any) -> list[int]:
+    """Tokens per row, read from the Arrow list offsets (no Python list per row)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(ds.with_format("arrow")[:]["input_ids"]).to_pylist()
+
+
+def make_loader(
+    ds: Any,
+    batch_size: int,
+    collate: Callable,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    weights: Any = None,
+    rank: int = 0,
+    world: int = 1,
+    by_length: bool = False,
+    wrap: bool = True,
+) -> Any:
+    """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
+    `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first)."""
+    import torch
+
+    lengths = row_lengths(ds) if by_length else None
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap),
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=num_workers,
+        worker_init_fn=_seed_worker,
+    )
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Workers get seeds derived from the loader's generator (torch does that); numpy/random follow it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
