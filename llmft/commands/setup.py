@@ -91,6 +91,8 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     plan.update({"cudnn_attention": cudnn_attention} if cudnn_attention is not None else {})
+    if getattr(getattr(train_loader, "sampler", None), "step_rows", 0):
+        plan["micro_batches"] = "each step's rows sorted by length (the same steps, less padding)"
     plan.update({"privacy": private.record(num_steps)} if private else {})  # what the whole run will spend
     plan.update(
         micro_batch_size=rows,
@@ -140,6 +142,7 @@ def _loaders(
             dist.rank,
             dist.world,
             by_length=by_length,
+            step_rows=trainer.batch_size * trainer.grad_accum_steps * dist.world if task.per_row_loss else 0,
         )
     )
 

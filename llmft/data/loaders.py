@@ -21,10 +21,12 @@ class EpochSampler:
         lengths: Optional[list[int]] = None,
         batch_size: int = 1,
         wrap: bool = True,
+        step_rows: int = 0,
     ):
         self.size, self.seed, self.shuffle, self.weights = size, seed, shuffle, weights
         self.rank, self.world, self.wrap = rank, world, wrap  # wrap: pad the order so every rank gets as many rows
         self.lengths, self.batch_size = lengths, batch_size  # lengths: group rows of similar length into batches
+        self.step_rows = step_rows  # > 0: keep the order's steps, sort each step's rows by length into its micro-batches
         self.epoch, self.start = 0, 0
 
     @property
@@ -46,7 +48,9 @@ class EpochSampler:
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        if self.lengths is not None:
+        if self.lengths is not None and self.step_rows:
+            order = sort_within_steps(order, self.lengths, self.step_rows)
+        elif self.lengths is not None:
             order = group_by_length(order, self.lengths, self.batch_size * self.world, generator if self.shuffle else None)
         if self.world > 1:  # rank r takes every world-th row: the union of one step's rank batches is the global batch
             padded = torch.cat([order, order[: self.shard_size * self.world - self.size]]) if self.wrap else order
@@ -75,6 +79,17 @@ def group_by_length(order: Any, lengths: list[int], batch: int, generator: Any =
     return torch.cat([batches[first], *[rest[i] for i in perm]])
 
 
+def sort_within_steps(order: Any, lengths: list[int], step_rows: int) -> Any:
+    """Each optimizer step's rows (`step_rows` consecutive rows of the order, all processes together) sorted by length,
+    longest first: a step trains on the same rows as before, so with a loss summed over rows and normalised by the
+    whole step (the loop's accumulation) its gradient is unchanged, while each micro-batch pads only to its own
+    longest row. Rank r still takes every world-th row, so every process's micro-batches are sorted too."""
+    import torch
+
+    size = torch.tensor(lengths)
+    return torch.cat([c[torch.argsort(size[c], descending=True, stable=True)] for c in order.split(step_rows)])
+
+
 def row_lengths(ds: Any) -> list[int]:
     """Tokens per row, read from the Arrow list offsets (no Python list per row)."""
     import pyarrow.compute as pc
@@ -94,16 +109,20 @@ def make_loader(
     world: int = 1,
     by_length: bool = False,
     wrap: bool = True,
+    step_rows: int = 0,
 ) -> Any:
     """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
-    `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first)."""
+    `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first).
+    `step_rows`: rows per optimizer step (all processes); when a step has several micro-batches and `by_length` is off,
+    each step's rows are sorted by length into them (`sort_within_steps`: the same steps, less padding)."""
     import torch
 
-    lengths = row_lengths(ds) if by_length else None
+    within = step_rows if not by_length and step_rows > batch_size * world else 0
+    lengths = row_lengths(ds) if by_length or within else None
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap),
+        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap, within),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
