@@ -201,6 +201,7 @@ class FinetuneConfig:
     temperature: float = 2.0  # distill: both outputs are softened by it; the teacher term is scaled by its square
     alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
+    cache_teacher: bool = False  # distill: the teacher's outputs computed once for the train split, read back by row
 
     adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
     adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
@@ -210,6 +211,8 @@ class FinetuneConfig:
     def _check_distill(self) -> None:
         if self.teacher is not None and self.method is not FinetuneMethod.distill:  # no teacher: refused at setup
             raise ConfigError(f"finetune.teacher is used by finetune=distill only (this is finetune={self.method.value})")
+        if self.cache_teacher and self.method is not FinetuneMethod.distill:
+            raise ConfigError(f"finetune.cache_teacher is used by finetune=distill only (this is finetune={self.method.value})")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:

@@ -14,6 +14,7 @@ from llmft.data import mixing, streaming
 from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
+from llmft.engine.teacher_cache import fill_cache
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
@@ -23,7 +24,7 @@ from llmft.models import backbone, finetune
 from llmft.models.quantized import four_bit_load_kwargs
 from llmft.models.teacher import load_teacher
 from llmft.tasks import get_task
-from llmft.tasks.base import Task, check_distills
+from llmft.tasks.base import Task, check_caches_teacher, check_distills
 
 
 @dataclass
@@ -67,9 +68,9 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     backbone.check_fits(task.auto_class_name, weights, tokenizer, config.model)  # before the data is tokenized
     splits, features, carve, stream = _prepared_data(config, task, tokenizer, dist)
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
-    loss_fn = _loss_fn(config, task, model, tokenizer, device)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
+    loss_fn = _loss_fn(config, task, model, tokenizer, (features["train"], collate, precision))
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
     trainer = config.trainer  # with the micro-batch the memory plan chose
     if trainer.compile:
@@ -143,6 +144,7 @@ def _loaders(
             dist.world,
             by_length=by_length,
             step_rows=trainer.batch_size * trainer.grad_accum_steps * dist.world if task.per_row_loss else 0,
+            row_index=config.finetune.cache_teacher,  # the teacher's cached outputs are found by row
         )
     )
 
@@ -172,9 +174,11 @@ def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
         adversarial.check_supported(config.task.family, task.per_row_loss, processes)
 
 
-def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device: torch.device) -> Any:
+def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, train: tuple[Any, Any, Precision]) -> Any:
     """The task itself, or under finetune=distill the task's loss mixed with its teacher's term (every process loads
-    the teacher: it runs on the same batches as the student)."""
+    the teacher: it runs on the same batches as the student). `train`: the train features, their collator and the
+    run's precision, for finetune.cache_teacher=true (the teacher's outputs for every train row, computed here once;
+    the teacher is then freed)."""
     tuning = config.finetune
     if tuning.method is not FinetuneMethod.distill:
         return task
@@ -182,7 +186,12 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
     check_distills(task)
     if tuning.teacher is None:
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
-    teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
+    if tuning.cache_teacher:
+        check_caches_teacher(task, len(tokenizer))
+    features, collate, precision = train
+    teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
+    if tuning.cache_teacher:
+        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+ROW_INDEX = "row_index"  # make_loader(row_index=True): each row's index in the dataset, as a batch field
+
 
 class EpochSampler:
     """Shuffles each epoch with `seed + epoch` and can start part-way, so a resumed run sees the same
@@ -110,24 +112,53 @@ def make_loader(
     by_length: bool = False,
     wrap: bool = True,
     step_rows: int = 0,
+    row_index: bool = False,
 ) -> Any:
     """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
     `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first).
     `step_rows`: rows per optimizer step (all processes); when a step has several micro-batches and `by_length` is off,
-    each step's rows are sorted by length into them (`sort_within_steps`: the same steps, less padding)."""
+    each step's rows are sorted by length into them (`sort_within_steps`: the same steps, less padding).
+    `row_index`: each batch also carries its rows' indices in `ds` (ROW_INDEX), whatever order they were drawn in."""
     import torch
 
     within = step_rows if not by_length and step_rows > batch_size * world else 0
     lengths = row_lengths(ds) if by_length or within else None
     return torch.utils.data.DataLoader(
-        ds,
+        IndexedRows(ds) if row_index else ds,
         batch_size=batch_size,
         sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap, within),
-        collate_fn=collate,
+        collate_fn=CollateWithIndex(collate) if row_index else collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
         worker_init_fn=_seed_worker,
     )
+
+
+class IndexedRows:
+    """A dataset whose rows come with their index: (index, row)."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.ds[index]
+
+
+class CollateWithIndex:
+    """The task's collator over the rows of IndexedRows, plus their indices as a ROW_INDEX tensor."""
+
+    def __init__(self, collate: Callable) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[tuple[int, Any]]) -> Any:
+        import torch
+
+        batch = self.collate([row for _, row in items])
+        batch[ROW_INDEX] = torch.tensor([index for index, _ in items], dtype=torch.long)
+        return batch
 
 
 def _seed_worker(worker_id: int) -> None:

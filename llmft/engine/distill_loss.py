@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmft.config_types import KDLoss
+from llmft.data.loaders import ROW_INDEX
+from llmft.engine.teacher_cache import TeacherCache
 from llmft.engine.token_loss import CHUNK_ELEMENTS, IGNORE, linear_cross_entropy_sum, plain_cross_entropy_sum, split_head
 
 JSD_BETA = 0.5
@@ -73,16 +75,20 @@ class Distillation:
 
 class DistilledLoss:
     """The loop's loss function under finetune=distill: the task's items, and its `distill_loss_sum` with the teacher
-    (eval mode, no gradients), on the same batch."""
+    (eval mode, no gradients) on the same batch, or with the teacher's cached outputs for the batch's rows (the batch
+    then carries their indices in the train split, ROW_INDEX)."""
 
-    def __init__(self, task: Any, teacher: torch.nn.Module, distillation: Distillation) -> None:
+    def __init__(self, task: Any, teacher: Union[torch.nn.Module, TeacherCache], distillation: Distillation) -> None:
         self.task, self.teacher, self.distillation = task, teacher, distillation
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
         return self.task.count(batch)
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        if not isinstance(self.teacher, TeacherCache):
+            return self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        rows = self.teacher.for_rows(batch[ROW_INDEX])
+        return self.task.distill_loss_sum(model, rows, {k: v for k, v in batch.items() if k != ROW_INDEX}, self.distillation)
 
 
 def teacher_logits(teacher: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

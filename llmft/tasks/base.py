@@ -187,6 +187,8 @@ class Distills(Protocol):
     distributions), token classification (per supervised sub-word), regression (the teacher's score), causal LM and
     seq2seq (per supervised token over the vocabulary). The others state it by not having it."""
 
+    caches_teacher: bool  # its teacher outputs are small enough to precompute for the train split (cache_teacher)
+
     def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Any) -> torch.Tensor:
         """alpha * the task's summed loss + (1 - alpha) * the summed teacher term, over the items `count` counts; the
         teacher (eval mode) runs on the same batch without gradients."""
@@ -199,6 +201,17 @@ def check_distills(task: Task) -> None:
         raise UserError(
             f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
             f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term"
+        )
+
+
+def check_caches_teacher(task: Task, vocabulary: int) -> None:
+    """Refuse in one line finetune.cache_teacher=true where the teacher's outputs are a distribution over the
+    vocabulary at every token."""
+    if not (isinstance(task, Distills) and task.caches_teacher):
+        raise UserError(
+            f"finetune.cache_teacher=true keeps class outputs per row; task.family={task.cfg.family} compares "
+            f"per-token distributions over the vocabulary (rows x tokens x {vocabulary} floats), too large to "
+            "cache: leave it false (the teacher runs on each batch)"
         )
 
 

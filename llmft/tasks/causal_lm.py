@@ -355,6 +355,8 @@ class CausalLMTask(PlainHead):
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
         return token_loss_sum(model, inputs, targets, chunked=self.cfg.chunked_loss)
 
+    caches_teacher = False  # vocabulary-sized distributions per token: too large for finetune.cache_teacher
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:

@@ -241,6 +241,8 @@ class ClassificationTask:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return self._loss_of_logits(model(**inputs).logits.float(), batch["labels"])
 
+    caches_teacher = True  # class logits per row: finetune.cache_teacher=true keeps them
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:

@@ -216,6 +216,8 @@ class MultipleChoiceTask(PlainHead):
         """Summed cross-entropy over each row's N choices."""
         return F.cross_entropy(self._scores(model, batch), batch["labels"], reduction="sum")
 
+    caches_teacher = True  # choice scores per row: finetune.cache_teacher=true keeps them
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:

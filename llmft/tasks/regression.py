@@ -134,6 +134,8 @@ class RegressionTask(PlainHead):
         """Summed squared error of a batch."""
         return F.mse_loss(self._predictions(model, batch), batch["labels"].float(), reduction="sum")
 
+    caches_teacher = True  # a score per row: finetune.cache_teacher=true keeps it
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:

@@ -118,6 +118,8 @@ class Seq2SeqTask(PlainHead):
         }
         return token_loss_sum(model, inputs, labels, chunked=self.cfg.chunked_loss)
 
+    caches_teacher = False  # vocabulary-sized distributions per token: too large for finetune.cache_teacher
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:

@@ -223,6 +223,8 @@ class TokenClassificationTask:
         logits = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
         return token_loss_sum(logits, batch["labels"])
 
+    caches_teacher = True  # tag logits per real token: finetune.cache_teacher=true keeps them
+
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation
     ) -> torch.Tensor:
