@@ -96,6 +96,19 @@ def test_onnx_classifier_matches_pytorch_on_other_shapes_and_int8_agrees(cls_run
     assert np.abs(quantized - fp32).max() < 0.1
 
 
+def test_int8_export_quantizes_the_fused_graph_for_onnxruntime(cls_run, tmp_path):
+    import onnx
+
+    out = tmp_path / "int8"
+    cli(["export", f"run={cls_run}", f"output={out}", "quantize=int8", "verify_rows=16"], cwd=tmp_path)
+    ops = [node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node]
+    layers = ops.count("MultiHeadAttention")  # onnxscript's ort_fusions: one attention op per layer, and BiasGelu
+    assert layers >= 2 and ops.count("BiasGelu") == layers, sorted(set(ops))
+    assert "SkipLayerNormalization" not in ops and "MatMul" not in ops  # every projection, Q/K/V too, is int8
+    assert ops.count("MatMulInteger") >= 6 * layers
+    assert _record(out)["disabled_optimizers"] == ["SkipLayerNormFusion"] and _record(out)["passed"]
+
+
 @pytest.mark.slow  # seconds-long; the default suite stays under 10 minutes on 2 cores
 def test_onnx_decoder_logits_match_pytorch_with_padding(lm_run, tmp_path):
     out = tmp_path / "lm-onnx"
