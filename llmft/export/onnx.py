@@ -15,9 +15,10 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from llmft.errors import UserError
+from llmft.export.fusion import DISABLED_OPTIMIZERS
 from llmft.export.heads import Head
 from llmft.export.kv_cache import cache_example, cache_module, cache_shape
 
@@ -129,11 +130,13 @@ def _quiet(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def onnx_session(path: Path, threads: int = 0) -> Any:
-    """An onnxruntime CPU session (threads=0: onnxruntime's default)."""
+def onnx_session(path: Path, threads: int = 0, disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS) -> Any:
+    """An onnxruntime CPU session (threads=0: onnxruntime's default) without the fusions that slow the graph."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
+    )

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from llmft.deploy_config import ExportConfig, ExportFormat, ExportQuantize
 from llmft.errors import UserError
+from llmft.export.fusion import DISABLED_OPTIMIZERS, fuse_for_ort
 from llmft.export.gguf import check_gguf, gguf_runner, write_gguf
 from llmft.export.merged import check_adapter, load_merged, write_merged
 from llmft.export.onnx import copy_sentence_transformers_files, export_onnx, onnx_session
@@ -38,6 +39,8 @@ def _onnx(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runne
     names = source.input_names()
     path = export_onnx(source.plain_model(), source.tokenizer, source.head, names, out, config.opset)
     copy_sentence_transformers_files(source.folder, out)
+    if not source.head.cache:  # a decoder's KV-cache graph is left as exported (its fusions are not measured here)
+        fuse_for_ort(path)
     if config.quantize is ExportQuantize.int8:
         quantize_int8(path)
     return lambda: onnx_runner(onnx_session(path))
@@ -95,7 +98,7 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
         "quantize": config.quantize.value,
         "run": str(source.run_dir.resolve()),
         "checkpoint": str(source.folder.resolve()),
-        **({"model_file": source.head.model_file} if config.format is ExportFormat.onnx else {}),
+        **(_onnx_record(source) if config.format is ExportFormat.onnx else {}),
     }
     _write_record(out, {**record, "status": "incomplete"})  # marks the folder as an export: a rerun may replace it
     exported = WRITERS[config.format](source, config, out)()
@@ -116,6 +119,11 @@ def run_export(source: Source, config: ExportConfig, batches: list[dict[str, Any
         },
     )
     return result
+
+
+def _onnx_record(source: Source) -> dict[str, Any]:
+    """What a reader of an ONNX export needs: the graph's file and the onnxruntime fusions to leave off."""
+    return {"model_file": source.head.model_file, "disabled_optimizers": list(DISABLED_OPTIMIZERS)}
 
 
 def _write_record(out: Path, record: dict[str, Any]) -> None:

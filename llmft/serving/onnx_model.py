@@ -187,12 +187,14 @@ def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Option
             "(backend=torch serves classifiers and generative runs)"
         )
     folder = export_folder(run_dir, export)
-    model_file = folder / str(check_export(folder, run_dir).get("model_file", MODEL_FILE))
+    record = check_export(folder, run_dir)
+    model_file = folder / str(record.get("model_file", MODEL_FILE))
+    disabled = list(record.get("disabled_optimizers", []))  # fusions the exporter found slower (llmft.export.fusion)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
     options.log_severity_level = 3  # errors only
     try:
-        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
     except Exception as ex:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or garbled graph
         first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise UserError(
