@@ -237,7 +237,7 @@ SLOW_FOR_TIME = {
     "tests/test_data_sources.py::test_mix_by_weight_is_seeded_and_follows_the_weights",
     "tests/test_watch.py::test_off_a_terminal_progress_is_a_plain_line_per_log_interval",
     "tests/test_watch.py::test_absl_info_lines_are_not_shown",
-    "tests/test_serve_onnx.py::test_missing_or_unverified_export_and_decoders_are_refused",
+    "tests/test_serve_onnx.py::test_missing_or_unverified_export_is_refused",
     "tests/test_robustness.py::test_dp_sgd_run_spends_at_most_its_epsilon_and_saves_it",
     "tests/test_robustness.py::test_adversarial_and_privacy_refuse_what_they_cannot_do",
     "tests/test_serve_reward.py::test_classify_answers_the_reward_generate_prints",

@@ -1,6 +1,6 @@
 """`llmft serve backend=onnx`: a tiny-bert classifier exported by `llmft export` (fp32 and int8) answers /v1/classify
-with the torch backend's labels and scores; a missing or unverified export, and a decoder, are refused with exit 2 in
-one line naming the fix; /metrics still counts."""
+with the torch backend's labels and scores; a missing or unverified export (a decoder's too) is refused with exit 2 in
+one line naming the fix; /metrics still counts. Decoders served from their export: test_serve_onnx_decoder.py."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def _one_line_exit_2(args: list[str], cwd: Path, *words: str) -> None:
 
 
 def _decoder_run_folder(root: Path) -> Path:
-    """A run folder holding only the saved config of a tiny-gpt2 SFT run: backend=onnx refuses it from the config."""
+    """A run folder holding only the saved config of a tiny-gpt2 SFT run (no export)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -107,7 +107,7 @@ def _decoder_run_folder(root: Path) -> Path:
     return root / "lm"
 
 
-def test_missing_or_unverified_export_and_decoders_are_refused(exported_run, tmp_path):
+def test_missing_or_unverified_export_is_refused(exported_run, tmp_path):
     fix = f"llmft export run={exported_run} format=onnx"
     _one_line_exit_2([f"run={exported_run}", "backend=onnx", f"export={tmp_path / 'none'}"], tmp_path, "no ONNX export", fix)
     bad = tmp_path / "bad"
@@ -115,6 +115,7 @@ def test_missing_or_unverified_export_and_decoders_are_refused(exported_run, tmp
     record = json.loads((bad / "export.json").read_text())
     (bad / "export.json").write_text(json.dumps({**record, "status": "disagrees", "passed": False, "agreement": 0.5}))
     _one_line_exit_2([f"run={exported_run}", "backend=onnx", f"export={bad}"], tmp_path, "did not pass its verification", fix)
-    _one_line_exit_2([f"run={_decoder_run_folder(tmp_path)}", "backend=onnx"], tmp_path, "not served yet", "backend=torch")
+    decoder = _decoder_run_folder(tmp_path)
+    _one_line_exit_2([f"run={decoder}", "backend=onnx"], tmp_path, "no ONNX export", f"llmft export run={decoder} format=onnx")
     _one_line_exit_2(["model=tiny-bert", "backend=onnx"], tmp_path, "run=")
     _one_line_exit_2([f"run={exported_run}", f"export={bad}"], tmp_path, "backend=onnx")

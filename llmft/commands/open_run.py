@@ -21,10 +21,8 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
     continues prompts as written (`llmft generate` and `llmft serve` load alike)."""
     if config.run is not None:
         run_dir = Path(config.run)
-        saved = load_run_config(run_dir, TrainConfig)
+        saved = saved_run_config(run_dir)
         folder = checkpoint_dir(run_dir, config.checkpoint)
-        if saved.task.data.format is None and _trained_row_format(run_dir) == "alpaca":
-            saved.task.data.format = "alpaca"  # told by its rows' content when it trained: prompts are wrapped as they were
         opened = open_checkpoint(saved.task, folder, saved.model.max_length)
         return opened.task, opened.model, opened.tokenizer, opened.max_length
     tokenizer_source, weights = backbone.resolve(config.model)
@@ -34,6 +32,14 @@ def load_predictor(config: GenerateConfig | ServeConfig) -> tuple[Any, Any, Any,
         raise UserError(f"{config.model.name_or_path} is a random test model; use run=<run folder> or a pretrained model")
     model = backbone.load_model(task.auto_class_name, weights, tokenizer, config.model, **task.head_kwargs())
     return task, model, tokenizer, config.model.max_length
+
+
+def saved_run_config(run_dir: Path) -> TrainConfig:
+    """The run's saved config as its prompts were built when it trained (an alpaca row format told by its rows)."""
+    saved = load_run_config(run_dir, TrainConfig)
+    if saved.task.data.format is None and _trained_row_format(run_dir) == "alpaca":
+        saved.task.data.format = "alpaca"  # told by its rows' content when it trained: prompts are wrapped as they were
+    return saved
 
 
 def _trained_row_format(run_dir: Path) -> Optional[str]:

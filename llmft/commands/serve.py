@@ -5,6 +5,7 @@ one base, or a model, or with backend=onnx the run's ONNX export) behind an Open
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 
 from llmft import tasks
 from llmft.commands.common import apply_user_overrides, checkpoint_dir, load_run_config, quiet_libraries, to_typed
-from llmft.commands.open_run import load_predictor
+from llmft.commands.open_run import load_predictor, saved_run_config
 from llmft.config import TrainConfig
 from llmft.deploy_config import ServeBackend, ServeConfig
 from llmft.engine.precision import resolve_device
@@ -33,15 +34,13 @@ def serve_command(cfg: DictConfig) -> None:
     from llmft.serving.server import serve_forever
 
     quiet_libraries()
-    served = _load_onnx(config) if config.backend is ServeBackend.onnx else _load_torch(config, cfg)
+    served = _load_onnx(config, cfg) if config.backend is ServeBackend.onnx else _load_torch(config, cfg)
     app = build_app(served, config.api_key, config.max_batch_size, config.batch_window_ms)
     print(f"serving {served.name} ({served.task.pipeline_tag}) on http://{config.host}:{config.port}/v1", file=sys.stderr)
     serve_forever(app, config.host, config.port)
 
 
 def _load_torch(config: ServeConfig, cfg: DictConfig) -> Any:
-    import dataclasses
-
     served = load_served(config)
     return dataclasses.replace(served, generation=apply_user_overrides(served.generation, cfg, "generation"))
 
@@ -94,12 +93,14 @@ def _hand_over(config: ServeConfig) -> None:
     os.execv(command[0], command)
 
 
-def _load_onnx(config: ServeConfig) -> Any:
-    from llmft.serving.onnx_model import load_onnx_model
+def _load_onnx(config: ServeConfig, cfg: DictConfig) -> Any:
+    from llmft.serving.onnx_model import export_folder, load_onnx_model
 
     run_dir = Path(config.run)  # type: ignore[arg-type]  # backend=onnx needs run= (ServeConfig checks)
-    served = load_onnx_model(served_name(config), run_dir, load_run_config(run_dir, TrainConfig), config.export)
-    print(f"backend=onnx: {served.folder} on onnxruntime (CPU)", file=sys.stderr)
+    served = load_onnx_model(served_name(config), run_dir, saved_run_config(run_dir), config.export)
+    print(f"backend=onnx: {export_folder(run_dir, config.export)} on onnxruntime (CPU)", file=sys.stderr)
+    if served.generates:  # a decoder's export: the user's generation.* overrides apply as with backend=torch
+        return dataclasses.replace(served, generation=apply_user_overrides(served.generation, cfg, "generation"))
     return served
 
 

@@ -24,11 +24,14 @@ class Head:
     embeds: bool = False  # token states: a row agrees when its mean-pooled states point the same way
     model_file: str = "model.onnx"  # the graph's path in the exported folder
     cache: bool = False  # decoders: the graph takes and returns the KV cache (llmft.export.kv_cache)
+    generates: bool = False  # encoder-decoders: runs compare greedy answers (tokens, each step's logits), not one pass
 
     def agreeing(self, ours: list[np.ndarray], theirs: list[np.ndarray], mask: np.ndarray) -> tuple[int, int, float]:
         """(items that agree, items compared, max |logit difference|) for one batch."""
         if self.embeds:
             return _same_direction(ours[0], theirs[0], mask)
+        if self.generates:
+            return _same_answers(ours, theirs)
         if self.per_token:
             keep = mask.astype(bool)
             a, b = ours[0][keep], theirs[0][keep]  # (attended tokens, vocab)
@@ -59,6 +62,16 @@ def _same_direction(ours: np.ndarray, theirs: np.ndarray, mask: np.ndarray) -> t
     return int((cosine >= SAME_DIRECTION).sum()), len(cosine), float(np.abs(ours[keep] - theirs[keep]).max(initial=0.0))
 
 
+def _same_answers(ours: list[np.ndarray], theirs: list[np.ndarray]) -> tuple[int, int, float]:
+    """Rows whose greedy answers are the same tokens, and the largest logit difference over the steps both took. Both
+    pad a finished row and stop when every row has, so rows that agree agree on the shorter run's steps and the longer
+    run's further steps are padding for them."""
+    (a, a_logits), (b, b_logits) = ours, theirs
+    steps = min(a.shape[1], b.shape[1])
+    same = (a[:, :steps] == b[:, :steps]).all(-1)
+    return int(same.sum()), len(same), float(np.abs(a_logits[:, :steps] - b_logits[:, :steps]).max(initial=0.0))
+
+
 HEADS = {
     "AutoModelForSequenceClassification": Head(("logits",), False, "rows with the same predicted label"),
     "AutoModelForQuestionAnswering": Head(("start_logits", "end_logits"), False, "windows with the same answer span"),
@@ -74,6 +87,9 @@ HEADS = {
         embeds=True,
         model_file="onnx/model.onnx",
     ),
+    "AutoModelForSeq2SeqLM": Head(  # optimum's layout: encoder_model.onnx + decoder graphs (llmft.export.seq2seq_onnx)
+        ("sequences", "logits"), False, "rows whose greedy answer is generate's", model_file="encoder_model.onnx", generates=True
+    ),
 }
 
 
@@ -82,7 +98,7 @@ def head_for(auto_class_name: str) -> Head:
     if auto_class_name not in HEADS:
         raise UserError(
             f"llmft export handles classification, regression, extractive QA, token classification (NER), "
-            f"multiple choice, embedding and decoder (causal_lm) runs; "
-            f"this run's head is {auto_class_name.removeprefix('AutoModelFor')} (seq2seq export is not built yet)"
+            f"multiple choice, embedding, decoder (causal_lm) and seq2seq runs; "
+            f"this run's head is {auto_class_name.removeprefix('AutoModelFor')}"
         )
     return HEADS[auto_class_name]

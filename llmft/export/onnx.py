@@ -71,15 +71,29 @@ def _cache_graph(model: Any) -> tuple[Any, tuple, Any, list[str], list[str]]:
 
 def export_onnx(model: Any, tokenizer: Any, head: Head, input_names: list[str], out: Path, opset: int) -> Path:
     """Write the graph at out/<head.model_file> (+ config.json, tokenizer files); returns the model path."""
-    import torch
 
     path = out / head.model_file
     path.parent.mkdir(parents=True, exist_ok=True)
+    graph = _cache_graph(model) if head.cache else _plain_graph(model, head, input_names)
+    trace(*graph, opset, type(model).__name__).save(str(path))
+    config = copy.deepcopy(model.config)
+    if head.cache:
+        config.use_cache = True  # the graph has one (the reference runs without: load_source turns it off)
+    config.save_pretrained(out)
+    if head.cache and getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out)  # `llmft serve backend=onnx` takes its defaults as backend=torch does
+    tokenizer.save_pretrained(out)
+    return path
+
+
+def trace(module: Any, example: tuple, shapes: Any, inputs: list[str], outputs: list[str], opset: int, what: str) -> Any:
+    """torch's dynamo exporter on `module` (its ONNXProgram); a failure is one line naming `what` and the cause."""
+    import torch
+
     try:
-        module, example, shapes, inputs, outputs = _cache_graph(model) if head.cache else _plain_graph(model, head, input_names)
-        with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "torch._dynamo"):
+        with warnings.catch_warnings(), quiet("torch.onnx", "torch.export", "torch._dynamo"):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
+            return torch.onnx.export(
                 module,
                 example,
                 dynamo=True,
@@ -92,14 +106,7 @@ def export_onnx(model: Any, tokenizer: Any, head: Head, input_names: list[str], 
     except Exception as ex:  # noqa: BLE001 - torch's exporter raises many types; the first line says what failed
         cause = ex.__cause__ or ex  # torch's wrapper says "step 1/3 failed"; the cause says why
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise UserError(f"the ONNX exporter could not export {type(model).__name__}: {first}") from ex
-    program.save(str(path))
-    config = copy.deepcopy(model.config)
-    if head.cache:
-        config.use_cache = True  # the graph has one (the reference runs without: load_source turns it off)
-    config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return path
+        raise UserError(f"the ONNX exporter could not export {what}: {first}") from ex
 
 
 def copy_sentence_transformers_files(checkpoint: Path, out: Path) -> None:
@@ -117,7 +124,7 @@ def copy_sentence_transformers_files(checkpoint: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
+def quiet(*names: str) -> Iterator[None]:
     """The named loggers at ERROR for the duration (the exporter logs every op registration it skips)."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]

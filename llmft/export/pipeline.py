@@ -15,6 +15,7 @@ from llmft.export.gguf import check_gguf, gguf_runner, write_gguf
 from llmft.export.merged import check_adapter, load_merged, write_merged
 from llmft.export.onnx import copy_sentence_transformers_files, export_onnx, onnx_session
 from llmft.export.quantize import quantize_int8
+from llmft.export.seq2seq_onnx import SEQ2SEQ_FILES, export_seq2seq, seq2seq_runner
 from llmft.export.source import Source
 from llmft.export.verify import (
     DEFAULT_MIN_AGREEMENT,
@@ -36,6 +37,12 @@ def default_output(run_dir: Path, config: ExportConfig) -> Path:
 
 
 def _onnx(source: Source, config: ExportConfig, out: Path) -> Callable[[], Runner]:
+    if source.head.generates:  # an encoder-decoder: optimum's three graphs, verified by greedy decoding
+        export_seq2seq(source.plain_model(), source.tokenizer, out, config.opset)
+        if config.quantize is ExportQuantize.int8:
+            for name in SEQ2SEQ_FILES:
+                quantize_int8(out / name)
+        return lambda: seq2seq_runner(out, onnx_session)
     names = source.input_names()
     path = export_onnx(source.plain_model(), source.tokenizer, source.head, names, out, config.opset)
     copy_sentence_transformers_files(source.folder, out)

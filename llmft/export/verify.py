@@ -14,6 +14,7 @@ DEFAULT_MIN_AGREEMENT = 0.99  # fp32 and f16 graphs compute the same function up
 DEFAULT_MIN_AGREEMENT_QUANTIZED = 0.95  # int8 weights move logits; a near-tie may flip (sentence-transformers: ~0.4 points)
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # a batch of inputs -> the head's outputs, in order
+GREEDY_STEPS = 16  # encoder-decoders: answer tokens compared per test row
 
 
 @dataclass
@@ -40,13 +41,39 @@ class Verification:
 
 
 def torch_runner(model: Any, head: Head) -> Runner:
-    """The PyTorch checkpoint as a Runner (fp32, CPU, no grad)."""
+    """The PyTorch checkpoint as a Runner (fp32, CPU, no grad); an encoder-decoder's greedy `generate`."""
     import torch
+
+    if head.generates:
+        return greedy_runner(model)
 
     def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
             result = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
         return [getattr(result, name).float().numpy() for name in head.outputs]
+
+    return run
+
+
+def greedy_runner(model: Any) -> Runner:
+    """transformers' greedy `generate` as a Runner: [answer tokens (decoder start token dropped), each step's raw
+    logits] for GREEDY_STEPS new tokens at most (the checkpoint's other generation settings neutral)."""
+    import torch
+
+    def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            out = model.generate(
+                **{k: torch.from_numpy(v) for k, v in batch.items()},
+                max_new_tokens=GREEDY_STEPS,
+                min_new_tokens=0,
+                do_sample=False,
+                num_beams=1,
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
+        return [out.sequences[:, 1:].numpy(), torch.stack(out.logits, 1).float().numpy()]
 
     return run
 

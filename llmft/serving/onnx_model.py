@@ -1,9 +1,10 @@
 """`llmft serve backend=onnx`: a run's verified ONNX export (`llmft export format=onnx`) on onnxruntime (CPU), answering
 the batcher like ServedModel does. Classifiers: labels and scores are read as `tasks.classification.classify` reads the
 PyTorch logits (`classify_with`). Embedding runs: the graph's token states go through the task's own `encode` (its
-Pooling and Normalize), as the torch backend's /v1/embeddings does. A decoder's export carries its KV cache, but no
-decoding loop reads it here yet, so decoders are refused; QA, multiple-choice and seq2seq runs have no route here in
-either backend."""
+Pooling and Normalize), as the torch backend's /v1/embeddings does. Decoders (the export's KV-cache graph) and seq2seq
+runs (optimum's encoder and decoder graphs): transformers' `generate` drives the graphs (inference.onnx_lm) inside the
+torch backend's own ServedModel, so completions and chats (sampling, seeds, stop strings, logprobs, n, streaming) take
+the same code path as with backend=torch. QA and multiple-choice runs have no route here in either backend."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from llmft import tasks
 from llmft.config import GenerationConfig, TrainConfig
 from llmft.errors import UserError
 from llmft.inference.classify import classify_with
-from llmft.serving.served_model import check_single_text, refuse_too_long
+from llmft.inference.onnx_lm import OnnxCausalLM, OnnxSeq2SeqLM
+from llmft.serving.served_model import ServedModel, check_single_text, model_sampling_defaults, refuse_too_long
 from llmft.tasks.base import Task
 
 EXPORT_JSON = "export.json"  # written by llmft.export.pipeline; read here without importing the exporter (torch.onnx)
 MODEL_FILE = "model.onnx"
-SERVED_HEADS = ("AutoModelForSequenceClassification", "AutoModel")  # the exported heads this backend reads (llmft.export.heads)
+GENERATING_HEADS = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")  # served by ServedModel on the export's graphs
+SERVED_HEADS = ("AutoModelForSequenceClassification", "AutoModel", *GENERATING_HEADS)  # those llmft.export.heads writes
+SEQ2SEQ_DECODERS = ("decoder_model.onnx", "decoder_with_past_model.onnx")  # beside encoder_model.onnx (optimum's names)
 
 
 def export_folder(run_dir: Path, export: Optional[str]) -> Path:
@@ -170,36 +174,65 @@ class _TokenStates:
         return SimpleNamespace(last_hidden_state=torch.from_numpy(self.served.logits(batch)))
 
 
-def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Optional[str], threads: int = 0) -> OnnxModel:
-    """The run's verified ONNX export as a served model; a decoder (or another head) is refused in one line."""
-    import onnxruntime as ort
+def load_onnx_model(name: str, run_dir: Path, saved: TrainConfig, export: Optional[str], threads: int = 0) -> Any:
+    """The run's verified ONNX export as a served model (a decoder's or seq2seq run's: a ServedModel on its graphs);
+    another head is refused in one line."""
     from transformers import AutoConfig, AutoTokenizer
 
     task = tasks.get_task(saved.task)
-    if task.auto_class_name == "AutoModelForCausalLM":
-        raise UserError(
-            "backend=onnx serves classifiers and embeddings: generating from a decoder's ONNX export (its KV-cache "
-            "graph) is not served yet; serve this run with backend=torch"
-        )
     if task.auto_class_name not in SERVED_HEADS:
         raise UserError(
-            f"backend=onnx serves classification and embedding runs; this run's task is {task.pipeline_tag} "
-            "(backend=torch serves classifiers and generative runs)"
+            f"backend=onnx serves classification, embedding, decoder (causal_lm) and seq2seq runs; this run's task is "
+            f"{task.pipeline_tag} (backend=torch serves classifiers and generative runs)"
         )
     folder = export_folder(run_dir, export)
     record = check_export(folder, run_dir)
-    model_file = folder / str(record.get("model_file", MODEL_FILE))
     disabled = list(record.get("disabled_optimizers", []))  # fusions the exporter found slower (llmft.export.fusion)
+    session = _session(folder / str(record.get("model_file", MODEL_FILE)), run_dir, threads, disabled)
+    config, tokenizer = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    if task.auto_class_name in GENERATING_HEADS:
+        decoders = (
+            [_session(folder / f, run_dir, threads, disabled) for f in SEQ2SEQ_DECODERS] if config.is_encoder_decoder else []
+        )
+        return _generator(name, [session, *decoders], config, tokenizer, saved, folder)
+    embeds = task.serve_kind == "embed"
+    return OnnxModel(name, task, session, tokenizer, config.id2label, saved.model.max_length, folder, embeds=embeds)
+
+
+def _session(model_file: Path, run_dir: Path, threads: int, disabled: list[str]) -> Any:
+    """An onnxruntime CPU session of the graph, without the fusions the export lists as slower; a damaged graph is one
+    line naming the fix."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
     options.log_severity_level = 3  # errors only
     try:
-        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
     except Exception as ex:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or garbled graph
         first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise UserError(
             f"backend=onnx: {model_file} is damaged ({first}); run `llmft export run={run_dir} format=onnx` again"
         ) from ex
-    config, tokenizer = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    embeds = task.serve_kind == "embed"
-    return OnnxModel(name, task, session, tokenizer, config.id2label, saved.model.max_length, folder, embeds=embeds)
+
+
+def _generator(name: str, sessions: list[Any], config: Any, tokenizer: Any, saved: TrainConfig, folder: Path) -> ServedModel:
+    """A decoder's or seq2seq run's export served as backend=torch serves its checkpoint: the task bound to the
+    tokenizer as tasks.open_checkpoint binds it (prompts, chat template), the generation defaults of the export's
+    generation_config.json (a copy of the checkpoint's)."""
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    has_config = (folder / "generation_config.json").is_file()
+    generation_config = HFGenerationConfig.from_pretrained(folder) if has_config else None
+    try:
+        model = (
+            OnnxSeq2SeqLM(*sessions, config, generation_config)
+            if len(sessions) == 3
+            else OnnxCausalLM(sessions[0], config, generation_config)
+        )
+    except ValueError as ex:
+        raise UserError(f"backend=onnx: {folder}: {ex}; export the run again with `llmft export`") from ex
+    task = tasks.get_task(saved.task, tokenizer, saved.model.max_length)
+    task.from_checkpoint(model)
+    generation = model_sampling_defaults(task.cfg.generation, model)
+    return ServedModel(name, task, model, tokenizer, saved.model.max_length, "cpu", generation)
