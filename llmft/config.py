@@ -201,6 +201,7 @@ class FinetuneConfig:
     temperature: float = 2.0  # distill: both outputs are softened by it; the teacher term is scaled by its square
     alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
+    hidden_weight: float = 0.0  # distill: + this * cosine distance of each student block's output to its teacher block's
 
     adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
     adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
@@ -214,6 +215,8 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"finetune.alpha must be in [0, 1] (the task loss's weight), got {self.alpha}")
+        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
+            raise ConfigError(f"finetune.hidden_weight must be a finite number >= 0, got {self.hidden_weight}")
 
     @property
     def adapters(self) -> bool:

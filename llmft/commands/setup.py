@@ -14,6 +14,7 @@ from llmft.data import mixing, streaming
 from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
+from llmft.engine.hidden_distill import HiddenMatch, layer_map
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
@@ -180,7 +181,10 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, device
     if tuning.teacher is None:
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, device)
-    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
+    hidden = None
+    if tuning.hidden_weight > 0:
+        hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
+    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden)
 
 
 def _prepared_data(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmft.config_types import KDLoss
+from llmft.engine.hidden_distill import HiddenMatch
 from llmft.engine.token_loss import CHUNK_ELEMENTS, IGNORE, linear_cross_entropy_sum, plain_cross_entropy_sum, split_head
 
 JSD_BETA = 0.5
@@ -75,14 +76,20 @@ class DistilledLoss:
     """The loop's loss function under finetune=distill: the task's items, and its `distill_loss_sum` with the teacher
     (eval mode, no gradients), on the same batch."""
 
-    def __init__(self, task: Any, teacher: torch.nn.Module, distillation: Distillation) -> None:
-        self.task, self.teacher, self.distillation = task, teacher, distillation
+    def __init__(
+        self, task: Any, teacher: torch.nn.Module, distillation: Distillation, hidden: HiddenMatch | None = None
+    ) -> None:
+        self.task, self.teacher, self.distillation, self.hidden = task, teacher, distillation, hidden
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
         return self.task.count(batch)
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        if self.hidden is None:
+            return self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        with self.hidden.watching(model, self.teacher) as (ours, theirs):
+            loss = self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        return loss + self.hidden.term(ours, theirs, batch, self.count(batch))
 
 
 def teacher_logits(teacher: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
