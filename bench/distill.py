@@ -32,28 +32,34 @@ STUDENT = ["model.num_layers=3"]
 
 
 def llmft(*args: str) -> None:
+    """Run one llmft command; under LLMFT_BENCH_LOCK=<file> each command holds that flock (a CPU shared by jobs)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    lock = os.environ.get("LLMFT_BENCH_LOCK")
     print("+ llmft", " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "llmft", *args], check=True, cwd=ROOT, env=env)
+    prefix = ["flock", lock] if lock else []
+    subprocess.run([*prefix, sys.executable, "-m", "llmft", *args], check=True, cwd=ROOT, env=env)
 
 
 def run_dir(task: str, role: str) -> Path:
     return OUT / f"distill-{task}" / role
 
 
-def commands(task: str, extra: list[str], student: list[str], tag: str, from_teacher: bool) -> dict[str, list[str]]:
-    """Each role's `llmft train` arguments (hydra.run.dir pins the run folder). Both students get `student` overrides;
-    `from_teacher`: they start from the fine-tuned teacher's layers instead of the pretrained model's."""
-    base = ["train", f"task={task}", "model=minilm-l6", "trainer.progress=false", *extra]
-    teacher = run_dir(task, "teacher")
-    students = [*base, *STUDENT, *student] + ([f"model.name_or_path={teacher}/checkpoints/best"] if from_teacher else [])
+def commands(args: argparse.Namespace, task: str) -> dict[str, list[str]]:
+    """Each role's `llmft train` arguments (hydra.run.dir pins the run folder). The teacher gets --teacher-extra, both
+    students --student (the distilled one also --distill); --from-teacher: the students start from the fine-tuned
+    teacher's layers instead of the pretrained model's."""
+    base = ["train", f"task={task}", "model=minilm-l6", "trainer.progress=false", *args.extra]
+    teacher, tag = run_dir(task, "teacher" + args.teacher_tag), args.tag
+    students = [*base, *STUDENT, *args.student]
+    students += [f"model.name_or_path={teacher}/checkpoints/best"] if args.from_teacher else []
     return {
-        "teacher": [*base, f"hydra.run.dir={teacher}"],
+        "teacher": [*base, *args.teacher_extra, f"hydra.run.dir={teacher}"],
         "distilled": [
             *students,
             "finetune=distill",
             f"finetune.teacher={teacher}",
-            f"hydra.run.dir={run_dir(task, 'distilled' + tag)}",
+            *args.distill,
+            f"hydra.run.dir={run_dir(task, 'distilled' + tag + args.distill_tag)}",
         ],
         "plain": [*students, f"hydra.run.dir={run_dir(task, 'plain' + tag)}"],
     }
@@ -88,9 +94,9 @@ def speed(run: Path, batch_size: int) -> tuple[float, int]:
     return sum(len(b["input_ids"]) for b in batches) / seconds, sum(p.numel() for p in model.parameters())
 
 
-def measure(task: str, batch_size: int, tag: str) -> list[dict[str, Any]]:
+def measure(task: str, batch_size: int, tag: str, teacher_tag: str, distill_tag: str) -> list[dict[str, Any]]:
     rows = []
-    for role in ("teacher", "distilled" + tag, "plain" + tag):
+    for role in ("teacher" + teacher_tag, "distilled" + tag + distill_tag, "plain" + tag):
         run = run_dir(task, role)
         result = json.loads((run / "eval.json").read_text())
         per_s, params = speed(run, batch_size)
@@ -116,7 +122,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        layers = 6 if r["role"] == "teacher" else 3
+        layers = 6 if r["role"].startswith("teacher") else 3
         lines.append(
             f"| {r['task']} | {r['role']} | {layers} | {r['parameters'] / 1e6:.1f}M | {r['metric']} {r['value']:.4f} "
             f"| {r['samples_per_s']:.1f} | {r['speedup']:.2f}x |"
@@ -139,14 +145,24 @@ def main() -> None:
     )
     parser.add_argument("--from-teacher", action="store_true", help="students start from the fine-tuned teacher's layers")
     parser.add_argument("--tag", default="", help="suffix of the students' run folders (one per variant)")
+    parser.add_argument("--teacher-extra", nargs="*", default=[], help="overrides for the teacher, e.g. trainer.epochs=4")
+    parser.add_argument("--teacher-tag", default="", help="suffix of the teacher's run folder (one per teacher)")
+    parser.add_argument("--distill", nargs="*", default=[], help="overrides for the distilled student, e.g. finetune.alpha=0.1")
+    parser.add_argument("--distill-tag", default="", help="a further suffix of the distilled run's folder only")
+    parser.add_argument("--skip-measure", action="store_true", help="train only (measure later with --skip-train)")
     args = parser.parse_args()
     rows = []
     for task in args.tasks:
         if not args.skip_train:
-            for role, argv in commands(task, args.extra, args.student, args.tag, args.from_teacher).items():
-                if not (run_dir(task, role if role == "teacher" else role + args.tag) / "eval.json").is_file():
+            for role, argv in commands(args, task).items():
+                suffix = {"teacher": args.teacher_tag, "distilled": args.tag + args.distill_tag}.get(role, args.tag)
+                folder = role + suffix
+                if not (run_dir(task, folder) / "eval.json").is_file():
                     llmft(*argv)
-        rows += measure(task, args.batch_size, args.tag)
+        if not args.skip_measure:
+            rows += measure(task, args.batch_size, args.tag, args.teacher_tag, args.distill_tag)
+    if not rows:
+        return
     text = table(rows)
     print(text)
     if args.markdown:

@@ -202,6 +202,7 @@ class FinetuneConfig:
     alpha: float = 0.5  # distill: weight of the task's own loss; 1 - alpha goes to the teacher term
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
     cache_teacher: bool = False  # distill: the teacher's outputs computed once for the train split, read back by row
+    hidden_weight: float = 0.0  # distill: + this * cosine distance of each student block's output to its teacher block's
 
     adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
     adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
@@ -209,14 +210,15 @@ class FinetuneConfig:
     adversarial_alpha: Optional[float] = None  # pgd: length of each ascent step; None: 2.5 * epsilon / steps
 
     def _check_distill(self) -> None:
-        if self.teacher is not None and self.method is not FinetuneMethod.distill:  # no teacher: refused at setup
-            raise ConfigError(f"finetune.teacher is used by finetune=distill only (this is finetune={self.method.value})")
-        if self.cache_teacher and self.method is not FinetuneMethod.distill:
-            raise ConfigError(f"finetune.cache_teacher is used by finetune=distill only (this is finetune={self.method.value})")
+        for name in ("teacher", "cache_teacher"):  # distill without a teacher: refused at setup
+            if getattr(self, name) not in (None, False) and self.method is not FinetuneMethod.distill:
+                raise ConfigError(f"finetune.{name} is used by finetune=distill only (this is finetune={self.method.value})")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"finetune.alpha must be in [0, 1] (the task loss's weight), got {self.alpha}")
+        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
+            raise ConfigError(f"finetune.hidden_weight must be a finite number >= 0, got {self.hidden_weight}")
 
     @property
     def adapters(self) -> bool:

@@ -15,6 +15,7 @@ from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
 from llmft.engine.teacher_cache import fill_cache
+from llmft.engine.hidden_distill import HiddenMatch, layer_map
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from llmft.engine.precision import Precision, resolve_device, resolve_precision
@@ -188,11 +189,19 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, train:
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
     if tuning.cache_teacher:
         check_caches_teacher(task, len(tokenizer))
+        if tuning.hidden_weight > 0:
+            raise UserError(
+                "finetune.hidden_weight needs the teacher's hidden states at every step; "
+                "finetune.cache_teacher=true keeps only its outputs: set one of them off"
+            )
     features, collate, precision = train
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
+    hidden = None
+    if tuning.hidden_weight > 0:
+        hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
     if tuning.cache_teacher:
         teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision)
-    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss))
+    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden)
 
 
 def _prepared_data(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from llmft.config_types import KDLoss
 from llmft.data.loaders import ROW_INDEX
 from llmft.engine.teacher_cache import TeacherCache
+from llmft.engine.hidden_distill import HiddenMatch
 from llmft.engine.token_loss import CHUNK_ELEMENTS, IGNORE, linear_cross_entropy_sum, plain_cross_entropy_sum, split_head
 
 JSD_BETA = 0.5
@@ -78,17 +79,28 @@ class DistilledLoss:
     (eval mode, no gradients) on the same batch, or with the teacher's cached outputs for the batch's rows (the batch
     then carries their indices in the train split, ROW_INDEX)."""
 
-    def __init__(self, task: Any, teacher: Union[torch.nn.Module, TeacherCache], distillation: Distillation) -> None:
-        self.task, self.teacher, self.distillation = task, teacher, distillation
+    def __init__(
+        self,
+        task: Any,
+        teacher: Union[torch.nn.Module, TeacherCache],
+        distillation: Distillation,
+        hidden: Optional[HiddenMatch] = None,
+    ) -> None:
+        self.task, self.teacher, self.distillation, self.hidden = task, teacher, distillation, hidden
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
         return self.task.count(batch)
 
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if not isinstance(self.teacher, TeacherCache):
+        if isinstance(self.teacher, TeacherCache):  # no hidden term here: setup refuses it with a cache
+            rows = self.teacher.for_rows(batch[ROW_INDEX])
+            batch = {k: v for k, v in batch.items() if k != ROW_INDEX}
+            return self.task.distill_loss_sum(model, rows, batch, self.distillation)
+        if self.hidden is None:
             return self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
-        rows = self.teacher.for_rows(batch[ROW_INDEX])
-        return self.task.distill_loss_sum(model, rows, {k: v for k, v in batch.items() if k != ROW_INDEX}, self.distillation)
+        with self.hidden.watching(model, self.teacher) as (ours, theirs):
+            loss = self.task.distill_loss_sum(model, self.teacher, batch, self.distillation)
+        return loss + self.hidden.term(ours, theirs, batch, self.count(batch))
 
 
 def teacher_logits(teacher: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
