@@ -114,9 +114,7 @@ class DataConfig:
                 f"task.data.folds takes k >= 2 with task.data.fold in 0..k-1; got folds={self.folds}, fold={self.fold}"
             )
         if self.format is not None and self.format not in DATA_FORMATS:
-            raise ConfigError(
-                f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: from the file name)"
-            )
+            raise ConfigError(f"task.data.format={self.format} is not one of: {', '.join(DATA_FORMATS)} (unset: by file name)")
         if self.delimiter is not None and self.delimiter not in ("tab", "\\t") and len(self.delimiter) != 1:
             raise ConfigError(f"task.data.delimiter takes one character or 'tab', got {self.delimiter!r}")
         if not 1 <= len(self.text_columns) <= 2:
