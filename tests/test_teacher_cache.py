@@ -63,3 +63,7 @@ def test_cache_teacher_is_refused_for_a_decoder_and_outside_distill(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = cli(["train", *FAST, "finetune.cache_teacher=true"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "finetune.cache_teacher is used by finetune=distill only" in proc.stderr
+    args = ["train", *FAST, "finetune=distill", "finetune.teacher=tiny-bert", "finetune.cache_teacher=true"]
+    proc = cli([*args, "finetune.hidden_weight=1"], cwd=tmp_path, check=False)  # hidden states need the live teacher
+    assert proc.returncode == 2 and "finetune.cache_teacher=true keeps only its outputs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
