@@ -54,13 +54,26 @@ def fuse_graph(model: Any) -> dict[str, int]:
     return counts
 
 
+INTERNAL_DOMAIN = "ai.onnxruntime._fusion"  # onnxscript's intermediate ops (SDPA, ...): no runtime runs them
+
+
+def unfinished(model: Any) -> set[str]:
+    """The intermediate ops a fusion left behind without completing (e.g. SDPA when a head-pruned model's layers have
+    different head counts and no MultiHeadAttention could be formed): a graph holding any cannot be loaded."""
+    from onnx_ir.traversal import RecursiveGraphIterator
+
+    return {node.op_type for node in RecursiveGraphIterator(model.graph) if node.domain == INTERNAL_DOMAIN}
+
+
 def fuse_for_ort(path: Path) -> dict[str, int]:
     """Replace the graph at `path` by its fused version (weights kept beside it when the exporter wrote them there);
-    returns how many of each fusion applied."""
+    returns how many of each fusion applied. A graph the fusions could not finish is left as exported (empty counts)."""
     import onnx_ir as ir
 
     data = path.with_name(path.name + ".data")
     model = ir.load(str(path))
     counts = fuse_graph(model)
+    if unfinished(model):
+        return {}
     ir.save(model, str(path), external_data=data.name if data.exists() else None)  # onnx_ir replaces `data` atomically
     return counts
