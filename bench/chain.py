@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 from distill import OUT, llmft
 
+import report
+
 METRIC = {"sentiment": "accuracy", "ner": "f1"}
 WEIGHTS = ("*.safetensors", "*.bin", "*.onnx", "*.onnx.data")
 
@@ -213,10 +215,7 @@ def main() -> None:
     if args.skip_measure:
         return
     text = table([measure(stage, args.task, args.rows_b1) for stage in chain])
-    print(text)
-    if args.markdown:
-        with args.markdown.open("a") as f:
-            f.write(text + "\n")
+    report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

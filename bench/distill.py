@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import report
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "bench"
 METRIC = {"sentiment": "accuracy", "ner": "f1"}
@@ -164,10 +166,7 @@ def main() -> None:
     if not rows:
         return
     text = table(rows)
-    print(text)
-    if args.markdown:
-        with args.markdown.open("a") as f:
-            f.write(text + "\n")
+    report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+import report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -121,10 +123,7 @@ def main() -> None:
             f"{(run / 'export' / folder / 'model.onnx').stat().st_size / 2**20:.1f} MiB"
         )
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with args.markdown.open("a") as f:
-            f.write(text + "\n")
+    report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from typing import Any
 
 from distill import OUT, llmft, speed
 
+import report
+
 
 def stages(
     method: str, amount: float, base_extra: list[str], prune_extra: list[str], recover: list[str], tag: str
@@ -92,10 +94,7 @@ def main() -> None:
             for command in commands:
                 llmft(*command)
     text = table(measure(runs, args.batch_size), args.method, args.amount)
-    print(text)
-    if args.markdown:
-        with args.markdown.open("a") as f:
-            f.write(text + "\n")
+    report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

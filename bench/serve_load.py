@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import report
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
     "The capital of France is",
@@ -159,10 +161,7 @@ def main() -> None:
         "|---:|---|---:|---:|---:|---:|---:|---:|\n"
     )
     table = header + "".join("| %d | %s | %d | %d | %.2f | %.2f | %.2f | %.1f |\n" % r for r in rows)
-    print(table)
-    if args.markdown:
-        with args.markdown.open("a") as f:
-            f.write(table + "\n")
+    report.emit(table, args.markdown)
 
 
 if __name__ == "__main__":
