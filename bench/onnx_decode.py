@@ -38,7 +38,7 @@ def prepared_run() -> Path:
         llmft(
             "train", "task=sft", "model=smollm2-135m", "trainer.max_steps=2", "trainer.batch_size=4",
             "task.data.max_train_samples=64", "task.data.max_eval_samples=8", "trainer.progress=false",
-            "task.eval_generate_samples=0", f"hydra.run.dir={run}",
+            "task.eval_generate_samples=0", "task.select_metric=loss", f"hydra.run.dir={run}",
         )  # fmt: skip
         llmft("export", f"run={run}", "verify_rows=8")
     return run
