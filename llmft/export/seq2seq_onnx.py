@@ -58,6 +58,12 @@ def _modules(model: Any, shape: CacheShape) -> tuple[Any, Any, Any]:
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             return self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    def step(model: Any, states: Any, mask: Any, input_ids: Any, cache: Any, cross: bool) -> tuple[Any, ...]:
+        """One decoder pass over the cache: the logits, then the present keys and values (with the cross-attention
+        ones on the first step)."""
+        out = model(encoder_outputs=(states,), attention_mask=mask, decoder_input_ids=input_ids, cache=cache, use_cache=True)
+        return (out.logits, *presents(out.cache, cross=cross))
+
     class Decoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -65,14 +71,7 @@ def _modules(model: Any, shape: CacheShape) -> tuple[Any, Any, Any]:
 
         def forward(self, input_ids: Any, encoder_attention_mask: Any, encoder_hidden_states: Any) -> tuple[Any, ...]:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-            out = self.model(
-                encoder_outputs=(encoder_hidden_states,),
-                attention_mask=encoder_attention_mask,
-                decoder_input_ids=input_ids,
-                cache=cache,
-                use_cache=True,
-            )
-            return (out.logits, *presents(out.cache, cross=True))
+            return step(self.model, encoder_hidden_states, encoder_attention_mask, input_ids, cache, cross=True)
 
     class DecoderWithPast(torch.nn.Module):
         def __init__(self) -> None:
@@ -83,14 +82,7 @@ def _modules(model: Any, shape: CacheShape) -> tuple[Any, Any, Any]:
             cache = EncoderDecoderCache([tuple(past[4 * i : 4 * i + 4]) for i in range(shape.layers)])
             batch, source = encoder_attention_mask.shape
             states = past[0].new_zeros((batch, source, self.model.config.d_model))  # unread: the cross cache holds K/V
-            out = self.model(
-                encoder_outputs=(states,),
-                attention_mask=encoder_attention_mask,
-                decoder_input_ids=input_ids,
-                cache=cache,
-                use_cache=True,
-            )
-            return (out.logits, *presents(out.cache, cross=False))
+            return step(self.model, states, encoder_attention_mask, input_ids, cache, cross=False)
 
     return Encoder().eval(), Decoder().eval(), DecoderWithPast().eval()
 
