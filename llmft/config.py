@@ -316,8 +316,8 @@ class TrainerConfig:
     resume: Optional[str] = None  # a run folder, or auto: the newest unfinished run
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
-    # training batches of similar-length rows (bucketed, still shuffled): less padding. None: the task family's default
-    # (on for classification; off for token-level losses and extractive QA, where it cost quality)
+    # training batches of similar-length rows (bucketed, still shuffled): less padding; equal tokens per batch where the
+    # loss averages over tokens. None: the family's default (on for classification, regression, NER; else off)
     group_by_length: Optional[bool] = None
     # CUDA only: unset = cuDNN attention for fixed-length (packed) batches only; it plans per length (engine/attention.py)
     cudnn_attention: Optional[bool] = None

@@ -400,7 +400,7 @@ def test_group_by_length_reaches_the_train_loader_longest_batch_first_and_resuma
         "trainer.group_by_length=true",
     ]
     parts = build_run(to_typed(_compose(overrides), TrainConfig))
-    sampler = parts.train_loader.sampler
+    sampler = parts.train_loader.batch_sampler.sampler
     lengths = row_lengths(parts.train_loader.dataset)
     order = list(sampler)
     assert sorted(order) != order and sorted(order) == list(range(256))  # every row once, shuffled

@@ -69,6 +69,23 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_proces
         assert sum(p.numel() for p in model.parameters()) == plan["total_parameters"]
 
 
+@pytest.mark.slow
+def test_two_processes_with_accumulation_match_one_on_equal_token_batches(tmp_path):
+    """Length-grouped batches of a token-level loss hold equal tokens (data/batches.py): each global step is cut
+    before its micro-batches and its rows dealt to the processes in turn, so 2 processes x batch 2 x 2 micro-batches
+    train on one process x batch 8's steps."""
+    grouped = [*RUN, "trainer.group_by_length=true"]
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    run_cli(["train", *grouped, "trainer.batch_size=8", "task.chunked_loss=false"], cwd=tmp_path / "one")
+    proc = _torchrun([*grouped, "trainer.batch_size=2", "trainer.grad_accum_steps=2"], tmp_path / "two")
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-4000:]
+    one, two = (only_run_dir(tmp_path / name / "outputs") for name in ("one", "two"))
+    assert "equal tokens" in json.loads((two / "run.json").read_text())["plan"]["batches"]
+    (train_one, eval_one), (train_two, eval_two) = _curve(one), _curve(two)
+    assert len(train_two) == 6 and train_two == pytest.approx(train_one, abs=1e-5)
+    assert eval_two == pytest.approx(eval_one, abs=1e-5)
+
+
 def test_sharded_evaluation_gives_single_process_metrics(tmp_path):
     """Each rank scores its shard of eval and test; the gathered metrics (accuracy, F1, ROC-AUC, loss) equal one process's."""
     args = [

@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from conftest import cli, only_run_dir
+from llmft.data.batches import TokenBatches
 
 SMALL = ["task.data.max_train_samples=64", "task.data.max_eval_samples=16", "trainer.batch_size=8"]
 
@@ -23,40 +24,53 @@ def _plan(overrides: list[str]):
     from llmft.config import TrainConfig
 
     parts = build_run(to_typed(_compose([*SMALL, *overrides]), TrainConfig))
-    return parts.train_loader.sampler, parts.plan
+    return parts.train_loader.batch_sampler, parts.plan
 
 
 @pytest.mark.parametrize(
     "overrides, grouped",
     [
-        (["task=sentiment", "model=tiny-bert"], True),
-        (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], True),
-        (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], False),
-        (["task=qa", "model=tiny-bert", "task.doc_stride=16"], False),
-        (["task=sft", "model=tiny-gpt2"], False),
-        (["task=summarization", "model=tiny-t5"], False),
-        (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], True),
+        (["task=sentiment", "model=tiny-bert"], "rows"),
+        (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], "rows"),
+        (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], None),
+        (["task=qa", "model=tiny-bert", "task.doc_stride=16"], None),
+        (["task=ner", "model=tiny-bert"], "tokens"),
+        (["task=ner", "model=tiny-bert", "trainer.group_by_length=false"], None),
+        (["task=sft", "model=tiny-gpt2"], None),
+        (["task=summarization", "model=tiny-t5"], None),
+        (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], "tokens"),
     ],
 )
 def test_each_family_gets_its_default_and_the_switch_wins(overrides, grouped):
-    sampler, plan = _plan(overrides)
-    assert plan["group_by_length"] is grouped
-    assert (sampler.lengths is not None) is grouped
+    """Grouped batches hold equal rows where the loss is a sum over rows, equal tokens where it averages over tokens."""
+    batches, plan = _plan(overrides)
+    assert plan["group_by_length"] is (grouped is not None)
+    assert _kind(batches) == grouped
+    assert ("batches" in plan) is (grouped == "tokens")
+
+
+def _kind(batches) -> str | None:
+    if isinstance(batches, TokenBatches):
+        return "tokens"
+    return "rows" if batches.sampler.lengths is not None else None
 
 
 def test_the_resume_tests_train_grouped():
     """test_resume's kill -9 run uses the default task: it now proves exact resume of a grouped order too."""
     from test_resume import RUN
 
-    sampler, plan = _plan([o for o in RUN if not o.startswith(("task.data.max_", "trainer.batch_size"))])
-    assert plan["group_by_length"] is True and sampler.lengths is not None
+    batches, plan = _plan([o for o in RUN if not o.startswith(("task.data.max_", "trainer.batch_size"))])
+    assert plan["group_by_length"] is True and _kind(batches) == "rows"
 
 
-def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("task", ["sentiment", "ner"])
+def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch, task):
+    """Row-grouped (sentiment) and token-grouped (NER) batches: the same order and the same steps after a resume."""
     import llmft.engine.loop as loop
 
     args = [
         "train",
+        f"task={task}",
         "model=tiny-bert",
         "task.data.max_train_samples=96",
         "task.data.max_eval_samples=16",

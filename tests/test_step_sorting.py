@@ -24,21 +24,27 @@ def test_each_step_keeps_its_rows_and_sorts_them_longest_first():
 
 
 def test_ner_micro_batches_are_sorted_within_steps_and_the_plan_says_so():
-    sampler, plan = _plan(["task=ner", "model=tiny-bert", "trainer.micro_batch_size=2"])
+    batches, plan = _plan(["task=ner", "model=tiny-bert", "trainer.micro_batch_size=2", "trainer.group_by_length=false"])
+    sampler = batches.sampler
     assert sampler.step_rows == 8 and plan["group_by_length"] is False and "sorted by length" in plan["micro_batches"]
     lengths, order = sampler.lengths, list(sampler)
     for start in range(0, len(order) - 7, 8):
         step = [lengths[i] for i in order[start : start + 8]]
         assert step == sorted(step, reverse=True)
-    whole, plan = _plan(["task=ner", "model=tiny-bert"])  # one pass per step: nothing to sort into
+    whole, plan = _plan(["task=ner", "model=tiny-bert", "trainer.group_by_length=false"])  # one pass per step
+    whole = whole.sampler
     assert whole.step_rows == 0 and whole.lengths is None and "micro_batches" not in plan
     coupled, _ = _plan(["task=embedding", "model=tiny-bert", "trainer.micro_batch_size=2"])  # in-batch negatives
-    assert coupled.step_rows == 0
+    assert coupled.sampler.step_rows == 0
 
 
-def test_sorted_micro_batches_train_as_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("grouped", ["false", "true"])
+def test_sorted_micro_batches_train_as_the_whole_batch(tmp_path, grouped):
+    """Sorted within steps (random batches) or cut from equal-token steps (NER's grouped batches): a step's rows are
+    the same however the memory plan splits it, so the losses are the unsplit run's."""
     args = [
         "train",
+        f"trainer.group_by_length={grouped}",
         "task=ner",
         "model=tiny-bert",
         "task.data.max_train_samples=96",

@@ -93,8 +93,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
 
     plan = _plan(config, precision, len(features["train"]), num_steps, dist.world, by_length, strategy.unwrap(model), task)
     plan.update({"cudnn_attention": cudnn_attention} if cudnn_attention is not None else {})
-    if getattr(getattr(train_loader, "sampler", None), "step_rows", 0):
-        plan["micro_batches"] = "each step's rows sorted by length (the same steps, less padding)"
+    plan.update(data.batching(train_loader))
     plan.update({"privacy": private.record(num_steps)} if private else {})  # what the whole run will spend
     plan.update(
         micro_batch_size=rows,
@@ -144,8 +143,10 @@ def _loaders(
             dist.rank,
             dist.world,
             by_length=by_length,
-            step_rows=trainer.batch_size * trainer.grad_accum_steps * dist.world if task.per_row_loss else 0,
+            step_rows=trainer.batch_size * trainer.grad_accum_steps * dist.world,
+            sort_steps=task.per_row_loss,  # rows coupled in the loss stay in the micro-batch they were drawn in
             row_index=config.finetune.cache_teacher,  # the teacher's cached outputs are found by row
+            by_tokens=task.batch_by_tokens,
         )
     )
 

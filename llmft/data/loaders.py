@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from llmft.data.batches import FixedBatches, TokenBatches
+
 ROW_INDEX = "row_index"  # make_loader(row_index=True): each row's index in the dataset, as a batch field
 
 
@@ -40,16 +42,19 @@ class EpochSampler:
     def set_position(self, epoch: int, start: int) -> None:
         self.epoch, self.start = epoch, start
 
+    def drawn(self, generator: Any) -> Any:
+        """This epoch's rows in the order drawn (shuffled, weighted with replacement, or as they are)."""
+        import torch
+
+        if self.weights is not None:  # weighted sampling with replacement (imbalanced classes)
+            return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        return torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
+
     def __iter__(self) -> Any:
         import torch
 
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        if self.weights is not None:  # weighted sampling with replacement (imbalanced classes)
-            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
-        elif self.shuffle:
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            order = torch.arange(self.size)
+        order = self.drawn(generator)
         if self.lengths is not None and self.step_rows:
             order = sort_within_steps(order, self.lengths, self.step_rows)
         elif self.lengths is not None:
@@ -113,25 +118,41 @@ def make_loader(
     wrap: bool = True,
     step_rows: int = 0,
     row_index: bool = False,
+    by_tokens: bool = False,
+    sort_steps: bool = True,
 ) -> Any:
-    """A DataLoader over an EpochSampler; its own generator keeps the global RNG (dropout) untouched.
-    `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval: longest first).
+    """A DataLoader over an EpochSampler's batches (`batches.FixedBatches`, or with `by_tokens` `TokenBatches`: the
+    loop reads `loader.batch_sampler.num_batches` and sets its position); its own generator keeps the global RNG
+    (dropout) untouched. `by_length`: batches of similar-length rows (training: bucketed and still shuffled; eval:
+    longest first); with `by_tokens` (training) they hold about equal tokens rather than equal rows.
     `step_rows`: rows per optimizer step (all processes); when a step has several micro-batches and `by_length` is off,
-    each step's rows are sorted by length into them (`sort_within_steps`: the same steps, less padding).
+    each step's rows are sorted by length into them (`sort_within_steps`: the same steps, less padding) unless
+    `sort_steps` is off (a loss coupling rows); `TokenBatches` cut steps before their micro-batches.
     `row_index`: each batch also carries its rows' indices in `ds` (ROW_INDEX), whatever order they were drawn in."""
     import torch
 
-    within = step_rows if not by_length and step_rows > batch_size * world else 0
+    by_tokens = by_tokens and by_length and shuffle and wrap
+    within = step_rows if sort_steps and not by_length and step_rows > batch_size * world else 0
     lengths = row_lengths(ds) if by_length or within else None
+    sampler = EpochSampler(len(ds), seed, shuffle, weights, rank, world, None if by_tokens else lengths, batch_size, wrap, within)
     return torch.utils.data.DataLoader(
         IndexedRows(ds) if row_index else ds,
-        batch_size=batch_size,
-        sampler=EpochSampler(len(ds), seed, shuffle, weights, rank, world, lengths, batch_size, wrap, within),
+        batch_sampler=TokenBatches(sampler, batch_size, lengths, step_rows) if by_tokens else FixedBatches(sampler, batch_size),
         collate_fn=CollateWithIndex(collate) if row_index else collate,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
         worker_init_fn=_seed_worker,
     )
+
+
+def batching(loader: Any) -> dict[str, str]:
+    """What the run plan says of a train loader's batches beyond `group_by_length`."""
+    batches = getattr(loader, "batch_sampler", None)
+    if isinstance(batches, TokenBatches):
+        return {"batches": "rows of similar length, about equal tokens each (more short rows, fewer long ones)"}
+    if getattr(getattr(batches, "sampler", None), "step_rows", 0):
+        return {"micro_batches": "each step's rows sorted by length (the same steps, less padding)"}
+    return {}
 
 
 class IndexedRows:

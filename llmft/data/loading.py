@@ -11,7 +11,7 @@ from llmft.data import chat_files, json_records, load_errors, nested_fields
 from llmft.data import files as data_files
 from llmft.data.columns import ROW_COLUMN  # noqa: F401  (re-exported: other modules read it here)
 from llmft.data.conll import load_conll
-from llmft.data.loaders import EpochSampler, group_by_length, make_loader, row_lengths  # noqa: F401  (re-exported)
+from llmft.data.loaders import EpochSampler, batching, group_by_length, make_loader, row_lengths  # noqa: F401  (re-exported)
 from llmft.data.quality import drop_exact_duplicates
 from llmft.data.text_files import load_text, sniff_format
 from llmft.errors import UserError, closest

@@ -227,16 +227,16 @@ class _Examples:
 
 
 class StreamSampler:
-    """What the loop reads of a sampler: an 'epoch' as long as the run (the file repeats inside it), and the position
-    it asks the loader to start from."""
+    """What the loop reads of a batch sampler: an 'epoch' as long as the run (the file repeats inside it), and the
+    batch it asks the loader to start from."""
 
-    shard_size = 2**62
+    num_batches = 2**62
 
     def __init__(self) -> None:
         self.epoch, self.start = 0, 0
 
-    def set_position(self, epoch: int, start: int) -> None:
-        self.epoch, self.start = epoch, start
+    def set_position(self, epoch: int, batches_done: int) -> None:
+        self.epoch, self.start = epoch, batches_done
 
 
 class StreamingLoader:
@@ -245,18 +245,18 @@ class StreamingLoader:
 
     def __init__(self, stream: Stream, task: Any, batch_size: int, collate: Callable[[list[Any]], Any]):
         self.stream, self.task, self.batch_size, self.collate = stream, task, batch_size, collate
-        self.sampler = StreamSampler()
+        self.batch_sampler = StreamSampler()
         self.last: Optional[dict[str, Any]] = None  # {"batches": n, "stream": position after batch n}
         self.restored: Optional[dict[str, Any]] = None
 
     def __len__(self) -> int:
-        return StreamSampler.shard_size // self.batch_size
+        return StreamSampler.num_batches
 
     def position(self) -> Optional[dict[str, Any]]:
         return self.last
 
     def __iter__(self) -> Iterator[Any]:
-        done = self.sampler.start // self.batch_size
+        done = self.batch_sampler.start
         if self.restored is not None and self.restored["batches"] == done:
             position, skip = self.restored["stream"], 0
         else:

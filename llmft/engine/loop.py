@@ -236,7 +236,7 @@ def fit(
     """Train for `num_steps` optimizer steps (epochs repeat as needed) or until early stopping; resumes from `state`."""
     state = state or LoopState()
     cfg, dist = parts.cfg, parts.dist
-    per_epoch = batches_per_epoch(math.ceil(loader.sampler.shard_size / loader.batch_size), cfg)
+    per_epoch = batches_per_epoch(loader.batch_sampler.num_batches, cfg)
     parts.model.train()
     saved = state.log_windows[dist.rank] if dist.rank < len(state.log_windows) else None
     epochs = 0 if cfg.max_steps > 0 else cfg.epochs  # max_steps: epochs repeat as needed
@@ -248,7 +248,7 @@ def fit(
             if state.batches_done >= per_epoch:  # an epoch whose last group was skipped (non-finite loss)
                 state.epoch, state.batches_done = state.epoch + 1, 0
                 continue
-            loader.sampler.set_position(state.epoch, state.batches_done * loader.batch_size)
+            loader.batch_sampler.set_position(state.epoch, state.batches_done)
             for group in _groups(loader, per_epoch - state.batches_done, cfg.grad_accum_steps):
                 if steps.run(group, state):
                     break

@@ -107,6 +107,7 @@ class ClassificationTask:
 
     eval_order_free = True  # eval metrics do not depend on row order: eval batches are length-sorted
     train_by_length = True  # trainer.group_by_length's default: a per-row loss, so grouping only cuts padding
+    batch_by_tokens = False
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"

@@ -48,6 +48,7 @@ class EmbeddingTask(PlainHead):
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False  # a row holds two or three texts: there is no one length to group rows by
+    batch_by_tokens = False
     eval_order_free = False  # (the metrics are order-free; the eval length sort reads one text per row)
     streams = False
 

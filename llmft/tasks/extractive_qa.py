@@ -35,6 +35,7 @@ class ExtractiveQATask(PlainHead):
 
     eval_order_free = True  # eval metrics do not depend on row order: windows carry their index
     train_by_length = False  # trainer.group_by_length's default: window length follows the answer's place (F1 fell)
+    batch_by_tokens = False
     auto_class_name = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
     pipeline_tag = "question-answering"

@@ -117,6 +117,7 @@ class MultipleChoiceTask(PlainHead):
 
     eval_order_free = True  # accuracy does not depend on row order
     train_by_length = False  # a row's "length" is its number of choices: nothing to group by
+    batch_by_tokens = False
     auto_class_name = "AutoModelForMultipleChoice"
     peft_task_type = "SEQ_CLS"  # peft has no multiple-choice type; SEQ_CLS keeps the `classifier` head trainable
     pipeline_tag = "multiple-choice"

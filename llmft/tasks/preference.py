@@ -108,6 +108,7 @@ class PreferenceTask(PlainHead):
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False
+    batch_by_tokens = False
     eval_order_free = True
     streams = True
 

@@ -56,6 +56,7 @@ class RegressionTask(PlainHead):
 
     eval_order_free = True  # metrics over (label, prediction) pairs: eval batches may be length-sorted
     train_by_length = True  # a per-row loss: grouping by length only cuts padding
+    batch_by_tokens = False
     auto_class_name = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     pipeline_tag = "text-classification"

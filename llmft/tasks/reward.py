@@ -52,6 +52,7 @@ class RewardTask(PlainHead):
     packs = False
     per_row_loss = False  # rows coupled in the loss (or a reference forward): no adversarial training or DP-SGD
     train_by_length = False
+    batch_by_tokens = False
     eval_order_free = True
     streams = False
 

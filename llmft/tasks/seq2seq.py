@@ -38,6 +38,7 @@ class Seq2SeqTask(PlainHead):
     # trainer.group_by_length's default: the loss is per token and each step is normalised by its own tokens, so
     # grouped steps weight the tokens of short rows more (eval loss measured worse); packing is the speed option
     train_by_length = False
+    batch_by_tokens = True  # grouped batches hold equal tokens: the loss averages over tokens, each weighs alike
     auto_class_name = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
     pipeline_tag = "text2text-generation"
