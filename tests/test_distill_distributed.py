@@ -1,0 +1,60 @@
+"""finetune=distill under torchrun: every process holds the teacher (or, with finetune.cache_teacher=true, the cache
+of its outputs, read back by each row's index), so 2 processes x batch 4 follow the loss curve of one process x
+batch 8, with the live teacher and with the cached one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import only_run_dir, run_cli
+from test_distributed import _torchrun
+
+COMMON = [
+    "task=sentiment",
+    "model=tiny-bert",
+    "model.dropout=0.0",
+    "task.data.max_train_samples=96",
+    "task.data.max_eval_samples=32",
+    "trainer.progress=false",
+    "optimizer.lr=1e-3",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("teacher")
+    run_cli(["train", *COMMON, "trainer.max_steps=6", "trainer.batch_size=16"], cwd=where)
+    return only_run_dir(where / "outputs")
+
+
+def _losses(run: Path) -> list[float]:
+    return [r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", ["false", "true"])
+def test_two_processes_distill_as_one_with_the_same_global_batch(tmp_path, teacher, cache):
+    args = [
+        *COMMON,
+        "finetune=distill",
+        f"finetune.teacher={teacher}",
+        f"finetune.cache_teacher={cache}",
+        "finetune.alpha=0.5",
+        "model.num_layers=1",
+        "trainer.max_steps=5",
+        "trainer.log_every=1",
+        "trainer.eval_every=5",
+    ]
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    run_cli(["train", *args, "trainer.batch_size=8"], cwd=tmp_path / "one")
+    proc = _torchrun([*args, "trainer.batch_size=4"], tmp_path / "two")
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-4000:]
+    one, two = (only_run_dir(tmp_path / name / "outputs") for name in ("one", "two"))
+    plan = json.loads((two / "run.json").read_text())["plan"]
+    assert plan["processes"] == 2 and plan["finetune"] == "distill"
+    assert len(_losses(two)) == 5 and _losses(two) == pytest.approx(_losses(one), abs=1e-5)
+    m1, m2 = (json.loads((r / "eval.json").read_text())["metrics"] for r in (one, two))
+    assert m2["accuracy"] == pytest.approx(m1["accuracy"], abs=1e-6)
