@@ -19,16 +19,20 @@ Size: the weight files (*.safetensors, *.onnx, *.onnx.data), not the tokenizer. 
 onnxruntime intra_op_num_threads=1), after a warm-up; batch 1 over the first --rows-b1 rows, batch 32 over the whole
 split. Quality: the task's own test metric (accuracy, entity F1) computed by the task's evaluation on the same batches,
 for the ONNX graph through onnxruntime.
+Under LLMFT_BENCH_LOCK=<file> every llmft command and the measurement hold that flock (a CPU shared by jobs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from distill import OUT, llmft
 
@@ -176,6 +180,21 @@ def _metric_key(metrics: dict[str, Any], name: str) -> str:
     return next(k for k in (name, f"test/{name}", f"eval/{name}") if k in metrics)
 
 
+@contextlib.contextmanager
+def bench_lock() -> Iterator[None]:
+    """Under LLMFT_BENCH_LOCK=<file>, hold that flock (the one each llmft command takes) while measuring here."""
+    path = os.environ.get("LLMFT_BENCH_LOCK")
+    if not path:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| stage | size (MiB) | batch 1: ms | batch 1: samples/s | batch 32: ms | batch 32: samples/s "
@@ -214,7 +233,8 @@ def main() -> None:
                 llmft(*command)
     if args.skip_measure:
         return
-    text = table([measure(stage, args.task, args.rows_b1) for stage in chain])
+    with bench_lock():  # the measurement is timing: it must not share the CPU with another job
+        text = table([measure(stage, args.task, args.rows_b1) for stage in chain])
     report.emit(text, args.markdown)
 
 
