@@ -317,7 +317,7 @@ class TrainerConfig:
     nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss in fp32/bf16 (fp16: the GradScaler skips the step)
     gradient_checkpointing: bool = False  # trade compute for activation memory
     # training batches of similar-length rows (bucketed, still shuffled): less padding; equal tokens per batch where the
-    # loss averages over tokens. None: the family's default (on for classification, regression, NER; else off)
+    # loss averages over tokens. None: the family's default (classification, regression; NER where lengths vary)
     group_by_length: Optional[bool] = None
     # CUDA only: unset = cuDNN attention for fixed-length (packed) batches only; it plans per length (engine/attention.py)
     cudnn_attention: Optional[bool] = None

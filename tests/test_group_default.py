@@ -34,8 +34,8 @@ def _plan(overrides: list[str]):
         (["task=classification", "task.data.path=builtin:sentiment", "model=tiny-bert"], "rows"),
         (["task=sentiment", "model=tiny-bert", "trainer.group_by_length=false"], None),
         (["task=qa", "model=tiny-bert", "task.doc_stride=16"], None),
-        (["task=ner", "model=tiny-bert"], "tokens"),
-        (["task=ner", "model=tiny-bert", "trainer.group_by_length=false"], None),
+        (["task=ner", "model=tiny-bert"], None),  # the bundled sentences: random batches would pad only ~1.5x
+        (["task=ner", "model=tiny-bert", "trainer.group_by_length=true"], "tokens"),
         (["task=sft", "model=tiny-gpt2"], None),
         (["task=summarization", "model=tiny-t5"], None),
         (["task=sft", "model=tiny-gpt2", "trainer.group_by_length=true"], "tokens"),
@@ -55,6 +55,26 @@ def _kind(batches) -> str | None:
     return "rows" if batches.sampler.lengths is not None else None
 
 
+def test_ner_groups_into_equal_token_batches_where_lengths_vary(tmp_path):
+    """NER's default: grouped (equal tokens) when random batches would pad at least 2x their tokens, as on
+    CoNLL-2003's mix of headlines and long sentences; random batches on even lengths (the bundled sentences)."""
+    import random
+
+    from llmft.data.batches import random_padding
+
+    assert random_padding([4] * 24 + [40] * 8, 8) == pytest.approx(40 * 32 / (4 * 24 + 40 * 8), rel=0.3)
+    assert random_padding([12] * 64, 8) == 1.0
+    rng = random.Random(0)
+    words = [rng.choice([1, 2, 3, 4]) if rng.random() < 0.3 else rng.randint(10, 60) for _ in range(96)]
+    rows = [{"tokens": ["Paris"] * n, "ner_tags": ["B-LOC"] * n} for n in words]
+    path = tmp_path / "varied.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    batches, plan = _plan(["task=ner", "model=tiny-bert", f"task.data.path={path}"])
+    assert plan["group_by_length"] is True and _kind(batches) == "tokens"
+    even, plan = _plan(["task=ner", "model=tiny-bert"])
+    assert plan["group_by_length"] is False and _kind(even) is None
+
+
 def test_the_resume_tests_train_grouped():
     """test_resume's kill -9 run uses the default task: it now proves exact resume of a grouped order too."""
     from test_resume import RUN
@@ -63,7 +83,7 @@ def test_the_resume_tests_train_grouped():
     assert plan["group_by_length"] is True and _kind(batches) == "rows"
 
 
-@pytest.mark.parametrize("task", ["sentiment", "ner"])
+@pytest.mark.parametrize("task", ["sentiment", "ner"])  # NER: grouped on request (equal-token batches)
 def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, monkeypatch, task):
     """Row-grouped (sentiment) and token-grouped (NER) batches: the same order and the same steps after a resume."""
     import llmft.engine.loop as loop
@@ -71,6 +91,7 @@ def test_a_grouped_run_stopped_mid_epoch_resumes_to_the_unbroken_run(tmp_path, m
     args = [
         "train",
         f"task={task}",
+        "trainer.group_by_length=true",
         "model=tiny-bert",
         "task.data.max_train_samples=96",
         "task.data.max_eval_samples=16",
@@ -133,5 +154,8 @@ def test_cuda_padded_batches_leave_cudnn_attention_packed_ones_keep_it():
 def test_grouping_default_is_the_tasks_whatever_the_precision():
     from llmft.commands.setup import _group_by_length
 
-    assert _group_by_length(None, True) is True and _group_by_length(None, False) is False
-    assert _group_by_length(False, True) is False and _group_by_length(True, False) is True
+    def chosen(asked, default):
+        return _group_by_length(asked, default, {}, None, 8)
+
+    assert chosen(None, True) is True and chosen(None, False) is False
+    assert chosen(False, True) is False and chosen(True, False) is True and chosen(False, None) is False

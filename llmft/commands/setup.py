@@ -10,7 +10,7 @@ import torch
 
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.data import loading as data
-from llmft.data import mixing, streaming
+from llmft.data import batches, mixing, streaming
 from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
@@ -77,7 +77,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
-    by_length = _group_by_length(trainer.group_by_length, task.train_by_length)
+    by_length = _group_by_length(trainer.group_by_length, task.train_by_length, features, stream, trainer.batch_size)
     train_loader, eval_loader, test_loader, source_loaders = _loaders(
         config, task, features, collate, stream, dist, strategy, by_length
     )
@@ -316,11 +316,15 @@ def _fit_memory(
     return estimate, rows
 
 
-def _group_by_length(asked: Any, task_default: bool) -> bool:
-    """The user's `trainer.group_by_length`, else the task's default. (Grouped half-precision batches on CUDA were
-    slow only while cuDNN attention planned each new length; engine/attention.py turns that off for them.)"""
+def _group_by_length(asked: Any, task_default: Optional[bool], features: dict, stream: Any, rows: int) -> bool:
+    """The user's `trainer.group_by_length`, else the task's default; a default of None groups where the data's lengths
+    vary enough that random batches would pad at least `batches.PADDING_TO_GROUP` times their tokens (a streamed
+    split: not grouped). (Grouped half-precision batches on CUDA were slow only while cuDNN attention planned each new
+    length; engine/attention.py turns that off for them.)"""
     if asked is not None:
         return bool(asked)
+    if task_default is None:
+        return stream is None and batches.random_padding(data.row_lengths(features["train"]), rows) >= batches.PADDING_TO_GROUP
     return task_default
 
 

@@ -10,6 +10,20 @@ import math
 from typing import Any, Iterator
 
 
+PADDING_TO_GROUP = 2.0  # a family grouping "where lengths vary" does when random batches would pad this many times
+
+
+def random_padding(lengths: list[int], batch_size: int, sample: int = 65536) -> float:
+    """Padded over real tokens of random batches of `batch_size` rows (one seeded shuffle of up to `sample` rows)."""
+    import numpy as np
+
+    sizes = np.random.default_rng(0).permutation(np.asarray(lengths, dtype=np.int64))[:sample]
+    if sizes.sum() == 0:
+        return 1.0
+    padded = sum(len(chunk) * int(chunk.max()) for chunk in np.array_split(sizes, math.ceil(len(sizes) / batch_size)))
+    return padded / int(sizes.sum())
+
+
 class FixedBatches:
     """`batch_size` consecutive rows of the sampler's order per batch (the last one may be short)."""
 
@@ -91,7 +105,7 @@ def token_batches(order: Any, lengths: list[int], rows: int, generator: Any, lea
         tail += [chunk[full:]] if full < len(chunk) else []
     if not batches:
         return tail
-    first = max(range(len(batches)), key=lambda i: int(size[batches[i][0]]))
+    first = max(range(len(batches)), key=lambda i: int(size[batches[i]].max()))
     rest = [batches[i] for i in range(len(batches)) if i != first]
     return [batches[first], *[rest[i] for i in torch.randperm(len(rest), generator=generator).tolist()], *tail]
 
@@ -109,32 +123,38 @@ def _split(step: Any, size: Any, count: int, world: int) -> list:
     return [step[a:b] for a, b in zip([0, *cuts], [*cuts, len(step)])]
 
 
-def equal_token_cuts(descending: list[int], count: int, min_rows: int) -> list[int]:
-    """Where to cut rows sorted longest first into exactly `count` batches of >= `min_rows` rows whose padded tokens
-    (rows x the first row's length) stay under the smallest budget that needs no more than `count` batches; the
-    batches with most rows are halved while there are too few. `count` x `min_rows` <= len(descending)."""
-    low, high = descending[0], descending[0] * len(descending)
+def equal_token_cuts(lengths: list[int], count: int, min_rows: int) -> list[int]:
+    """Where to cut rows (in the order given, longest first) into exactly `count` batches of >= `min_rows`
+    rows whose padded tokens (rows x the batch's longest row) stay under the smallest budget that needs no more than
+    `count` batches; the batches with most rows are halved while there are too few. `count` x `min_rows` <= rows."""
+    import numpy as np
+
+    sizes = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    low, high = int(sizes.max()), int(sizes.max()) * len(sizes)
     while low < high:  # the smallest budget packing greedily into <= count batches
         middle = (low + high) // 2
-        low, high = (middle + 1, high) if len(_greedy(descending, middle, min_rows, count)) > count else (low, middle)
-    starts = _greedy(descending, low, min_rows, count)
+        low, high = (middle + 1, high) if len(_greedy(sizes, middle, min_rows, count)) > count else (low, middle)
+    starts = _greedy(sizes, low, min_rows, count)
     while len(starts) < count:
-        ends = [*starts[1:], len(descending)]
+        ends = [*starts[1:], len(sizes)]
         widest = max(range(len(starts)), key=lambda i: ends[i] - starts[i])
         if ends[widest] - starts[widest] < 2 * min_rows:
-            return _even_cuts(len(descending), count)
+            return _even_cuts(len(sizes), count)
         starts.insert(widest + 1, starts[widest] + (ends[widest] - starts[widest]) // 2)
     return starts[1:]
 
 
-def _greedy(descending: list[int], budget: int, min_rows: int, limit: int) -> list[int]:
-    """Batch starts when each batch takes as many rows as fit `budget` padded tokens (at least `min_rows`; a shorter
-    tail joins the batch before it); it stops counting past `limit` batches."""
-    starts, at = [], 0
-    while at < len(descending) and len(starts) <= limit:
+def _greedy(sizes: Any, budget: int, min_rows: int, limit: int) -> list[int]:
+    """Batch starts when each batch takes as many rows as keep (rows x its longest row) within `budget` (at least
+    `min_rows`; a shorter tail joins the batch before it); it stops counting past `limit` batches."""
+    import numpy as np
+
+    starts, at, most = [], 0, budget // int(sizes.min())
+    while at < len(sizes) and len(starts) <= limit:
         starts.append(at)
-        at += max(min_rows, budget // max(1, descending[at]))
-    if at >= len(descending) and len(starts) > 1 and len(descending) - starts[-1] < min_rows:
+        padded = np.maximum.accumulate(sizes[at : at + most]) * np.arange(1, min(most, len(sizes) - at) + 1)
+        at += max(min_rows, int(np.argmax(padded > budget)) if padded[-1] > budget else len(padded))
+    if at >= len(sizes) and len(starts) > 1 and len(sizes) - starts[-1] < min_rows:
         starts.pop()
     return starts
 

@@ -62,7 +62,7 @@ class Trains(Protocol):
 
     packs: bool  # task.packing=true is allowed (several examples per row)
     per_row_loss: bool  # the loss is one forward over the rows and a sum of per-row terms (adversarial training, DP-SGD)
-    train_by_length: bool  # trainer.group_by_length's default
+    train_by_length: Optional[bool]  # trainer.group_by_length's default (None: where random batches would pad much)
     batch_by_tokens: bool  # grouped training batches hold about equal tokens, not equal rows (data/batches.py)
 
     def prepare(self, splits: dict[str, Any]) -> dict[str, Any]:

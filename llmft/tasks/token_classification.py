@@ -114,7 +114,7 @@ class TokenClassificationTask:
     serve_kind = None  # not served by llmft serve
     packs = False
     per_row_loss = True  # one forward over the rows, a sum of per-row terms: adversarial training and DP-SGD apply
-    train_by_length = True  # grouped into equal-token batches (batch_by_tokens): each token weighs alike, as in random ones
+    train_by_length = None  # grouped (equal tokens) where lengths vary (commands/setup.py _group_by_length, docs/speed.md)
     batch_by_tokens = True  # grouped batches hold equal tokens: the loss averages over tokens, each weighs alike
     eval_order_free = True  # micro metrics over whole sentences do not depend on their order
     streams = False
