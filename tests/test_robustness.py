@@ -45,6 +45,7 @@ def test_adversarial_and_privacy_refuse_what_they_cannot_do(tmp_path):
         ("privacy.epsilon=8", "trainer.grad_accum_steps=2"): "grad_accum_steps=1",
         ("privacy.epsilon=8", "finetune.adversarial=fgm"): "do not combine",
         ("privacy.epsilon=8", "task=sft", "model=tiny-gpt2"): "couples rows",
+        ("privacy.epsilon=8", "trainer.group_by_length=true"): "unset trainer.group_by_length",
     }
     for args, says in refusals.items():
         proc = cli(["train", *FAST, *args], tmp_path, check=False)
@@ -58,6 +59,7 @@ def test_dp_sgd_run_spends_at_most_its_epsilon_and_saves_it(tmp_path):
     run = _train(tmp_path, "dp", [*FAST, "privacy.epsilon=3", "privacy.max_grad_norm=0.5"])
     privacy = json.loads((run / "run.json").read_text())["privacy"]
     assert 0 < privacy["epsilon_spent"] <= 3.0 and privacy["steps"] == 3
+    assert json.loads((run / "run.json").read_text())["plan"]["group_by_length"] is False  # shuffled, as accounted
     assert privacy["noise_multiplier"] > 0 and privacy["frozen_embedding_parameters"] > 0
     assert json.loads((run / "eval.json").read_text())["privacy"]["epsilon_spent"] == privacy["epsilon_spent"]
     plain = _train(tmp_path, "plain", FAST)

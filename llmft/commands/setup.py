@@ -77,7 +77,8 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     if trainer.compile:
         model.compile()  # in place: the module (and its state_dict keys) stay as they are
 
-    by_length = _group_by_length(trainer.group_by_length, task.train_by_length, features, stream, trainer.batch_size)
+    asked = False if config.privacy.enabled else trainer.group_by_length  # DP-SGD's accounting: shuffled batches
+    by_length = _group_by_length(asked, task.train_by_length, features, stream, trainer.batch_size)
     train_loader, eval_loader, test_loader, source_loaders = _loaders(
         config, task, features, collate, stream, dist, strategy, by_length
     )

@@ -39,6 +39,10 @@ def check_supported(config: TrainConfig, task: Any, processes: int) -> None:
         ),
         (trainer.compile, "hooks every layer, which torch.compile cannot trace: set trainer.compile=false"),
         (
+            trainer.group_by_length is True,
+            "accounts for shuffled batches, not batches chosen by length: unset trainer.group_by_length",
+        ),
+        (
             trainer.grad_accum_steps > 1 or (trainer.micro_batch_size or trainer.batch_size) < trainer.batch_size,
             "clips and noises one batch per step: set trainer.grad_accum_steps=1 and no trainer.micro_batch_size",
         ),
