@@ -32,6 +32,7 @@ from llmft.config_types import (  # noqa: F401  (re-exported: `from llmft.config
     TextUnit,
     metric_mode,
 )
+from llmft.distill_config import check_distill
 from llmft.source_specs import check_sources
 from llmft.trust_config import Adversarial, AttackConfig, PrivacyConfig, check_adversarial  # noqa: F401
 
@@ -201,22 +202,13 @@ class FinetuneConfig:
     kd_loss: KDLoss = KDLoss.forward_kl  # distill: the divergence of the student from the teacher
     cache_teacher: bool = False  # distill: the teacher's outputs computed once for the train split, read back by row
     hidden_weight: float = 0.0  # distill: + this * cosine distance of each student block's output to its teacher block's
+    augment: int = 0  # distill: + this many copies of each train row with words swapped, labelled by the teacher (TinyBERT)
+    augment_words: float = 0.3  # distill: the share of a copy's words swapped for train words of the same shape
 
     adversarial: Optional[Adversarial] = None  # fgm | pgd: also train on word embeddings perturbed along the loss gradient
     adversarial_epsilon: float = 0.1  # L2 radius of each row's perturbation (all its tokens); 1.0 stopped MiniLM learning
     adversarial_steps: int = 3  # pgd: ascent steps
     adversarial_alpha: Optional[float] = None  # pgd: length of each ascent step; None: 2.5 * epsilon / steps
-
-    def _check_distill(self) -> None:
-        for name in ("teacher", "cache_teacher"):  # distill without a teacher: refused at setup
-            if getattr(self, name) not in (None, False) and self.method is not FinetuneMethod.distill:
-                raise ConfigError(f"finetune.{name} is used by finetune=distill only (this is finetune={self.method.value})")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"finetune.temperature must be a finite number > 0, got {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"finetune.alpha must be in [0, 1] (the task loss's weight), got {self.alpha}")
-        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
-            raise ConfigError(f"finetune.hidden_weight must be a finite number >= 0, got {self.hidden_weight}")
 
     @property
     def adapters(self) -> bool:
@@ -236,7 +228,7 @@ class FinetuneConfig:
             raise ConfigError("finetune.use_dora / finetune.use_rslora change LoRA adapters: use finetune=lora or finetune=qlora")
         if self.freeze_layers < 0:
             raise ConfigError(f"finetune.freeze_layers must be >= 0, got {self.freeze_layers}")
-        self._check_distill()
+        check_distill(self)
         if self.lora_r < 1:
             raise ConfigError(f"finetune.lora_r must be >= 1, got {self.lora_r}")
 

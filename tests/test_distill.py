@@ -214,7 +214,8 @@ def test_distill_without_a_teacher_or_on_a_family_without_a_teacher_term_is_refu
 
 
 @pytest.mark.slow  # three short runs
-def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("augment", [0, 1])  # 1: the transfer rows are made again, the same, on resume
+def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch, augment):
     from llmft.engine import loop
 
     args = [
@@ -229,6 +230,7 @@ def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch):
         "finetune.teacher=tiny-bert",
         "finetune.temperature=2",
         "finetune.alpha=0.5",
+        f"finetune.augment={augment}",
     ]  # dropout on: the RNG streams are restored too
     (tmp_path / "unbroken").mkdir(), (tmp_path / "broken").mkdir()
     cli(["train", *args], cwd=tmp_path / "unbroken")

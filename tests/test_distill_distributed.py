@@ -1,6 +1,6 @@
 """finetune=distill under torchrun: every process holds the teacher (or, with finetune.cache_teacher=true, the cache
 of its outputs, read back by each row's index), so 2 processes x batch 4 follow the loss curve of one process x
-batch 8, with the live teacher and with the cached one."""
+batch 8, with the live teacher, with the cached one, and with transfer rows (finetune.augment) each process makes."""
 
 from __future__ import annotations
 
@@ -35,13 +35,14 @@ def _losses(run: Path) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cache", ["false", "true"])
-def test_two_processes_distill_as_one_with_the_same_global_batch(tmp_path, teacher, cache):
+@pytest.mark.parametrize("cache, augment", [("false", 0), ("true", 0), ("false", 1)], ids=["live", "cached", "transfer-rows"])
+def test_two_processes_distill_as_one_with_the_same_global_batch(tmp_path, teacher, cache, augment):
     args = [
         *COMMON,
         "finetune=distill",
         f"finetune.teacher={teacher}",
         f"finetune.cache_teacher={cache}",
+        f"finetune.augment={augment}",  # every process makes and labels the same copies
         "finetune.alpha=0.5",
         "model.num_layers=1",
         "trainer.max_steps=5",
@@ -54,7 +55,7 @@ def test_two_processes_distill_as_one_with_the_same_global_batch(tmp_path, teach
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-4000:]
     one, two = (only_run_dir(tmp_path / name / "outputs") for name in ("one", "two"))
     plan = json.loads((two / "run.json").read_text())["plan"]
-    assert plan["processes"] == 2 and plan["finetune"] == "distill"
+    assert plan["processes"] == 2 and plan["finetune"] == "distill" and plan["train_examples"] == 96 * (1 + augment)
     assert len(_losses(two)) == 5 and _losses(two) == pytest.approx(_losses(one), abs=1e-5)
     m1, m2 = (json.loads((r / "eval.json").read_text())["metrics"] for r in (one, two))
     assert m2["accuracy"] == pytest.approx(m1["accuracy"], abs=1e-6)

@@ -17,6 +17,7 @@ LAYERS = [
         "config_types",
         "config",
         "deploy_config",
+        "distill_config",
         "explain_config",
         "prune_config",
         "data_report_config",

@@ -10,11 +10,12 @@ import torch
 
 from llmft.config import FinetuneMethod, TrainConfig
 from llmft.data import loading as data
-from llmft.data import batches, mixing, streaming
+from llmft.data import batches, mixing, streaming, word_swaps
 from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
 from llmft.engine.teacher_cache import fill_cache
+from llmft.engine.teacher_labels import teacher_labelled
 from llmft.engine.hidden_distill import HiddenMatch, layer_map
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
@@ -25,7 +26,7 @@ from llmft.models import backbone, finetune
 from llmft.models.quantized import four_bit_load_kwargs
 from llmft.models.teacher import load_teacher
 from llmft.tasks import get_task
-from llmft.tasks.base import Task, check_caches_teacher, check_distills
+from llmft.tasks.base import Task, check_caches_teacher, check_distills, check_swaps_words
 
 
 @dataclass
@@ -71,7 +72,9 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     model = _build_model(config, task, weights, tokenizer, device, run_dir)
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
-    loss_fn = _loss_fn(config, task, model, tokenizer, (features["train"], collate, precision))
+    loss_fn, features["train"] = _loss_fn(
+        config, task, model, tokenizer, (splits.get("train"), features["train"], collate, precision)
+    )
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
     trainer = config.trainer  # with the micro-batch the memory plan chose
     if trainer.compile:
@@ -177,18 +180,39 @@ def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
         adversarial.check_supported(config.task.family, task.per_row_loss, processes)
 
 
-def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, train: tuple[Any, Any, Precision]) -> Any:
-    """The task itself, or under finetune=distill the task's loss mixed with its teacher's term (every process loads
-    the teacher: it runs on the same batches as the student). `train`: the train features, their collator and the
-    run's precision, for finetune.cache_teacher=true (the teacher's outputs for every train row, computed here once;
-    the teacher is then freed)."""
+def _loss_fn(
+    config: TrainConfig, task: Task, model: Any, tokenizer: Any, train: tuple[Any, Any, Any, Precision]
+) -> tuple[Any, Any]:
+    """(the loss function, the train features): the task itself, or under finetune=distill the task's loss mixed with
+    its teacher's term (every process loads the teacher: it runs on the same batches as the student). `train`: the
+    train split as loaded, its features, their collator and the run's precision, for finetune.augment (transfer rows
+    the teacher labels, added to the features) and finetune.cache_teacher=true (the teacher's outputs for every train
+    row, computed here once; the teacher is then freed)."""
     tuning = config.finetune
+    rows, features, collate, precision = train
     if tuning.method is not FinetuneMethod.distill:
-        return task
+        return task, features
 
+    _check_distill(config, task, tokenizer)
+    teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
+    if tuning.augment:
+        features = _with_transfer_rows(config, task, teacher, rows, features, (collate, precision))
+    hidden = None
+    if tuning.hidden_weight > 0:
+        hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
+    if tuning.cache_teacher:
+        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision)
+    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden), features
+
+
+def _check_distill(config: TrainConfig, task: Task, tokenizer: Any) -> None:
+    """What finetune=distill cannot do with this task and these options, refused before the teacher loads."""
+    tuning = config.finetune
     check_distills(task)
     if tuning.teacher is None:
         raise UserError("finetune=distill needs finetune.teacher=<train run folder | checkpoint folder | model option>")
+    if tuning.augment:
+        check_swaps_words(task)  # the families it takes have no streamed train split (task.data.streaming)
     if tuning.cache_teacher:
         check_caches_teacher(task, len(tokenizer))
         if tuning.hidden_weight > 0:
@@ -196,14 +220,22 @@ def _loss_fn(config: TrainConfig, task: Task, model: Any, tokenizer: Any, train:
                 "finetune.hidden_weight needs the teacher's hidden states at every step; "
                 "finetune.cache_teacher=true keeps only its outputs: set one of them off"
             )
-    features, collate, precision = train
-    teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
-    hidden = None
-    if tuning.hidden_weight > 0:
-        hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
-    if tuning.cache_teacher:
-        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision)
-    return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden)
+
+
+def _with_transfer_rows(config: TrainConfig, task: Task, teacher: Any, rows: Any, features: Any, how: tuple) -> Any:
+    """finetune.augment: the train features, then `augment` word-swapped copies of the train rows, tokenized by a
+    task object of their own (this run's keeps its data statistics) and labelled by the teacher."""
+    from datasets import concatenate_datasets
+
+    collate, precision = how
+    tuning = config.finetune
+    copies = word_swaps.swapped_copies(
+        rows, list(config.task.data.text_columns), tuning.augment, tuning.augment_words, config.seed
+    )
+    copied = get_task(config.task, task.tokenizer, config.model.max_length).prepare({"train": copies})["train"]
+    copied = copied.select_columns(features.column_names)
+    labelled = teacher_labelled(teacher, copied, collate, config.trainer.eval_batch_size, precision)
+    return concatenate_datasets([features, labelled.cast(features.features)])
 
 
 def _prepared_data(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 import torch
 
@@ -61,20 +61,29 @@ def _per_token(logits: torch.Tensor, inputs: dict[str, torch.Tensor]) -> bool:
     return mask is not None and logits.dim() == 3 and tuple(logits.shape[:2]) == tuple(mask.shape)
 
 
-def fill_cache(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> TeacherCache:
-    """Run the teacher once over `features` in order (no gradients, under the run's autocast, as the live teacher runs)
-    and keep each row's logits."""
+@torch.no_grad()  # as a decorator: grad mode is set around each resume of the generator, not left on at its yields
+def teacher_passes(
+    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """(the batch as collated, the teacher's float32 logits) for `features` in order, a batch at a time: no gradients,
+    under the run's autocast, as the live teacher runs. The cache and finetune.augment's labels read it."""
     accepted = set(inspect.signature(teacher.forward).parameters) - {"labels"}
+    for batch in make_loader(features, batch_size, collate, False, 0, wrap=False):
+        inputs = {k: v.to(precision.device) for k, v in batch.items() if k in accepted}
+        with precision.autocast():
+            logits = teacher(**inputs).logits.float()
+        yield batch, logits
+
+
+def fill_cache(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> TeacherCache:
+    """Run the teacher once over `features` in order and keep each row's logits."""
     rows: list[torch.Tensor] = []
     stacked = True
-    with torch.no_grad():
-        for batch in make_loader(features, batch_size, collate, False, 0, wrap=False):
-            inputs = {k: v.to(precision.device) for k, v in batch.items() if k in accepted}
-            with precision.autocast():
-                logits = teacher(**inputs).logits.float()
-            if _per_token(logits, inputs):
-                stacked = False
-                rows += [row[mask.bool()] for row, mask in zip(logits, inputs["attention_mask"])]
-            else:
-                rows += list(logits)
+    for batch, logits in teacher_passes(teacher, features, collate, batch_size, precision):
+        mask = batch.get("attention_mask")
+        if _per_token(logits, batch):
+            stacked = False
+            rows += [row[m.bool()] for row, m in zip(logits, mask.to(logits.device))]
+        else:
+            rows += list(logits)
     return TeacherCache(torch.stack(rows) if stacked and rows else rows)

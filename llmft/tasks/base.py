@@ -189,6 +189,7 @@ class Distills(Protocol):
     seq2seq (per supervised token over the vocabulary). The others state it by not having it."""
 
     caches_teacher: bool  # its teacher outputs are small enough to precompute for the train split (cache_teacher)
+    swaps_words: bool  # its rows are text columns whose words finetune.augment may swap (data/word_swaps.py)
 
     def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Any) -> torch.Tensor:
         """alpha * the task's summed loss + (1 - alpha) * the summed teacher term, over the items `count` counts; the
@@ -213,6 +214,15 @@ def check_caches_teacher(task: Task, vocabulary: int) -> None:
             f"finetune.cache_teacher=true keeps class outputs per row; task.family={task.cfg.family} compares "
             f"per-token distributions over the vocabulary (rows x tokens x {vocabulary} floats), too large to "
             "cache: leave it false (the teacher runs on each batch)"
+        )
+
+
+def check_swaps_words(task: Task) -> None:
+    """Refuse in one line finetune.augment where the rows are not plain text columns with a class, tags or a score."""
+    if not (isinstance(task, Distills) and task.swaps_words):
+        raise UserError(
+            f"finetune.augment makes transfer rows by swapping words of text columns (families classification, "
+            f"token_classification, regression); task.family={task.cfg.family} has other rows: set finetune.augment=0"
         )
 
 

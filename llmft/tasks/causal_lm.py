@@ -357,6 +357,7 @@ class CausalLMTask(PlainHead):
         return token_loss_sum(model, inputs, targets, chunked=self.cfg.chunked_loss)
 
     caches_teacher = False  # vocabulary-sized distributions per token: too large for finetune.cache_teacher
+    swaps_words = False  # finetune.augment: prompts and responses: a swapped word changes what the response answers
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

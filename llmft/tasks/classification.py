@@ -243,6 +243,7 @@ class ClassificationTask:
         return self._loss_of_logits(model(**inputs).logits.float(), batch["labels"])
 
     caches_teacher = True  # class logits per row: finetune.cache_teacher=true keeps them
+    swaps_words = True  # finetune.augment: text columns with a label per row
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

@@ -218,6 +218,7 @@ class MultipleChoiceTask(PlainHead):
         return F.cross_entropy(self._scores(model, batch), batch["labels"], reduction="sum")
 
     caches_teacher = True  # choice scores per row: finetune.cache_teacher=true keeps them
+    swaps_words = False  # finetune.augment: a question and its choices: swapped words change which choice is right
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

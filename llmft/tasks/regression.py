@@ -136,6 +136,7 @@ class RegressionTask(PlainHead):
         return F.mse_loss(self._predictions(model, batch), batch["labels"].float(), reduction="sum")
 
     caches_teacher = True  # a score per row: finetune.cache_teacher=true keeps it
+    swaps_words = True  # finetune.augment: text columns (a pair) with a score
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

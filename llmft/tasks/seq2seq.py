@@ -120,6 +120,7 @@ class Seq2SeqTask(PlainHead):
         return token_loss_sum(model, inputs, labels, chunked=self.cfg.chunked_loss)
 
     caches_teacher = False  # vocabulary-sized distributions per token: too large for finetune.cache_teacher
+    swaps_words = False  # finetune.augment: sources and targets: a swapped word changes what the target says
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

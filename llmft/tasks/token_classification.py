@@ -225,6 +225,7 @@ class TokenClassificationTask:
         return token_loss_sum(logits, batch["labels"])
 
     caches_teacher = True  # tag logits per real token: finetune.cache_teacher=true keeps them
+    swaps_words = True  # finetune.augment: word lists with a tag per word; a copy keeps its length
 
     def distill_loss_sum(
         self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Distillation

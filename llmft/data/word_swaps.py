@@ -1,0 +1,70 @@
+"""finetune.augment's transfer rows (TinyBERT's data augmentation, simplified): copies of each train row in which a
+share of the words is swapped for other words of the train split with the same shape (capitalised, lower-case, a
+number), so the student sees the teacher's answers on sentences no label covers: names in new contexts, contexts around
+new names. Punctuation stays. A copy keeps its row's other columns; the teacher relabels it (engine/teacher_labels.py).
+
+Text columns are strings (split on white space, joined with single spaces) or word lists (token classification: the
+list keeps its length, so a row's tags stay aligned with its words). Seeded: the same split, columns and seed give the
+same copies, so a resumed run rebuilds the rows it trained on.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Optional
+
+NUMBER = re.compile(r"\d+([.,:/-]\d+)*")
+
+
+def shape(word: str) -> Optional[str]:
+    """A word's swap class: 'number', 'upper' (capitalised), 'lower'; None (punctuation, symbols: never swapped)."""
+    if NUMBER.fullmatch(word):
+        return "number"
+    if not word or not word[0].isalpha():
+        return None
+    return "upper" if word[0].isupper() else "lower"
+
+
+def _words(value: Any) -> list[str]:
+    return [str(w) for w in value] if isinstance(value, list) else str(value or "").split()
+
+
+def word_pools(rows: Any, columns: list[str]) -> dict[str, list[str]]:
+    """Each shape's distinct words in the columns, sorted (the draw depends on the data and the seed only)."""
+    pools: dict[str, set[str]] = {}
+    for column in columns:
+        for value in rows[column]:
+            for word in _words(value):
+                kind = shape(word)
+                if kind is not None:
+                    pools.setdefault(kind, set()).add(word)
+    return {kind: sorted(words) for kind, words in pools.items()}
+
+
+def swap_words(value: Any, pools: dict[str, list[str]], share: float, rng: random.Random) -> Any:
+    """`value` (a string or a word list) with each swappable word replaced, with probability `share`, by a word of
+    its shape drawn from `pools`."""
+    words = _words(value)
+    out = []
+    for word in words:
+        kind = shape(word)
+        swap = kind is not None and rng.random() < share
+        out.append(rng.choice(pools[kind]) if swap else word)
+    return out if isinstance(value, list) else " ".join(out)
+
+
+def swapped_copies(rows: Any, columns: list[str], copies: int, share: float, seed: int) -> Any:
+    """`copies` swapped copies of every row of the datasets.Dataset `rows` (copy 1 of each row, then copy 2, ...), with
+    the other columns as they were."""
+    from datasets import Dataset
+
+    pools = word_pools(rows, columns)
+    rng = random.Random(seed)
+    table = rows.to_dict()
+    out: dict[str, list[Any]] = {name: [] for name in rows.column_names}
+    for _ in range(copies):
+        swapped = {c: [swap_words(v, pools, share, rng) for v in table[c]] for c in columns}
+        for name in rows.column_names:
+            out[name] += swapped.get(name, table[name])
+    return Dataset.from_dict(out, features=rows.features)

@@ -1,0 +1,121 @@
+"""finetune.augment (distillation's transfer rows, TinyBERT-style): word-swapped copies of the train rows, labelled by
+the teacher, added to the train split. The copies keep their rows' shape and are seeded; each family's copies carry
+the teacher's own answers (top class, tag per supervised word, score); the options combine with cache_teacher and
+resume; what cannot work is refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+
+from conftest import FAST, cli, only_run_dir
+from llmft.data.word_swaps import shape, swapped_copies, word_pools
+from llmft.engine.token_loss import IGNORE
+
+SMALL = ["model=tiny-bert", "task.data.max_train_samples=48", "task.data.max_eval_samples=16", "trainer.batch_size=8"]
+DISTILL = ["finetune=distill", "finetune.teacher=tiny-bert"]
+
+
+def test_copies_keep_each_rows_shape_and_columns_and_swap_only_within_a_shape():
+    rows = Dataset.from_dict(
+        {
+            "tokens": [["Anna", "won", "in", "2009", "."], ["Paris", "beat", "Leeds", "3-1", ","]],
+            "tags": [["B-PER", "O", "O", "O", "O"], ["B-ORG", "O", "B-ORG", "O", "O"]],
+            "id": [7, 8],
+        }
+    )
+    copies = swapped_copies(rows, ["tokens"], copies=3, share=1.0, seed=0)
+    assert len(copies) == 6 and list(copies["id"]) == [7, 8] * 3 and list(copies["tags"]) == list(rows["tags"]) * 3
+    pools = word_pools(rows, ["tokens"])
+    for original, copy in zip(list(rows["tokens"]) * 3, copies["tokens"]):
+        assert len(copy) == len(original)
+        for before, after in zip(original, copy):
+            assert shape(after) == shape(before)
+            assert after == before if shape(before) is None else after in pools[shape(before)]  # punctuation stays
+    assert any(c != o for c, o in zip(copies["tokens"], list(rows["tokens"]) * 3))
+    assert list(swapped_copies(rows, ["tokens"], 3, 1.0, seed=0)["tokens"]) == list(copies["tokens"])  # seeded
+    assert list(swapped_copies(rows, ["tokens"], 3, 1.0, seed=1)["tokens"]) != list(copies["tokens"])
+
+
+def test_string_columns_are_swapped_word_by_word_and_a_share_swaps_about_that_share():
+    text = " ".join(f"word{i % 50}" for i in range(2000)).replace("word", "w")
+    rows = Dataset.from_dict({"sentence": [text], "label": [1]})
+    copy = swapped_copies(rows, ["sentence"], 1, 0.3, seed=3)["sentence"][0].split()
+    assert len(copy) == 2000
+    changed = sum(a != b for a, b in zip(copy, text.split())) / 2000
+    assert 0.25 < changed < 0.32  # 0.3 drawn, minus the draws that picked the same word (1 in 50)
+
+
+def _parts(overrides: list[str]):
+    from test_audit_promises import _compose
+
+    from llmft.commands.common import to_typed
+    from llmft.commands.setup import build_run
+    from llmft.config import TrainConfig
+
+    return build_run(to_typed(_compose([*SMALL, *overrides]), TrainConfig))
+
+
+def _teacher_answer(teacher, row: dict) -> object:
+    """The teacher's answer for one row, computed alone (no batch, no padding)."""
+    inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in row}
+    with torch.no_grad():
+        logits = teacher(**inputs).logits[0].float()
+    if isinstance(row["labels"], float):
+        return logits.item()
+    if isinstance(row["labels"], list):
+        top = logits.argmax(-1).tolist()
+        return [IGNORE if gold == IGNORE else t for gold, t in zip(row["labels"], top)]
+    return int(logits.argmax(-1))
+
+
+@pytest.mark.parametrize("task", ["ner", "sentiment", "sts"])
+def test_each_familys_copies_are_labelled_with_the_teachers_own_answers(task):
+    plain = _parts([f"task={task}", *DISTILL]).train_loader.dataset
+    parts = _parts([f"task={task}", *DISTILL, "finetune.augment=2"])
+    train = parts.train_loader.dataset
+    assert len(train) == 3 * len(plain) and parts.plan["train_examples"] == 3 * len(plain)
+    assert train.select(range(len(plain))).to_list() == plain.to_list()  # the gold rows first, unchanged
+    teacher = parts.loss_fn.teacher
+    copies = train.select(range(len(plain), len(train)))
+    differ = 0
+    for row, original in zip(copies, plain.to_list() * 2):
+        answer = _teacher_answer(teacher, row)
+        if isinstance(answer, float):
+            assert row["labels"] == pytest.approx(answer, abs=1e-4)
+        else:
+            assert row["labels"] == answer
+        if task == "ner":  # the copy supervises the same words as its row (one label per word's first sub-word)
+            assert len([x for x in row["labels"] if x != IGNORE]) == len([x for x in original["labels"] if x != IGNORE])
+        differ += row["input_ids"] != original["input_ids"]
+    assert differ > len(copies) // 2
+
+
+def test_augment_with_cache_teacher_trains_and_reports_the_rows(tmp_path):
+    cli(
+        ["train", *FAST, "task=ner", *DISTILL, "finetune.augment=1", "finetune.cache_teacher=true", "trainer.max_steps=2"],
+        cwd=tmp_path,
+    )
+    import json
+
+    plan = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]
+    assert plan["train_examples"] == 2 * plan["data"]["train"]["rows"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["finetune=full", "finetune.augment=2"], "finetune.augment is used by finetune=distill only"),
+        ([*DISTILL, "finetune.augment=-1"], "finetune.augment must be >= 0"),
+        ([*DISTILL, "finetune.augment=1", "finetune.augment_words=0"], "finetune.augment_words must be in (0, 1]"),
+        (
+            ["task=sft", "model=tiny-gpt2", "finetune=distill", "finetune.teacher=tiny-gpt2", "finetune.augment=1"],
+            "task.family=causal_lm has other rows: set finetune.augment=0",
+        ),
+    ],
+)
+def test_what_augment_cannot_do_is_refused_in_one_line(tmp_path, overrides, message):
+    proc = cli(["train", *FAST, *overrides], cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
