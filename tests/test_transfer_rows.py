@@ -5,6 +5,8 @@ resume; what cannot work is refused in one line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from datasets import Dataset
@@ -45,6 +47,17 @@ def test_string_columns_are_swapped_word_by_word_and_a_share_swaps_about_that_sh
     assert len(copy) == 2000
     changed = sum(a != b for a, b in zip(copy, text.split())) / 2000
     assert 0.25 < changed < 0.32  # 0.3 drawn, minus the draws that picked the same word (1 in 50)
+
+
+def test_a_words_punctuation_stays_in_place_and_pools_hold_bare_words():
+    texts = ['"Great movie, really (truly) good!" 10/10.', "Awful plot; dull."]
+    rows = Dataset.from_dict({"text": texts, "label": [1, 0]})
+    pools = word_pools(rows, ["text"])
+    assert sorted(pools["lower"]) == ["dull", "good", "movie", "plot", "really", "truly"] and "10/10" in pools["number"]
+    copies = swapped_copies(rows, ["text"], 4, 1.0, seed=0)["text"]
+    assert copies != texts * 4
+    marks = re.compile(r"[^\w/]+")  # everything but the words: punctuation and spaces
+    assert [marks.findall(copy) for copy in copies] == [marks.findall(text) for text in texts * 4]
 
 
 def _parts(overrides: list[str]):

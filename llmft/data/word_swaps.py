@@ -1,7 +1,8 @@
 """finetune.augment's transfer rows (TinyBERT's data augmentation, simplified): copies of each train row in which a
 share of the words is swapped for other words of the train split with the same shape (capitalised, lower-case, a
 number), so the student sees the teacher's answers on sentences no label covers: names in new contexts, contexts around
-new names. Punctuation stays. A copy keeps its row's other columns; the teacher relabels it (engine/teacher_labels.py).
+new names. Punctuation stays where it was: a word's leading and trailing marks ("good," "(Paris)") are kept around the
+word that replaces it, and only bare words enter the pools. A copy keeps its row's other columns; the teacher relabels it (engine/teacher_labels.py).
 
 Text columns are strings (split on white space, joined with single spaces) or word lists (token classification: the
 list keeps its length, so a row's tags stay aligned with its words). Seeded: the same split, columns and seed give the
@@ -15,6 +16,7 @@ import re
 from typing import Any, Optional
 
 NUMBER = re.compile(r"\d+([.,:/-]\d+)*")
+EDGES = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)  # leading marks, the word, trailing marks ("_" counts as a letter)
 
 
 def shape(word: str) -> Optional[str]:
@@ -24,6 +26,12 @@ def shape(word: str) -> Optional[str]:
     if not word or not word[0].isalpha():
         return None
     return "upper" if word[0].isupper() else "lower"
+
+
+def _split(word: str) -> tuple[str, str, str]:
+    """(leading marks, the bare word, trailing marks): '"Great!' -> ('"', 'Great', '!'); '3-1' and "don't" stay whole."""
+    lead, core, trail = EDGES.fullmatch(word).groups()
+    return lead, core, trail
 
 
 def _words(value: Any) -> list[str]:
@@ -36,21 +44,22 @@ def word_pools(rows: Any, columns: list[str]) -> dict[str, list[str]]:
     for column in columns:
         for value in rows[column]:
             for word in _words(value):
-                kind = shape(word)
+                core = _split(word)[1]
+                kind = shape(core)
                 if kind is not None:
-                    pools.setdefault(kind, set()).add(word)
+                    pools.setdefault(kind, set()).add(core)
     return {kind: sorted(words) for kind, words in pools.items()}
 
 
 def swap_words(value: Any, pools: dict[str, list[str]], share: float, rng: random.Random) -> Any:
     """`value` (a string or a word list) with each swappable word replaced, with probability `share`, by a word of
-    its shape drawn from `pools`."""
-    words = _words(value)
+    its shape drawn from `pools`, its leading and trailing marks kept."""
     out = []
-    for word in words:
-        kind = shape(word)
+    for word in _words(value):
+        lead, core, trail = _split(word)
+        kind = shape(core)
         swap = kind is not None and rng.random() < share
-        out.append(rng.choice(pools[kind]) if swap else word)
+        out.append(lead + rng.choice(pools[kind]) + trail if swap else word)
     return out if isinstance(value, list) else " ".join(out)
 
 
