@@ -89,6 +89,7 @@ def test_each_familys_copies_are_labelled_with_the_teachers_own_answers(task):
     parts = _parts([f"task={task}", *DISTILL, "finetune.augment=2"])
     train = parts.train_loader.dataset
     assert len(train) == 3 * len(plain) and parts.plan["train_examples"] == 3 * len(plain)
+    assert parts.plan["transfer_rows"] == 2 * len(plain)
     assert train.select(range(len(plain))).to_list() == plain.to_list()  # the gold rows first, unchanged
     teacher = parts.loss_fn.teacher
     copies = train.select(range(len(plain), len(train)))
@@ -106,14 +107,15 @@ def test_each_familys_copies_are_labelled_with_the_teachers_own_answers(task):
 
 
 def test_augment_with_cache_teacher_trains_and_reports_the_rows(tmp_path):
-    cli(
+    proc = cli(
         ["train", *FAST, "task=ner", *DISTILL, "finetune.augment=1", "finetune.cache_teacher=true", "trainer.max_steps=2"],
         cwd=tmp_path,
     )
     import json
 
     plan = json.loads((only_run_dir(tmp_path / "outputs") / "run.json").read_text())["plan"]
-    assert plan["train_examples"] == 2 * plan["data"]["train"]["rows"]
+    assert plan["train_examples"] == 2 * plan["data"]["train"]["rows"] and plan["transfer_rows"] == plan["data"]["train"]["rows"]
+    assert f"transfer_rows={plan['transfer_rows']}," in proc.stdout + proc.stderr  # the console says how many are copies
 
 
 @pytest.mark.parametrize(

@@ -299,13 +299,15 @@ def _plan(
     task: Task,
 ) -> dict[str, Any]:
     """What the run will do, for the console, the manifest and `trainer.dry_run`."""
-    trainer = config.trainer
+    trainer, augment = config.trainer, config.finetune.augment
     trainable, total = finetune.parameter_counts(model)
+    copies = {"transfer_rows": train_examples * augment // (augment + 1)} if augment else {}  # of the train_examples
     return {
         "device": str(precision.device),
         "precision": precision.mode.value,
         "finetune": config.finetune.method.value,
         "train_examples": train_examples,
+        **copies,
         "optimizer_steps": num_steps,
         "warmup_steps": warmup_steps(config.scheduler, num_steps),
         "processes": processes,

@@ -51,6 +51,7 @@ PLAN_SUMMARY = (
     "precision",
     "finetune",
     "train_examples",
+    "transfer_rows",
     "optimizer_steps",
     "warmup_steps",
     "effective_batch_size",
