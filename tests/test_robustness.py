@@ -121,3 +121,25 @@ def test_dp_sgd_trains_full_freeze_and_lora_within_budget(tmp_path, finetune):
     privacy = json.loads((run / "run.json").read_text())["privacy"]
     assert 7.0 < privacy["epsilon_spent"] <= 8.0  # the noise is sized to spend the budget by the last step
     assert all(loss == loss for loss in _losses(run))  # finite: each method trains through Opacus's hooks
+
+
+def test_dp_sgd_refuses_a_trainable_layer_with_buffers_in_one_line():
+    """A custom backbone (trust_remote_code) with a BatchNorm: its running statistics mix rows outside the per-sample
+    gradients, so Opacus cannot account for it; the run is refused naming the layer, not a bare traceback."""
+    pytest.importorskip("opacus")
+    import torch
+
+    from test_audit_promises import _compose
+
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig
+    from llmft.engine.privacy import make_private
+    from llmft.errors import UserError
+
+    config = to_typed(_compose([*FAST, "privacy.epsilon=8"]), TrainConfig)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    with pytest.raises(UserError) as refused:
+        make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), config, train_rows=64, num_steps=8)
+    message = str(refused.value)
+    assert message.startswith("privacy.epsilon (DP-SGD, Opacus)") and "\n" not in message
+    assert "trainable layers with buffers (1 (BatchNorm1d))" in message and "choose a backbone without them" in message

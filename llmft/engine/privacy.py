@@ -125,13 +125,24 @@ def make_private(
     warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
     try:
         hooks = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=True)
-    except NotImplementedError as ex:  # a layer with trainable weights that Opacus has no per-sample rule for
-        raise UserError(f"{REFUSED}: {str(ex).splitlines()[0]}") from None
+    except NotImplementedError:  # Opacus refuses trainable layers with buffers (BatchNorm's running statistics)
+        raise UserError(
+            f"{REFUSED} cannot give per-sample gradients to trainable layers with buffers ({_buffered_layers(model)}), "
+            "whose statistics mix the rows of a batch: choose a backbone without them"
+        ) from None
     private = DPOptimizer(
         optimizer, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm, expected_batch_size=batch, loss_reduction="mean"
     )
     frozen = sum(p.numel() for p in _embedding_parameters(model))
     return private, PrivateTraining(cfg, float(noise), sample_rate, frozen, hooks)
+
+
+def _buffered_layers(model: torch.nn.Module) -> str:
+    """The trainable layers that hold buffers, as Opacus finds them: 'name (Type)', the first three."""
+    from opacus.utils.module_utils import trainable_modules
+
+    names = [f"{name} ({type(m).__name__})" for name, m in trainable_modules(model) if next(m.buffers(), None) is not None]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def save_spent(manifest_path: Path, private: PrivateTraining, steps: int) -> dict[str, Any]:
