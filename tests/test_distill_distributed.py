@@ -1,6 +1,7 @@
 """finetune=distill under torchrun: every process holds the teacher (or, with finetune.cache_teacher=true, the cache
 of its outputs, read back by each row's index), so 2 processes x batch 4 follow the loss curve of one process x
-batch 8, with the live teacher, with the cached one, and with transfer rows (finetune.augment) each process makes."""
+batch 8, with the live teacher, with the cached one, and with transfer rows (finetune.augment) each process makes; the
+cache and the copies' labels are computed in shares, one per process, and gathered."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_two_processes_distill_as_one_with_the_same_global_batch(tmp_path, teach
         "finetune=distill",
         f"finetune.teacher={teacher}",
         f"finetune.cache_teacher={cache}",
-        f"finetune.augment={augment}",  # every process makes and labels the same copies
+        f"finetune.augment={augment}",  # every process makes the same copies; each labels half
         "finetune.alpha=0.5",
         "model.num_layers=1",
         "trainer.max_steps=5",

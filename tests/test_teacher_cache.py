@@ -67,3 +67,49 @@ def test_cache_teacher_is_refused_for_a_decoder_and_outside_distill(tmp_path):
     proc = cli([*args, "finetune.hidden_weight=1"], cwd=tmp_path, check=False)  # hidden states need the live teacher
     assert proc.returncode == 2 and "finetune.cache_teacher=true keeps only its outputs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+class _TwoProcesses:
+    """Stands in for `Dist` in process `rank` of two: gather_tensors returns what this process sent, and in the other's
+    place the outputs that process computes (the same function run alone on its share)."""
+
+    world, enabled = 2, True
+
+    def __init__(self, rank: int, shares: list) -> None:
+        self.rank, self.shares = rank, shares
+
+    def gather_tensors(self, obj):
+        assert len(obj) == len(self.shares[self.rank])  # this process sends its share's rows only
+        return [obj if r == self.rank else share for r, share in enumerate(self.shares)]
+
+
+def test_processes_share_the_teachers_passes_and_each_gets_every_row():
+    """Under torchrun the cache and the transfer rows' labels are computed in shares: each process runs the teacher over
+    half the rows, and each ends with every row's outputs, in order, as one process computes them."""
+    import torch
+    from test_transfer_rows import DISTILL, _parts
+
+    from llmft.engine.teacher_cache import fill_cache
+    from llmft.engine.teacher_labels import teacher_labelled
+
+    parts = _parts(["task=ner", *DISTILL])
+    teacher, rows = parts.loss_fn.teacher, parts.train_loader.dataset
+    run = (parts.task.collator(parts.tokenizer), 8, parts.precision)
+    seen: list[int] = []
+    teacher.register_forward_hook(lambda module, args, kwargs, out: seen.append(len(kwargs["input_ids"])), with_kwargs=True)
+    for compute in (fill_cache, teacher_labelled):
+
+        def sent(result):  # what a process sends: its rows' outputs, in order
+            return list(result["labels"]) if compute is teacher_labelled else [row.cpu() for row in result.outputs]
+
+        alone = sent(compute(teacher, rows, *run))
+        shares = [sent(compute(teacher, rows.shard(2, r, contiguous=True), *run)) for r in range(2)]
+        for rank in (0, 1):
+            seen.clear()
+            result = sent(compute(teacher, rows, *run, _TwoProcesses(rank, shares)))
+            assert sum(seen) == len(rows) // 2  # this process's share only
+            assert len(result) == len(alone) == len(rows)
+            if compute is teacher_labelled:
+                assert result == alone
+            else:
+                assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(result, alone))

@@ -73,7 +73,7 @@ def build_run(config: TrainConfig, micro_batch: Optional[int] = None, run_dir: O
     cudnn_attention = attention.apply(trainer.cudnn_attention, device, fixed_length=config.task.packing)
     collate = task.collator(tokenizer)
     loss_fn, features["train"] = _loss_fn(
-        config, task, model, tokenizer, (splits.get("train"), features["train"], collate, precision)
+        config, task, model, tokenizer, (splits.get("train"), features["train"], collate, precision, dist)
     )
     estimate, rows = _fit_memory(config, model, task, features["train"], collate, precision, dist, micro_batch)
     trainer = config.trainer  # with the micro-batch the memory plan chose
@@ -181,27 +181,28 @@ def _check_methods(config: TrainConfig, task: Task, processes: int) -> None:
 
 
 def _loss_fn(
-    config: TrainConfig, task: Task, model: Any, tokenizer: Any, train: tuple[Any, Any, Any, Precision]
+    config: TrainConfig, task: Task, model: Any, tokenizer: Any, train: tuple[Any, Any, Any, Precision, Any]
 ) -> tuple[Any, Any]:
     """(the loss function, the train features): the task itself, or under finetune=distill the task's loss mixed with
     its teacher's term (every process loads the teacher: it runs on the same batches as the student). `train`: the
-    train split as loaded, its features, their collator and the run's precision, for finetune.augment (transfer rows
-    the teacher labels, added to the features) and finetune.cache_teacher=true (the teacher's outputs for every train
-    row, computed here once; the teacher is then freed)."""
+    train split as loaded, its features, their collator, the run's precision and its processes, for finetune.augment
+    (transfer rows the teacher labels, added to the features) and finetune.cache_teacher=true (the teacher's outputs
+    for every train row, computed here once; the teacher is then freed). Under torchrun each process runs the teacher
+    over a share of those rows and every process gets them all."""
     tuning = config.finetune
-    rows, features, collate, precision = train
+    rows, features, collate, precision, dist = train
     if tuning.method is not FinetuneMethod.distill:
         return task, features
 
     _check_distill(config, task, tokenizer)
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
     if tuning.augment:
-        features = _with_transfer_rows(config, task, teacher, rows, features, (collate, precision))
+        features = _with_transfer_rows(config, task, teacher, rows, features, (collate, precision, dist))
     hidden = None
     if tuning.hidden_weight > 0:
         hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
     if tuning.cache_teacher:
-        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision)
+        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision, dist)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden), features
 
 
@@ -227,14 +228,14 @@ def _with_transfer_rows(config: TrainConfig, task: Task, teacher: Any, rows: Any
     task object of their own (this run's keeps its data statistics) and labelled by the teacher."""
     from datasets import concatenate_datasets
 
-    collate, precision = how
+    collate, precision, dist = how
     tuning = config.finetune
     copies = word_swaps.swapped_copies(
         rows, list(config.task.data.text_columns), tuning.augment, tuning.augment_words, config.seed
     )
     copied = get_task(config.task, task.tokenizer, config.model.max_length).prepare({"train": copies})["train"]
     copied = copied.select_columns(features.column_names)
-    labelled = teacher_labelled(teacher, copied, collate, config.trainer.eval_batch_size, precision)
+    labelled = teacher_labelled(teacher, copied, collate, config.trainer.eval_batch_size, precision, dist)
     return concatenate_datasets([features, labelled.cast(features.features)])
 
 

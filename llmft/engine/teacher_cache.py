@@ -75,15 +75,35 @@ def teacher_passes(
         yield batch, logits
 
 
-def fill_cache(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> TeacherCache:
-    """Run the teacher once over `features` in order and keep each row's logits."""
+def split_across(work: Callable[[Any], list], features: Any, dist: Any = None) -> list:
+    """`work(features)` (a list, one item per row, of host numbers or CPU tensors), shared by the processes under
+    torchrun: each runs it on a contiguous share of the rows, and every process gets the whole list back in row order.
+    One process (`dist` None or of world 1) runs it on all the rows."""
+    if dist is None or not dist.enabled:
+        return work(features)
+    mine = work(features.shard(dist.world, dist.rank, contiguous=True))
+    return [row for part in dist.gather_tensors(mine) for row in part]
+
+
+def _row_logits(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> list:
+    """Each row's float32 logits on the host: a row of class logits or a score, or (token classification) a
+    (real tokens, labels) block."""
     rows: list[torch.Tensor] = []
-    stacked = True
     for batch, logits in teacher_passes(teacher, features, collate, batch_size, precision):
-        mask = batch.get("attention_mask")
+        logits = logits.cpu()
         if _per_token(logits, batch):
-            stacked = False
-            rows += [row[m.bool()] for row, m in zip(logits, mask.to(logits.device))]
+            rows += [row[m.bool()] for row, m in zip(logits, batch["attention_mask"])]
         else:
             rows += list(logits)
-    return TeacherCache(torch.stack(rows) if stacked and rows else rows)
+    return rows
+
+
+def fill_cache(
+    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Any = None
+) -> TeacherCache:
+    """Run the teacher once over `features` (under torchrun each process over its share) and keep each row's logits
+    on the run's device."""
+    rows = split_across(lambda part: _row_logits(teacher, part, collate, batch_size, precision), features, dist)
+    if rows and rows[0].dim() == 1:
+        return TeacherCache(torch.stack(rows).to(precision.device))
+    return TeacherCache([row.to(precision.device) for row in rows])

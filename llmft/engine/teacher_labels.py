@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from llmft.engine.precision import Precision
-from llmft.engine.teacher_cache import teacher_passes
+from llmft.engine.teacher_cache import split_across, teacher_passes
 from llmft.engine.token_loss import IGNORE
 
 
@@ -33,9 +33,17 @@ def _unpadded(rows: torch.Tensor, mask: Optional[torch.Tensor]) -> list[Any]:
     return [row[: int(m.sum())].tolist() for row, m in zip(rows, mask)]
 
 
-def teacher_labelled(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> Any:
-    """`features` (tokenized rows with a `labels` column) with each row's labels replaced by the teacher's answers."""
-    answers: list[Any] = []
-    for batch, logits in teacher_passes(teacher, features, collate, batch_size, precision):
-        answers += _unpadded(_answers(logits.cpu(), batch["labels"]), batch.get("attention_mask"))
+def teacher_labelled(
+    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Any = None
+) -> Any:
+    """`features` (tokenized rows with a `labels` column) with each row's labels replaced by the teacher's answers;
+    under torchrun each process labels a share of the rows and every process gets them all."""
+
+    def label(part: Any) -> list[Any]:
+        answers: list[Any] = []
+        for batch, logits in teacher_passes(teacher, part, collate, batch_size, precision):
+            answers += _unpadded(_answers(logits.cpu(), batch["labels"]), batch.get("attention_mask"))
+        return answers
+
+    answers = split_across(label, features, dist)
     return features.remove_columns("labels").add_column("labels", answers).cast(features.features)
