@@ -46,6 +46,7 @@ def test_adversarial_and_privacy_refuse_what_they_cannot_do(tmp_path):
         ("privacy.epsilon=8", "finetune.adversarial=fgm"): "do not combine",
         ("privacy.epsilon=8", "task=sft", "model=tiny-gpt2"): "couples rows",
         ("privacy.epsilon=8", "trainer.group_by_length=true"): "unset trainer.group_by_length",
+        ("privacy.epsilon=8", "finetune=distill", "finetune.teacher=tiny-bert", "finetune.augment=1"): "finetune.augment=0",
     }
     for args, says in refusals.items():
         proc = cli(["train", *FAST, *args], tmp_path, check=False)

@@ -49,6 +49,10 @@ def check_supported(config: TrainConfig, task: Any, processes: int) -> None:
         (config.precision.mode is PrecisionMode.fp16, "needs unscaled per-sample gradients: use precision=fp32 or bf16"),
         (config.finetune.method is FinetuneMethod.qlora, "has no per-sample gradients for 4-bit layers: use finetune=lora"),
         (config.finetune.adversarial is not None, "and finetune.adversarial do not combine (per-sample hooks see every forward)"),
+        (
+            config.finetune.augment > 0,
+            "accounts for each train row once, and finetune.augment's copies repeat every row: set finetune.augment=0",
+        ),
     ]
     for refused, why in refusals:
         if refused:
