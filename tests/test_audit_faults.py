@@ -221,6 +221,7 @@ def _truncate(path: Path) -> None:
 DAMAGED = {
     "eval-best-weights": (["eval"], "checkpoints/best/model.safetensors", _truncate, "is damaged"),
     "generate-best-weights": (["generate", "prompt=a fine film"], "checkpoints/best/model.safetensors", _truncate, "is damaged"),
+    "eval-best-config": (["eval"], "checkpoints/best/config.json", lambda p: p.write_text('{"bad'), "not a valid JSON"),
     "resume-last-weights": (["train"], "checkpoints/last/model.safetensors", _truncate, "is damaged"),
     "resume-best-weights": (["train"], "checkpoints/best/model.safetensors", _truncate, "is damaged"),
     "resume-trainer-state": (["train"], "checkpoints/last/trainer_state.pt", _truncate, "is damaged"),

@@ -84,6 +84,10 @@ def _load_error(what: str, source: str, ex: Exception) -> UserError:
         return UserError(
             f"{what} '{source}' needs custom code that is not part of transformers; if you trust its source, set model.trust_remote_code=true"
         )
+    if Path(str(source)).expanduser().is_dir():  # a local folder: its files, not the network
+        return UserError(
+            f"could not load {what} '{source}': {first} (a damaged file: restore it from a copy, or choose another checkpoint)"
+        )
     return UserError(f"could not load {what} '{source}': {first} (a hub id needs the network, or a local folder)")
 
 
