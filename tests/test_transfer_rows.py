@@ -134,3 +134,26 @@ def test_what_augment_cannot_do_is_refused_in_one_line(tmp_path, overrides, mess
     proc = cli(["train", *FAST, *overrides], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize("task, lr", [("ner", ["optimizer.lr=1e-4"]), ("sentiment", [])])
+def test_the_distill_recipes_are_the_measured_commands(task, lr):
+    """recipe=distill-<task>-minilm is the command bench/BENCHMARKS.md measured, option for option."""
+    from test_audit_promises import _compose
+
+    from llmft.commands.common import to_typed
+    from llmft.config import TrainConfig
+
+    measured = [f"task={task}", "model=minilm-l6", "model.num_layers=3", "trainer.epochs=4", *lr, "finetune=distill"]
+    measured += ["finetune.alpha=0.1", "finetune.hidden_weight=1", "finetune.augment=3", "finetune.teacher=runs/t"]
+    recipe = [f"recipe=distill-{task}-minilm", "finetune.teacher=runs/t"]
+    assert to_typed(_compose(recipe), TrainConfig) == to_typed(_compose(measured), TrainConfig)
+
+
+def test_the_distill_recipe_runs_on_a_tiny_model_and_asks_for_its_teacher(tmp_path):
+    tiny = ["model=tiny-bert", "model.num_layers=1", "task.data.max_train_samples=32", "task.data.max_eval_samples=8"]
+    args = ["train", "recipe=distill-ner-minilm", *tiny, "trainer.max_steps=2", "trainer.progress=false"]
+    proc = cli(args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "finetune=distill needs finetune.teacher=" in proc.stderr, proc.stderr[-2000:]
+    proc = cli([*args, "finetune.teacher=tiny-bert"], cwd=tmp_path)
+    assert "finetune=distill" in proc.stdout + proc.stderr and "transfer_rows=96," in proc.stdout + proc.stderr
