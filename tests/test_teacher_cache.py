@@ -69,18 +69,19 @@ def test_cache_teacher_is_refused_for_a_decoder_and_outside_distill(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-class _TwoProcesses:
-    """Stands in for `Dist` in process `rank` of two: gather_tensors returns what this process sent, and in the other's
-    place the outputs that process computes (the same function run alone on its share)."""
+def _two_processes(rank: int, shares: list):
+    """`Dist` of process `rank` of two, whose gather returns what this process sent and, in the other's place, the
+    outputs that process computes (the same function run alone on its share)."""
+    from llmft.engine.distributed import Dist
 
-    world, enabled = 2, True
+    dist = Dist(rank=rank, world=2)
 
-    def __init__(self, rank: int, shares: list) -> None:
-        self.rank, self.shares = rank, shares
+    def gather_tensors(obj):
+        assert len(obj) == len(shares[rank])  # this process sends its share's rows only
+        return [obj if r == rank else share for r, share in enumerate(shares)]
 
-    def gather_tensors(self, obj):
-        assert len(obj) == len(self.shares[self.rank])  # this process sends its share's rows only
-        return [obj if r == self.rank else share for r, share in enumerate(self.shares)]
+    dist.gather_tensors = gather_tensors
+    return dist
 
 
 def test_processes_share_the_teachers_passes_and_each_gets_every_row():
@@ -106,7 +107,7 @@ def test_processes_share_the_teachers_passes_and_each_gets_every_row():
         shares = [sent(compute(teacher, rows.shard(2, r, contiguous=True), *run)) for r in range(2)]
         for rank in (0, 1):
             seen.clear()
-            result = sent(compute(teacher, rows, *run, _TwoProcesses(rank, shares)))
+            result = sent(compute(teacher, rows, *run, _two_processes(rank, shares)))
             assert sum(seen) == len(rows) // 2  # this process's share only
             assert len(result) == len(alone) == len(rows)
             if compute is teacher_labelled:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -62,6 +62,15 @@ class Dist:
         buffer = io.BytesIO()
         torch.save(obj, buffer)
         return [torch.load(io.BytesIO(b), weights_only=True) for b in self.gather(buffer.getvalue())]
+
+    def shared(self, work: Callable[[Any], list], rows: Any) -> list:
+        """`work(rows)` (a list with an item per row of a datasets.Dataset: host numbers or CPU tensors) computed by
+        the processes together: each runs `work` on a contiguous share of the rows, and every process gets the whole
+        list back, in row order."""
+        if not self.enabled:
+            return work(rows)
+        mine = work(rows.shard(self.world, self.rank, contiguous=True))
+        return [item for part in self.gather_tensors(mine) for item in part]
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""

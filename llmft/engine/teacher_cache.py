@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
 from llmft.data.loaders import make_loader
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
 
 RowOutputs = Union[torch.Tensor, list[torch.Tensor]]  # (rows, ...) stacked, or per row (its tokens, labels)
@@ -75,16 +76,6 @@ def teacher_passes(
         yield batch, logits
 
 
-def split_across(work: Callable[[Any], list], features: Any, dist: Any = None) -> list:
-    """`work(features)` (a list, one item per row, of host numbers or CPU tensors), shared by the processes under
-    torchrun: each runs it on a contiguous share of the rows, and every process gets the whole list back in row order.
-    One process (`dist` None or of world 1) runs it on all the rows."""
-    if dist is None or not dist.enabled:
-        return work(features)
-    mine = work(features.shard(dist.world, dist.rank, contiguous=True))
-    return [row for part in dist.gather_tensors(mine) for row in part]
-
-
 def _row_logits(teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision) -> list:
     """Each row's float32 logits on the host: a row of class logits or a score, or (token classification) a
     (real tokens, labels) block."""
@@ -99,11 +90,11 @@ def _row_logits(teacher: torch.nn.Module, features: Any, collate: Callable, batc
 
 
 def fill_cache(
-    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Any = None
+    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Optional[Dist] = None
 ) -> TeacherCache:
-    """Run the teacher once over `features` (under torchrun each process over its share) and keep each row's logits
-    on the run's device."""
-    rows = split_across(lambda part: _row_logits(teacher, part, collate, batch_size, precision), features, dist)
+    """Run the teacher once over `features` (under torchrun each process over its share, `Dist.shared`) and keep each
+    row's logits on the run's device."""
+    rows = (dist or Dist()).shared(lambda part: _row_logits(teacher, part, collate, batch_size, precision), features)
     if rows and rows[0].dim() == 1:
         return TeacherCache(torch.stack(rows).to(precision.device))
     return TeacherCache([row.to(precision.device) for row in rows])

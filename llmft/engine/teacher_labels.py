@@ -13,8 +13,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from llmft.engine.distributed import Dist
 from llmft.engine.precision import Precision
-from llmft.engine.teacher_cache import split_across, teacher_passes
+from llmft.engine.teacher_cache import teacher_passes
 from llmft.engine.token_loss import IGNORE
 
 
@@ -34,7 +35,7 @@ def _unpadded(rows: torch.Tensor, mask: Optional[torch.Tensor]) -> list[Any]:
 
 
 def teacher_labelled(
-    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Any = None
+    teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Optional[Dist] = None
 ) -> Any:
     """`features` (tokenized rows with a `labels` column) with each row's labels replaced by the teacher's answers;
     under torchrun each process labels a share of the rows and every process gets them all."""
@@ -45,5 +46,5 @@ def teacher_labelled(
             answers += _unpadded(_answers(logits.cpu(), batch["labels"]), batch.get("attention_mask"))
         return answers
 
-    answers = split_across(label, features, dist)
+    answers = (dist or Dist()).shared(label, features)
     return features.remove_columns("labels").add_column("labels", answers).cast(features.features)
