@@ -185,8 +185,9 @@ def check_class_probabilities(task: Task, what: str) -> None:
 @runtime_checkable
 class Distills(Protocol):
     """A family that learns from a teacher's outputs (finetune=distill): classification and multiple choice (class
-    distributions), token classification (per supervised sub-word), regression (the teacher's score), causal LM and
-    seq2seq (per supervised token over the vocabulary). The others state it by not having it."""
+    distributions), token classification (per supervised sub-word), regression (the teacher's score), embedding (its
+    in-batch similarities and scored cosines), causal LM and seq2seq (per supervised token over the vocabulary). The
+    others state it by not having it."""
 
     caches_teacher: bool  # its teacher outputs are small enough to precompute for the train split (cache_teacher)
     swaps_words: bool  # its rows are text columns whose words finetune.augment may swap (data/word_swaps.py)
@@ -202,18 +203,20 @@ def check_distills(task: Task) -> None:
     if not isinstance(task, Distills):
         raise UserError(
             f"finetune=distill is for families classification, multiple_choice, token_classification, regression, "
-            f"causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term"
+            f"embedding, causal_lm and seq2seq; task.family={task.cfg.family} has no teacher term"
         )
 
 
 def check_caches_teacher(task: Task, vocabulary: int) -> None:
     """Refuse in one line finetune.cache_teacher=true where the teacher's outputs are a distribution over the
-    vocabulary at every token."""
+    vocabulary at every token, or otherwise not a row's own (a family says why in `uncached_because`)."""
     if not (isinstance(task, Distills) and task.caches_teacher):
+        why = getattr(task, "uncached_because", None) or (
+            f"per-token distributions over the vocabulary (rows x tokens x {vocabulary} floats), too large to cache"
+        )
         raise UserError(
-            f"finetune.cache_teacher=true keeps class outputs per row; task.family={task.cfg.family} compares "
-            f"per-token distributions over the vocabulary (rows x tokens x {vocabulary} floats), too large to "
-            "cache: leave it false (the teacher runs on each batch)"
+            f"finetune.cache_teacher=true keeps class outputs per row; task.family={task.cfg.family} compares {why}: "
+            "leave it false (the teacher runs on each batch)"
         )
 
 

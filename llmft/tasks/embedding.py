@@ -24,10 +24,10 @@ from llmft.engine.precision import Precision
 from llmft.errors import UserError
 from llmft.evaluation.embedding_metrics import MRR_AT, RECALL_AT, retrieval_metrics, similarity_metrics
 from llmft.tasks.base import PlainHead, PredictRequest
+from llmft.tasks.embedding_distill import PAIR, SCORED, teacher_term_sum  # PAIR, SCORED: a row's kind
 from llmft.tasks.losses import EMBEDDING_LOSSES
 from llmft.tasks.options import EmbeddingLoss, EmbeddingOptions
 
-PAIR, SCORED = 0, 1  # a row's kind
 PAIR_SEPARATOR = "|||"  # `llmft generate prompt="text one ||| text two"`: the cosine similarity of the two
 
 
@@ -240,8 +240,23 @@ class EmbeddingTask(PlainHead):
     def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """MultipleNegativesRankingLoss over the batch's pairs (the other pairs' positives and every hard negative are
         negatives) plus CoSENTLoss over its scored pairs, each times its rows (the loop divides by the rows)."""
+        return self._loss_of(self.embed(model, batch["input_ids"], batch["attention_mask"]), batch)
+
+    caches_teacher = False  # the teacher term compares each row with the batch's others: no per-row cache
+    uncached_because = "each row with the batch's other rows (in-batch similarities), which a per-row cache cannot hold"
+    swaps_words = False  # finetune.augment: a pair's texts: a swapped word changes whether they match
+
+    def distill_loss_sum(self, model: Any, teacher: Any, batch: dict[str, torch.Tensor], distillation: Any) -> torch.Tensor:
+        """alpha * the loss above + (1 - alpha) * the teacher term of tasks/embedding_distill.py (the teacher's in-batch
+        similarities, softened, and its scored pairs' cosines), both summed over the rows."""
+        ours = self.embed(model, batch["input_ids"], batch["attention_mask"])
+        with torch.no_grad():
+            theirs = self.embed(teacher, batch["input_ids"], batch["attention_mask"])
+        teacher_sum = teacher_term_sum(ours, theirs, batch["kind"], self.cfg.scale, distillation)
+        return distillation.mix(self._loss_of(ours, batch), teacher_sum)
+
+    def _loss_of(self, emb: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         rows = int(batch["kind"].numel())
-        emb = self.embed(model, batch["input_ids"], batch["attention_mask"])
         a, b, c = emb[:rows], emb[rows : 2 * rows], emb[2 * rows :]
         pair, scored = batch["kind"] == PAIR, batch["kind"] == SCORED
         total = emb.new_zeros(())
