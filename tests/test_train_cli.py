@@ -171,7 +171,9 @@ def test_every_recipe_runs_shrunk(recipe, tmp_path):
     family = _recipe_family(recipe)
     tiny = TINY_BY_FAMILY[family]
     generative = ["task.eval_generate_samples=4"] if family in ("causal_lm", "seq2seq") else []
+    student = [f"finetune.teacher={tiny}", "model.num_layers=1"] if recipe.startswith("distill-") else []
     shrink = [
+        *student,
         f"model={tiny}",
         "model.max_length=96",
         "task.data.max_train_samples=64",
