@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from llmft.engine.distill_loss import Distillation
+
 PAIR, SCORED = 0, 1  # a row's kind in the embedding family's batches
 
 
@@ -32,7 +34,9 @@ def scored_cosines(embeddings: torch.Tensor, kind: torch.Tensor) -> torch.Tensor
     return F.cosine_similarity(embeddings[:rows][scored], embeddings[rows : 2 * rows][scored], dim=-1)
 
 
-def teacher_term_sum(ours: torch.Tensor, theirs: torch.Tensor, kind: torch.Tensor, scale: float, distillation) -> torch.Tensor:
+def teacher_term_sum(
+    ours: torch.Tensor, theirs: torch.Tensor, kind: torch.Tensor, scale: float, distillation: Distillation
+) -> torch.Tensor:
     """The summed teacher term over a batch's rows: the divergence of each pair row's in-batch similarities, plus the
     squared error of each scored row's cosine."""
     total = ours.new_zeros(())
