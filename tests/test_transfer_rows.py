@@ -58,6 +58,8 @@ def test_a_words_punctuation_stays_in_place_and_pools_hold_bare_words():
     assert copies != texts * 4
     marks = re.compile(r"[^\w/]+")  # everything but the words: punctuation and spaces
     assert [marks.findall(copy) for copy in copies] == [marks.findall(text) for text in texts * 4]
+    missing = Dataset.from_dict({"text": ["a fine film", None], "label": [1, 0]})
+    assert swapped_copies(missing, ["text"], 1, 1.0, seed=0)["text"][1] is None  # dropped (or refused) like its row
 
 
 def _parts(overrides: list[str]):

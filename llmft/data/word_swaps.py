@@ -53,7 +53,10 @@ def word_pools(rows: Any, columns: list[str]) -> dict[str, list[str]]:
 
 def swap_words(value: Any, pools: dict[str, list[str]], share: float, rng: random.Random) -> Any:
     """`value` (a string or a word list) with each swappable word replaced, with probability `share`, by a word of
-    its shape drawn from `pools`, its leading and trailing marks kept."""
+    its shape drawn from `pools`, its leading and trailing marks kept. Anything else (a missing text) is returned as
+    it is, so the task drops or refuses a copy exactly where it drops or refuses its row."""
+    if not isinstance(value, (str, list)):
+        return value
     out = []
     for word in _words(value):
         lead, core, trail = _split(word)
