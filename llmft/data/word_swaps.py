@@ -2,7 +2,8 @@
 share of the words is swapped for other words of the train split with the same shape (capitalised, lower-case, a
 number), so the student sees the teacher's answers on sentences no label covers: names in new contexts, contexts around
 new names. Punctuation stays where it was: a word's leading and trailing marks ("good," "(Paris)") are kept around the
-word that replaces it, and only bare words enter the pools. A copy keeps its row's other columns; the teacher relabels it (engine/teacher_labels.py).
+word that replaces it, and only bare words enter the pools. A copy keeps its row's other columns; the teacher
+relabels it (engine/teacher_labels.py).
 
 Text columns are strings (split on white space, joined with single spaces) or word lists (token classification: the
 list keeps its length, so a row's tags stay aligned with its words). Seeded: the same split, columns and seed give the
@@ -30,8 +31,7 @@ def shape(word: str) -> Optional[str]:
 
 def _split(word: str) -> tuple[str, str, str]:
     """(leading marks, the bare word, trailing marks): '"Great!' -> ('"', 'Great', '!'); '3-1' and "don't" stay whole."""
-    lead, core, trail = EDGES.fullmatch(word).groups()
-    return lead, core, trail
+    return EDGES.fullmatch(word).groups()
 
 
 def _words(value: Any) -> list[str]:

@@ -24,7 +24,9 @@ def in_batch_similarities(embeddings: torch.Tensor, kind: torch.Tensor, scale: f
     pair = kind == PAIR
     anchors = embeddings[:rows][pair]
     candidates = torch.cat([embeddings[rows : 2 * rows][pair], embeddings[2 * rows :]])
-    return scale * F.normalize(anchors, dim=-1) @ F.normalize(candidates, dim=-1).T
+    from sentence_transformers.util import cos_sim  # MultipleNegativesRankingLoss's own similarity
+
+    return scale * cos_sim(anchors, candidates)
 
 
 def scored_cosines(embeddings: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
