@@ -120,6 +120,34 @@ def test_augment_with_cache_teacher_trains_and_reports_the_rows(tmp_path):
     assert f"transfer_rows={plan['transfer_rows']}," in proc.stdout + proc.stderr  # the console says how many are copies
 
 
+def test_with_the_cache_the_copies_pass_through_the_teacher_once_and_their_labels_agree_with_it(monkeypatch):
+    """finetune.augment + finetune.cache_teacher: the pass that labels the copies also fills their cache rows, so the
+    teacher runs over each train row once (N + 1 passes of the split, not 2N + 1), and each copy's cached outputs are
+    the teacher's own for that copy, whose arg-max is the copy's label."""
+    from llmft.engine import teacher_cache
+
+    passed, teachers = [], []
+    passes = teacher_cache.teacher_passes
+
+    def counted(teacher, features, *how):
+        passed.append(len(features)), teachers.append(teacher)
+        return passes(teacher, features, *how)
+
+    monkeypatch.setattr(teacher_cache, "teacher_passes", counted)
+    parts = _parts(["task=ner", *DISTILL, "finetune.augment=2", "finetune.cache_teacher=true"])
+    train, cache = parts.train_loader.dataset.ds, parts.loss_fn.teacher  # IndexedRows: the rows, found by index
+    assert isinstance(cache, teacher_cache.TeacherCache) and len(cache) == len(train) == 3 * (len(train) // 3)
+    assert sum(passed) == len(train)  # each row once: the copies' labelling pass, then the gold rows' cache pass
+    teacher = teachers[0]
+    for i in range(len(train) // 3, len(train), 7):  # copies
+        row = train[i]
+        inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in row}
+        with torch.no_grad():
+            alone = teacher(**inputs).logits[0].float()
+        assert torch.allclose(cache.outputs[i].cpu(), alone, atol=1e-5)
+        assert row["labels"] == _teacher_answer(teacher, row)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -14,8 +14,8 @@ from llmft.data import batches, mixing, streaming, word_swaps
 from llmft.models.packing_probe import attends_within_examples
 from llmft.engine import adversarial, attention, distributed, memory, privacy
 from llmft.engine.distill_loss import Distillation, DistilledLoss
-from llmft.engine.teacher_cache import fill_cache
-from llmft.engine.teacher_labels import teacher_labelled
+from llmft.engine.teacher_cache import fill_cache, row_logits
+from llmft.engine.teacher_labels import with_answers
 from llmft.engine.hidden_distill import HiddenMatch, layer_map
 from llmft.engine.loop import total_steps
 from llmft.engine.optim import build_optimizer, build_scheduler, warmup_steps
@@ -187,8 +187,8 @@ def _loss_fn(
     its teacher's term (every process loads the teacher: it runs on the same batches as the student). `train`: the
     train split as loaded, its features, their collator, the run's precision and its processes, for finetune.augment
     (transfer rows the teacher labels, added to the features) and finetune.cache_teacher=true (the teacher's outputs
-    for every train row, computed here once; the teacher is then freed). Under torchrun each process runs the teacher
-    over a share of those rows and every process gets them all."""
+    for every train row, computed here once, the copies' from the pass that labelled them; the teacher is then freed).
+    Under torchrun each process runs the teacher over a share of those rows and every process gets them all."""
     tuning = config.finetune
     rows, features, collate, precision, dist = train
     if tuning.method is not FinetuneMethod.distill:
@@ -196,13 +196,14 @@ def _loss_fn(
 
     _check_distill(config, task, tokenizer)
     teacher = load_teacher(tuning.teacher, task.auto_class_name, task.head_kwargs(), model, tokenizer, precision.device)
+    copied: list = []  # the transfer rows' teacher logits
     if tuning.augment:
-        features = _with_transfer_rows(config, task, teacher, rows, features, (collate, precision, dist))
+        features, copied = _with_transfer_rows(config, task, teacher, rows, features, (collate, precision, dist))
     hidden = None
     if tuning.hidden_weight > 0:
         hidden = HiddenMatch(tuning.hidden_weight, layer_map(model, teacher, config.model.keep_layers))
     if tuning.cache_teacher:
-        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision, dist)
+        teacher = fill_cache(teacher, features, collate, config.trainer.eval_batch_size, precision, dist, copied)
     return DistilledLoss(task, teacher, Distillation(tuning.temperature, tuning.alpha, tuning.kd_loss), hidden), features
 
 
@@ -223,9 +224,10 @@ def _check_distill(config: TrainConfig, task: Task, tokenizer: Any) -> None:
             )
 
 
-def _with_transfer_rows(config: TrainConfig, task: Task, teacher: Any, rows: Any, features: Any, how: tuple) -> Any:
-    """finetune.augment: the train features, then `augment` word-swapped copies of the train rows, tokenized by a
-    task object of their own (this run's keeps its data statistics) and labelled by the teacher."""
+def _with_transfer_rows(config: TrainConfig, task: Task, teacher: Any, rows: Any, features: Any, how: tuple) -> tuple:
+    """finetune.augment: (the train features, then `augment` word-swapped copies of the train rows, tokenized by a
+    task object of their own (this run's keeps its data statistics) and labelled by the teacher; the teacher's logits
+    for the copies)."""
     from datasets import concatenate_datasets
 
     collate, precision, dist = how
@@ -235,8 +237,9 @@ def _with_transfer_rows(config: TrainConfig, task: Task, teacher: Any, rows: Any
     )
     copied = get_task(config.task, task.tokenizer, config.model.max_length).prepare({"train": copies})["train"]
     copied = copied.select_columns(features.column_names)
-    labelled = teacher_labelled(teacher, copied, collate, config.trainer.eval_batch_size, precision, dist)
-    return concatenate_datasets([features, labelled.cast(features.features)])
+    logits = row_logits(teacher, copied, collate, config.trainer.eval_batch_size, precision, dist)
+    labelled = with_answers(copied, logits)
+    return concatenate_datasets([features, labelled.cast(features.features)]), logits
 
 
 def _prepared_data(

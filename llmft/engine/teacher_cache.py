@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -67,7 +67,7 @@ def teacher_passes(
     teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """(the batch as collated, the teacher's float32 logits) for `features` in order, a batch at a time: no gradients,
-    under the run's autocast, as the live teacher runs. The cache and finetune.augment's labels read it."""
+    under the run's autocast, as the live teacher runs. The cache and finetune.augment's labels read it (row_logits)."""
     accepted = set(inspect.signature(teacher.forward).parameters) - {"labels"}
     for batch in make_loader(features, batch_size, collate, False, 0, wrap=False):
         inputs = {k: v.to(precision.device) for k, v in batch.items() if k in accepted}
@@ -89,12 +89,27 @@ def _row_logits(teacher: torch.nn.Module, features: Any, collate: Callable, batc
     return rows
 
 
-def fill_cache(
+def row_logits(
     teacher: torch.nn.Module, features: Any, collate: Callable, batch_size: int, precision: Precision, dist: Optional[Dist] = None
+) -> list[torch.Tensor]:
+    """The teacher's float32 logits for each row of `features`, in order, on the host; under torchrun each process runs
+    the teacher over its share (`Dist.shared`) and every process gets them all."""
+    return (dist or Dist()).shared(lambda part: _row_logits(teacher, part, collate, batch_size, precision), features)
+
+
+def fill_cache(
+    teacher: torch.nn.Module,
+    features: Any,
+    collate: Callable,
+    batch_size: int,
+    precision: Precision,
+    dist: Optional[Dist] = None,
+    known: Sequence[torch.Tensor] = (),
 ) -> TeacherCache:
-    """Run the teacher once over `features` (under torchrun each process over its share, `Dist.shared`) and keep each
-    row's logits on the run's device."""
-    rows = (dist or Dist()).shared(lambda part: _row_logits(teacher, part, collate, batch_size, precision), features)
+    """Run the teacher once over `features` and keep each row's logits on the run's device. `known`: the outputs of
+    the last len(known) rows, already computed (finetune.augment's copies, labelled from them): not run again."""
+    ahead = features.select(range(len(features) - len(known))) if known else features
+    rows = [*row_logits(teacher, ahead, collate, batch_size, precision, dist), *known]
     if rows and rows[0].dim() == 1:
         return TeacherCache(torch.stack(rows).to(precision.device))
     return TeacherCache([row.to(precision.device) for row in rows])
