@@ -215,8 +215,10 @@ def test_distill_without_a_teacher_or_on_a_family_without_a_teacher_term_is_refu
 
 
 @pytest.mark.slow  # three short runs
-@pytest.mark.parametrize("augment", [0, 1])  # 1: the transfer rows are made again, the same, on resume
-def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch, augment):
+@pytest.mark.parametrize(  # augment 1: the transfer rows are made again, the same, on resume (and, cached, their outputs)
+    "augment, cache", [(0, "false"), (1, "false"), (1, "true")], ids=["live", "transfer-rows", "transfer-rows-cached"]
+)
+def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch, augment, cache):
     from llmft.engine import loop
 
     args = [
@@ -232,6 +234,7 @@ def test_a_distilled_run_resumes_exactly(tmp_path, monkeypatch, augment):
         "finetune.temperature=2",
         "finetune.alpha=0.5",
         f"finetune.augment={augment}",
+        f"finetune.cache_teacher={cache}",
     ]  # dropout on: the RNG streams are restored too
     (tmp_path / "unbroken").mkdir(), (tmp_path / "broken").mkdir()
     cli(["train", *args], cwd=tmp_path / "unbroken")
