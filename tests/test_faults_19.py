@@ -8,6 +8,7 @@ max_tokens and seed; a torn ONNX export named for what is wrong with it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
@@ -22,6 +23,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import cli, only_run_dir
+
+NEEDS_SERVE = pytest.mark.skipif(  # tests of optional integrations skip when their extras are missing (README)
+    importlib.util.find_spec("fastapi") is None, reason='llmft serve needs pip install "llmft[serve]"'
+)
 
 FAST = [
     "model=tiny-bert",
@@ -80,6 +85,7 @@ def test_a_run_is_written_with_its_interpolations_resolved(tmp_path):
     cli(["eval", f"run={run}"], tmp_path)  # loads where the variable is unset: the value is in the run
 
 
+@NEEDS_SERVE
 def test_serve_refuses_a_saved_config_holding_an_interpolation_and_leaks_nothing(run, tmp_path):
     copy = _copy(run, tmp_path / "run")
     config = copy / ".hydra" / "config.yaml"
@@ -110,6 +116,7 @@ def _stub_served(generates: bool = False) -> SimpleNamespace:
     )
 
 
+@NEEDS_SERVE
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
 def test_serve_answers_only_the_routes_the_readme_lists(path):
     from fastapi.testclient import TestClient
@@ -428,6 +435,7 @@ def decoder_client():
         yield client
 
 
+@NEEDS_SERVE
 @pytest.mark.parametrize(
     "body, param, words",
     [
@@ -445,6 +453,7 @@ def test_serve_refuses_out_of_range_fields_with_400(decoder_client, body, param,
     assert decoder_client.post("/v1/completions", json={"prompt": "Hello there", "max_tokens": 2}).status_code == 200
 
 
+@NEEDS_SERVE
 @pytest.mark.parametrize(
     "record, words",
     [
